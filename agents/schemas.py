@@ -1,0 +1,173 @@
+"""The node API wire contract: the one set of schemas both the control plane and the edge agent import.
+
+Plain pydantic, no Django. Every string is bounded and free of NUL bytes, numbers are finite and fit
+the database columns, so a malformed or hostile payload is a 422 with a message and never reaches
+the database as something it would reject with a 500.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+MAX_SEQ = 2**63 - 1
+MAX_JSON_DEPTH = 8
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+def _json_clean(value: Any, depth: int = 0) -> Any:
+    """Reject what JSON columns cannot store (NUL bytes, non-finite floats) and deep nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        return _no_nul(value)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError("NaN and infinity are not allowed")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SEQ:
+        raise ValueError("integer out of range")
+    if isinstance(value, dict):
+        return {_no_nul(str(k)): _json_clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_clean(v, depth + 1) for v in value]
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+Str = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+ShortStr = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+LongStr = Annotated[str, Field(max_length=4000), AfterValidator(_no_nul)]
+JsonDict = Annotated[dict[str, Any], AfterValidator(_json_clean)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9._/-]*$")]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HardwareProfile(Strict):
+    """What a node says it is. Used by hardware-aware model assignment."""
+
+    cpu_model: ShortStr = ""
+    cpu_flags: Annotated[list[Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]], Field(max_length=256)] = []
+    cpu_cores: Annotated[int, Field(ge=0, le=4096)] = 0
+    ram_mb: Annotated[int, Field(ge=0, le=1 << 32)] = 0
+    gpu: ShortStr = ""
+    vram_mb: Annotated[int, Field(ge=0, le=1 << 32)] = 0
+    os: ShortStr = ""
+    arch: Annotated[str, Field(max_length=32), AfterValidator(_no_nul)] = ""
+    runtime_versions: Annotated[dict[Annotated[str, Field(max_length=64)], ShortStr], Field(max_length=32)] = {}
+
+
+class EnrollIn(Strict):
+    token: Annotated[str, Field(min_length=8, max_length=200), AfterValidator(_no_nul)]
+    name: Name
+    hardware: HardwareProfile = HardwareProfile()
+
+
+class EnrollOut(BaseModel):
+    node_id: str
+    fleet: str
+    credential: str = Field(description="Shown once. Send as 'Authorization: Bearer <credential>'.")
+    credential_expires_at: datetime | None = None
+    poll_interval_s: int
+
+
+class RotateOut(BaseModel):
+    credential: str = Field(description="The new credential, shown once.")
+    old_credential_valid_until: datetime
+
+
+class DesiredState(BaseModel):
+    """One versioned document per node. Sections are filled by later layers of the product."""
+
+    node_id: str
+    revision: int
+    poll_interval_s: int
+    model: dict[str, Any] | None = None
+    agents: list[dict[str, Any]] = []
+    tools: dict[str, Any] = {}
+    routing: dict[str, Any] = {}
+    compliance: dict[str, Any] = {}
+
+
+SECTIONS = ("model", "agents", "tools", "routing", "compliance")
+
+Health = Literal["ok", "degraded", "error", "starting"]
+
+
+class ReportedStateIn(Strict):
+    applied_revision: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+    model_digest: Annotated[str, Field(max_length=80), AfterValidator(_no_nul)] = ""
+    health: Health = "ok"
+    errors: Annotated[list[LongStr], Field(max_length=50)] = []
+    details: JsonDict = {}
+
+
+class ReportedStateOut(BaseModel):
+    desired_revision: int
+    in_sync: bool
+
+
+class MetricSample(Strict):
+    seq: Seq
+    ts: Timestamp
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")]
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+
+
+class NodeEvent(Strict):
+    seq: Seq
+    ts: Timestamp
+    kind: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")]
+    data: JsonDict = {}
+
+
+class MetricBatchIn(Strict):
+    samples: Annotated[list[MetricSample], Field(min_length=1)]
+
+    @field_validator("samples")
+    @classmethod
+    def _unique_seqs(cls, samples: list[MetricSample]) -> list[MetricSample]:
+        if len({s.seq for s in samples}) != len(samples):
+            raise ValueError("sequence numbers repeat within the batch")
+        return samples
+
+
+class EventBatchIn(Strict):
+    events: Annotated[list[NodeEvent], Field(min_length=1)]
+
+    @field_validator("events")
+    @classmethod
+    def _unique_seqs(cls, events: list[NodeEvent]) -> list[NodeEvent]:
+        if len({e.seq for e in events}) != len(events):
+            raise ValueError("sequence numbers repeat within the batch")
+        return events
+
+
+class AckOut(BaseModel):
+    """`acked_seq`: every item with seq <= this has been stored durably; the node may drop them."""
+
+    acked_seq: int
+    accepted: int
+    duplicates: int
+
+
+class ErrorOut(BaseModel):
+    detail: Any

@@ -1,0 +1,130 @@
+"""Who may do what: the one place that answers it, one access function per object type.
+
+Every access function returns the object or raises NotFound, for a missing object and a forbidden
+one alike, so a caller cannot learn that a fleet or node it may not see exists.
+
+Actions: VIEW (read), OPERATE (nodes, tokens, desired state), ADMINISTER (fleet settings,
+memberships). See docs/permissions.md for the matrix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from controlplane.errors import NotFound
+
+from .models import Membership, Role
+
+if TYPE_CHECKING:
+    from edgenodes.models import DesiredStateLayer, EnrollmentToken, Fleet, Node
+
+VIEW = "view"
+OPERATE = "operate"
+ADMINISTER = "administer"
+VIEW_AUDIT = "view_audit"
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.ADMIN: frozenset({VIEW, OPERATE, ADMINISTER, VIEW_AUDIT}),
+    Role.OPERATOR: frozenset({VIEW, OPERATE}),
+    Role.COMPLIANCE: frozenset({VIEW, VIEW_AUDIT}),
+    Role.VIEWER: frozenset({VIEW}),
+}
+
+
+def _token_scope(user) -> tuple[str, set[int]] | None:
+    """A personal token may narrow its user's rights: (role cap, fleet ids); set by the API auth."""
+    return getattr(user, "token_scope", None)
+
+
+def is_global_admin(user) -> bool:
+    scope = _token_scope(user)
+    if scope and (scope[0] or scope[1]):
+        return False  # a narrowed token is never global
+    return bool(user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def allowed(role: str, action: str) -> bool:
+    return action in PERMISSIONS.get(role, frozenset())
+
+
+def fleet_ids(user, action: str) -> set[int] | None:
+    """Fleet ids where `user` may do `action`; None means every fleet (global admin)."""
+    if not (user and user.is_authenticated and user.is_active):
+        return set()
+    if is_global_admin(user):
+        return None
+    scope = _token_scope(user)
+    if user.is_superuser:
+        from edgenodes.models import Fleet
+
+        roles = dict.fromkeys(Fleet.objects.values_list("id", flat=True), Role.ADMIN)
+    else:
+        roles = dict(Membership.objects.filter(user=user).values_list("fleet_id", "role"))
+    ids = {fid for fid, role in roles.items() if allowed(role, action)}
+    if scope:
+        cap, scoped_fleets = scope
+        if cap:
+            ids = {fid for fid in ids if allowed(cap, action)}
+        if scoped_fleets:
+            ids &= scoped_fleets
+    return ids
+
+
+def restrict(queryset: QuerySet, user, action: str, fleet_field: str = "fleet_id") -> QuerySet:
+    """Narrow any queryset to the rows in fleets where `user` may do `action`."""
+    ids = fleet_ids(user, action)
+    if ids is None:
+        return queryset
+    return queryset.filter(**{f"{fleet_field}__in": ids})
+
+
+def can(user, fleet_id: int, action: str) -> bool:
+    ids = fleet_ids(user, action)
+    return ids is None or fleet_id in ids
+
+
+def access_fleet(user, slug: str, action: str = VIEW) -> Fleet:
+    from edgenodes.models import Fleet
+
+    fleet = restrict(Fleet.objects.all(), user, action, "id").filter(slug=slug).first()
+    if fleet is None:
+        raise NotFound(f"fleet '{slug}' not found")
+    return fleet
+
+
+def access_node(user, node_id, action: str = VIEW) -> Node:
+    from edgenodes.models import Node
+
+    try:
+        pk = node_id if isinstance(node_id, uuid.UUID) else uuid.UUID(str(node_id))
+    except ValueError:
+        raise NotFound(f"node '{node_id}' not found") from None
+    node = restrict(Node.objects.select_related("fleet"), user, action).filter(pk=pk).first()
+    if node is None:
+        raise NotFound(f"node '{node_id}' not found")
+    return node
+
+
+def access_enrollment_token(user, token_id: int, action: str = VIEW) -> EnrollmentToken:
+    from edgenodes.models import EnrollmentToken
+
+    token = restrict(EnrollmentToken.objects.select_related("fleet"), user, action).filter(pk=token_id).first()
+    if token is None:
+        raise NotFound(f"enrollment token {token_id} not found")
+    return token
+
+
+def access_layer(user, fleet_slug: str, name: str, action: str = VIEW) -> DesiredStateLayer:
+    from edgenodes.models import DesiredStateLayer
+
+    layer = (
+        restrict(DesiredStateLayer.objects.select_related("fleet"), user, action)
+        .filter(fleet__slug=fleet_slug, name=name)
+        .first()
+    )
+    if layer is None:
+        raise NotFound(f"layer '{name}' not found in fleet '{fleet_slug}'")
+    return layer

@@ -1,0 +1,80 @@
+"""The ninja API root: the node API (/api/node/v1/) and the admin API (/api/v1/)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, SessionAuth
+
+from controlplane import tokens
+from controlplane.accounts.api import router as tokens_router
+from controlplane.accounts.models import PersonalToken
+from controlplane.errors import RateLimited, ServiceError, Unauthorized
+from edgenodes.api import router as fleet_router
+from edgenodes.node_api import router as node_router
+
+
+class PersonalTokenAuth(HttpBearer):
+    """`Authorization: Bearer efp_…` for automation. The token's role and fleets narrow its user's."""
+
+    openapi_description = "Personal API token (prefix efp_)."
+
+    def authenticate(self, request: HttpRequest, token: str):
+        if not token.startswith(tokens.PERSONAL_PREFIX):
+            raise Unauthorized("missing or malformed API token")
+        pt = (
+            PersonalToken.objects.select_related("user")
+            .prefetch_related("fleets")
+            .filter(token_hash=tokens.hash_token(token))
+            .first()
+        )
+        if pt is None or not pt.is_usable(timezone.now()) or not pt.user.is_active:
+            raise Unauthorized("unknown, expired or revoked API token")
+        user = pt.user
+        user.token_scope = (pt.role, {f.pk for f in pt.fleets.all()})
+        request.user = user
+        return user
+
+
+def _install_handlers(api: NinjaAPI) -> None:
+    @api.exception_handler(ServiceError)
+    def service_error(request, exc: ServiceError):
+        response = api.create_response(request, {"detail": exc.message}, status=exc.status)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @api.exception_handler(AuthenticationError)
+    def auth_error(request, exc):
+        return api.create_response(request, {"detail": "authentication required"}, status=401)
+
+    @api.exception_handler(ValidationError)
+    def validation_error(request, exc: ValidationError):
+        return api.create_response(request, {"detail": exc.errors}, status=422)
+
+    @api.exception_handler(HttpError)
+    def http_error(request, exc: HttpError):
+        return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+node_api = NinjaAPI(
+    title="edgefleet node API",
+    version="1",
+    urls_namespace="node-api",
+    description="What edge nodes call: enroll, poll desired state, report state, send metrics and events.",
+)
+node_api.add_router("/", node_router)
+_install_handlers(node_api)
+
+admin_api = NinjaAPI(
+    title="edgefleet admin API",
+    version="1",
+    urls_namespace="admin-api",
+    auth=[SessionAuth(), PersonalTokenAuth()],
+    description="Fleets, nodes, enrollment tokens, desired state. Session or personal API token auth.",
+)
+admin_api.add_router("/", fleet_router)
+admin_api.add_router("/tokens", tokens_router)
+_install_handlers(admin_api)

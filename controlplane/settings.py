@@ -1,0 +1,180 @@
+"""Settings read from the environment with working defaults, so a bare checkout runs.
+
+Production mode (EDGEFLEET_PRODUCTION=1) refuses to start without a real SECRET_KEY and turns on
+the HTTPS hardening that `manage.py check --deploy` asks for.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+PRODUCTION = env_bool("EDGEFLEET_PRODUCTION")
+DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+
+_DEV_SECRET = "dev-insecure-secret-key-only-for-local-use-0123456789abcdefghij"  # noqa: S105
+SECRET_KEY = os.environ.get("SECRET_KEY", "" if PRODUCTION else _DEV_SECRET)
+if PRODUCTION and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured(
+        "EDGEFLEET_PRODUCTION is set but SECRET_KEY is missing or too weak: "
+        "set SECRET_KEY to 50+ random characters."
+    )
+
+ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+VAR_DIR = Path(os.environ.get("EDGEFLEET_VAR_DIR", BASE_DIR / "var"))
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "controlplane.accounts",
+    "controlplane.audit",
+    "edgenodes",
+]
+
+MIDDLEWARE = [
+    "controlplane.middleware.RequestIdMiddleware",
+    "controlplane.middleware.NodeApiGuardMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+ASGI_APPLICATION = "controlplane.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        env="DATABASE_URL",
+        default=f"sqlite:///{VAR_DIR / 'edgefleet.sqlite3'}",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + a busy timeout so the dev server, the maintenance loop and the demo node coexist.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Request bodies: node batches are bounded by EDGEFLEET_NODE_MAX_BODY_BYTES (413 above it).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+
+# --- edgefleet ------------------------------------------------------------------------------
+EDGEFLEET = {
+    # Seconds between desired-state polls a node is told to use, unless its fleet says otherwise.
+    "POLL_INTERVAL_S": env_int("EDGEFLEET_POLL_INTERVAL_S", 30),
+    # +/- fraction of jitter applied to every poll interval handed out.
+    "POLL_JITTER": float(os.environ.get("EDGEFLEET_POLL_JITTER", "0.1")),
+    # A node is "online" within ONLINE_FACTOR poll intervals of its last contact, "stale" within
+    # STALE_FACTOR, "offline" after that.
+    "ONLINE_FACTOR": 2.0,
+    "STALE_FACTOR": 10.0,
+    # Per-node requests per minute on the node API (a token bucket per worker process).
+    "NODE_RATE_PER_MIN": env_int("EDGEFLEET_NODE_RATE_PER_MIN", 120),
+    # Requests in flight per worker above which the node API answers 429 + Retry-After.
+    "MAX_IN_FLIGHT": env_int("EDGEFLEET_MAX_IN_FLIGHT", 256),
+    "OVERLOAD_RETRY_AFTER_S": env_int("EDGEFLEET_OVERLOAD_RETRY_AFTER_S", 15),
+    "NODE_MAX_BODY_BYTES": env_int("EDGEFLEET_NODE_MAX_BODY_BYTES", 1_048_576),
+    "NODE_MAX_BATCH": env_int("EDGEFLEET_NODE_MAX_BATCH", 500),
+    # Raw metric samples are kept this long; per-minute rollups are kept ROLLUP_RETENTION_DAYS.
+    "METRICS_RAW_RETENTION_H": env_int("EDGEFLEET_METRICS_RAW_RETENTION_H", 48),
+    "METRICS_ROLLUP_RETENTION_DAYS": env_int("EDGEFLEET_METRICS_ROLLUP_RETENTION_DAYS", 400),
+    # Overlap during which a rotated node credential keeps working.
+    "CREDENTIAL_OVERLAP_S": env_int("EDGEFLEET_CREDENTIAL_OVERLAP_S", 3600),
+    "ENROLLMENT_TOKEN_DEFAULT_TTL_H": env_int("EDGEFLEET_ENROLLMENT_TOKEN_TTL_H", 24),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+}
+
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"

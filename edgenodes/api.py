@@ -1,0 +1,321 @@
+"""Admin API for fleets, nodes, enrollment tokens and desired-state layers (/api/v1/).
+
+Handlers are thin: an access function finds the object (404 for missing and forbidden alike), a
+service function does the write.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from ninja import Field, Query, Router, Schema, Status
+
+from agents.schemas import SECTIONS, JsonDict, Labels, Name
+from controlplane.accounts import access
+from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW
+from controlplane.errors import Forbidden, ServiceError
+
+from . import desired_state, services
+from .models import DesiredStateLayer, EnrollmentToken, Fleet, Node, NodeStatus
+
+router = Router(tags=["fleet"])
+
+Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+# --- schemas ------------------------------------------------------------------------------------
+
+
+class FleetIn(Schema):
+    slug: Slug
+    name: Name
+    description: Annotated[str, Field(max_length=2000)] = ""
+    poll_interval_s: Annotated[int, Field(ge=5, le=86_400)] | None = None
+
+
+class FleetPatch(Schema):
+    name: Name | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    poll_interval_s: Annotated[int, Field(ge=5, le=86_400)] | None = None
+
+
+class FleetOut(Schema):
+    slug: str
+    name: str
+    description: str
+    poll_interval_s: int
+    created_at: datetime
+
+    @staticmethod
+    def resolve_poll_interval_s(obj: Fleet) -> int:
+        return obj.effective_poll_interval_s
+
+
+class NodeOut(Schema):
+    id: UUID
+    fleet: str
+    name: str
+    labels: dict[str, str]
+    hardware: dict[str, Any]
+    status: str
+    last_seen_at: datetime | None
+    enrolled_at: datetime
+    desired_revision: int
+    reported_revision: int | None
+    reported_model_digest: str
+    reported_health: str
+    reported_errors: list[str]
+    in_sync: bool
+
+    @staticmethod
+    def resolve_fleet(obj: Node) -> str:
+        return obj.fleet.slug
+
+
+class NodePatch(Schema):
+    name: Name | None = None
+    labels: Labels | None = None
+
+
+class DriftOut(Schema):
+    id: UUID
+    name: str
+    fleet: str
+    desired_revision: int
+    reported_revision: int | None
+    reported_health: str
+    reported_errors: list[str]
+    reason: str
+
+    @staticmethod
+    def resolve_fleet(obj: Node) -> str:
+        return obj.fleet.slug
+
+    @staticmethod
+    def resolve_reason(obj: Node) -> str:
+        if obj.reported_revision is None:
+            return "node has not reported any state yet"
+        if obj.reported_errors:
+            return f"node reports errors: {obj.reported_errors[0]}"
+        if obj.reported_revision < obj.desired_revision:
+            return "node has not applied the latest revision yet"
+        return "node reports a revision the control plane did not issue"
+
+
+class EnrollmentTokenIn(Schema):
+    labels: Labels = {}
+    ttl_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24
+    max_uses: Annotated[int, Field(ge=1, le=100_000)] = 1
+    note: Annotated[str, Field(max_length=200)] = ""
+
+
+class EnrollmentTokenOut(Schema):
+    id: int
+    fleet: str
+    prefix: str
+    note: str
+    labels: dict[str, str]
+    expires_at: datetime
+    max_uses: int
+    uses: int
+    revoked_at: datetime | None
+    usable: bool
+
+    @staticmethod
+    def resolve_fleet(obj: EnrollmentToken) -> str:
+        return obj.fleet.slug
+
+    @staticmethod
+    def resolve_usable(obj: EnrollmentToken) -> bool:
+        return not obj.problem()
+
+
+class EnrollmentTokenCreatedOut(EnrollmentTokenOut):
+    token: str = Field(description="The enrollment token. Shown once; only its hash is stored.")
+
+
+class LayerIn(Schema):
+    scope: Literal["fleet", "label", "node"]
+    selector: Labels = {}
+    node: UUID | None = None
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    sections: JsonDict
+
+
+class LayerOut(Schema):
+    name: str
+    fleet: str
+    scope: str
+    selector: dict[str, str]
+    node: UUID | None
+    priority: int
+    sections: dict[str, Any]
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_fleet(obj: DesiredStateLayer) -> str:
+        return obj.fleet.slug
+
+    @staticmethod
+    def resolve_node(obj: DesiredStateLayer) -> UUID | None:
+        return obj.node_id
+
+
+class LayerPutOut(Schema):
+    layer: LayerOut
+    nodes_changed: int
+
+
+class RevokedOut(Schema):
+    credentials_revoked: int
+
+
+class NodeFilter(Schema):
+    fleet: str | None = None
+    status: NodeStatus | None = None
+    label: Annotated[str, Field(max_length=130, pattern=r"^[^=]+=[^=]*$")] | None = Field(
+        None, description="key=value"
+    )
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+    offset: Annotated[int, Field(ge=0)] = 0
+
+
+# --- fleets -------------------------------------------------------------------------------------
+
+
+@router.get("/fleets", response=list[FleetOut])
+def list_fleets(request):
+    return access.restrict(Fleet.objects.order_by("slug"), request.auth, VIEW, "id")
+
+
+@router.post("/fleets", response={201: FleetOut})
+def create_fleet(request, payload: FleetIn):
+    if not access.is_global_admin(request.auth):
+        raise Forbidden("only global admins create fleets")
+    return Status(201, services.do_create_fleet(request.auth, request=request, **payload.dict()))
+
+
+@router.get("/fleets/{slug}", response=FleetOut)
+def get_fleet(request, slug: str):
+    return access.access_fleet(request.auth, slug, VIEW)
+
+
+@router.patch("/fleets/{slug}", response=FleetOut)
+def update_fleet(request, slug: str, payload: FleetPatch):
+    fleet = access.access_fleet(request.auth, slug, ADMINISTER)
+    return services.do_update_fleet(request.auth, fleet, request=request, **payload.dict(exclude_unset=True))
+
+
+# --- enrollment tokens --------------------------------------------------------------------------
+
+
+@router.get("/fleets/{slug}/enrollment-tokens", response=list[EnrollmentTokenOut])
+def list_enrollment_tokens(request, slug: str):
+    fleet = access.access_fleet(request.auth, slug, OPERATE)
+    return fleet.enrollment_tokens.select_related("fleet").order_by("-created_at")
+
+
+@router.post("/fleets/{slug}/enrollment-tokens", response={201: EnrollmentTokenCreatedOut})
+def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
+    fleet = access.access_fleet(request.auth, slug, OPERATE)
+    token, plaintext = services.do_create_enrollment_token(
+        request.auth, fleet, labels=payload.labels, ttl=timedelta(hours=payload.ttl_hours),
+        max_uses=payload.max_uses, note=payload.note, request=request,
+    )
+    token.token = plaintext  # type: ignore[attr-defined]
+    return Status(201, token)
+
+
+@router.post("/enrollment-tokens/{token_id}/revoke", response=EnrollmentTokenOut)
+def revoke_enrollment_token(request, token_id: int):
+    token = access.access_enrollment_token(request.auth, token_id, OPERATE)
+    return services.do_revoke_enrollment_token(request.auth, token, request=request)
+
+
+# --- nodes --------------------------------------------------------------------------------------
+
+
+@router.get("/nodes", response=list[NodeOut])
+def list_nodes(request, filters: Query[NodeFilter]):
+    nodes = access.restrict(Node.objects.select_related("fleet"), request.auth, VIEW)
+    if filters.fleet:
+        nodes = nodes.filter(fleet__slug=filters.fleet)
+    if filters.status:
+        nodes = nodes.with_status(filters.status)
+    if filters.label:
+        key, value = filters.label.split("=", 1)
+        nodes = nodes.filter(pk__in=[pk for pk, labels in nodes.values_list("id", "labels") if labels.get(key) == value])
+    return nodes.order_by("fleet__slug", "name")[filters.offset : filters.offset + filters.limit]
+
+
+@router.get("/nodes/drift", response=list[DriftOut])
+def list_drift(request, fleet: str | None = None):
+    """Nodes whose reported state differs from their desired state, and why."""
+    nodes = access.restrict(Node.objects.select_related("fleet").drifted(), request.auth, VIEW)
+    if fleet:
+        nodes = nodes.filter(fleet__slug=fleet)
+    return nodes.order_by("fleet__slug", "name")[:1000]
+
+
+@router.get("/nodes/{node_id}", response=NodeOut)
+def get_node(request, node_id: str):
+    return access.access_node(request.auth, node_id, VIEW)
+
+
+@router.patch("/nodes/{node_id}", response=NodeOut)
+def update_node(request, node_id: str, payload: NodePatch):
+    node = access.access_node(request.auth, node_id, OPERATE)
+    return services.do_update_node(request.auth, node, request=request, **payload.dict(exclude_unset=True))
+
+
+@router.post("/nodes/{node_id}/revoke", response=RevokedOut)
+def revoke_node(request, node_id: str):
+    """Revoke every credential of the node; its next request is answered 401."""
+    node = access.access_node(request.auth, node_id, OPERATE)
+    return {"credentials_revoked": services.do_revoke_node(request.auth, node, request=request)}
+
+
+@router.get("/nodes/{node_id}/desired-state", response=dict[str, Any])
+def preview_desired_state(request, node_id: str):
+    """The document the node gets on its next poll."""
+    return desired_state.document(access.access_node(request.auth, node_id, VIEW))
+
+
+# --- desired-state layers -----------------------------------------------------------------------
+
+
+@router.get("/fleets/{slug}/layers", response=list[LayerOut])
+def list_layers(request, slug: str):
+    fleet = access.access_fleet(request.auth, slug, VIEW)
+    return desired_state.ordered(fleet.layers.select_related("fleet"))
+
+
+@router.put("/fleets/{slug}/layers/{name}", response=LayerPutOut)
+def put_layer(request, slug: str, name: str, payload: LayerIn):
+    """Create or replace a layer. Sections: model, agents, tools, routing, compliance."""
+    fleet = access.access_fleet(request.auth, slug, OPERATE)
+    unknown = set(payload.sections) - set(SECTIONS)
+    if unknown:
+        raise ServiceError(f"unknown sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
+    if not (0 < len(name) <= 63 and name.replace("-", "").replace("_", "").isalnum()):
+        raise ServiceError("layer name must be 1-63 letters, digits, '-' or '_'")
+    node = None
+    if payload.scope == "node":
+        if payload.node is None:
+            raise ServiceError("a node layer needs 'node'")
+        node = access.access_node(request.auth, payload.node, OPERATE)
+    if payload.scope == "label" and not payload.selector:
+        raise ServiceError("a label layer needs a non-empty 'selector'")
+    layer, changed = services.do_put_layer(
+        request.auth, fleet, name=name, scope=payload.scope, sections=payload.sections,
+        selector=payload.selector, node=node, priority=payload.priority, request=request,
+    )
+    return {"layer": layer, "nodes_changed": changed}
+
+
+@router.delete("/fleets/{slug}/layers/{name}", response={200: dict[str, int]})
+def delete_layer(request, slug: str, name: str):
+    layer = access.access_layer(request.auth, slug, name, OPERATE)
+    return {"nodes_changed": services.do_delete_layer(request.auth, layer, request=request)}

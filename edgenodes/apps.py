@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EdgenodesConfig(AppConfig):
+    name = "edgenodes"
+    verbose_name = "Edge nodes"

@@ -1,0 +1,82 @@
+"""Compose a node's desired-state document from its fleet's layers.
+
+Order: fleet layers, then label layers whose selector matches the node, then node layers; within a
+scope by priority (low to high), then name. Later layers win: dicts are merged key by key, anything
+else (lists, scalars, null) replaces. The revision of a node moves only when the composed document's
+digest changes, so an edit that leaves a node's document as it was causes no download on that node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from agents.schemas import SECTIONS
+
+from .models import DesiredStateLayer, Fleet, LayerScope, Node
+
+_SCOPE_ORDER = {LayerScope.FLEET: 0, LayerScope.LABEL: 1, LayerScope.NODE: 2}
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = merge(base.get(key), value)
+        return out
+    return overlay
+
+
+def empty_sections() -> dict[str, Any]:
+    return {"model": None, "agents": [], "tools": {}, "routing": {}, "compliance": {}}
+
+
+def ordered(layers: Iterable[DesiredStateLayer]) -> list[DesiredStateLayer]:
+    return sorted(layers, key=lambda layer: (_SCOPE_ORDER[LayerScope(layer.scope)], layer.priority, layer.name))
+
+
+def compose(node: Node, layers: Iterable[DesiredStateLayer]) -> dict[str, Any]:
+    """The node's sections. `layers` are its fleet's layers, in any order."""
+    sections = empty_sections()
+    for layer in ordered(layers):
+        if layer.matches(node):
+            for name in SECTIONS:
+                if name in layer.sections:
+                    sections[name] = merge(sections[name], layer.sections[name])
+    return sections
+
+
+def digest(sections: dict[str, Any]) -> str:
+    canonical = json.dumps(sections, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def document(node: Node) -> dict[str, Any]:
+    """The full desired-state document for one node (used on a poll whose ETag did not match)."""
+    sections = compose(node, node.fleet.layers.all())
+    return {
+        "node_id": str(node.pk),
+        "revision": node.desired_revision,
+        "poll_interval_s": node.poll_interval_s,
+        **sections,
+    }
+
+
+def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
+    """Recompute digests for `nodes` (default: the whole fleet); bump the revision of each node
+    whose document changed and save only those. Returns the changed nodes."""
+    layers = list(fleet.layers.all())
+    if nodes is None:
+        nodes = fleet.nodes.only("id", "fleet_id", "labels", "desired_revision", "desired_digest")
+    changed = []
+    for node in nodes:
+        new = digest(compose(node, layers))
+        if new != node.desired_digest:
+            if node.desired_digest:
+                node.desired_revision += 1
+            node.desired_digest = new
+            changed.append(node)
+    Node.objects.bulk_update(changed, ["desired_revision", "desired_digest"], batch_size=1000)
+    return changed

@@ -1,0 +1,257 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class Fleet(models.Model):
+    """The unit of policy and permission."""
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    # Seconds between polls handed to this fleet's nodes; null means the global default. Raising it
+    # is how an admin slows a whole fleet down.
+    poll_interval_s = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def effective_poll_interval_s(self) -> int:
+        return self.poll_interval_s or settings.EDGEFLEET["POLL_INTERVAL_S"]
+
+
+class NodeStatus(models.TextChoices):
+    NEVER = "never", "Never seen"
+    ONLINE = "online", "Online"
+    STALE = "stale", "Stale"
+    OFFLINE = "offline", "Offline"
+
+
+class NodeQuerySet(models.QuerySet):
+    def with_status(self, status: str):
+        """Nodes whose derived status is `status`. Status depends on each fleet's poll interval, so
+        the cut-offs are computed per fleet (fleets are few) and OR-ed together."""
+        if status == NodeStatus.NEVER:
+            return self.filter(last_seen_at__isnull=True)
+        cfg = settings.EDGEFLEET
+        now = timezone.now()
+        q = Q(pk__in=[])
+        for fleet in Fleet.objects.only("id", "poll_interval_s"):
+            interval = fleet.effective_poll_interval_s
+            online_cut = now - timedelta(seconds=interval * cfg["ONLINE_FACTOR"])
+            stale_cut = now - timedelta(seconds=interval * cfg["STALE_FACTOR"])
+            if status == NodeStatus.ONLINE:
+                q |= Q(fleet=fleet, last_seen_at__gte=online_cut)
+            elif status == NodeStatus.STALE:
+                q |= Q(fleet=fleet, last_seen_at__lt=online_cut, last_seen_at__gte=stale_cut)
+            else:
+                q |= Q(fleet=fleet, last_seen_at__lt=stale_cut)
+        return self.filter(q)
+
+    def drifted(self):
+        """Nodes whose reported revision is not their desired revision."""
+        return self.filter(Q(reported_revision__isnull=True) | ~Q(reported_revision=F("desired_revision")))
+
+
+class Node(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    fleet = models.ForeignKey(Fleet, on_delete=models.PROTECT, related_name="nodes")
+    name = models.CharField(max_length=100)
+    labels = models.JSONField(default=dict, blank=True)
+    hardware = models.JSONField(default=dict, blank=True)
+    enrolled_at = models.DateTimeField(default=timezone.now)
+    enrolled_with = models.ForeignKey(
+        "EnrollmentToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="nodes"
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Desired state: the revision increases only when the composed document's digest changes.
+    desired_revision = models.PositiveBigIntegerField(default=1)
+    desired_digest = models.CharField(max_length=64, blank=True)
+    # What the node reported back.
+    reported_revision = models.PositiveBigIntegerField(null=True, blank=True)
+    reported_model_digest = models.CharField(max_length=80, blank=True)
+    reported_health = models.CharField(max_length=16, blank=True)
+    reported_errors = models.JSONField(default=list, blank=True)
+    reported_details = models.JSONField(default=dict, blank=True)
+    reported_at = models.DateTimeField(null=True, blank=True)
+    # High-water marks acknowledged to the node for its metric and event streams.
+    metrics_acked_seq = models.PositiveBigIntegerField(default=0)
+    events_acked_seq = models.PositiveBigIntegerField(default=0)
+
+    objects = NodeQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["fleet", "name"], name="node_name_unique_in_fleet")]
+        indexes = [models.Index(fields=["fleet", "last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fleet_id})"
+
+    @property
+    def poll_interval_s(self) -> int:
+        return self.fleet.effective_poll_interval_s
+
+    def status_at(self, now=None) -> str:
+        if self.last_seen_at is None:
+            return NodeStatus.NEVER
+        now = now or timezone.now()
+        cfg = settings.EDGEFLEET
+        age = (now - self.last_seen_at).total_seconds()
+        if age <= self.poll_interval_s * cfg["ONLINE_FACTOR"]:
+            return NodeStatus.ONLINE
+        if age <= self.poll_interval_s * cfg["STALE_FACTOR"]:
+            return NodeStatus.STALE
+        return NodeStatus.OFFLINE
+
+    @property
+    def status(self) -> str:
+        return self.status_at()
+
+    @property
+    def in_sync(self) -> bool:
+        return self.reported_revision == self.desired_revision
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.desired_revision}-{self.desired_digest[:16]}"'
+
+
+class NodeCredential(models.Model):
+    """A node's bearer credential. Several may be valid during a rotation's overlap window."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="credentials")
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… for {self.node_id}"
+
+    def is_usable(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+def default_token_expiry():
+    return timezone.now() + timedelta(hours=settings.EDGEFLEET["ENROLLMENT_TOKEN_DEFAULT_TTL_H"])
+
+
+class EnrollmentToken(models.Model):
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="enrollment_tokens")
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    note = models.CharField(max_length=200, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField(default=default_token_expiry)
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… → {self.fleet_id}"
+
+    def problem(self, now=None) -> str:
+        """Why this token cannot enroll a node now, or '' if it can."""
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return "enrollment token has been revoked"
+        if self.expires_at <= now:
+            return "enrollment token has expired"
+        if self.uses >= self.max_uses:
+            return "enrollment token has no uses left"
+        return ""
+
+
+class LayerScope(models.TextChoices):
+    FLEET = "fleet", "Whole fleet"
+    LABEL = "label", "Nodes matching a label selector"
+    NODE = "node", "One node"
+
+
+class DesiredStateLayer(models.Model):
+    """A slice of desired state. A node's document is its fleet's layers, then matching label
+    layers (by priority, then name), then its own node layers, deep-merged in that order."""
+
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="layers")
+    name = models.SlugField(max_length=63)
+    scope = models.CharField(max_length=8, choices=LayerScope.choices)
+    selector = models.JSONField(default=dict, blank=True)
+    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.CASCADE, related_name="layers")
+    priority = models.IntegerField(default=0)
+    sections = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["fleet", "name"], name="layer_name_unique_in_fleet")]
+
+    def __str__(self) -> str:
+        return f"{self.fleet_id}/{self.name}"
+
+    def matches(self, node: Node) -> bool:
+        if self.scope == LayerScope.FLEET:
+            return True
+        if self.scope == LayerScope.NODE:
+            return self.node_id == node.pk
+        return all(node.labels.get(k) == v for k, v in self.selector.items())
+
+
+class MetricSample(models.Model):
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    ts = models.DateTimeField()
+    name = models.CharField(max_length=64)
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "seq"], name="metric_seq_unique_per_node")]
+        indexes = [models.Index(fields=["ts"]), models.Index(fields=["node", "name", "ts"])]
+
+
+class MetricRollup(models.Model):
+    """Per-minute aggregate of raw samples, kept far longer than the raw samples."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64)
+    minute = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    total = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "name", "minute"], name="rollup_unique")]
+        indexes = [models.Index(fields=["minute"])]
+
+
+class NodeEventRecord(models.Model):
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    ts = models.DateTimeField()
+    kind = models.CharField(max_length=64)
+    data = models.JSONField(default=dict)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "seq"], name="event_seq_unique_per_node")]
+        indexes = [models.Index(fields=["node", "ts"])]
+
+
+class RollupCursor(models.Model):
+    """Singleton: raw samples with id <= `last_sample_id` have been folded into rollups. Cursoring on
+    the id (arrival order), not on the sample time, folds in samples that arrive late from a node that
+    was offline for hours."""
+
+    last_sample_id = models.BigIntegerField(default=0)

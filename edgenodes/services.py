@@ -1,0 +1,294 @@
+"""Every write to nodes, fleets, tokens and desired state goes through one function here.
+
+Each takes the acting user or node explicitly, runs in one transaction, writes its audit record in
+that transaction, and publishes websocket events only on commit. The admin API, the node API, the
+dashboard and the management commands all call these; none of them writes models directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from agents import schemas
+from controlplane import tokens
+from controlplane.audit.services import record
+from controlplane.errors import Conflict, NotFound, Unauthorized
+from controlplane.events import publish_on_commit
+
+from . import desired_state
+from .models import (
+    DesiredStateLayer,
+    EnrollmentToken,
+    Fleet,
+    LayerScope,
+    MetricSample,
+    Node,
+    NodeCredential,
+    NodeEventRecord,
+)
+
+
+def _fleet_snapshot(fleet: Fleet) -> dict[str, Any]:
+    return {"slug": fleet.slug, "name": fleet.name, "poll_interval_s": fleet.poll_interval_s}
+
+
+# --- fleets ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_create_fleet(user, *, slug: str, name: str, description: str = "", poll_interval_s: int | None = None, request=None) -> Fleet:
+    if Fleet.objects.filter(slug=slug).exists():
+        raise Conflict(f"a fleet with slug '{slug}' already exists")
+    fleet = Fleet.objects.create(slug=slug, name=name, description=description, poll_interval_s=poll_interval_s)
+    record("fleet.create", fleet, user=user, fleet=fleet, after=_fleet_snapshot(fleet), request=request)
+    publish_on_commit(fleet.pk, "fleet.created", slug=fleet.slug)
+    return fleet
+
+
+@transaction.atomic
+def do_update_fleet(user, fleet: Fleet, *, request=None, **changes: Any) -> Fleet:
+    before = _fleet_snapshot(fleet)
+    for key, value in changes.items():
+        setattr(fleet, key, value)
+    fleet.save(update_fields=list(changes))
+    record("fleet.update", fleet, user=user, fleet=fleet, before=before, after=_fleet_snapshot(fleet), request=request)
+    publish_on_commit(fleet.pk, "fleet.updated", slug=fleet.slug)
+    return fleet
+
+
+# --- enrollment tokens ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_create_enrollment_token(
+    user, fleet: Fleet, *, labels: dict[str, str] | None = None, ttl: timedelta | None = None,
+    max_uses: int = 1, note: str = "", request=None,
+) -> tuple[EnrollmentToken, str]:
+    """Returns the token and its plaintext, which is never stored and never shown again."""
+    plaintext, token_hash, prefix = tokens.new_token(tokens.ENROLLMENT_PREFIX)
+    ttl = ttl or timedelta(hours=settings.EDGEFLEET["ENROLLMENT_TOKEN_DEFAULT_TTL_H"])
+    token = EnrollmentToken.objects.create(
+        fleet=fleet, prefix=prefix, token_hash=token_hash, labels=labels or {}, note=note,
+        expires_at=timezone.now() + ttl, max_uses=max_uses, created_by=user if user and user.is_authenticated else None,
+    )
+    record("enrollment_token.create", token, user=user, fleet=fleet,
+           after={"prefix": prefix, "labels": token.labels, "max_uses": max_uses, "expires_at": token.expires_at.isoformat()},
+           request=request)
+    return token, plaintext
+
+
+@transaction.atomic
+def do_revoke_enrollment_token(user, token: EnrollmentToken, *, request=None) -> EnrollmentToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        record("enrollment_token.revoke", token, user=user, fleet=token.fleet, request=request)
+    return token
+
+
+# --- enrollment and node credentials --------------------------------------------------------------
+
+
+def _issue_credential(node: Node) -> tuple[NodeCredential, str]:
+    plaintext, token_hash, prefix = tokens.new_token(tokens.NODE_PREFIX)
+    cred = NodeCredential.objects.create(node=node, prefix=prefix, token_hash=token_hash)
+    return cred, plaintext
+
+
+@transaction.atomic
+def do_enroll_node(enroll: schemas.EnrollIn, *, request=None) -> tuple[Node, str]:
+    """Spend one use of an enrollment token; create the node and its first credential."""
+    token = (
+        EnrollmentToken.objects.select_for_update()
+        .select_related("fleet")
+        .filter(token_hash=tokens.hash_token(enroll.token))
+        .first()
+    )
+    if token is None:
+        raise Unauthorized("unknown enrollment token")
+    problem = token.problem()
+    if problem:
+        raise Unauthorized(problem)
+    if Node.objects.filter(fleet=token.fleet, name=enroll.name).exists():
+        raise Conflict(f"a node named '{enroll.name}' already exists in fleet '{token.fleet.slug}'")
+    token.uses = F("uses") + 1
+    token.save(update_fields=["uses"])
+    node = Node(fleet=token.fleet, name=enroll.name, labels=dict(token.labels),
+                hardware=enroll.hardware.model_dump(), enrolled_with=token)
+    try:
+        with transaction.atomic():
+            node.save()
+    except IntegrityError as exc:  # a concurrent enrollment took the name
+        raise Conflict(f"a node named '{enroll.name}' already exists in fleet '{token.fleet.slug}'") from exc
+    desired_state.refresh(token.fleet, [node])
+    _, plaintext = _issue_credential(node)
+    record("node.enroll", node, node=node, fleet=token.fleet,
+           after={"name": node.name, "labels": node.labels, "token": token.prefix}, request=request)
+    publish_on_commit(token.fleet_id, "node.enrolled", node=str(node.pk), name=node.name)
+    return node, plaintext
+
+
+@transaction.atomic
+def do_rotate_node_credential(node: Node, current: NodeCredential, *, request=None) -> tuple[str, datetime]:
+    """The node asks for a new credential; the one it used stays valid for the overlap window."""
+    overlap_until = timezone.now() + timedelta(seconds=settings.EDGEFLEET["CREDENTIAL_OVERLAP_S"])
+    if current.expires_at is None or current.expires_at > overlap_until:
+        current.expires_at = overlap_until
+        current.save(update_fields=["expires_at"])
+    _, plaintext = _issue_credential(node)
+    record("node.credential_rotate", node, node=node, fleet=node.fleet,
+           after={"old": current.prefix, "old_valid_until": overlap_until.isoformat()}, request=request)
+    return plaintext, overlap_until
+
+
+@transaction.atomic
+def do_revoke_node(user, node: Node, *, request=None) -> int:
+    """Revoke every credential of the node: its next request gets 401."""
+    revoked = NodeCredential.objects.filter(node=node, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    record("node.revoke", node, user=user, fleet=node.fleet, after={"credentials_revoked": revoked}, request=request)
+    publish_on_commit(node.fleet_id, "node.revoked", node=str(node.pk))
+    return revoked
+
+
+@transaction.atomic
+def do_update_node(user, node: Node, *, labels: dict[str, str] | None = None, name: str | None = None, request=None) -> Node:
+    before = {"name": node.name, "labels": node.labels}
+    if name is not None and name != node.name:
+        if Node.objects.filter(fleet_id=node.fleet_id, name=name).exclude(pk=node.pk).exists():
+            raise Conflict(f"a node named '{name}' already exists in this fleet")
+        node.name = name
+    if labels is not None:
+        node.labels = labels
+    node.save(update_fields=["name", "labels"])
+    desired_state.refresh(node.fleet, [node])
+    record("node.update", node, user=user, fleet=node.fleet, before=before,
+           after={"name": node.name, "labels": node.labels}, request=request)
+    publish_on_commit(node.fleet_id, "node.updated", node=str(node.pk))
+    return node
+
+
+# --- desired state layers -------------------------------------------------------------------------
+
+
+def _layer_snapshot(layer: DesiredStateLayer) -> dict[str, Any]:
+    return {"name": layer.name, "scope": layer.scope, "selector": layer.selector,
+            "node": str(layer.node_id) if layer.node_id else None, "priority": layer.priority, "sections": layer.sections}
+
+
+def _affected(fleet: Fleet, layer: DesiredStateLayer) -> list[Node] | None:
+    """The nodes a layer can touch: one node, or (None) the whole fleet."""
+    if layer.scope == LayerScope.NODE and layer.node_id:
+        return list(Node.objects.filter(pk=layer.node_id))
+    return None
+
+
+@transaction.atomic
+def do_put_layer(
+    user, fleet: Fleet, *, name: str, scope: str, sections: dict[str, Any], selector: dict[str, str] | None = None,
+    node: Node | None = None, priority: int = 0, request=None,
+) -> tuple[DesiredStateLayer, int]:
+    """Create or replace a named layer. Returns the layer and how many nodes got a new revision."""
+    if scope == LayerScope.NODE and (node is None or node.fleet_id != fleet.pk):
+        raise NotFound("node not found in this fleet")
+    layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
+    before = _layer_snapshot(layer) if layer else None
+    old_targets = _affected(fleet, layer) if layer else []
+    if layer is None:
+        layer = DesiredStateLayer(fleet=fleet, name=name)
+    layer.scope = scope
+    layer.selector = selector or {} if scope == LayerScope.LABEL else {}
+    layer.node = node if scope == LayerScope.NODE else None
+    layer.priority = priority
+    layer.sections = sections
+    layer.updated_at = timezone.now()
+    layer.save()
+    new_targets = _affected(fleet, layer)
+    targets = None if old_targets is None or new_targets is None else {n.pk: n for n in old_targets + new_targets}.values()
+    changed = desired_state.refresh(fleet, targets)
+    record("layer.put", layer, user=user, fleet=fleet, before=before, after=_layer_snapshot(layer), request=request)
+    publish_on_commit(fleet.pk, "desired_state.changed", layer=name, nodes_changed=len(changed))
+    return layer, len(changed)
+
+
+@transaction.atomic
+def do_delete_layer(user, layer: DesiredStateLayer, *, request=None) -> int:
+    fleet = layer.fleet
+    targets = _affected(fleet, layer)
+    before = _layer_snapshot(layer)
+    layer.delete()
+    changed = desired_state.refresh(fleet, targets)
+    record("layer.delete", layer, user=user, fleet=fleet, before=before, request=request)
+    publish_on_commit(fleet.pk, "desired_state.changed", layer=before["name"], nodes_changed=len(changed))
+    return len(changed)
+
+
+# --- what nodes send ------------------------------------------------------------------------------
+
+
+def touch_node(node: Node, ip: str | None) -> None:
+    """Record contact. One UPDATE; status is derived from it, never stored."""
+    now = timezone.now()
+    Node.objects.filter(pk=node.pk).update(last_seen_at=now, last_seen_ip=ip)
+    node.last_seen_at = now
+
+
+@transaction.atomic
+def do_report_state(node: Node, report: schemas.ReportedStateIn, *, request=None) -> Node:
+    changed = (report.applied_revision != node.reported_revision or report.model_digest != node.reported_model_digest
+               or report.health != node.reported_health)
+    node.reported_revision = report.applied_revision
+    node.reported_model_digest = report.model_digest
+    node.reported_health = report.health
+    node.reported_errors = report.errors
+    node.reported_details = report.details
+    node.reported_at = timezone.now()
+    node.save(update_fields=["reported_revision", "reported_model_digest", "reported_health", "reported_errors",
+                             "reported_details", "reported_at"])
+    if changed:
+        record("node.report", node, node=node, fleet=node.fleet,
+               after={"applied_revision": report.applied_revision, "model_digest": report.model_digest,
+                      "health": report.health, "errors": report.errors[:5]}, request=request)
+        publish_on_commit(node.fleet_id, "node.reported", node=str(node.pk), revision=report.applied_revision,
+                          health=report.health, in_sync=node.in_sync)
+    return node
+
+
+def _ingest(node: Node, field: str, model, items, to_row) -> schemas.AckOut:
+    """Store a batch idempotently and acknowledge it.
+
+    Items at or below the node's acknowledged mark were stored before (and may since have been
+    purged by retention), so they are skipped: a replay is harmless forever. The unique key on
+    (node, seq) guards the rest. The agent sends its outbox in sequence order, one batch at a time,
+    so the mark (the largest seq stored) covers every item it has sent.
+    """
+    mark = getattr(node, field)
+    fresh = [to_row(item) for item in items if item.seq > mark]
+    if fresh:
+        model.objects.bulk_create(fresh, ignore_conflicts=True)
+        batch_max = max(row.seq for row in fresh)
+        Node.objects.filter(pk=node.pk).update(**{field: Greatest(F(field), batch_max)})
+        mark = max(mark, batch_max)
+        setattr(node, field, mark)
+    return schemas.AckOut(acked_seq=mark, accepted=len(fresh), duplicates=len(items) - len(fresh))
+
+
+@transaction.atomic
+def do_ingest_metrics(node: Node, batch: schemas.MetricBatchIn) -> schemas.AckOut:
+    return _ingest(node, "metrics_acked_seq", MetricSample, batch.samples,
+                   lambda s: MetricSample(node_id=node.pk, seq=s.seq, ts=s.ts, name=s.name, value=s.value))
+
+
+@transaction.atomic
+def do_ingest_events(node: Node, batch: schemas.EventBatchIn) -> schemas.AckOut:
+    ack = _ingest(node, "events_acked_seq", NodeEventRecord, batch.events,
+                  lambda e: NodeEventRecord(node_id=node.pk, seq=e.seq, ts=e.ts, kind=e.kind, data=e.data))
+    if ack.accepted:
+        publish_on_commit(node.fleet_id, "node.events", node=str(node.pk), count=ack.accepted)
+    return ack

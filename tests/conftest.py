@@ -1,0 +1,135 @@
+"""Named personas and the fixtures every test file shares.
+
+alice: global admin. olivia: operator of "north". carol: compliance officer of "north".
+victor: viewer of "north". mallory: no role anywhere. "south" is the other fleet, for wrong-fleet tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from agents.schemas import EnrollIn, HardwareProfile
+from controlplane.accounts.models import Membership, Role
+from edgenodes import services
+from edgenodes.models import Fleet
+
+HARDWARE = HardwareProfile(
+    cpu_model="Test CPU", cpu_flags=["avx2", "fma"], cpu_cores=4, ram_mb=8192, os="linux", arch="x86_64",
+    runtime_versions={"llama_cpp": "0.3.36"},
+)
+
+
+@pytest.fixture
+def north(db) -> Fleet:
+    return Fleet.objects.create(slug="north", name="North clinics")
+
+
+@pytest.fixture
+def south(db) -> Fleet:
+    return Fleet.objects.create(slug="south", name="South warehouses")
+
+
+def _user(username: str, **extra):
+    return get_user_model().objects.create_user(username=username, password="correct horse battery staple", **extra)
+
+
+@pytest.fixture
+def alice(db):
+    return _user("alice", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def olivia(north):
+    user = _user("olivia")
+    Membership.objects.create(user=user, fleet=north, role=Role.OPERATOR)
+    return user
+
+
+@pytest.fixture
+def carol(north):
+    user = _user("carol")
+    Membership.objects.create(user=user, fleet=north, role=Role.COMPLIANCE)
+    return user
+
+
+@pytest.fixture
+def victor(north):
+    user = _user("victor")
+    Membership.objects.create(user=user, fleet=north, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def mallory(db):
+    return _user("mallory")
+
+
+@pytest.fixture
+def persona(request, alice, olivia, carol, victor, mallory):
+    """Parametrize indirectly with a persona name."""
+    return {"alice": alice, "olivia": olivia, "carol": carol, "victor": victor, "mallory": mallory}[request.param]
+
+
+class Api:
+    """A JSON client for one API prefix, logged in as a user or carrying a bearer token."""
+
+    def __init__(self, prefix: str, user=None, bearer: str | None = None):
+        self.client = Client()
+        self.prefix = prefix
+        self.headers = {}
+        if user is not None:
+            self.client.force_login(user)
+        if bearer:
+            self.headers["Authorization"] = f"Bearer {bearer}"
+
+    def call(self, method: str, path: str, body=None, **headers):
+        kwargs = {"headers": {**self.headers, **headers}}
+        if body is not None:
+            kwargs["data"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+            kwargs["content_type"] = "application/json"
+        return getattr(self.client, method)(self.prefix + path, **kwargs)
+
+    def get(self, path, **h):
+        return self.call("get", path, **h)
+
+    def post(self, path, body=None, **h):
+        return self.call("post", path, body if body is not None else {}, **h)
+
+    def put(self, path, body, **h):
+        return self.call("put", path, body, **h)
+
+    def patch(self, path, body, **h):
+        return self.call("patch", path, body, **h)
+
+    def delete(self, path, **h):
+        return self.call("delete", path, **h)
+
+
+@pytest.fixture
+def admin_api():
+    return lambda user=None, bearer=None: Api("/api/v1", user=user, bearer=bearer)
+
+
+def enroll(fleet: Fleet, name: str = "node-1", labels=None):
+    """Enroll a node through the service layer; returns (node, credential)."""
+    _, token = services.do_create_enrollment_token(None, fleet, labels=labels or {})
+    return services.do_enroll_node(EnrollIn(token=token, name=name, hardware=HARDWARE))
+
+
+@pytest.fixture
+def north_node(north):
+    return enroll(north, "north-1", {"site": "oslo"})
+
+
+@pytest.fixture
+def south_node(south):
+    return enroll(south, "south-1")
+
+
+@pytest.fixture
+def node_api():
+    return lambda credential=None: Api("/api/node/v1", bearer=credential)

@@ -1,0 +1,186 @@
+"""The admin API: every endpoint for every persona, in their own fleet and in another one.
+
+Forbidden and missing look the same (404), so nobody learns what exists in fleets they cannot see.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.accounts.models import PersonalToken
+from controlplane.accounts.services import do_create_personal_token
+from controlplane.audit.models import AuditRecord
+from edgenodes import services
+from edgenodes.models import EnrollmentToken, Fleet, Node
+
+from .conftest import enroll
+
+pytestmark = pytest.mark.django_db
+
+VIEW, OPERATE, ADMINISTER = "view", "operate", "administer"
+RIGHTS = {
+    "alice": {VIEW, OPERATE, ADMINISTER},
+    "olivia": {VIEW, OPERATE},
+    "carol": {VIEW},
+    "victor": {VIEW},
+    "mallory": set(),
+}
+
+
+def targets(fleet: Fleet):
+    node = Node.objects.get(fleet=fleet)
+    token = EnrollmentToken.objects.filter(fleet=fleet).first()
+    return {"slug": fleet.slug, "node": node.pk, "token": token.pk}
+
+
+ENDPOINTS = [
+    # (name, action needed, method, path, body)
+    ("get fleet", VIEW, "get", "/fleets/{slug}", None),
+    ("patch fleet", ADMINISTER, "patch", "/fleets/{slug}", {"poll_interval_s": 60}),
+    ("list enrollment tokens", OPERATE, "get", "/fleets/{slug}/enrollment-tokens", None),
+    ("create enrollment token", OPERATE, "post", "/fleets/{slug}/enrollment-tokens", {"labels": {"site": "x"}}),
+    ("revoke enrollment token", OPERATE, "post", "/enrollment-tokens/{token}/revoke", {}),
+    ("get node", VIEW, "get", "/nodes/{node}", None),
+    ("patch node", OPERATE, "patch", "/nodes/{node}", {"labels": {"site": "y"}}),
+    ("revoke node", OPERATE, "post", "/nodes/{node}/revoke", {}),
+    ("preview desired state", VIEW, "get", "/nodes/{node}/desired-state", None),
+    ("list layers", VIEW, "get", "/fleets/{slug}/layers", None),
+    ("put layer", OPERATE, "put", "/fleets/{slug}/layers/base", {"scope": "fleet", "sections": {"routing": {"a": 1}}}),
+    ("delete layer", OPERATE, "delete", "/fleets/{slug}/layers/existing", None),
+]
+
+
+@pytest.fixture
+def world(north, south, alice):
+    for fleet in (north, south):
+        enroll(fleet, f"{fleet.slug}-1")
+        services.do_create_enrollment_token(alice, fleet)
+        services.do_put_layer(alice, fleet, name="existing", scope="fleet", sections={"tools": {"clock": "allow"}})
+    return {"north": north, "south": south}
+
+
+@pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
+@pytest.mark.parametrize("where", ["own fleet", "other fleet"])
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e[0] for e in ENDPOINTS])
+def test_each_endpoint_allows_exactly_the_roles_the_matrix_names(world, admin_api, persona, where, endpoint):
+    name, action, method, path, body = endpoint
+    fleet = world["north"] if where == "own fleet" else world["south"]
+    url = path.format(**targets(fleet))
+    api = admin_api(persona)
+    r = api.call(method, url, body)
+    allowed = action in RIGHTS[persona.username] and (where == "own fleet" or persona.username == "alice")
+    if allowed:
+        assert r.status_code in (200, 201), (name, r.content)
+    else:
+        assert r.status_code == 404, (name, r.status_code, r.content)
+        assert "not found" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
+def test_lists_show_only_what_the_persona_may_see(world, admin_api, persona):
+    api = admin_api(persona)
+    fleets = {f["slug"] for f in api.get("/fleets").json()}
+    nodes = {n["fleet"] for n in api.get("/nodes").json()}
+    drift = {n["fleet"] for n in api.get("/nodes/drift").json()}
+    expected = {"alice": {"north", "south"}, "mallory": set()}.get(persona.username, {"north"})
+    assert fleets == nodes == drift == expected
+
+
+def test_an_anonymous_caller_gets_401_everywhere(world, admin_api):
+    for _, _, method, path, body in ENDPOINTS:
+        r = admin_api().call(method, path.format(**targets(world["north"])), body)
+        assert r.status_code == 401, path
+
+
+def test_only_a_global_admin_creates_fleets(world, admin_api, alice, olivia):
+    r = admin_api(olivia).post("/fleets", {"slug": "east", "name": "East"})
+    assert r.status_code == 403
+    r = admin_api(alice).post("/fleets", {"slug": "east", "name": "East"})
+    assert r.status_code == 201
+    assert r.json()["poll_interval_s"] == 30
+    r = admin_api(alice).post("/fleets", {"slug": "east", "name": "East again"})
+    assert r.status_code == 409
+
+
+def test_an_enrollment_token_is_shown_once_and_stored_hashed(world, admin_api, olivia):
+    r = admin_api(olivia).post("/fleets/north/enrollment-tokens", {"labels": {"site": "oslo"}, "max_uses": 3})
+    assert r.status_code == 201
+    token = r.json()["token"]
+    assert token.startswith("efe_")
+    listed = admin_api(olivia).get("/fleets/north/enrollment-tokens").json()
+    assert all("token" not in t for t in listed)
+    assert not EnrollmentToken.objects.filter(token_hash=token).exists()
+    assert AuditRecord.objects.filter(action="enrollment_token.create", actor_user=olivia).exists()
+
+
+def test_writes_are_audited_with_actor_and_before_after(world, admin_api, alice):
+    admin_api(alice).patch("/fleets/north", {"poll_interval_s": 90}, **{"X-Request-ID": "req-123"})
+    rec = AuditRecord.objects.filter(action="fleet.update").latest("id")
+    assert rec.actor_user == alice
+    assert rec.before["poll_interval_s"] is None and rec.after["poll_interval_s"] == 90
+    assert rec.request_id == "req-123"
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/fleets/north/layers/base", {"scope": "fleet", "sections": {"nonsense": {}}}),
+        ("/fleets/north/layers/base", {"scope": "label", "sections": {}}),
+        ("/fleets/north/layers/base", {"scope": "node", "sections": {}}),
+        ("/fleets/north/layers/base", {"scope": "galaxy", "sections": {}}),
+        ("/fleets/north/layers/ba%20se", {"scope": "fleet", "sections": {}}),
+    ],
+)
+def test_bad_layer_input_is_a_4xx_with_a_message(world, admin_api, olivia, path, body):
+    r = admin_api(olivia).put(path, body)
+    assert r.status_code in (400, 422)
+    assert r.json()["detail"]
+
+
+def test_a_node_layer_for_a_node_in_another_fleet_is_not_found(world, admin_api, alice):
+    south_node = Node.objects.get(fleet__slug="south")
+    r = admin_api(alice).put("/fleets/north/layers/x", {"scope": "node", "node": str(south_node.pk), "sections": {}})
+    assert r.status_code == 404
+
+
+def test_nodes_can_be_listed_by_status_and_label(world, admin_api, alice):
+    api = admin_api(alice)
+    assert len(api.get("/nodes?status=never").json()) == 2
+    assert api.get("/nodes?status=online").json() == []
+    api.patch(f"/nodes/{Node.objects.get(fleet__slug='north').pk}", {"labels": {"site": "oslo"}})
+    assert [n["name"] for n in api.get("/nodes?label=site=oslo").json()] == ["north-1"]
+    assert api.get("/nodes?status=bogus").status_code == 422
+
+
+def test_a_node_id_that_is_not_a_uuid_is_not_found(world, admin_api, alice):
+    assert admin_api(alice).get("/nodes/not-a-uuid").status_code == 404
+
+
+# --- personal API tokens --------------------------------------------------------------------------
+
+
+def test_a_personal_token_acts_as_its_user_within_its_role_and_fleets(world, admin_api, alice):
+    token, plaintext = do_create_personal_token(alice, name="ci", role="viewer", fleets=[world["north"]])
+    api = admin_api(bearer=plaintext)
+    assert {f["slug"] for f in api.get("/fleets").json()} == {"north"}
+    assert api.patch("/fleets/north", {"poll_interval_s": 60}).status_code == 404
+    assert api.post("/fleets", {"slug": "x", "name": "x"}).status_code == 403
+
+
+def test_a_revoked_or_expired_personal_token_is_refused(world, admin_api, olivia):
+    r = admin_api(olivia).post("/tokens", {"name": "automation"})
+    assert r.status_code == 201
+    plaintext, token_id = r.json()["token"], r.json()["id"]
+    assert plaintext.startswith("efp_")
+    assert admin_api(bearer=plaintext).get("/fleets").status_code == 200
+    assert admin_api(olivia).post(f"/tokens/{token_id}/revoke").status_code == 200
+    r = admin_api(bearer=plaintext).get("/fleets")
+    assert r.status_code == 401
+    assert "revoked" in r.json()["detail"]
+
+
+def test_a_user_cannot_see_or_revoke_someone_elses_token(world, admin_api, olivia, victor):
+    token, _ = do_create_personal_token(olivia, name="mine")
+    assert admin_api(victor).post(f"/tokens/{token.pk}/revoke").status_code == 404
+    assert admin_api(victor).get("/tokens").json() == []
+    assert PersonalToken.objects.get(pk=token.pk).revoked_at is None
