@@ -7,7 +7,7 @@ the database as something it would reject with a 500.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -41,8 +41,8 @@ def _json_clean(value: Any, depth: int = 0) -> Any:
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 Str = Annotated[str, AfterValidator(_no_nul)]
@@ -52,7 +52,9 @@ LongStr = Annotated[str, Field(max_length=4000), AfterValidator(_no_nul)]
 JsonDict = Annotated[dict[str, Any], AfterValidator(_json_clean)]
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
 Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
-LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+LabelKey = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+]
 LabelValue = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9._/-]*$")]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
 
@@ -65,14 +67,18 @@ class HardwareProfile(Strict):
     """What a node says it is. Used by hardware-aware model assignment."""
 
     cpu_model: ShortStr = ""
-    cpu_flags: Annotated[list[Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]], Field(max_length=256)] = []
+    cpu_flags: Annotated[
+        list[Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]], Field(max_length=256)
+    ] = []
     cpu_cores: Annotated[int, Field(ge=0, le=4096)] = 0
     ram_mb: Annotated[int, Field(ge=0, le=1 << 32)] = 0
     gpu: ShortStr = ""
     vram_mb: Annotated[int, Field(ge=0, le=1 << 32)] = 0
     os: ShortStr = ""
     arch: Annotated[str, Field(max_length=32), AfterValidator(_no_nul)] = ""
-    runtime_versions: Annotated[dict[Annotated[str, Field(max_length=64)], ShortStr], Field(max_length=32)] = {}
+    runtime_versions: Annotated[
+        dict[Annotated[str, Field(max_length=64)], ShortStr], Field(max_length=32)
+    ] = {}
 
 
 class EnrollIn(Strict):

@@ -33,7 +33,7 @@ class PersonalTokenAuth(HttpBearer):
         if pt is None or not pt.is_usable(timezone.now()) or not pt.user.is_active:
             raise Unauthorized("unknown, expired or revoked API token")
         user = pt.user
-        user.token_scope = (pt.role, {f.pk for f in pt.fleets.all()})
+        user.token_scope = (pt.role, {f.pk for f in pt.fleets.all()})  # type: ignore[attr-defined]
         request.user = user
         return user
 

@@ -46,12 +46,16 @@ class NodeApiGuardMiddleware:
             return JsonResponse({"detail": "invalid Content-Length header"}, status=400)
         if length > cfg["NODE_MAX_BODY_BYTES"]:
             return JsonResponse(
-                {"detail": f"request body of {length} bytes exceeds the limit of {cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"},
+                {
+                    "detail": f"request body of {length} bytes exceeds the limit of {cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"
+                },
                 status=413,
             )
         with self.lock:
             if self.in_flight >= cfg["MAX_IN_FLIGHT"]:
-                response = JsonResponse({"detail": "control plane is overloaded; retry later"}, status=429)
+                response = JsonResponse(
+                    {"detail": "control plane is overloaded; retry later"}, status=429
+                )
                 response["Retry-After"] = str(cfg["OVERLOAD_RETRY_AFTER_S"])
                 return response
             self.in_flight += 1

@@ -18,7 +18,7 @@ from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW
 from controlplane.errors import Forbidden, ServiceError
 
 from . import desired_state, services
-from .models import DesiredStateLayer, EnrollmentToken, Fleet, Node, NodeStatus
+from .models import DesiredStateLayer, EnrollmentToken, Fleet, Node, NodeQuerySet, NodeStatus
 
 router = Router(tags=["fleet"])
 
@@ -205,7 +205,9 @@ def get_fleet(request, slug: str):
 @router.patch("/fleets/{slug}", response=FleetOut)
 def update_fleet(request, slug: str, payload: FleetPatch):
     fleet = access.access_fleet(request.auth, slug, ADMINISTER)
-    return services.do_update_fleet(request.auth, fleet, request=request, **payload.dict(exclude_unset=True))
+    return services.do_update_fleet(
+        request.auth, fleet, request=request, **payload.dict(exclude_unset=True)
+    )
 
 
 # --- enrollment tokens --------------------------------------------------------------------------
@@ -221,8 +223,13 @@ def list_enrollment_tokens(request, slug: str):
 def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
     fleet = access.access_fleet(request.auth, slug, OPERATE)
     token, plaintext = services.do_create_enrollment_token(
-        request.auth, fleet, labels=payload.labels, ttl=timedelta(hours=payload.ttl_hours),
-        max_uses=payload.max_uses, note=payload.note, request=request,
+        request.auth,
+        fleet,
+        labels=payload.labels,
+        ttl=timedelta(hours=payload.ttl_hours),
+        max_uses=payload.max_uses,
+        note=payload.note,
+        request=request,
     )
     token.token = plaintext  # type: ignore[attr-defined]
     return Status(201, token)
@@ -239,14 +246,18 @@ def revoke_enrollment_token(request, token_id: int):
 
 @router.get("/nodes", response=list[NodeOut])
 def list_nodes(request, filters: Query[NodeFilter]):
-    nodes = access.restrict(Node.objects.select_related("fleet"), request.auth, VIEW)
+    nodes: NodeQuerySet = access.restrict(Node.objects.select_related("fleet"), request.auth, VIEW)  # type: ignore[assignment]
     if filters.fleet:
         nodes = nodes.filter(fleet__slug=filters.fleet)
     if filters.status:
         nodes = nodes.with_status(filters.status)
     if filters.label:
         key, value = filters.label.split("=", 1)
-        nodes = nodes.filter(pk__in=[pk for pk, labels in nodes.values_list("id", "labels") if labels.get(key) == value])
+        nodes = nodes.filter(
+            pk__in=[
+                pk for pk, labels in nodes.values_list("id", "labels") if labels.get(key) == value
+            ]
+        )
     return nodes.order_by("fleet__slug", "name")[filters.offset : filters.offset + filters.limit]
 
 
@@ -267,7 +278,9 @@ def get_node(request, node_id: str):
 @router.patch("/nodes/{node_id}", response=NodeOut)
 def update_node(request, node_id: str, payload: NodePatch):
     node = access.access_node(request.auth, node_id, OPERATE)
-    return services.do_update_node(request.auth, node, request=request, **payload.dict(exclude_unset=True))
+    return services.do_update_node(
+        request.auth, node, request=request, **payload.dict(exclude_unset=True)
+    )
 
 
 @router.post("/nodes/{node_id}/revoke", response=RevokedOut)
@@ -309,8 +322,15 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
     if payload.scope == "label" and not payload.selector:
         raise ServiceError("a label layer needs a non-empty 'selector'")
     layer, changed = services.do_put_layer(
-        request.auth, fleet, name=name, scope=payload.scope, sections=payload.sections,
-        selector=payload.selector, node=node, priority=payload.priority, request=request,
+        request.auth,
+        fleet,
+        name=name,
+        scope=payload.scope,
+        sections=payload.sections,
+        selector=payload.selector,
+        node=node,
+        priority=payload.priority,
+        request=request,
     )
     return {"layer": layer, "nodes_changed": changed}
 

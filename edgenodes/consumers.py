@@ -29,7 +29,11 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
     def _visible_fleet_ids(user) -> list[int]:
         from edgenodes.models import Fleet
 
-        return list(access.restrict(Fleet.objects.all(), user, access.VIEW, "id").values_list("id", flat=True))
+        return list(
+            access.restrict(Fleet.objects.all(), user, access.VIEW, "id").values_list(
+                "id", flat=True
+            )
+        )
 
     async def disconnect(self, code):
         for group in self.groups_joined:

@@ -34,7 +34,10 @@ def empty_sections() -> dict[str, Any]:
 
 
 def ordered(layers: Iterable[DesiredStateLayer]) -> list[DesiredStateLayer]:
-    return sorted(layers, key=lambda layer: (_SCOPE_ORDER[LayerScope(layer.scope)], layer.priority, layer.name))
+    return sorted(
+        layers,
+        key=lambda layer: (_SCOPE_ORDER[LayerScope(layer.scope)], layer.priority, layer.name),
+    )
 
 
 def compose(node: Node, layers: Iterable[DesiredStateLayer]) -> dict[str, Any]:

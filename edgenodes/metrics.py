@@ -46,7 +46,17 @@ def rollup(batch: int = BATCH) -> int:
     for key, (count, total, lo, hi) in agg.items():
         r = existing.get(key)
         if r is None:
-            new.append(MetricRollup(node_id=key[0], name=key[1], minute=key[2], count=count, total=total, min=lo, max=hi))
+            new.append(
+                MetricRollup(
+                    node_id=key[0],
+                    name=key[1],
+                    minute=key[2],
+                    count=count,
+                    total=total,
+                    min=lo,
+                    max=hi,
+                )
+            )
         else:
             r.count += count
             r.total += total

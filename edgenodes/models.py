@@ -23,7 +23,7 @@ class Fleet(models.Model):
 
     @property
     def effective_poll_interval_s(self) -> int:
-        return self.poll_interval_s or settings.EDGEFLEET["POLL_INTERVAL_S"]
+        return int(self.poll_interval_s or settings.EDGEFLEET["POLL_INTERVAL_S"])
 
 
 class NodeStatus(models.TextChoices):
@@ -56,7 +56,9 @@ class NodeQuerySet(models.QuerySet):
 
     def drifted(self):
         """Nodes whose reported revision is not their desired revision."""
-        return self.filter(Q(reported_revision__isnull=True) | ~Q(reported_revision=F("desired_revision")))
+        return self.filter(
+            Q(reported_revision__isnull=True) | ~Q(reported_revision=F("desired_revision"))
+        )
 
 
 class Node(models.Model):
@@ -88,7 +90,9 @@ class Node(models.Model):
     objects = NodeQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["fleet", "name"], name="node_name_unique_in_fleet")]
+        constraints = [
+            models.UniqueConstraint(fields=["fleet", "name"], name="node_name_unique_in_fleet")
+        ]
         indexes = [models.Index(fields=["fleet", "last_seen_at"])]
 
     def __str__(self) -> str:
@@ -189,13 +193,17 @@ class DesiredStateLayer(models.Model):
     name = models.SlugField(max_length=63)
     scope = models.CharField(max_length=8, choices=LayerScope.choices)
     selector = models.JSONField(default=dict, blank=True)
-    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.CASCADE, related_name="layers")
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.CASCADE, related_name="layers"
+    )
     priority = models.IntegerField(default=0)
     sections = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["fleet", "name"], name="layer_name_unique_in_fleet")]
+        constraints = [
+            models.UniqueConstraint(fields=["fleet", "name"], name="layer_name_unique_in_fleet")
+        ]
 
     def __str__(self) -> str:
         return f"{self.fleet_id}/{self.name}"
@@ -216,7 +224,9 @@ class MetricSample(models.Model):
     value = models.FloatField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["node", "seq"], name="metric_seq_unique_per_node")]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "seq"], name="metric_seq_unique_per_node")
+        ]
         indexes = [models.Index(fields=["ts"]), models.Index(fields=["node", "name", "ts"])]
 
 
@@ -232,7 +242,9 @@ class MetricRollup(models.Model):
     max = models.FloatField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["node", "name", "minute"], name="rollup_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "name", "minute"], name="rollup_unique")
+        ]
         indexes = [models.Index(fields=["minute"])]
 
 
@@ -245,7 +257,9 @@ class NodeEventRecord(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["node", "seq"], name="event_seq_unique_per_node")]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "seq"], name="event_seq_unique_per_node")
+        ]
         indexes = [models.Index(fields=["node", "ts"])]
 
 

@@ -25,7 +25,7 @@ _buckets: TokenBuckets | None = None
 
 def buckets() -> TokenBuckets:
     global _buckets
-    rate = settings.EDGEFLEET["NODE_RATE_PER_MIN"]
+    rate = int(settings.EDGEFLEET["NODE_RATE_PER_MIN"])
     if _buckets is None or _buckets.rate_per_min != rate:
         _buckets = TokenBuckets(rate)
     return _buckets
@@ -52,7 +52,9 @@ class NodeAuth(HttpBearer):
             raise Unauthorized("node credential has expired; rotate before the overlap window ends")
         wait = buckets().take(cred.node_id)
         if wait:
-            raise RateLimited("too many requests from this node", retry_after=max(1, math.ceil(wait)))
+            raise RateLimited(
+                "too many requests from this node", retry_after=max(1, math.ceil(wait))
+            )
         request.node_credential = cred  # type: ignore[attr-defined]
         return cred.node
 
@@ -67,20 +69,37 @@ def next_poll_interval(base: int) -> float:
     return round(base * random.uniform(1 - jitter, 1 + jitter), 1)
 
 
-ERRORS = {401: schemas.ErrorOut, 413: schemas.ErrorOut, 422: schemas.ErrorOut, 429: schemas.ErrorOut}
+ERRORS = {
+    400: schemas.ErrorOut,
+    401: schemas.ErrorOut,
+    413: schemas.ErrorOut,
+    422: schemas.ErrorOut,
+    429: schemas.ErrorOut,
+}
 
 
-@router.post("/enroll", auth=None, response={201: schemas.EnrollOut, 400: schemas.ErrorOut, 409: schemas.ErrorOut, **ERRORS})
+@router.post(
+    "/enroll",
+    auth=None,
+    response={201: schemas.EnrollOut, 409: schemas.ErrorOut, **ERRORS},
+)
 def enroll(request, payload: schemas.EnrollIn):
     """Trade an enrollment token and a hardware profile for a node id and a credential (shown once)."""
     node, credential = services.do_enroll_node(payload, request=request)
-    return Status(201, schemas.EnrollOut(
-        node_id=str(node.pk), fleet=node.fleet.slug, credential=credential,
-        poll_interval_s=node.poll_interval_s,
-    ))
+    return Status(
+        201,
+        schemas.EnrollOut(
+            node_id=str(node.pk),
+            fleet=node.fleet.slug,
+            credential=credential,
+            poll_interval_s=node.poll_interval_s,
+        ),
+    )
 
 
-@router.get("/desired-state", auth=NodeAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS})
+@router.get(
+    "/desired-state", auth=NodeAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
+)
 def get_desired_state(request):
     """The node's desired-state document. Send `If-None-Match` with the last ETag: an unchanged
     document is a 304 without a body, answered without composing the document. `X-Poll-Interval`
@@ -138,5 +157,7 @@ def post_events(request, payload: schemas.EventBatchIn):
 def rotate_credential(request):
     """Issue a new credential (shown once); the one used for this call stays valid for the overlap window."""
     node = request.auth
-    credential, valid_until = services.do_rotate_node_credential(node, request.node_credential, request=request)
+    credential, valid_until = services.do_rotate_node_credential(
+        node, request.node_credential, request=request
+    )
     return schemas.RotateOut(credential=credential, old_credential_valid_until=valid_until)

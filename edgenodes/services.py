@@ -43,11 +43,23 @@ def _fleet_snapshot(fleet: Fleet) -> dict[str, Any]:
 
 
 @transaction.atomic
-def do_create_fleet(user, *, slug: str, name: str, description: str = "", poll_interval_s: int | None = None, request=None) -> Fleet:
+def do_create_fleet(
+    user,
+    *,
+    slug: str,
+    name: str,
+    description: str = "",
+    poll_interval_s: int | None = None,
+    request=None,
+) -> Fleet:
     if Fleet.objects.filter(slug=slug).exists():
         raise Conflict(f"a fleet with slug '{slug}' already exists")
-    fleet = Fleet.objects.create(slug=slug, name=name, description=description, poll_interval_s=poll_interval_s)
-    record("fleet.create", fleet, user=user, fleet=fleet, after=_fleet_snapshot(fleet), request=request)
+    fleet = Fleet.objects.create(
+        slug=slug, name=name, description=description, poll_interval_s=poll_interval_s
+    )
+    record(
+        "fleet.create", fleet, user=user, fleet=fleet, after=_fleet_snapshot(fleet), request=request
+    )
     publish_on_commit(fleet.pk, "fleet.created", slug=fleet.slug)
     return fleet
 
@@ -58,7 +70,15 @@ def do_update_fleet(user, fleet: Fleet, *, request=None, **changes: Any) -> Flee
     for key, value in changes.items():
         setattr(fleet, key, value)
     fleet.save(update_fields=list(changes))
-    record("fleet.update", fleet, user=user, fleet=fleet, before=before, after=_fleet_snapshot(fleet), request=request)
+    record(
+        "fleet.update",
+        fleet,
+        user=user,
+        fleet=fleet,
+        before=before,
+        after=_fleet_snapshot(fleet),
+        request=request,
+    )
     publish_on_commit(fleet.pk, "fleet.updated", slug=fleet.slug)
     return fleet
 
@@ -68,19 +88,41 @@ def do_update_fleet(user, fleet: Fleet, *, request=None, **changes: Any) -> Flee
 
 @transaction.atomic
 def do_create_enrollment_token(
-    user, fleet: Fleet, *, labels: dict[str, str] | None = None, ttl: timedelta | None = None,
-    max_uses: int = 1, note: str = "", request=None,
+    user,
+    fleet: Fleet,
+    *,
+    labels: dict[str, str] | None = None,
+    ttl: timedelta | None = None,
+    max_uses: int = 1,
+    note: str = "",
+    request=None,
 ) -> tuple[EnrollmentToken, str]:
     """Returns the token and its plaintext, which is never stored and never shown again."""
     plaintext, token_hash, prefix = tokens.new_token(tokens.ENROLLMENT_PREFIX)
     ttl = ttl or timedelta(hours=settings.EDGEFLEET["ENROLLMENT_TOKEN_DEFAULT_TTL_H"])
     token = EnrollmentToken.objects.create(
-        fleet=fleet, prefix=prefix, token_hash=token_hash, labels=labels or {}, note=note,
-        expires_at=timezone.now() + ttl, max_uses=max_uses, created_by=user if user and user.is_authenticated else None,
+        fleet=fleet,
+        prefix=prefix,
+        token_hash=token_hash,
+        labels=labels or {},
+        note=note,
+        expires_at=timezone.now() + ttl,
+        max_uses=max_uses,
+        created_by=user if user and user.is_authenticated else None,
     )
-    record("enrollment_token.create", token, user=user, fleet=fleet,
-           after={"prefix": prefix, "labels": token.labels, "max_uses": max_uses, "expires_at": token.expires_at.isoformat()},
-           request=request)
+    record(
+        "enrollment_token.create",
+        token,
+        user=user,
+        fleet=fleet,
+        after={
+            "prefix": prefix,
+            "labels": token.labels,
+            "max_uses": max_uses,
+            "expires_at": token.expires_at.isoformat(),
+        },
+        request=request,
+    )
     return token, plaintext
 
 
@@ -120,45 +162,77 @@ def do_enroll_node(enroll: schemas.EnrollIn, *, request=None) -> tuple[Node, str
         raise Conflict(f"a node named '{enroll.name}' already exists in fleet '{token.fleet.slug}'")
     token.uses = F("uses") + 1
     token.save(update_fields=["uses"])
-    node = Node(fleet=token.fleet, name=enroll.name, labels=dict(token.labels),
-                hardware=enroll.hardware.model_dump(), enrolled_with=token)
+    node = Node(
+        fleet=token.fleet,
+        name=enroll.name,
+        labels=dict(token.labels),
+        hardware=enroll.hardware.model_dump(),
+        enrolled_with=token,
+    )
     try:
         with transaction.atomic():
             node.save()
     except IntegrityError as exc:  # a concurrent enrollment took the name
-        raise Conflict(f"a node named '{enroll.name}' already exists in fleet '{token.fleet.slug}'") from exc
+        raise Conflict(
+            f"a node named '{enroll.name}' already exists in fleet '{token.fleet.slug}'"
+        ) from exc
     desired_state.refresh(token.fleet, [node])
     _, plaintext = _issue_credential(node)
-    record("node.enroll", node, node=node, fleet=token.fleet,
-           after={"name": node.name, "labels": node.labels, "token": token.prefix}, request=request)
+    record(
+        "node.enroll",
+        node,
+        node=node,
+        fleet=token.fleet,
+        after={"name": node.name, "labels": node.labels, "token": token.prefix},
+        request=request,
+    )
     publish_on_commit(token.fleet_id, "node.enrolled", node=str(node.pk), name=node.name)
     return node, plaintext
 
 
 @transaction.atomic
-def do_rotate_node_credential(node: Node, current: NodeCredential, *, request=None) -> tuple[str, datetime]:
+def do_rotate_node_credential(
+    node: Node, current: NodeCredential, *, request=None
+) -> tuple[str, datetime]:
     """The node asks for a new credential; the one it used stays valid for the overlap window."""
     overlap_until = timezone.now() + timedelta(seconds=settings.EDGEFLEET["CREDENTIAL_OVERLAP_S"])
     if current.expires_at is None or current.expires_at > overlap_until:
         current.expires_at = overlap_until
         current.save(update_fields=["expires_at"])
     _, plaintext = _issue_credential(node)
-    record("node.credential_rotate", node, node=node, fleet=node.fleet,
-           after={"old": current.prefix, "old_valid_until": overlap_until.isoformat()}, request=request)
+    record(
+        "node.credential_rotate",
+        node,
+        node=node,
+        fleet=node.fleet,
+        after={"old": current.prefix, "old_valid_until": overlap_until.isoformat()},
+        request=request,
+    )
     return plaintext, overlap_until
 
 
 @transaction.atomic
 def do_revoke_node(user, node: Node, *, request=None) -> int:
     """Revoke every credential of the node: its next request gets 401."""
-    revoked = NodeCredential.objects.filter(node=node, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    record("node.revoke", node, user=user, fleet=node.fleet, after={"credentials_revoked": revoked}, request=request)
+    revoked = NodeCredential.objects.filter(node=node, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    record(
+        "node.revoke",
+        node,
+        user=user,
+        fleet=node.fleet,
+        after={"credentials_revoked": revoked},
+        request=request,
+    )
     publish_on_commit(node.fleet_id, "node.revoked", node=str(node.pk))
     return revoked
 
 
 @transaction.atomic
-def do_update_node(user, node: Node, *, labels: dict[str, str] | None = None, name: str | None = None, request=None) -> Node:
+def do_update_node(
+    user, node: Node, *, labels: dict[str, str] | None = None, name: str | None = None, request=None
+) -> Node:
     before = {"name": node.name, "labels": node.labels}
     if name is not None and name != node.name:
         if Node.objects.filter(fleet_id=node.fleet_id, name=name).exclude(pk=node.pk).exists():
@@ -168,8 +242,15 @@ def do_update_node(user, node: Node, *, labels: dict[str, str] | None = None, na
         node.labels = labels
     node.save(update_fields=["name", "labels"])
     desired_state.refresh(node.fleet, [node])
-    record("node.update", node, user=user, fleet=node.fleet, before=before,
-           after={"name": node.name, "labels": node.labels}, request=request)
+    record(
+        "node.update",
+        node,
+        user=user,
+        fleet=node.fleet,
+        before=before,
+        after={"name": node.name, "labels": node.labels},
+        request=request,
+    )
     publish_on_commit(node.fleet_id, "node.updated", node=str(node.pk))
     return node
 
@@ -178,8 +259,14 @@ def do_update_node(user, node: Node, *, labels: dict[str, str] | None = None, na
 
 
 def _layer_snapshot(layer: DesiredStateLayer) -> dict[str, Any]:
-    return {"name": layer.name, "scope": layer.scope, "selector": layer.selector,
-            "node": str(layer.node_id) if layer.node_id else None, "priority": layer.priority, "sections": layer.sections}
+    return {
+        "name": layer.name,
+        "scope": layer.scope,
+        "selector": layer.selector,
+        "node": str(layer.node_id) if layer.node_id else None,
+        "priority": layer.priority,
+        "sections": layer.sections,
+    }
 
 
 def _affected(fleet: Fleet, layer: DesiredStateLayer) -> list[Node] | None:
@@ -191,8 +278,16 @@ def _affected(fleet: Fleet, layer: DesiredStateLayer) -> list[Node] | None:
 
 @transaction.atomic
 def do_put_layer(
-    user, fleet: Fleet, *, name: str, scope: str, sections: dict[str, Any], selector: dict[str, str] | None = None,
-    node: Node | None = None, priority: int = 0, request=None,
+    user,
+    fleet: Fleet,
+    *,
+    name: str,
+    scope: str,
+    sections: dict[str, Any],
+    selector: dict[str, str] | None = None,
+    node: Node | None = None,
+    priority: int = 0,
+    request=None,
 ) -> tuple[DesiredStateLayer, int]:
     """Create or replace a named layer. Returns the layer and how many nodes got a new revision."""
     if scope == LayerScope.NODE and (node is None or node.fleet_id != fleet.pk):
@@ -210,9 +305,21 @@ def do_put_layer(
     layer.updated_at = timezone.now()
     layer.save()
     new_targets = _affected(fleet, layer)
-    targets = None if old_targets is None or new_targets is None else {n.pk: n for n in old_targets + new_targets}.values()
+    targets = (
+        None
+        if old_targets is None or new_targets is None
+        else {n.pk: n for n in old_targets + new_targets}.values()
+    )
     changed = desired_state.refresh(fleet, targets)
-    record("layer.put", layer, user=user, fleet=fleet, before=before, after=_layer_snapshot(layer), request=request)
+    record(
+        "layer.put",
+        layer,
+        user=user,
+        fleet=fleet,
+        before=before,
+        after=_layer_snapshot(layer),
+        request=request,
+    )
     publish_on_commit(fleet.pk, "desired_state.changed", layer=name, nodes_changed=len(changed))
     return layer, len(changed)
 
@@ -225,7 +332,9 @@ def do_delete_layer(user, layer: DesiredStateLayer, *, request=None) -> int:
     layer.delete()
     changed = desired_state.refresh(fleet, targets)
     record("layer.delete", layer, user=user, fleet=fleet, before=before, request=request)
-    publish_on_commit(fleet.pk, "desired_state.changed", layer=before["name"], nodes_changed=len(changed))
+    publish_on_commit(
+        fleet.pk, "desired_state.changed", layer=before["name"], nodes_changed=len(changed)
+    )
     return len(changed)
 
 
@@ -241,22 +350,49 @@ def touch_node(node: Node, ip: str | None) -> None:
 
 @transaction.atomic
 def do_report_state(node: Node, report: schemas.ReportedStateIn, *, request=None) -> Node:
-    changed = (report.applied_revision != node.reported_revision or report.model_digest != node.reported_model_digest
-               or report.health != node.reported_health)
+    changed = (
+        report.applied_revision != node.reported_revision
+        or report.model_digest != node.reported_model_digest
+        or report.health != node.reported_health
+    )
     node.reported_revision = report.applied_revision
     node.reported_model_digest = report.model_digest
     node.reported_health = report.health
     node.reported_errors = report.errors
     node.reported_details = report.details
     node.reported_at = timezone.now()
-    node.save(update_fields=["reported_revision", "reported_model_digest", "reported_health", "reported_errors",
-                             "reported_details", "reported_at"])
+    node.save(
+        update_fields=[
+            "reported_revision",
+            "reported_model_digest",
+            "reported_health",
+            "reported_errors",
+            "reported_details",
+            "reported_at",
+        ]
+    )
     if changed:
-        record("node.report", node, node=node, fleet=node.fleet,
-               after={"applied_revision": report.applied_revision, "model_digest": report.model_digest,
-                      "health": report.health, "errors": report.errors[:5]}, request=request)
-        publish_on_commit(node.fleet_id, "node.reported", node=str(node.pk), revision=report.applied_revision,
-                          health=report.health, in_sync=node.in_sync)
+        record(
+            "node.report",
+            node,
+            node=node,
+            fleet=node.fleet,
+            after={
+                "applied_revision": report.applied_revision,
+                "model_digest": report.model_digest,
+                "health": report.health,
+                "errors": report.errors[:5],
+            },
+            request=request,
+        )
+        publish_on_commit(
+            node.fleet_id,
+            "node.reported",
+            node=str(node.pk),
+            revision=report.applied_revision,
+            health=report.health,
+            in_sync=node.in_sync,
+        )
     return node
 
 
@@ -281,14 +417,24 @@ def _ingest(node: Node, field: str, model, items, to_row) -> schemas.AckOut:
 
 @transaction.atomic
 def do_ingest_metrics(node: Node, batch: schemas.MetricBatchIn) -> schemas.AckOut:
-    return _ingest(node, "metrics_acked_seq", MetricSample, batch.samples,
-                   lambda s: MetricSample(node_id=node.pk, seq=s.seq, ts=s.ts, name=s.name, value=s.value))
+    return _ingest(
+        node,
+        "metrics_acked_seq",
+        MetricSample,
+        batch.samples,
+        lambda s: MetricSample(node_id=node.pk, seq=s.seq, ts=s.ts, name=s.name, value=s.value),
+    )
 
 
 @transaction.atomic
 def do_ingest_events(node: Node, batch: schemas.EventBatchIn) -> schemas.AckOut:
-    ack = _ingest(node, "events_acked_seq", NodeEventRecord, batch.events,
-                  lambda e: NodeEventRecord(node_id=node.pk, seq=e.seq, ts=e.ts, kind=e.kind, data=e.data))
+    ack = _ingest(
+        node,
+        "events_acked_seq",
+        NodeEventRecord,
+        batch.events,
+        lambda e: NodeEventRecord(node_id=node.pk, seq=e.seq, ts=e.ts, kind=e.kind, data=e.data),
+    )
     if ack.accepted:
         publish_on_commit(node.fleet_id, "node.events", node=str(node.pk), count=ack.accepted)
     return ack

@@ -13,6 +13,8 @@ from .models import Fleet, Node
 @login_required
 def dashboard(request):
     fleets = access.restrict(Fleet.objects.order_by("slug"), request.user, access.VIEW, "id")
-    nodes = access.restrict(Node.objects.select_related("fleet"), request.user, access.VIEW).order_by("fleet__slug", "name")[:500]
+    nodes = access.restrict(
+        Node.objects.select_related("fleet"), request.user, access.VIEW
+    ).order_by("fleet__slug", "name")[:500]
     template = "edgenodes/dashboard.html#node-table" if request.htmx else "edgenodes/dashboard.html"
     return render(request, template, {"fleets": fleets, "nodes": nodes})

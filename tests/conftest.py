@@ -18,9 +18,20 @@ from edgenodes import services
 from edgenodes.models import Fleet
 
 HARDWARE = HardwareProfile(
-    cpu_model="Test CPU", cpu_flags=["avx2", "fma"], cpu_cores=4, ram_mb=8192, os="linux", arch="x86_64",
+    cpu_model="Test CPU",
+    cpu_flags=["avx2", "fma"],
+    cpu_cores=4,
+    ram_mb=8192,
+    os="linux",
+    arch="x86_64",
     runtime_versions={"llama_cpp": "0.3.36"},
 )
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2 is slow by design; tests do not need that."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -34,7 +45,9 @@ def south(db) -> Fleet:
 
 
 def _user(username: str, **extra):
-    return get_user_model().objects.create_user(username=username, password="correct horse battery staple", **extra)
+    return get_user_model().objects.create_user(
+        username=username, password="correct horse battery staple", **extra
+    )
 
 
 @pytest.fixture
@@ -71,7 +84,9 @@ def mallory(db):
 @pytest.fixture
 def persona(request, alice, olivia, carol, victor, mallory):
     """Parametrize indirectly with a persona name."""
-    return {"alice": alice, "olivia": olivia, "carol": carol, "victor": victor, "mallory": mallory}[request.param]
+    return {"alice": alice, "olivia": olivia, "carol": carol, "victor": victor, "mallory": mallory}[
+        request.param
+    ]
 
 
 class Api:

@@ -38,14 +38,26 @@ ENDPOINTS = [
     ("get fleet", VIEW, "get", "/fleets/{slug}", None),
     ("patch fleet", ADMINISTER, "patch", "/fleets/{slug}", {"poll_interval_s": 60}),
     ("list enrollment tokens", OPERATE, "get", "/fleets/{slug}/enrollment-tokens", None),
-    ("create enrollment token", OPERATE, "post", "/fleets/{slug}/enrollment-tokens", {"labels": {"site": "x"}}),
+    (
+        "create enrollment token",
+        OPERATE,
+        "post",
+        "/fleets/{slug}/enrollment-tokens",
+        {"labels": {"site": "x"}},
+    ),
     ("revoke enrollment token", OPERATE, "post", "/enrollment-tokens/{token}/revoke", {}),
     ("get node", VIEW, "get", "/nodes/{node}", None),
     ("patch node", OPERATE, "patch", "/nodes/{node}", {"labels": {"site": "y"}}),
     ("revoke node", OPERATE, "post", "/nodes/{node}/revoke", {}),
     ("preview desired state", VIEW, "get", "/nodes/{node}/desired-state", None),
     ("list layers", VIEW, "get", "/fleets/{slug}/layers", None),
-    ("put layer", OPERATE, "put", "/fleets/{slug}/layers/base", {"scope": "fleet", "sections": {"routing": {"a": 1}}}),
+    (
+        "put layer",
+        OPERATE,
+        "put",
+        "/fleets/{slug}/layers/base",
+        {"scope": "fleet", "sections": {"routing": {"a": 1}}},
+    ),
     ("delete layer", OPERATE, "delete", "/fleets/{slug}/layers/existing", None),
 ]
 
@@ -55,20 +67,26 @@ def world(north, south, alice):
     for fleet in (north, south):
         enroll(fleet, f"{fleet.slug}-1")
         services.do_create_enrollment_token(alice, fleet)
-        services.do_put_layer(alice, fleet, name="existing", scope="fleet", sections={"tools": {"clock": "allow"}})
+        services.do_put_layer(
+            alice, fleet, name="existing", scope="fleet", sections={"tools": {"clock": "allow"}}
+        )
     return {"north": north, "south": south}
 
 
 @pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
 @pytest.mark.parametrize("where", ["own fleet", "other fleet"])
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e[0] for e in ENDPOINTS])
-def test_each_endpoint_allows_exactly_the_roles_the_matrix_names(world, admin_api, persona, where, endpoint):
+def test_each_endpoint_allows_exactly_the_roles_the_matrix_names(
+    world, admin_api, persona, where, endpoint
+):
     name, action, method, path, body = endpoint
     fleet = world["north"] if where == "own fleet" else world["south"]
     url = path.format(**targets(fleet))
     api = admin_api(persona)
     r = api.call(method, url, body)
-    allowed = action in RIGHTS[persona.username] and (where == "own fleet" or persona.username == "alice")
+    allowed = action in RIGHTS[persona.username] and (
+        where == "own fleet" or persona.username == "alice"
+    )
     if allowed:
         assert r.status_code in (200, 201), (name, r.content)
     else:
@@ -103,7 +121,9 @@ def test_only_a_global_admin_creates_fleets(world, admin_api, alice, olivia):
 
 
 def test_an_enrollment_token_is_shown_once_and_stored_hashed(world, admin_api, olivia):
-    r = admin_api(olivia).post("/fleets/north/enrollment-tokens", {"labels": {"site": "oslo"}, "max_uses": 3})
+    r = admin_api(olivia).post(
+        "/fleets/north/enrollment-tokens", {"labels": {"site": "oslo"}, "max_uses": 3}
+    )
     assert r.status_code == 201
     token = r.json()["token"]
     assert token.startswith("efe_")
@@ -139,7 +159,9 @@ def test_bad_layer_input_is_a_4xx_with_a_message(world, admin_api, olivia, path,
 
 def test_a_node_layer_for_a_node_in_another_fleet_is_not_found(world, admin_api, alice):
     south_node = Node.objects.get(fleet__slug="south")
-    r = admin_api(alice).put("/fleets/north/layers/x", {"scope": "node", "node": str(south_node.pk), "sections": {}})
+    r = admin_api(alice).put(
+        "/fleets/north/layers/x", {"scope": "node", "node": str(south_node.pk), "sections": {}}
+    )
     assert r.status_code == 404
 
 
@@ -160,7 +182,9 @@ def test_a_node_id_that_is_not_a_uuid_is_not_found(world, admin_api, alice):
 
 
 def test_a_personal_token_acts_as_its_user_within_its_role_and_fleets(world, admin_api, alice):
-    token, plaintext = do_create_personal_token(alice, name="ci", role="viewer", fleets=[world["north"]])
+    token, plaintext = do_create_personal_token(
+        alice, name="ci", role="viewer", fleets=[world["north"]]
+    )
     api = admin_api(bearer=plaintext)
     assert {f["slug"] for f in api.get("/fleets").json()} == {"north"}
     assert api.patch("/fleets/north", {"poll_interval_s": 60}).status_code == 404

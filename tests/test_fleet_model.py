@@ -18,7 +18,13 @@ def test_status_is_derived_from_last_contact_and_the_poll_interval(north_node):
     node, _ = north_node
     now = timezone.now()
     assert node.status_at(now) == NodeStatus.NEVER
-    for age, status in [(10, "online"), (59, "online"), (61, "stale"), (299, "stale"), (301, "offline")]:
+    for age, status in [
+        (10, "online"),
+        (59, "online"),
+        (61, "stale"),
+        (299, "stale"),
+        (301, "offline"),
+    ]:
         node.last_seen_at = now - timedelta(seconds=age)
         assert node.status_at(now) == status, age
 
@@ -41,7 +47,9 @@ def test_nodes_can_be_filtered_by_derived_status(north, south):
 
 
 def batch(seqs, ts, value=1.0):
-    return MetricBatchIn(samples=[{"seq": s, "ts": ts, "name": "latency_ms", "value": value + s} for s in seqs])
+    return MetricBatchIn(
+        samples=[{"seq": s, "ts": ts, "name": "latency_ms", "value": value + s} for s in seqs]
+    )
 
 
 def test_raw_samples_are_rolled_up_per_minute_including_late_arrivals(north_node):
@@ -49,7 +57,9 @@ def test_raw_samples_are_rolled_up_per_minute_including_late_arrivals(north_node
     minute = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=3)
     services.do_ingest_metrics(node, batch(range(1, 4), minute + timedelta(seconds=5)))
     assert metrics.rollup() == 3
-    services.do_ingest_metrics(node, batch(range(4, 6), minute + timedelta(seconds=50)))  # arrives late
+    services.do_ingest_metrics(
+        node, batch(range(4, 6), minute + timedelta(seconds=50))
+    )  # arrives late
     assert metrics.rollup() == 2
     (roll,) = MetricRollup.objects.all()
     assert roll.minute == minute

@@ -25,8 +25,12 @@ def enroll_body(token: str, name: str = "edge-1"):
 # --- enrollment -----------------------------------------------------------------------------------
 
 
-def test_enrolling_with_a_valid_token_returns_a_node_id_and_a_credential_shown_once(north, node_api):
-    token, plaintext = services.do_create_enrollment_token(None, north, labels={"site": "oslo"}, max_uses=2)
+def test_enrolling_with_a_valid_token_returns_a_node_id_and_a_credential_shown_once(
+    north, node_api
+):
+    token, plaintext = services.do_create_enrollment_token(
+        None, north, labels={"site": "oslo"}, max_uses=2
+    )
     r = node_api().post("/enroll", enroll_body(plaintext))
     assert r.status_code == 201, r.content
     body = r.json()
@@ -50,7 +54,9 @@ def test_enrolling_with_a_valid_token_returns_a_node_id_and_a_credential_shown_o
         ({"uses": 1}, "no uses left"),
     ],
 )
-def test_enrolling_with_an_unusable_token_is_refused_with_the_reason(north, node_api, change, message):
+def test_enrolling_with_an_unusable_token_is_refused_with_the_reason(
+    north, node_api, change, message
+):
     token, plaintext = services.do_create_enrollment_token(None, north)
     EnrollmentToken.objects.filter(pk=token.pk).update(**change)
     r = node_api().post("/enroll", enroll_body(plaintext))
@@ -101,7 +107,9 @@ def test_malformed_enrollment_requests_get_a_4xx_with_a_message(north, node_api,
 # --- credentials ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("header", ["", "Bearer", "Bearer efn_unknown", "Bearer efp_wrongkind", "Basic abc"])
+@pytest.mark.parametrize(
+    "header", ["", "Bearer", "Bearer efn_unknown", "Bearer efp_wrongkind", "Basic abc"]
+)
 def test_requests_without_a_valid_node_credential_get_401(north_node, node_api, header):
     r = node_api().get("/desired-state", **({"Authorization": header} if header else {}))
     assert r.status_code == 401
@@ -118,7 +126,9 @@ def test_a_revoked_node_gets_401_at_once(north_node, node_api, alice):
     assert "revoked" in r.json()["detail"]
 
 
-def test_a_rotated_credential_keeps_the_old_one_working_for_the_overlap_window_only(north_node, node_api):
+def test_a_rotated_credential_keeps_the_old_one_working_for_the_overlap_window_only(
+    north_node, node_api
+):
     node, old = north_node
     r = node_api(old).post("/credentials/rotate")
     assert r.status_code == 200
@@ -126,7 +136,9 @@ def test_a_rotated_credential_keeps_the_old_one_working_for_the_overlap_window_o
     assert new != old and new.startswith("efn_")
     assert node_api(new).get("/desired-state").status_code == 200
     assert node_api(old).get("/desired-state").status_code == 200
-    NodeCredential.objects.filter(node=node, expires_at__isnull=False).update(expires_at=timezone.now())
+    NodeCredential.objects.filter(node=node, expires_at__isnull=False).update(
+        expires_at=timezone.now()
+    )
     r = node_api(old).get("/desired-state")
     assert r.status_code == 401
     assert "expired" in r.json()["detail"]
@@ -136,7 +148,9 @@ def test_a_rotated_credential_keeps_the_old_one_working_for_the_overlap_window_o
 # --- desired state --------------------------------------------------------------------------------
 
 
-def test_polling_returns_the_document_with_an_etag_and_a_jittered_poll_interval(north_node, node_api):
+def test_polling_returns_the_document_with_an_etag_and_a_jittered_poll_interval(
+    north_node, node_api
+):
     node, cred = north_node
     r = node_api(cred).get("/desired-state")
     assert r.status_code == 200
@@ -174,24 +188,58 @@ def test_a_full_poll_takes_a_bounded_number_of_queries(north_node, node_api):
 def test_a_layer_change_reaches_only_the_nodes_whose_document_changed(north, olivia, node_api):
     oslo, oslo_cred = enroll(north, "oslo-1", {"site": "oslo"})
     bergen, bergen_cred = enroll(north, "bergen-1", {"site": "bergen"})
-    etags = {n: node_api(c).get("/desired-state")["ETag"] for n, c in [("oslo", oslo_cred), ("bergen", bergen_cred)]}
-    _, changed = services.do_put_layer(olivia, north, name="oslo-routing", scope="label", selector={"site": "oslo"},
-                                       sections={"routing": {"escalate_above": 0.7}})
+    etags = {
+        n: node_api(c).get("/desired-state")["ETag"]
+        for n, c in [("oslo", oslo_cred), ("bergen", bergen_cred)]
+    }
+    _, changed = services.do_put_layer(
+        olivia,
+        north,
+        name="oslo-routing",
+        scope="label",
+        selector={"site": "oslo"},
+        sections={"routing": {"escalate_above": 0.7}},
+    )
     assert changed == 1
     r = node_api(oslo_cred).get("/desired-state", **{"If-None-Match": etags["oslo"]})
     assert r.status_code == 200
     assert r.json()["revision"] == 2
     assert r.json()["routing"] == {"escalate_above": 0.7}
-    assert node_api(bergen_cred).get("/desired-state", **{"If-None-Match": etags["bergen"]}).status_code == 304
+    assert (
+        node_api(bergen_cred)
+        .get("/desired-state", **{"If-None-Match": etags["bergen"]})
+        .status_code
+        == 304
+    )
 
 
-def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(north, olivia, node_api):
+def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
+    north, olivia, node_api
+):
     node, cred = enroll(north, "n", {"site": "oslo"})
-    services.do_put_layer(olivia, north, name="base", scope="fleet",
-                          sections={"routing": {"mode": "local", "threshold": 0.5}, "tools": {"clock": "allow"}})
-    services.do_put_layer(olivia, north, name="oslo", scope="label", selector={"site": "oslo"},
-                          sections={"routing": {"threshold": 0.8}})
-    services.do_put_layer(olivia, north, name="this-node", scope="node", node=node, sections={"tools": {"http_get": "deny"}})
+    services.do_put_layer(
+        olivia,
+        north,
+        name="base",
+        scope="fleet",
+        sections={"routing": {"mode": "local", "threshold": 0.5}, "tools": {"clock": "allow"}},
+    )
+    services.do_put_layer(
+        olivia,
+        north,
+        name="oslo",
+        scope="label",
+        selector={"site": "oslo"},
+        sections={"routing": {"threshold": 0.8}},
+    )
+    services.do_put_layer(
+        olivia,
+        north,
+        name="this-node",
+        scope="node",
+        node=node,
+        sections={"tools": {"http_get": "deny"}},
+    )
     doc = node_api(cred).get("/desired-state").json()
     assert doc["routing"] == {"mode": "local", "threshold": 0.8}
     assert doc["tools"] == {"clock": "allow", "http_get": "deny"}
@@ -202,7 +250,9 @@ def test_rewriting_a_layer_with_the_same_content_does_not_bump_the_revision(nort
     node, _ = north_node
     fleet = node.fleet
     services.do_put_layer(olivia, fleet, name="base", scope="fleet", sections={"routing": {"a": 1}})
-    _, changed = services.do_put_layer(olivia, fleet, name="base", scope="fleet", sections={"routing": {"a": 1}})
+    _, changed = services.do_put_layer(
+        olivia, fleet, name="base", scope="fleet", sections={"routing": {"a": 1}}
+    )
     assert changed == 0
     node.refresh_from_db()
     assert node.desired_revision == 2
@@ -225,17 +275,30 @@ def test_reporting_state_records_it_and_drift_is_queryable(north_node, node_api,
     node, cred = north_node
     drift = admin_api(alice).get("/nodes/drift").json()
     assert [d["reason"] for d in drift] == ["node has not reported any state yet"]
-    r = node_api(cred).post("/reported-state", {"applied_revision": 1, "model_digest": "sha256:abc", "health": "ok"})
+    r = node_api(cred).post(
+        "/reported-state", {"applied_revision": 1, "model_digest": "sha256:abc", "health": "ok"}
+    )
     assert r.status_code == 200
     assert r.json() == {"desired_revision": 1, "in_sync": True}
     assert admin_api(alice).get("/nodes/drift").json() == []
-    r = node_api(cred).post("/reported-state", {"applied_revision": 0, "health": "error", "errors": ["model failed to load"]})
+    r = node_api(cred).post(
+        "/reported-state",
+        {"applied_revision": 0, "health": "error", "errors": ["model failed to load"]},
+    )
     assert r.json()["in_sync"] is False
     drift = admin_api(alice).get("/nodes/drift").json()
     assert drift[0]["reason"] == "node reports errors: model failed to load"
 
 
-@pytest.mark.parametrize("body", [{"applied_revision": -1}, {"applied_revision": 1, "health": "sad"}, {}, {"applied_revision": 2**64}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"applied_revision": -1},
+        {"applied_revision": 1, "health": "sad"},
+        {},
+        {"applied_revision": 2**64},
+    ],
+)
 def test_a_malformed_report_is_a_422(north_node, node_api, body):
     _, cred = north_node
     assert node_api(cred).post("/reported-state", body).status_code == 422
@@ -257,7 +320,9 @@ def test_metric_batches_are_acknowledged_with_a_high_water_mark(north_node, node
     assert MetricSample.objects.count() == 50
 
 
-def test_replaying_a_metric_batch_is_harmless_even_after_the_raw_samples_were_purged(north_node, node_api):
+def test_replaying_a_metric_batch_is_harmless_even_after_the_raw_samples_were_purged(
+    north_node, node_api
+):
     _, cred = north_node
     api = node_api(cred)
     api.post("/metrics", {"samples": samples(1, 50)})
@@ -272,9 +337,21 @@ def test_replaying_a_metric_batch_is_harmless_even_after_the_raw_samples_were_pu
 def test_events_are_stored_once_per_sequence_number(north_node, node_api):
     _, cred = north_node
     ts = timezone.now().isoformat()
-    events = [{"seq": i, "ts": ts, "kind": "tool.denied", "data": {"tool": "http_get", "host": "evil.example"}} for i in (1, 2, 3)]
+    events = [
+        {
+            "seq": i,
+            "ts": ts,
+            "kind": "tool.denied",
+            "data": {"tool": "http_get", "host": "evil.example"},
+        }
+        for i in (1, 2, 3)
+    ]
     api = node_api(cred)
-    assert api.post("/events", {"events": events}).json() == {"acked_seq": 3, "accepted": 3, "duplicates": 0}
+    assert api.post("/events", {"events": events}).json() == {
+        "acked_seq": 3,
+        "accepted": 3,
+        "duplicates": 0,
+    }
     assert api.post("/events", {"events": events}).json()["duplicates"] == 3
     assert NodeEventRecord.objects.count() == 3
 
@@ -322,7 +399,14 @@ def test_repeated_sequence_numbers_within_a_batch_are_a_422(north_node, node_api
 
 def test_event_data_with_a_nul_character_is_a_422(north_node, node_api):
     _, cred = north_node
-    r = node_api(cred).post("/events", {"events": [{"seq": 1, "ts": "2026-01-01T00:00:00Z", "kind": "x", "data": {"a": "b\u0000"}}]})
+    r = node_api(cred).post(
+        "/events",
+        {
+            "events": [
+                {"seq": 1, "ts": "2026-01-01T00:00:00Z", "kind": "x", "data": {"a": "b\u0000"}}
+            ]
+        },
+    )
     assert r.status_code == 422
 
 
@@ -341,7 +425,9 @@ def test_a_node_over_its_rate_limit_gets_429_with_retry_after(north_node, node_a
     assert int(r["Retry-After"]) >= 1
 
 
-def test_an_overloaded_worker_sheds_node_requests_with_429_and_retry_after(north_node, node_api, settings):
+def test_an_overloaded_worker_sheds_node_requests_with_429_and_retry_after(
+    north_node, node_api, settings
+):
     settings.EDGEFLEET = {**settings.EDGEFLEET, "MAX_IN_FLIGHT": 0}
     _, cred = north_node
     r = node_api(cred).get("/desired-state")

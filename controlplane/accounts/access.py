@@ -57,12 +57,16 @@ def fleet_ids(user, action: str) -> set[int] | None:
     if is_global_admin(user):
         return None
     scope = _token_scope(user)
+    roles: dict[int, str]
     if user.is_superuser:
         from edgenodes.models import Fleet
 
-        roles = dict.fromkeys(Fleet.objects.values_list("id", flat=True), Role.ADMIN)
+        roles = dict.fromkeys(Fleet.objects.values_list("id", flat=True), str(Role.ADMIN))
     else:
-        roles = dict(Membership.objects.filter(user=user).values_list("fleet_id", "role"))
+        roles = {
+            fid: str(role)
+            for fid, role in Membership.objects.filter(user=user).values_list("fleet_id", "role")
+        }
     ids = {fid for fid, role in roles.items() if allowed(role, action)}
     if scope:
         cap, scoped_fleets = scope
@@ -111,7 +115,11 @@ def access_node(user, node_id, action: str = VIEW) -> Node:
 def access_enrollment_token(user, token_id: int, action: str = VIEW) -> EnrollmentToken:
     from edgenodes.models import EnrollmentToken
 
-    token = restrict(EnrollmentToken.objects.select_related("fleet"), user, action).filter(pk=token_id).first()
+    token = (
+        restrict(EnrollmentToken.objects.select_related("fleet"), user, action)
+        .filter(pk=token_id)
+        .first()
+    )
     if token is None:
         raise NotFound(f"enrollment token {token_id} not found")
     return token

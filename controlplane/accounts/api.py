@@ -11,7 +11,6 @@ from agents.schemas import Name
 from controlplane.accounts import access
 from controlplane.accounts.access import VIEW
 from controlplane.errors import NotFound, ServiceError
-from edgenodes.models import Fleet
 
 from . import services
 from .models import PersonalToken
@@ -24,7 +23,9 @@ class PersonalTokenIn(Schema):
     role: Literal["", "admin", "operator", "compliance", "viewer"] = Field(
         "", description="Cap the token below your own role ('' = your role)."
     )
-    fleets: Annotated[list[str], Field(max_length=100)] = Field([], description="Fleet slugs ([] = all of yours).")
+    fleets: Annotated[list[str], Field(max_length=100)] = Field(
+        [], description="Fleet slugs ([] = all of yours)."
+    )
     ttl_days: Annotated[int, Field(ge=1, le=3650)] | None = 90
 
 
@@ -56,17 +57,26 @@ def access_personal_token(user, token_id: int) -> PersonalToken:
 
 @router.get("", response=list[PersonalTokenOut])
 def list_tokens(request):
-    return PersonalToken.objects.filter(user=request.auth).prefetch_related("fleets").order_by("-created_at")
+    return (
+        PersonalToken.objects.filter(user=request.auth)
+        .prefetch_related("fleets")
+        .order_by("-created_at")
+    )
 
 
 @router.post("", response={201: PersonalTokenCreatedOut})
 def create_token(request, payload: PersonalTokenIn):
     fleets = [access.access_fleet(request.auth, slug, VIEW) for slug in payload.fleets]
-    if getattr(request.auth, "token_scope", None) and not access.is_global_admin(request.auth):
-        if not fleets or not payload.role:
-            raise ServiceError("a scoped token can only create tokens with an explicit role and fleets")
+    scoped = getattr(request.auth, "token_scope", None) and not access.is_global_admin(request.auth)
+    if scoped and (not fleets or not payload.role):
+        raise ServiceError("a scoped token can only create tokens with an explicit role and fleets")
     token, plaintext = services.do_create_personal_token(
-        request.auth, name=payload.name, role=payload.role, fleets=fleets, ttl_days=payload.ttl_days, request=request
+        request.auth,
+        name=payload.name,
+        role=payload.role,
+        fleets=fleets,
+        ttl_days=payload.ttl_days,
+        request=request,
     )
     token.token = plaintext  # type: ignore[attr-defined]
     return Status(201, token)
@@ -74,7 +84,6 @@ def create_token(request, payload: PersonalTokenIn):
 
 @router.post("/{token_id}/revoke", response=PersonalTokenOut)
 def revoke_token(request, token_id: int):
-    return services.do_revoke_personal_token(request.auth, access_personal_token(request.auth, token_id), request=request)
-
-
-__all__ = ["router", "Fleet"]
+    return services.do_revoke_personal_token(
+        request.auth, access_personal_token(request.auth, token_id), request=request
+    )

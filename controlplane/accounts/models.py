@@ -13,8 +13,12 @@ class Role(models.TextChoices):
 class Membership(models.Model):
     """A user's role in one fleet. Global admins are Django superusers and need no membership."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    fleet = models.ForeignKey("edgenodes.Fleet", on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    fleet = models.ForeignKey(
+        "edgenodes.Fleet", on_delete=models.CASCADE, related_name="memberships"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -32,7 +36,9 @@ class PersonalToken(models.Model):
     set) caps what it may do there below the user's own role.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16)
     token_hash = models.CharField(max_length=64, unique=True)

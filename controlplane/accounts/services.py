@@ -15,15 +15,26 @@ from .models import Membership, PersonalToken
 
 
 @transaction.atomic
-def do_create_personal_token(user, *, name: str, role: str = "", fleets=(), ttl_days: int | None = 90, request=None) -> tuple[PersonalToken, str]:
+def do_create_personal_token(
+    user, *, name: str, role: str = "", fleets=(), ttl_days: int | None = 90, request=None
+) -> tuple[PersonalToken, str]:
     plaintext, token_hash, prefix = tokens.new_token(tokens.PERSONAL_PREFIX)
     token = PersonalToken.objects.create(
-        user=user, name=name, prefix=prefix, token_hash=token_hash, role=role,
+        user=user,
+        name=name,
+        prefix=prefix,
+        token_hash=token_hash,
+        role=role,
         expires_at=timezone.now() + timedelta(days=ttl_days) if ttl_days else None,
     )
     token.fleets.set(fleets)
-    record("personal_token.create", token, user=user,
-           after={"name": name, "prefix": prefix, "role": role, "fleets": [f.slug for f in fleets]}, request=request)
+    record(
+        "personal_token.create",
+        token,
+        user=user,
+        after={"name": name, "prefix": prefix, "role": role, "fleets": [f.slug for f in fleets]},
+        request=request,
+    )
     return token, plaintext
 
 
@@ -32,7 +43,13 @@ def do_revoke_personal_token(user, token: PersonalToken, *, request=None) -> Per
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        record("personal_token.revoke", token, user=user, after={"prefix": token.prefix}, request=request)
+        record(
+            "personal_token.revoke",
+            token,
+            user=user,
+            after={"prefix": token.prefix},
+            request=request,
+        )
     return token
 
 
@@ -48,7 +65,16 @@ def do_set_membership(actor, *, user, fleet, role: str | None, request=None) -> 
     else:
         if role not in {"admin", "operator", "compliance", "viewer"}:
             raise ServiceError(f"unknown role '{role}'")
-        result, _ = Membership.objects.update_or_create(user=user, fleet=fleet, defaults={"role": role})
-    record("membership.set", user, user=actor, fleet=fleet, before=before,
-           after={"user": user.username, "role": role}, request=request)
+        result, _ = Membership.objects.update_or_create(
+            user=user, fleet=fleet, defaults={"role": role}
+        )
+    record(
+        "membership.set",
+        user,
+        user=actor,
+        fleet=fleet,
+        before=before,
+        after={"user": user.username, "role": role},
+        request=request,
+    )
     return result

@@ -27,13 +27,19 @@ class Command(BaseCommand):
             cred_file.parent.mkdir(parents=True, exist_ok=True)
             cred_file.write_text(f"username: {username}\npassword: {password}\n")
             cred_file.chmod(0o600)
-            self.stdout.write(self.style.SUCCESS(
-                f"\n  Demo admin created. Log in at {settings.SITE_URL}/ as\n"
-                f"    username: {username}\n    password: {password}\n"
-                f"  (also saved, readable only by you, in {cred_file})\n"
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\n  Demo admin created. Log in at {settings.SITE_URL}/ as\n"
+                    f"    username: {username}\n    password: {password}\n"
+                    f"  (also saved, readable only by you, in {cred_file})\n"
+                )
+            )
         else:
-            self.stdout.write(f"Demo admin '{username}' exists; log in at {settings.SITE_URL}/ "
-                              f"(password in {settings.VAR_DIR / 'demo-admin.txt'} if you have not changed it).")
+            self.stdout.write(
+                f"Demo admin '{username}' exists; log in at {settings.SITE_URL}/ "
+                f"(password in {settings.VAR_DIR / 'demo-admin.txt'} if you have not changed it)."
+            )
         if not Fleet.objects.filter(slug=fleet).exists():
-            services.do_create_fleet(user, slug=fleet, name="Demo fleet", description="Created by make run")
+            services.do_create_fleet(
+                user, slug=fleet, name="Demo fleet", description="Created by make run"
+            )

@@ -9,7 +9,9 @@ class Command(BaseCommand):
     help = "Roll metric samples up per minute and purge what is past retention (once, or every N seconds)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--every", type=int, default=0, help="repeat every N seconds (0 = once)")
+        parser.add_argument(
+            "--every", type=int, default=0, help="repeat every N seconds (0 = once)"
+        )
 
     def handle(self, *args, every: int = 0, **options):
         while True:

@@ -1,0 +1,56 @@
+# edgefleet: `make run` starts the control plane on embedded defaults; `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/build-llama-wheel.sh | cksum | cut -d' ' -f1)
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run test lint pytest bench bench-node-api services clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip wheel
+
+# llama-cpp-python is built once, portably, into .wheels/ (see DEVELOPERS.md) and installed from there.
+$(STAMP): $(BIN)/python pyproject.toml scripts/build-llama-wheel.sh
+	PY=$(BIN)/python scripts/build-llama-wheel.sh
+	$(BIN)/python -m pip install -q --find-links .wheels -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	@mkdir -p var
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py demo_setup
+	@$(BIN)/python manage.py maintain --every 60 & echo $$! > var/maintain.pid; \
+	trap 'kill $$(cat var/maintain.pid) 2>/dev/null' EXIT INT TERM; \
+	echo "Serving edgefleet on http://$(HOST):$(PORT)/ (Ctrl-C stops)"; \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy controlplane edgenodes agents
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	EDGEFLEET_PRODUCTION=1 SECRET_KEY=$$($(BIN)/python -c 'import secrets;print(secrets.token_urlsafe(60))') \
+	  ALLOWED_HOSTS=edgefleet.example.com $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint pytest
+
+# Start a real PostgreSQL and Redis (installing them with apt if needed).
+services:
+	@scripts/services.sh
+
+bench: install
+	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py
+
+clean:
+	rm -rf $(VENV) var staticfiles
