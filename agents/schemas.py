@@ -39,10 +39,22 @@ def _json_clean(value: Any, depth: int = 0) -> Any:
     return value
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    """Aware UTC, within 2000-2200 (a node whose clock says 0001 has a clock problem, and years at
+    the edge of the calendar overflow when converted)."""
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(
+            "timestamp must be between 2000-01-01 and 2200-01-01 (check the node's clock)"
+        )
+    return value
 
 
 Str = Annotated[str, AfterValidator(_no_nul)]

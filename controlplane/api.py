@@ -72,7 +72,7 @@ admin_api = NinjaAPI(
     title="edgefleet admin API",
     version="1",
     urls_namespace="admin-api",
-    auth=[SessionAuth(), PersonalTokenAuth()],
+    auth=[PersonalTokenAuth(), SessionAuth()],
     description="Fleets, nodes, enrollment tokens, desired state. Session or personal API token auth.",
 )
 admin_api.add_router("/", fleet_router)

@@ -124,7 +124,11 @@ class Node(models.Model):
 
     @property
     def etag(self) -> str:
-        return f'"{self.desired_revision}-{self.desired_digest[:16]}"'
+        return etag_for(self.desired_revision, self.desired_digest)
+
+
+def etag_for(revision: int, digest: str) -> str:
+    return f'"{revision}-{digest[:16]}"'
 
 
 class NodeCredential(models.Model):

@@ -15,8 +15,8 @@ from agents import schemas
 from controlplane import tokens
 from controlplane.errors import RateLimited, TooLarge, Unauthorized
 
-from . import desired_state, services
-from .models import NodeCredential
+from . import contacts, desired_state, poll, services
+from .models import Node, NodeCredential
 from .ratelimit import TokenBuckets
 
 router = Router(tags=["node"])
@@ -37,26 +37,49 @@ class NodeAuth(HttpBearer):
     openapi_description = "Node credential from enrollment (prefix efn_)."
 
     def authenticate(self, request: HttpRequest, token: str):
-        if not token.startswith(tokens.NODE_PREFIX) or len(token) > 200:
-            raise Unauthorized("missing or malformed node credential")
-        cred = (
-            NodeCredential.objects.select_related("node__fleet")
-            .filter(token_hash=tokens.hash_token(token))
-            .first()
-        )
-        if cred is None:
-            raise Unauthorized("unknown node credential")
-        if cred.revoked_at is not None:
-            raise Unauthorized("node credential has been revoked")
-        if cred.expires_at is not None and cred.expires_at <= timezone.now():
-            raise Unauthorized("node credential has expired; rotate before the overlap window ends")
-        wait = buckets().take(cred.node_id)
-        if wait:
-            raise RateLimited(
-                "too many requests from this node", retry_after=max(1, math.ceil(wait))
-            )
+        cred = refused_credential(token)
+        limit_rate(cred.node_id)
         request.node_credential = cred  # type: ignore[attr-defined]
         return cred.node
+
+
+class NodePollAuth(NodeAuth):
+    """The same credential, checked in one read (poll.py); the contact is buffered (contacts.py)."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        target = None
+        if token.startswith(tokens.NODE_PREFIX) and len(token) <= 200:
+            target = poll.poll_target(tokens.hash_token(token))
+        if target is None:
+            refused_credential(token)  # raises with the reason
+            raise Unauthorized("node credential refused")  # raced with a rotation or revocation
+        limit_rate(target.node_id)
+        contacts.record(target.node_id, _client_ip(request))
+        return target
+
+
+def refused_credential(token: str) -> NodeCredential:
+    """Look the credential up; raise Unauthorized saying why it is not usable, else return it."""
+    if not token.startswith(tokens.NODE_PREFIX) or len(token) > 200:
+        raise Unauthorized("missing or malformed node credential")
+    cred = (
+        NodeCredential.objects.select_related("node__fleet")
+        .filter(token_hash=tokens.hash_token(token))
+        .first()
+    )
+    if cred is None:
+        raise Unauthorized("unknown node credential")
+    if cred.revoked_at is not None:
+        raise Unauthorized("node credential has been revoked")
+    if cred.expires_at is not None and cred.expires_at <= timezone.now():
+        raise Unauthorized("node credential has expired; rotate before the overlap window ends")
+    return cred
+
+
+def limit_rate(node_id) -> None:
+    wait = buckets().take(node_id)
+    if wait:
+        raise RateLimited("too many requests from this node", retry_after=max(1, math.ceil(wait)))
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -98,25 +121,27 @@ def enroll(request, payload: schemas.EnrollIn):
 
 
 @router.get(
-    "/desired-state", auth=NodeAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
+    "/desired-state", auth=NodePollAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
 )
 def get_desired_state(request):
     """The node's desired-state document. Send `If-None-Match` with the last ETag: an unchanged
-    document is a 304 without a body, answered without composing the document. `X-Poll-Interval`
-    (seconds, jittered) says when to poll next."""
-    node = request.auth
-    services.touch_node(node, _client_ip(request))
-    interval = next_poll_interval(node.poll_interval_s)
-    etag = node.etag
+    document is a 304 without a body, answered with one indexed read and without composing the
+    document. `X-Poll-Interval` (seconds, jittered) says when to poll next."""
+    target: poll.PollTarget = request.auth
+    interval = next_poll_interval(target.poll_interval_s)
+    etag = target.etag
     if etag in request.headers.get("If-None-Match", ""):
         response = HttpResponse(status=304)
     else:
+        node = Node.objects.select_related("fleet").get(pk=target.node_id)
         doc = desired_state.document(node)
         doc["poll_interval_s"] = math.ceil(interval)
+        etag = node.etag
         response = JsonResponse(doc)
     response["ETag"] = etag
     response["X-Poll-Interval"] = str(interval)
     response["Cache-Control"] = "no-cache"
+    contacts.maybe_flush()
     return response
 
 

@@ -29,9 +29,11 @@ HARDWARE = HardwareProfile(
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """PBKDF2 is slow by design; tests do not need that."""
+def test_settings(settings):
+    """PBKDF2 is slow by design; tests do not need that. Contacts are written through (no buffer
+    delay) unless a test asks for the buffered steady state."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 0}
 
 
 @pytest.fixture

@@ -164,7 +164,11 @@ def test_polling_returns_the_document_with_an_etag_and_a_jittered_poll_interval(
     assert node.last_seen_at is not None
 
 
-def test_polling_with_the_current_etag_is_a_304_in_two_queries(north_node, node_api):
+def test_polling_with_the_current_etag_is_a_304_in_one_statement(north_node, node_api, settings):
+    settings.EDGEFLEET = {
+        **settings.EDGEFLEET,
+        "CONTACT_FLUSH_S": 3600,
+    }  # steady state: contact buffered
     node, cred = north_node
     api = node_api(cred)
     etag = api.get("/desired-state")["ETag"]
@@ -174,11 +178,12 @@ def test_polling_with_the_current_etag_is_a_304_in_two_queries(north_node, node_
     assert r.content == b""
     assert r["ETag"] == etag
     assert "X-Poll-Interval" in r
-    # One SELECT (credential + node + fleet), one UPDATE (last contact).
-    assert len(queries) == 2, [q["sql"] for q in queries]
+    # One SELECT: authenticates and returns revision and interval; the contact goes to the buffer.
+    assert len(queries) == 1, [q["sql"] for q in queries]
 
 
-def test_a_full_poll_takes_a_bounded_number_of_queries(north_node, node_api):
+def test_a_full_poll_takes_a_bounded_number_of_queries(north_node, node_api, settings):
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 3600}
     _, cred = north_node
     with CaptureQueriesContext(connection) as queries:
         assert node_api(cred).get("/desired-state").status_code == 200
@@ -381,6 +386,8 @@ def test_a_body_over_the_byte_limit_is_a_413_before_it_is_read(north_node, node_
         {"seq": 1, "ts": "2026-01-01T00:00:00Z", "name": "Bad Name", "value": 1},
         {"seq": 1, "ts": "2026-01-01T00:00:00Z", "name": "x", "value": "NaN"},
         {"seq": 2**63, "ts": "2026-01-01T00:00:00Z", "name": "x", "value": 1},
+        {"seq": 1, "ts": "0001-01-01T01:00:00+01:01", "name": "x", "value": 1},
+        {"seq": 1, "ts": "1970-01-01T00:00:00Z", "name": "x", "value": 1},
     ],
 )
 def test_malformed_samples_are_a_422_and_store_nothing(north_node, node_api, sample):
@@ -433,3 +440,17 @@ def test_an_overloaded_worker_sheds_node_requests_with_429_and_retry_after(
     r = node_api(cred).get("/desired-state")
     assert r.status_code == 429
     assert r["Retry-After"] == "15"
+
+
+def test_last_contact_is_buffered_and_written_in_bulk(north, node_api, settings):
+    from edgenodes import contacts
+
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 3600}
+    contacts.flush()
+    creds = [enroll(north, f"n{i}")[1] for i in range(3)]
+    for cred in creds:
+        assert node_api(cred).get("/desired-state").status_code == 200
+    assert not Node.objects.filter(last_seen_at__isnull=False).exists()
+    assert contacts.flush() == 3
+    assert Node.objects.filter(last_seen_at__isnull=False, last_seen_ip="127.0.0.1").count() == 3
+    assert all(n.status == "online" for n in Node.objects.all())

@@ -22,11 +22,18 @@ from schemathesis.specs.openapi.checks import (
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 EXAMPLES = 40
 
 
-def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_violations(north_node, settings_override):
+def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_violations(
+    north_node, settings_override
+):
     _, credential = north_node
     schema = schemathesis.openapi.from_wsgi("/api/node/v1/openapi.json", get_wsgi_application())
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -35,7 +42,12 @@ def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_vi
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             def run(case):
                 response = case.call(headers={"Authorization": f"Bearer {credential}"})
                 case.validate_response(response, checks=CHECKS)

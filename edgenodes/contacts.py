@@ -1,0 +1,67 @@
+"""Last-contact timestamps, buffered per worker and written in bulk.
+
+Every poll is a contact, and a fleet polls all the time: writing `last_seen_at` on each poll would make
+the hottest, otherwise read-only request a write with a WAL flush. Instead each worker process keeps
+the latest contact per node in memory and writes them all with one bulk UPDATE, at most every
+CONTACT_FLUSH_S seconds, from whichever request crosses that mark. Status is still derived from last
+contact; it is at most CONTACT_FLUSH_S late (a few seconds, against poll intervals of tens of
+seconds), and a crashed worker loses at most that much contact history, never data.
+CONTACT_FLUSH_S = 0 writes every contact at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import Node
+
+_lock = threading.Lock()
+_pending: dict[object, tuple[datetime, str | None]] = {}
+_last_flush = time.monotonic()
+
+
+def record(node_id, ip: str | None) -> None:
+    with _lock:
+        _pending[node_id] = (timezone.now(), ip)
+
+
+def maybe_flush() -> int:
+    """Flush if the buffer is older than CONTACT_FLUSH_S; returns how many nodes were written."""
+    if time.monotonic() - _last_flush < settings.EDGEFLEET["CONTACT_FLUSH_S"]:
+        return 0
+    return flush()
+
+
+def flush() -> int:
+    global _pending, _last_flush
+    with _lock:
+        batch, _pending = _pending, {}
+        _last_flush = time.monotonic()
+    if not batch:
+        return 0
+    adapt = connection.ops.adapt_datetimefield_value
+    # Sorted by primary key so concurrent flushes from several workers lock rows in the same order.
+    rows = sorted((str(pk), adapt(ts), ip) for pk, (ts, ip) in batch.items())
+    table = Node._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for i in range(0, len(rows), 1000):
+                chunk = rows[i : i + 1000]
+                values = ", ".join(["(%s::uuid, %s::timestamptz, %s::inet)"] * len(chunk))
+                cursor.execute(
+                    f"UPDATE {table} AS n SET last_seen_at = v.ts, last_seen_ip = v.ip "
+                    f"FROM (VALUES {values}) AS v(id, ts, ip) WHERE n.id = v.id",
+                    [x for row in chunk for x in row],
+                )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET last_seen_at = %s, last_seen_ip = %s WHERE id = %s",
+                [(ts, ip, pk.replace("-", "")) for pk, ts, ip in rows],
+            )
+    return len(rows)
