@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 
-# llama-cpp-python is built once, portably, into .wheels/ (see DEVELOPERS.md) and installed from there.
+# llama-cpp-python is built once, portably, into .wheels/ (see docs/development.md) and installed from there.
 $(STAMP): $(BIN)/python pyproject.toml scripts/build-llama-wheel.sh
 	PY=$(BIN)/python scripts/build-llama-wheel.sh
 	$(BIN)/python -m pip install -q --find-links .wheels -e '.[dev]'

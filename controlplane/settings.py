@@ -115,6 +115,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_b
     # server's connection limit).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
+        # Server-side prepared statements for queries run 5+ times on a connection (the node poll):
+        # safe with psycopg's own pool (Django turns them off by default for external poolers).
+        "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5),
         "pool": {
             "min_size": env_int("DB_POOL_MIN", 2),
             "max_size": env_int("DB_POOL_MAX", 16),
