@@ -122,7 +122,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_b
             "min_size": env_int("DB_POOL_MIN", 2),
             "max_size": env_int("DB_POOL_MAX", 16),
             "timeout": env_int("DB_POOL_TIMEOUT_S", 10),
-        }
+        },
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
