@@ -1,0 +1,79 @@
+"""The dashboard page, its htmx partial, and the websocket event stream."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from controlplane.asgi import application
+from controlplane.events import fleet_group
+from edgenodes import services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def page(user, htmx=False):
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client.get("/", headers={"HX-Request": "true"} if htmx else {})
+
+
+def test_the_dashboard_asks_anonymous_visitors_to_log_in(db):
+    r = page(None)
+    assert r.status_code == 302
+    assert r["Location"].startswith("/accounts/login/")
+
+
+def test_the_dashboard_shows_only_the_nodes_a_persona_may_see(north_node, south_node, victor, mallory, alice):
+    assert b"north-1" in page(victor).content and b"south-1" not in page(victor).content
+    assert b"north-1" not in page(mallory).content
+    assert b"north-1" in page(alice).content and b"south-1" in page(alice).content
+
+
+def test_an_htmx_refresh_gets_only_the_node_table_partial(north_node, victor):
+    body = page(victor, htmx=True).content.decode()
+    assert body.lstrip().startswith("<table>")
+    assert "<html" not in body
+    full = page(victor).content.decode()
+    assert 'src="/static/vendor/htmx.min.js"' in full
+    assert "hx-headers" in full and "X-CSRFToken" in full
+
+
+async def connect(user):
+    comm = WebsocketCommunicator(application, "/ws/events/", headers=[(b"origin", b"http://localhost")])
+    comm.scope["user"] = user
+    return comm
+
+
+def test_websocket_subscribers_get_events_only_for_fleets_they_may_see(north, south, victor, mallory):
+    async def scenario():
+        seen, unseen = await connect(victor), await connect(mallory)
+        # The AuthMiddlewareStack would read the session; inject the user as it would.
+        for comm in (seen, unseen):
+            connected, _ = await comm.connect()
+            assert connected
+        layer = get_channel_layer()
+        await layer.group_send(fleet_group(north.pk), {"type": "fleet.event", "payload": {"event": "x"}})
+        assert await seen.receive_json_from(timeout=2) == {"event": "x"}
+        assert await unseen.receive_nothing(timeout=0.3)
+        for comm in (seen, unseen):
+            await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_service_write_publishes_its_event_after_commit(north, alice, victor):
+    async def scenario():
+        comm = await connect(victor)
+        await comm.connect()
+        await database_sync_to_async(services.do_update_fleet)(alice, north, poll_interval_s=45)
+        event = await comm.receive_json_from(timeout=2)
+        assert event == {"event": "fleet.updated", "fleet": north.pk, "slug": "north"}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
