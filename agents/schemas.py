@@ -119,10 +119,90 @@ class DesiredState(BaseModel):
     revision: int
     poll_interval_s: int
     model: dict[str, Any] | None = None
-    agents: list[dict[str, Any]] = []
+    agents: dict[str, Any] = {}
     tools: dict[str, Any] = {}
     routing: dict[str, Any] = {}
     compliance: dict[str, Any] = {}
+
+
+# --- sections of desired state ----------------------------------------------------------------------
+
+Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class ModelAssignment(Strict):
+    """Which model a node runs and how. `url` is http(s) or file://; the node verifies `sha256`."""
+
+    name: Name
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    url: Annotated[str, Field(max_length=2000)] = ""
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    n_ctx: Annotated[int, Field(ge=64, le=1_048_576)] = 2048
+    n_threads: Annotated[int, Field(ge=0, le=512)] = 0
+    n_gpu_layers: Annotated[int, Field(ge=-1, le=1000)] = 0
+    # For backend "openai": any OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM...).
+    base_url: Annotated[str, Field(max_length=2000)] = ""
+    remote_model: Annotated[str, Field(max_length=200)] = ""
+
+
+class AgentSpec(Strict):
+    role: LongStr = "You are a helpful assistant running on an edge device."
+    tools: Annotated[list[Slug], Field(max_length=64)] = []
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    # A router agent hands each request to one of these specialists (name -> when to use it).
+    routes: Annotated[dict[Slug, ShortStr], Field(max_length=32)] = {}
+    default: bool = False
+
+
+class ToolRule(Strict):
+    mode: Literal["allow", "deny", "approval"] = "deny"
+    path_prefix: Annotated[str, Field(max_length=500)] | None = None
+    hosts: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=100)] | None = (
+        None
+    )
+    rate_per_min: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    approval_timeout_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    # Tool settings the node needs (for example a SQLite database or a queue directory).
+    settings: Annotated[dict[str, Annotated[str, Field(max_length=500)]], Field(max_length=16)] = {}
+
+
+class ToolPolicy(Strict):
+    default: Literal["allow", "deny", "approval"] = "deny"
+    rules: Annotated[dict[Slug, ToolRule], Field(max_length=256)] = {}
+
+
+SECTION_SCHEMAS: dict[str, Any] = {"model": ModelAssignment, "tools": ToolPolicy}
+
+
+def validate_sections(sections: dict[str, Any]) -> None:
+    """Check a composed document's typed sections; raises pydantic.ValidationError."""
+    if sections.get("model") is not None:
+        ModelAssignment.model_validate(sections["model"])
+    ToolPolicy.model_validate(sections.get("tools") or {})
+    for spec in (sections.get("agents") or {}).values():
+        AgentSpec.model_validate(spec)
+
+
+# --- tool approvals -----------------------------------------------------------------------------------
+
+
+class ApprovalIn(Strict):
+    tool: Slug
+    agent: Slug
+    arguments: JsonDict = {}
+    reason: LongStr = ""
+    timeout_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+
+
+class ApprovalOut(BaseModel):
+    id: int
+    tool: str
+    agent: str
+    arguments: dict[str, Any]
+    status: Literal["pending", "approved", "denied", "expired"]
+    expires_at: datetime
+    decided_by: str = ""
 
 
 SECTIONS = ("model", "agents", "tools", "routing", "compliance")

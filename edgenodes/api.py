@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
 from agents.schemas import SECTIONS, JsonDict, Labels, Name
@@ -18,7 +19,15 @@ from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW
 from controlplane.errors import Forbidden, ServiceError
 
 from . import desired_state, services
-from .models import DesiredStateLayer, EnrollmentToken, Fleet, Node, NodeQuerySet, NodeStatus
+from .models import (
+    DesiredStateLayer,
+    EnrollmentToken,
+    Fleet,
+    Node,
+    NodeQuerySet,
+    NodeStatus,
+    ToolApproval,
+)
 
 router = Router(tags=["fleet"])
 
@@ -339,3 +348,61 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
 def delete_layer(request, slug: str, name: str):
     layer = access.access_layer(request.auth, slug, name, OPERATE)
     return {"nodes_changed": services.do_delete_layer(request.auth, layer, request=request)}
+
+
+# --- tool approvals -----------------------------------------------------------------------------
+
+
+class ApprovalOut(Schema):
+    id: int
+    fleet: str
+    node: UUID
+    node_name: str
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    reason: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str
+
+    @staticmethod
+    def resolve_fleet(obj: ToolApproval) -> str:
+        return obj.fleet.slug
+
+    @staticmethod
+    def resolve_node(obj: ToolApproval) -> UUID:
+        return obj.node_id
+
+    @staticmethod
+    def resolve_node_name(obj: ToolApproval) -> str:
+        return obj.node.name
+
+    @staticmethod
+    def resolve_decided_by(obj: ToolApproval) -> str:
+        return obj.decided_by.username if obj.decided_by else ""
+
+
+@router.get("/approvals", response=list[ApprovalOut])
+def list_approvals(request, fleet: str | None = None, pending: bool = False):
+    approvals = access.restrict(
+        ToolApproval.objects.select_related("fleet", "node", "decided_by"), request.auth, VIEW
+    )
+    if fleet:
+        approvals = approvals.filter(fleet__slug=fleet)
+    if pending:
+        approvals = approvals.filter(decision="pending", expires_at__gt=timezone.now())
+    return approvals.order_by("-created_at")[:500]
+
+
+@router.post("/approvals/{approval_id}/approve", response=ApprovalOut)
+def approve(request, approval_id: int):
+    approval = access.access_approval(request.auth, approval_id, OPERATE)
+    return services.do_decide_approval(request.auth, approval, approve=True, request=request)
+
+
+@router.post("/approvals/{approval_id}/deny", response=ApprovalOut)
+def deny(request, approval_id: int):
+    approval = access.access_approval(request.auth, approval_id, OPERATE)
+    return services.do_decide_approval(request.auth, approval, approve=False, request=request)

@@ -13,7 +13,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from agents.schemas import SECTIONS
+from pydantic import ValidationError
+
+from agents.schemas import SECTIONS, validate_sections
+from controlplane.errors import ServiceError
 
 from .models import DesiredStateLayer, Fleet, LayerScope, Node
 
@@ -30,7 +33,7 @@ def merge(base: Any, overlay: Any) -> Any:
 
 
 def empty_sections() -> dict[str, Any]:
-    return {"model": None, "agents": [], "tools": {}, "routing": {}, "compliance": {}}
+    return {"model": None, "agents": {}, "tools": {}, "routing": {}, "compliance": {}}
 
 
 def ordered(layers: Iterable[DesiredStateLayer]) -> list[DesiredStateLayer]:
@@ -72,11 +75,22 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
     whose document changed and save only those. Returns the changed nodes."""
     layers = list(fleet.layers.all())
     if nodes is None:
-        nodes = fleet.nodes.only("id", "fleet_id", "labels", "desired_revision", "desired_digest")
+        nodes = fleet.nodes.only(
+            "id", "name", "fleet_id", "labels", "desired_revision", "desired_digest"
+        )
     changed = []
     for node in nodes:
-        new = digest(compose(node, layers))
+        sections = compose(node, layers)
+        new = digest(sections)
         if new != node.desired_digest:
+            try:
+                validate_sections(sections)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ServiceError(
+                    f"the desired state of node '{node.name}' would be invalid: {where}: {first['msg']}"
+                ) from None
             if node.desired_digest:
                 node.desired_revision += 1
             node.desired_digest = new

@@ -273,3 +273,43 @@ class RollupCursor(models.Model):
     was offline for hours."""
 
     last_sample_id = models.BigIntegerField(default=0)
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    EXPIRED = "expired", "Expired"
+
+
+class ToolApproval(models.Model):
+    """A node asks whether an agent may run a tool call that policy marks "approval"."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="approvals")
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="+")
+    agent = models.CharField(max_length=63)
+    tool = models.CharField(max_length=63)
+    arguments = models.JSONField(default=dict)
+    reason = models.TextField(blank=True)
+    decision = models.CharField(
+        max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["fleet", "decision", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tool} for {self.agent} on {self.node_id}: {self.status}"
+
+    @property
+    def status(self) -> str:
+        """Expiry means deny: a pending request past its deadline reads as expired (derived)."""
+        if self.decision == ApprovalStatus.PENDING and self.expires_at <= timezone.now():
+            return ApprovalStatus.EXPIRED
+        return self.decision

@@ -13,10 +13,10 @@ from ninja.security import HttpBearer
 
 from agents import schemas
 from controlplane import tokens
-from controlplane.errors import RateLimited, TooLarge, Unauthorized
+from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
 from . import contacts, desired_state, poll, services
-from .models import Node, NodeCredential
+from .models import Node, NodeCredential, ToolApproval
 from .ratelimit import TokenBuckets
 
 router = Router(tags=["node"])
@@ -186,3 +186,39 @@ def rotate_credential(request):
         node, request.node_credential, request=request
     )
     return schemas.RotateOut(credential=credential, old_credential_valid_until=valid_until)
+
+
+def _approval_out(a) -> schemas.ApprovalOut:
+    return schemas.ApprovalOut(
+        id=a.pk,
+        tool=a.tool,
+        agent=a.agent,
+        arguments=a.arguments,
+        status=a.status,
+        expires_at=a.expires_at,
+        decided_by=a.decided_by.username if a.decided_by else "",
+    )
+
+
+@router.post("/approvals", auth=NodeAuth(), response={201: schemas.ApprovalOut, **ERRORS})
+def request_approval(request, payload: schemas.ApprovalIn):
+    """Ask an operator to approve a tool call. Poll `GET approvals/{id}`; expiry means deny."""
+    return Status(
+        201, _approval_out(services.do_request_approval(request.auth, payload, request=request))
+    )
+
+
+@router.get(
+    "/approvals/{approval_id}",
+    auth=NodeAuth(),
+    response={200: schemas.ApprovalOut, 404: schemas.ErrorOut, **ERRORS},
+)
+def get_approval(request, approval_id: int):
+    approval = (
+        ToolApproval.objects.select_related("decided_by")
+        .filter(pk=approval_id, node=request.auth)
+        .first()
+    )
+    if approval is None:
+        raise NotFound(f"approval {approval_id} not found")
+    return _approval_out(approval)

@@ -24,6 +24,7 @@ from controlplane.events import publish_on_commit
 
 from . import desired_state
 from .models import (
+    ApprovalStatus,
     DesiredStateLayer,
     EnrollmentToken,
     Fleet,
@@ -32,6 +33,7 @@ from .models import (
     Node,
     NodeCredential,
     NodeEventRecord,
+    ToolApproval,
 )
 
 
@@ -438,3 +440,39 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn) -> schemas.AckOut:
     if ack.accepted:
         publish_on_commit(node.fleet_id, "node.events", node=str(node.pk), count=ack.accepted)
     return ack
+
+
+# --- tool approvals -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) -> ToolApproval:
+    approval = ToolApproval.objects.create(
+        node=node, fleet_id=node.fleet_id, agent=req.agent, tool=req.tool, arguments=req.arguments,
+        reason=req.reason, expires_at=timezone.now() + timedelta(seconds=req.timeout_s),
+    )  # fmt: skip
+    record("approval.request", approval, node=node, fleet=node.fleet,
+           after={"tool": req.tool, "agent": req.agent, "timeout_s": req.timeout_s}, request=request)  # fmt: skip
+    publish_on_commit(
+        node.fleet_id, "approval.requested", approval=approval.pk, node=str(node.pk), tool=req.tool
+    )
+    return approval
+
+
+@transaction.atomic
+def do_decide_approval(
+    user, approval: ToolApproval, *, approve: bool, request=None
+) -> ToolApproval:
+    approval = ToolApproval.objects.select_for_update().get(pk=approval.pk)
+    if approval.status != ApprovalStatus.PENDING:
+        raise Conflict(f"approval {approval.pk} is already {approval.status}")
+    approval.decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+    approval.decided_at = timezone.now()
+    approval.decided_by = user
+    approval.save(update_fields=["decision", "decided_at", "decided_by"])
+    record(f"approval.{approval.decision}", approval, user=user, fleet=approval.fleet,
+           after={"tool": approval.tool, "agent": approval.agent, "node": str(approval.node_id)}, request=request)  # fmt: skip
+    publish_on_commit(
+        approval.fleet_id, "approval.decided", approval=approval.pk, decision=approval.decision
+    )
+    return approval

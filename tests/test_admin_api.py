@@ -68,7 +68,11 @@ def world(north, south, alice):
         enroll(fleet, f"{fleet.slug}-1")
         services.do_create_enrollment_token(alice, fleet)
         services.do_put_layer(
-            alice, fleet, name="existing", scope="fleet", sections={"tools": {"clock": "allow"}}
+            alice,
+            fleet,
+            name="existing",
+            scope="fleet",
+            sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
         )
     return {"north": north, "south": south}
 
@@ -149,6 +153,18 @@ def test_writes_are_audited_with_actor_and_before_after(world, admin_api, alice)
         ("/fleets/north/layers/base", {"scope": "node", "sections": {}}),
         ("/fleets/north/layers/base", {"scope": "galaxy", "sections": {}}),
         ("/fleets/north/layers/ba%20se", {"scope": "fleet", "sections": {}}),
+        (
+            "/fleets/north/layers/base",
+            {"scope": "fleet", "sections": {"tools": {"rules": {"clock": {"rate_per_min": 0}}}}},
+        ),
+        (
+            "/fleets/north/layers/base",
+            {"scope": "fleet", "sections": {"model": {"name": "m", "sha256": "nothex"}}},
+        ),
+        (
+            "/fleets/north/layers/base",
+            {"scope": "fleet", "sections": {"agents": {"a": {"max_tokens": 0}}}},
+        ),
     ],
 )
 def test_bad_layer_input_is_a_4xx_with_a_message(world, admin_api, olivia, path, body):

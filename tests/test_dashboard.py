@@ -29,7 +29,9 @@ def test_the_dashboard_asks_anonymous_visitors_to_log_in(db):
     assert r["Location"].startswith("/accounts/login/")
 
 
-def test_the_dashboard_shows_only_the_nodes_a_persona_may_see(north_node, south_node, victor, mallory, alice):
+def test_the_dashboard_shows_only_the_nodes_a_persona_may_see(
+    north_node, south_node, victor, mallory, alice
+):
     assert b"north-1" in page(victor).content and b"south-1" not in page(victor).content
     assert b"north-1" not in page(mallory).content
     assert b"north-1" in page(alice).content and b"south-1" in page(alice).content
@@ -45,12 +47,16 @@ def test_an_htmx_refresh_gets_only_the_node_table_partial(north_node, victor):
 
 
 async def connect(user):
-    comm = WebsocketCommunicator(application, "/ws/events/", headers=[(b"origin", b"http://localhost")])
+    comm = WebsocketCommunicator(
+        application, "/ws/events/", headers=[(b"origin", b"http://localhost")]
+    )
     comm.scope["user"] = user
     return comm
 
 
-def test_websocket_subscribers_get_events_only_for_fleets_they_may_see(north, south, victor, mallory):
+def test_websocket_subscribers_get_events_only_for_fleets_they_may_see(
+    north, south, victor, mallory
+):
     async def scenario():
         seen, unseen = await connect(victor), await connect(mallory)
         # The AuthMiddlewareStack would read the session; inject the user as it would.
@@ -58,7 +64,9 @@ def test_websocket_subscribers_get_events_only_for_fleets_they_may_see(north, so
             connected, _ = await comm.connect()
             assert connected
         layer = get_channel_layer()
-        await layer.group_send(fleet_group(north.pk), {"type": "fleet.event", "payload": {"event": "x"}})
+        await layer.group_send(
+            fleet_group(north.pk), {"type": "fleet.event", "payload": {"event": "x"}}
+        )
         assert await seen.receive_json_from(timeout=2) == {"event": "x"}
         assert await unseen.receive_nothing(timeout=0.3)
         for comm in (seen, unseen):

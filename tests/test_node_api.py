@@ -227,7 +227,10 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
         north,
         name="base",
         scope="fleet",
-        sections={"routing": {"mode": "local", "threshold": 0.5}, "tools": {"clock": "allow"}},
+        sections={
+            "routing": {"mode": "local", "threshold": 0.5},
+            "tools": {"rules": {"clock": {"mode": "allow"}}},
+        },
     )
     services.do_put_layer(
         olivia,
@@ -243,11 +246,11 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
         name="this-node",
         scope="node",
         node=node,
-        sections={"tools": {"http_get": "deny"}},
+        sections={"tools": {"rules": {"http_get": {"mode": "deny"}}}},
     )
     doc = node_api(cred).get("/desired-state").json()
     assert doc["routing"] == {"mode": "local", "threshold": 0.8}
-    assert doc["tools"] == {"clock": "allow", "http_get": "deny"}
+    assert doc["tools"] == {"rules": {"clock": {"mode": "allow"}, "http_get": {"mode": "deny"}}}
     assert doc["revision"] == 4
 
 

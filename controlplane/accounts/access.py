@@ -19,7 +19,7 @@ from controlplane.errors import NotFound
 from .models import Membership, Role
 
 if TYPE_CHECKING:
-    from edgenodes.models import DesiredStateLayer, EnrollmentToken, Fleet, Node
+    from edgenodes.models import DesiredStateLayer, EnrollmentToken, Fleet, Node, ToolApproval
 
 VIEW = "view"
 OPERATE = "operate"
@@ -136,3 +136,16 @@ def access_layer(user, fleet_slug: str, name: str, action: str = VIEW) -> Desire
     if layer is None:
         raise NotFound(f"layer '{name}' not found in fleet '{fleet_slug}'")
     return layer
+
+
+def access_approval(user, approval_id: int, action: str = VIEW) -> ToolApproval:
+    from edgenodes.models import ToolApproval
+
+    approval = (
+        restrict(ToolApproval.objects.select_related("fleet", "node"), user, action)
+        .filter(pk=approval_id)
+        .first()
+    )
+    if approval is None:
+        raise NotFound(f"approval {approval_id} not found")
+    return approval

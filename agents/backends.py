@@ -1,0 +1,216 @@
+"""Inference backends: llama-cpp-python in process, or any OpenAI-compatible server.
+
+Both expose the same small surface: `chat(messages, ...)` returning the text (optionally constrained
+to a JSON schema), and `stream(messages, ...)` yielding text pieces. Both record what a request cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BackendError(Exception):
+    pass
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    ttft_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        gen = self.latency_s - self.ttft_s
+        return self.completion_tokens / gen if gen > 0 else 0.0
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+
+
+class Backend(Protocol):
+    name: str
+
+    def chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
+             json_schema: dict | None = None) -> Completion: ...  # fmt: skip
+
+    def stream(
+        self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float
+    ) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+def quiet_llama_logs() -> None:
+    """llama.cpp logs every tensor to stderr; keep errors only."""
+    import llama_cpp
+
+    if getattr(quiet_llama_logs, "callback", None) is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def _log(level, text, user_data):  # pragma: no cover - called from C
+        if level == 4 and sys is not None:  # GGML_LOG_LEVEL_ERROR
+            sys.stderr.write(text.decode(errors="replace"))
+
+    quiet_llama_logs.callback = _log  # type: ignore[attr-defined]  # keep a reference
+    llama_cpp.llama_log_set(_log, None)
+
+
+class LlamaCppBackend:
+    """A GGUF model in this process. Loading runs a smoke test (a few tokens) before it counts."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int = 0,
+        n_gpu_layers: int = 0,
+        seed: int = 0,
+    ):
+        from llama_cpp import Llama
+
+        quiet_llama_logs()
+        self.name = "llama_cpp"
+        self.path = path
+        started = time.perf_counter()
+        try:
+            self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or None, n_gpu_layers=n_gpu_layers,
+                             seed=seed, verbose=False)  # fmt: skip
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        out = self.llm.create_completion("ok", max_tokens=4, temperature=0)
+        if not out["choices"]:
+            raise BackendError(f"smoke test of {path} produced nothing")
+        self.load_time_s = time.perf_counter() - started
+
+    def chat(self, messages, *, max_tokens, temperature, json_schema=None) -> Completion:
+        from llama_cpp import LlamaGrammar
+
+        grammar = (
+            LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
+            if json_schema
+            else None
+        )
+        started = time.perf_counter()
+        first = None
+        parts: list[str] = []
+        finish = "stop"
+        prompt_tokens = completion_tokens = 0
+        for chunk in self.llm.create_chat_completion(
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            grammar=grammar,
+            stream=True,
+        ):
+            choice = chunk["choices"][0]
+            piece = choice["delta"].get("content")
+            if piece:
+                if first is None:
+                    first = time.perf_counter()
+                parts.append(piece)
+                completion_tokens += 1
+            finish = choice.get("finish_reason") or finish
+        end = time.perf_counter()
+        # llama-cpp-python streams one token per chunk.
+        return Completion(
+            "".join(parts),
+            Usage(prompt_tokens, completion_tokens, end - started, (first or end) - started),
+            finish,
+        )
+
+    def stream(self, messages, *, max_tokens, temperature) -> Iterator[str]:
+        for chunk in self.llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
+        ):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+class OpenAICompatBackend:
+    """Any OpenAI-compatible server: Ollama, Foundry Local, vLLM, llama.cpp server (openai SDK)."""
+
+    def __init__(
+        self, base_url: str, model: str, api_key: str = "not-needed", timeout: float = 120.0
+    ):
+        from openai import OpenAI
+
+        self.name = "openai"
+        self.model = model
+        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=1)
+        started = time.perf_counter()
+        try:
+            self.client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "ok"}], max_tokens=2
+            )
+        except Exception as exc:  # the SDK raises many kinds; all mean "not usable"
+            raise BackendError(
+                f"OpenAI-compatible server at {base_url} failed the smoke test: {exc}"
+            ) from exc
+        self.load_time_s = time.perf_counter() - started
+
+    def chat(self, messages, *, max_tokens, temperature, json_schema=None) -> Completion:
+        extra: dict[str, Any] = {}
+        if json_schema:
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "step", "schema": json_schema},
+            }
+        started = time.perf_counter()
+        first = None
+        parts = []
+        finish = "stop"
+        usage = Usage()
+        stream = self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=True,
+            **extra,
+        )
+        for chunk in stream:
+            if chunk.choices:
+                piece = chunk.choices[0].delta.content
+                if piece:
+                    first = first or time.perf_counter()
+                    parts.append(piece)
+                finish = chunk.choices[0].finish_reason or finish
+            if getattr(chunk, "usage", None):
+                usage.prompt_tokens = chunk.usage.prompt_tokens
+                usage.completion_tokens = chunk.usage.completion_tokens
+        end = time.perf_counter()
+        usage.latency_s, usage.ttft_s = end - started, (first or end) - started
+        if not usage.completion_tokens:
+            usage.completion_tokens = len(parts)
+        return Completion("".join(parts), usage, finish)
+
+    def stream(self, messages, *, max_tokens, temperature) -> Iterator[str]:
+        for chunk in self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=True,
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,219 @@
+"""`edgefleet-agent`: enroll, run, status, chat."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__, schemas
+from .client import ControlPlaneError, NodeClient
+from .runtime import Runtime, StateDir, default_state_dir
+
+
+def hardware_profile() -> schemas.HardwareProfile:
+    flags: list[str] = []
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = [
+                    f
+                    for f in line.split(":", 1)[1].split()
+                    if f.startswith(("avx", "fma", "f16c", "amx", "sse4", "neon"))
+                ]
+    except OSError:
+        pass
+    ram_mb = 0
+    with contextlib.suppress(ValueError, OSError):
+        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    versions = {"edgefleet_agent": __version__, "python": platform.python_version()}
+    try:
+        import llama_cpp
+
+        versions["llama_cpp_python"] = llama_cpp.__version__
+    except ImportError:
+        pass
+    return schemas.HardwareProfile(
+        cpu_model=model[:200], cpu_flags=flags[:256], cpu_cores=os.cpu_count() or 0, ram_mb=ram_mb,
+        os=f"{platform.system()} {platform.release()}"[:200], arch=platform.machine()[:32], runtime_versions=versions,
+    )  # fmt: skip
+
+
+def fail(message: str) -> int:
+    print(f"edgefleet-agent: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_enroll(args) -> int:
+    state = StateDir(args.state_dir).ensure()
+    if state.node and not args.force:
+        return fail(
+            f"already enrolled as node {state.node['node_id']} (state in {state.path}); use --force to re-enroll"
+        )
+    client = NodeClient(args.server)
+    try:
+        out = client.enroll(
+            args.token, args.name or platform.node() or "edge-node", hardware_profile()
+        )
+    except ControlPlaneError as exc:
+        return fail(f"enrollment failed: {exc}")
+    except ValueError as exc:
+        return fail(f"invalid enrollment request: {exc}")
+    finally:
+        client.close()
+    state.save_node(
+        {
+            "server": args.server,
+            "node_id": out.node_id,
+            "fleet": out.fleet,
+            "credential": out.credential,
+        }
+    )
+    print(
+        f"Enrolled as node {out.node_id} in fleet '{out.fleet}'. Credential stored in {state.path / 'node.json'} (mode 600)."
+    )
+    print(f"Start it with: edgefleet-agent run --state-dir {state.path}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .server import LocalServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    state = StateDir(args.state_dir)
+    if not state.node:
+        return fail(
+            f"not enrolled (no node.json in {state.path}); run `edgefleet-agent enroll` first"
+        )
+    runtime = Runtime(state)
+    host, _, port = args.listen.rpartition(":")
+    runtime.listen = f"http://{host or '127.0.0.1'}:{port}"  # type: ignore[attr-defined]
+    server = LocalServer(runtime, host or "127.0.0.1", int(port))
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    runtime.start()
+    server.start()
+    print(
+        f"edgefleet-agent {__version__}: node {runtime.node['node_id']}, local API on {runtime.listen}",
+        flush=True,
+    )
+    done.wait()
+    print("shutting down: finishing the current request and flushing the outbox", flush=True)
+    server.stop()
+    runtime.shutdown()
+    return 0
+
+
+def cmd_status(args) -> int:
+    state = StateDir(args.state_dir)
+    node = state.node
+    if not node:
+        return fail(f"not enrolled (no node.json in {state.path})")
+    status = state.status
+    applied = state.applied or {}
+    from .outbox import Outbox
+
+    outbox = Outbox(state.path / "outbox.db").stats() if (state.path / "outbox.db").exists() else {}
+    last = status.get("last_contact")
+    info = {
+        "node_id": node["node_id"], "fleet": node.get("fleet"), "server": node["server"],
+        "desired_revision": status.get("desired_revision"),
+        "applied_revision": (applied.get("document") or {}).get("revision"),
+        "model": status.get("model", ""), "agents": status.get("agents", []),
+        "queue_depth": {k: v["depth"] for k, v in outbox.items()},
+        "dropped": {k: v["dropped"] for k, v in outbox.items()},
+        "last_contact": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "never",
+        "last_error": status.get("last_error", ""), "local_api": status.get("listen", ""),
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for k, v in info.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    import httpx
+
+    state = StateDir(args.state_dir)
+    url = args.url or state.status.get("listen")
+    if not url:
+        return fail("no running agent found; start `edgefleet-agent run` or pass --url")
+    history: list[dict[str, str]] = []
+    prompts = [" ".join(args.message)] if args.message else None
+    while True:
+        if prompts is not None:
+            if not prompts:
+                return 0
+            text = prompts.pop()
+        else:
+            try:
+                text = input("you> ")
+            except EOFError:
+                return 0
+        history.append({"role": "user", "content": text})
+        try:
+            r = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": args.agent or "", "messages": history},
+                timeout=300,
+            )
+        except httpx.HTTPError as exc:
+            return fail(f"cannot reach the agent at {url}: {exc}")
+        if r.status_code != 200:
+            return fail(r.json().get("error", {}).get("message", r.text))
+        answer = r.json()["choices"][0]["message"]["content"]
+        history.append({"role": "assistant", "content": answer})
+        print(f"{r.json()['model']}> {answer}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="edgefleet-agent", description="edgefleet edge agent runtime")
+    p.add_argument("--version", action="version", version=__version__)
+    p.add_argument(
+        "--state-dir",
+        default=str(default_state_dir()),
+        help="state directory (default: %(default)s)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("enroll", help="enroll this node with a control plane")
+    e.add_argument(
+        "--server", required=True, help="control plane URL, e.g. https://edgefleet.example.com"
+    )
+    e.add_argument("--token", required=True, help="enrollment token (efe_...)")
+    e.add_argument("--name", help="node name (default: host name)")
+    e.add_argument(
+        "--force", action="store_true", help="re-enroll even if this state directory is enrolled"
+    )
+    r = sub.add_parser("run", help="run the agent (poll, apply, serve, report)")
+    r.add_argument("--listen", default="127.0.0.1:8471", help="local OpenAI-compatible API address")
+    s = sub.add_parser(
+        "status", help="what is loaded, desired vs applied revision, queue depth, last contact"
+    )
+    s.add_argument("--json", action="store_true")
+    c = sub.add_parser("chat", help="ask the node's agent from the terminal")
+    c.add_argument("--agent", help="agent name (default: the node's default agent)")
+    c.add_argument("--url", help="local API URL (default: the running agent's)")
+    c.add_argument("message", nargs="*", help="one message (default: interactive)")
+    args = p.parse_args(argv)
+    return {"enroll": cmd_enroll, "run": cmd_run, "status": cmd_status, "chat": cmd_chat}[
+        args.command
+    ](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The node API client (httpx). Knows the protocol; knows nothing of Django."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from . import schemas
+
+API = "/api/node/v1"
+
+
+class ControlPlaneError(Exception):
+    """The control plane answered with an error (4xx/5xx), or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class PollResult:
+    changed: bool
+    etag: str
+    interval_s: float
+    document: schemas.DesiredState | None = None
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**attempt)] (AWS architecture blog)."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+def _raise_for(r: httpx.Response) -> None:
+    if r.status_code < 400:
+        return
+    try:
+        detail = r.json().get("detail")
+    except ValueError:
+        detail = r.text[:200]
+    retry_after = r.headers.get("Retry-After")
+    raise ControlPlaneError(
+        f"{r.request.method} {r.request.url.path}: {r.status_code} {detail}",
+        status=r.status_code,
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )
+
+
+class NodeClient:
+    def __init__(
+        self, server: str, credential: str | None = None, timeout: float = 30.0, transport=None
+    ):
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(base_url=self.server + API, timeout=timeout, transport=transport)
+        self.credential = credential
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.credential}"} if self.credential else {}
+        return {**headers, **(extra or {})}
+
+    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            r = self.http.request(
+                method, path, headers=self._headers(kwargs.pop("headers", None)), **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(
+                f"cannot reach the control plane at {self.server}: {exc}"
+            ) from exc
+        _raise_for(r)
+        return r
+
+    def enroll(self, token: str, name: str, hardware: schemas.HardwareProfile) -> schemas.EnrollOut:
+        body = schemas.EnrollIn(token=token, name=name, hardware=hardware).model_dump(mode="json")
+        return schemas.EnrollOut.model_validate(self._call("POST", "/enroll", json=body).json())
+
+    def poll(self, etag: str | None) -> PollResult:
+        r = self._call("GET", "/desired-state", headers={"If-None-Match": etag} if etag else None)
+        interval = float(r.headers.get("X-Poll-Interval", "30"))
+        if r.status_code == 304:
+            return PollResult(False, etag or "", interval)
+        return PollResult(
+            True, r.headers.get("ETag", ""), interval, schemas.DesiredState.model_validate(r.json())
+        )
+
+    def report(self, report: schemas.ReportedStateIn) -> schemas.ReportedStateOut:
+        r = self._call("POST", "/reported-state", json=report.model_dump(mode="json"))
+        return schemas.ReportedStateOut.model_validate(r.json())
+
+    def send(self, stream: str, items: list[dict[str, Any]]) -> schemas.AckOut:
+        key = "samples" if stream == "metrics" else "events"
+        return schemas.AckOut.model_validate(
+            self._call("POST", f"/{stream}", json={key: items}).json()
+        )
+
+    def rotate(self) -> schemas.RotateOut:
+        return schemas.RotateOut.model_validate(self._call("POST", "/credentials/rotate").json())
+
+    def request_approval(self, req: schemas.ApprovalIn) -> schemas.ApprovalOut:
+        return schemas.ApprovalOut.model_validate(
+            self._call("POST", "/approvals", json=req.model_dump(mode="json")).json()
+        )
+
+    def approval(self, approval_id: int) -> schemas.ApprovalOut:
+        return schemas.ApprovalOut.model_validate(
+            self._call("GET", f"/approvals/{approval_id}").json()
+        )
+
+    def download(self, url: str, dest, *, chunk: int = 1 << 20) -> None:
+        """Download to `dest`, resuming a partial file with an HTTP Range request."""
+        done = dest.stat().st_size if dest.exists() else 0
+        headers = self._headers({"Range": f"bytes={done}-"} if done else None)
+        try:
+            with self.http.stream("GET", url, headers=headers) as r:
+                if r.status_code == 416:  # already complete
+                    return
+                _raise_for(r)
+                mode = "ab" if r.status_code == 206 else "wb"
+                with open(dest, mode) as f:
+                    for part in r.iter_bytes(chunk):
+                        f.write(part)
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"download of {url} interrupted: {exc}") from exc

@@ -1,0 +1,146 @@
+"""The node's local OpenAI-compatible endpoint, so applications on the device talk to the managed
+agents the way they would talk to Ollama: `GET /v1/models`, `POST /v1/chat/completions` (with
+`stream: true` as server-sent events). The `model` field names an agent (or the loaded model, which
+means the default agent). Plain ASGI, served by uvicorn; no framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+from .runtime import Runtime
+
+MAX_BODY = 1 << 20
+
+
+async def _read_body(receive) -> bytes:
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if len(body) > MAX_BODY:
+            raise ValueError("request body too large")
+        if not msg.get("more_body"):
+            return body
+
+
+async def _send_json(send, status: int, data: Any) -> None:
+    payload = json.dumps(data).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind}}
+
+
+class LocalAPI:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def _agents(self) -> list[str]:
+        active = self.runtime.active
+        return sorted(active.runner.specs) if active and active.runner else []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz":
+            return await _send_json(send, 200, {"ok": True, "loaded": bool(self._agents())})
+        if path == "/v1/models" and method == "GET":
+            data = [
+                {"id": a, "object": "model", "created": 0, "owned_by": "edgefleet"}
+                for a in self._agents()
+            ]
+            return await _send_json(send, 200, {"object": "list", "data": data})
+        if path == "/v1/chat/completions" and method == "POST":
+            return await self._chat(receive, send)
+        return await _send_json(send, 404, _error(f"no route for {method} {path}"))
+
+    async def _chat(self, receive, send):
+        try:
+            req = json.loads(await _read_body(receive))
+            messages = req["messages"]
+            if not isinstance(messages, list) or not all(
+                isinstance(m, dict) and "role" in m for m in messages
+            ):
+                raise ValueError("messages must be a list of {role, content} objects")
+        except (ValueError, KeyError, TypeError) as exc:
+            return await _send_json(send, 400, _error(f"bad request: {exc}"))
+        agents = self._agents()
+        if not agents:
+            return await _send_json(
+                send, 503, _error("no model is loaded on this node yet", "unavailable")
+            )
+        agent = req.get("model") if req.get("model") in agents else None
+        try:
+            turn = await asyncio.to_thread(
+                self.runtime.ask,
+                [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages],
+                agent,
+            )
+        except (KeyError, RuntimeError) as exc:
+            return await _send_json(send, 400, _error(str(exc)))
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
+        usage = {"prompt_tokens": turn.usage.prompt_tokens, "completion_tokens": turn.usage.completion_tokens,
+                 "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens}  # fmt: skip
+        if not req.get("stream"):
+            return await _send_json(send, 200, {
+                "id": cid, "object": "chat.completion", "created": created, "model": turn.agent,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.answer}, "finish_reason": "stop"}],
+                "usage": usage,
+            })  # fmt: skip
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})  # fmt: skip
+
+        async def event(delta: dict, finish: str | None = None) -> None:
+            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": turn.agent,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": f"data: {json.dumps(chunk)}\n\n".encode(),
+                    "more_body": True,
+                }
+            )
+
+        await event({"role": "assistant", "content": ""})
+        for i in range(0, len(turn.answer), 16):
+            await event({"content": turn.answer[i : i + 16]})
+        await event({}, "stop")
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+class LocalServer:
+    """Runs the local API on a background thread (uvicorn)."""
+
+    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 8471):
+        import uvicorn
+
+        config = uvicorn.Config(
+            LocalAPI(runtime), host=host, port=port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="local-api", daemon=True)
+        self.url = f"http://{host}:{port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.server.started:
+            raise RuntimeError(f"local API could not listen on {self.url}")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
