@@ -98,7 +98,7 @@ class AgentRunner:
             prompt, max_tokens=32, temperature=0, json_schema=route_schema(spec)
         )
         try:
-            target = json.loads(out.text)["route"]
+            target = json.loads(out.text, strict=False)["route"]
         except (ValueError, KeyError, TypeError):
             target = next(iter(spec.routes))
         if target not in self.specs or self.specs[target].routes:
@@ -125,7 +125,7 @@ class AgentRunner:
                 turn.answer = out.text
                 return turn
             try:
-                step = json.loads(out.text)
+                step = json.loads(out.text, strict=False)  # grammars let control characters into strings
             except ValueError:
                 turn.answer = out.text  # cut off by max_tokens: return what there is
                 return turn

@@ -117,14 +117,14 @@ class LlamaCppBackend:
         ):
             choice = chunk["choices"][0]
             piece = choice["delta"].get("content")
-            if piece:
+            if piece is not None:  # one chunk per token; "" for bytes that do not yet form text
                 if first is None:
                     first = time.perf_counter()
                 parts.append(piece)
                 completion_tokens += 1
             finish = choice.get("finish_reason") or finish
         end = time.perf_counter()
-        # llama-cpp-python streams one token per chunk.
+        prompt_tokens = max(0, self.llm.n_tokens - completion_tokens + 1)
         return Completion(
             "".join(parts),
             Usage(prompt_tokens, completion_tokens, end - started, (first or end) - started),
