@@ -125,7 +125,9 @@ class AgentRunner:
                 turn.answer = out.text
                 return turn
             try:
-                step = json.loads(out.text, strict=False)  # grammars let control characters into strings
+                step = json.loads(
+                    out.text, strict=False
+                )  # grammars let control characters into strings
             except ValueError:
                 turn.answer = out.text  # cut off by max_tokens: return what there is
                 return turn

@@ -85,6 +85,7 @@ class LlamaCppBackend:
         self.name = "llama_cpp"
         self.path = path
         started = time.perf_counter()
+        self.llm: Any  # llama-cpp-python's return types are unions of dicts and iterators
         try:
             self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or None, n_gpu_layers=n_gpu_layers,
                              seed=seed, verbose=False)  # fmt: skip

@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
         )
     runtime = Runtime(state)
     host, _, port = args.listen.rpartition(":")
-    runtime.listen = f"http://{host or '127.0.0.1'}:{port}"  # type: ignore[attr-defined]
+    runtime.listen = f"http://{host or '127.0.0.1'}:{port}"
     server = LocalServer(runtime, host or "127.0.0.1", int(port))
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

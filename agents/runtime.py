@@ -140,6 +140,7 @@ class Runtime:
         self.last_contact: float | None = None
         self.last_error = ""
         self.threads: list[threading.Thread] = []
+        self.listen = ""  # the local API's URL, once serving
         self._dropped_reported = {s: 0 for s in STREAMS}
 
     # --- telemetry -------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ class Runtime:
                                       "revision": new.revision})  # fmt: skip
         self._report("ok", [])
 
-    def _report(self, health: str, errors: list[str]) -> None:
+    def _report(self, health: schemas.Health, errors: list[str]) -> None:
         active = self.active
         report = schemas.ReportedStateIn(
             applied_revision=active.revision if active else 0,
@@ -393,7 +394,7 @@ class Runtime:
             "desired_revision": self.desired_revision, "applied_revision": active.revision if active else None,
             "model": active.model_digest if active else "", "agents": sorted(active.runner.specs) if active and active.runner else [],
             "last_contact": self.last_contact, "last_error": self.last_error, "pid": os.getpid(),
-            "listen": getattr(self, "listen", ""),
+            "listen": self.listen,
         })  # fmt: skip
 
     def start(self) -> None:

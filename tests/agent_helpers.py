@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -42,13 +43,14 @@ class OnOffProxy:
     def down(self) -> None:
         with self.lock:
             if self.listener:
+                # close() alone does not wake a thread blocked in accept(); shutdown() does.
+                with contextlib.suppress(OSError):
+                    self.listener.shutdown(socket.SHUT_RDWR)
                 self.listener.close()
                 self.listener = None
             for c in self.conns:
-                try:
+                with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 c.close()
             self.conns.clear()
 
@@ -77,7 +79,5 @@ class OnOffProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

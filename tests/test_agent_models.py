@@ -44,11 +44,15 @@ def test_an_unknown_quantization_is_refused(models, tmp_path):
 
 def gate(tmp_path, rules, events):
     policy = ToolPolicy.model_validate({"rules": rules})
-    return ToolGate(policy, registry(), tmp_path, audit=lambda kind, data: events.append((kind, data)))
+    return ToolGate(
+        policy, registry(), tmp_path, audit=lambda kind, data: events.append((kind, data))
+    )
 
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K_M"])
-def test_a_schema_constrained_tool_call_from_the_model_parses_and_is_enforced(models, qtype, tmp_path):
+def test_a_schema_constrained_tool_call_from_the_model_parses_and_is_enforced(
+    models, qtype, tmp_path
+):
     backend = LlamaCppBackend(str(models[qtype]), n_ctx=1024)
     events: list = []
     g = gate(tmp_path, {"clock": {"mode": "allow"}, "read_file": {"mode": "deny"}}, events)
@@ -72,7 +76,9 @@ def test_a_schema_constrained_tool_call_from_the_model_parses_and_is_enforced(mo
 def test_a_router_agent_hands_the_request_to_a_specialist(models, tmp_path):
     backend = LlamaCppBackend(str(models["Q4_K_M"]), n_ctx=1024)
     specs = {
-        "front": AgentSpec(routes={"ops": "time and files", "helper": "everything else"}, default=True),
+        "front": AgentSpec(
+            routes={"ops": "time and files", "helper": "everything else"}, default=True
+        ),
         "ops": AgentSpec(tools=["clock"], max_tokens=64),
         "helper": AgentSpec(max_tokens=8),
     }

@@ -28,7 +28,9 @@ def sandbox(tmp_path):
 def make_gate(sandbox, rules, approver=None, default="deny"):
     events = []
     policy = ToolPolicy.model_validate({"default": default, "rules": rules})
-    g = ToolGate(policy, registry(), sandbox, approver=approver, audit=lambda k, d: events.append((k, d)))
+    g = ToolGate(
+        policy, registry(), sandbox, approver=approver, audit=lambda k, d: events.append((k, d))
+    )
     return g, events
 
 
@@ -36,7 +38,12 @@ def test_an_allowed_call_runs_and_is_audited(sandbox):
     g, events = make_gate(sandbox, {"read_file": {"mode": "allow", "path_prefix": "notes"}})
     r = g.call("ops", ALL, "read_file", {"path": "notes/shift.txt"})
     assert r.ok and r.content == "night shift: 2 nurses"
-    assert events == [("tool.allowed", {"agent": "ops", "tool": "read_file", "arguments": {"path": "notes/shift.txt"}})]
+    assert events == [
+        (
+            "tool.allowed",
+            {"agent": "ops", "tool": "read_file", "arguments": {"path": "notes/shift.txt"}},
+        )
+    ]
 
 
 @pytest.mark.parametrize(
@@ -50,7 +57,11 @@ def test_an_allowed_call_runs_and_is_audited(sandbox):
         ("read_file", {"file": "notes/shift.txt"}, "'path' is a required property"),
         ("read_file", {"path": "notes/shift.txt", "extra": 1}, "Additional properties"),
         ("read_file", "notes/shift.txt", "must be a JSON object"),
-        ("http_get", {"url": "http://evil.example/steal"}, "host 'evil.example' is not on the allow-list"),
+        (
+            "http_get",
+            {"url": "http://evil.example/steal"},
+            "host 'evil.example' is not on the allow-list",
+        ),
         ("http_get", {"url": "ftp://intranet/x"}, "does not match"),
         ("sql_query", {"query": "select 1"}, "denied by policy"),
     ],
@@ -77,7 +88,10 @@ def test_a_rate_limited_tool_is_refused_past_its_rate(sandbox):
 
 
 def test_sql_is_read_only_even_when_allowed(sandbox):
-    g, _ = make_gate(sandbox, {"sql_query": {"mode": "allow", "settings": {"database": str(sandbox / "inventory.db")}}})
+    g, _ = make_gate(
+        sandbox,
+        {"sql_query": {"mode": "allow", "settings": {"database": str(sandbox / "inventory.db")}}},
+    )
     r = g.call("ops", ALL, "sql_query", {"query": "select name, qty from item"})
     assert json.loads(r.content) == {"columns": ["name", "qty"], "rows": [["gloves", 40]]}
     r = g.call("ops", ALL, "sql_query", {"query": "delete from item"})
@@ -87,10 +101,15 @@ def test_sql_is_read_only_even_when_allowed(sandbox):
 
 
 def test_a_ticket_lands_in_the_local_queue(sandbox):
-    g, _ = make_gate(sandbox, {"create_ticket": {"mode": "allow", "settings": {"queue": "tickets"}}})
+    g, _ = make_gate(
+        sandbox, {"create_ticket": {"mode": "allow", "settings": {"queue": "tickets"}}}
+    )
     r = g.call("ops", ALL, "create_ticket", {"title": "fridge 3 warm", "priority": "high"})
     ticket_id = json.loads(r.content)["ticket"]
-    assert json.loads((sandbox / "tickets" / f"{ticket_id}.json").read_text())["title"] == "fridge 3 warm"
+    assert (
+        json.loads((sandbox / "tickets" / f"{ticket_id}.json").read_text())["title"]
+        == "fridge 3 warm"
+    )
 
 
 @pytest.mark.parametrize("answer, decision", [(True, "approved"), (False, "denied")])
@@ -101,7 +120,9 @@ def test_a_call_that_needs_approval_waits_for_the_answer(sandbox, answer, decisi
         asked.append((tool, agent, args, timeout_s))
         return answer
 
-    g, events = make_gate(sandbox, {"clock": {"mode": "approval", "approval_timeout_s": 30}}, approver)
+    g, events = make_gate(
+        sandbox, {"clock": {"mode": "approval", "approval_timeout_s": 30}}, approver
+    )
     r = g.call("ops", ALL, "clock", {})
     assert r.decision == decision
     assert asked == [("clock", "ops", {}, 30)]

@@ -1,0 +1,262 @@
+"""End to end: the real control plane on loopback, a real agent runtime, a real model.
+
+Enroll with the CLI, receive an assignment, download and verify the model, load it, answer through
+the node's OpenAI-compatible endpoint (with the openai SDK), report; then lose the control plane for
+a while (a real TCP proxy stops listening) and check every telemetry item arrives exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from agents import cli
+from agents.runtime import Runtime, StateDir
+from agents.server import LocalServer
+from agents.tinymodel import quantize, write_tiny_llama
+from edgenodes import services
+from edgenodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
+
+from .agent_helpers import OnOffProxy, sha256
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    f32 = write_tiny_llama(tmp_path / "f32.gguf")
+    return quantize(f32, tmp_path / "tiny-Q4_K_M.gguf", "Q4_K_M")
+
+
+def assignment(model_file, **extra):
+    return {
+        "model": {"name": "tiny", "url": model_file.as_uri(), "sha256": sha256(model_file), "n_ctx": 1024, **extra},
+        "agents": {"front": {"routes": {"ops": "time", "helper": "other"}, "default": True},
+                   "ops": {"tools": ["clock"], "max_tokens": 64}, "helper": {"max_tokens": 16}},
+        "tools": {"rules": {"clock": {"mode": "allow"}}},
+    }  # fmt: skip
+
+
+def test_a_node_enrolls_loads_its_assignment_answers_and_delivers_telemetry_exactly_once(
+    live_server, north, alice, tmp_path, model_file, capsys
+):
+    north.poll_interval_s = 1
+    north.save()
+    services.do_put_layer(alice, north, name="base", scope="fleet", sections=assignment(model_file))
+    _, token = services.do_create_enrollment_token(alice, north)
+    u = urlsplit(live_server.url)
+    proxy = OnOffProxy(u.hostname, u.port)
+    state_dir = tmp_path / "state"
+
+    # enroll through the CLI, as a person would
+    assert (
+        cli.main(
+            [
+                "--state-dir",
+                str(state_dir),
+                "enroll",
+                "--server",
+                proxy.url,
+                "--token",
+                token,
+                "--name",
+                "e2e-1",
+            ]
+        )
+        == 0
+    )
+    assert "Enrolled as node" in capsys.readouterr().out
+    assert oct((state_dir / "node.json").stat().st_mode)[-3:] == "600"
+    assert (
+        cli.main(["--state-dir", str(state_dir), "enroll", "--server", proxy.url, "--token", token])
+        == 2
+    )
+
+    runtime = Runtime(StateDir(state_dir), send_interval_s=0.2)
+    runtime.start()
+    node = Node.objects.get(name="e2e-1")
+    wait_for(
+        lambda: Node.objects.get(pk=node.pk).reported_revision == node.desired_revision,
+        what="applied revision",
+    )
+    node.refresh_from_db()
+    assert node.reported_health == "ok"
+    assert node.reported_model_digest == f"sha256:{sha256(model_file)}"
+
+    # answer through the local OpenAI-compatible endpoint
+    local = LocalServer(runtime, "127.0.0.1", free_port())
+    local.start()
+    client = OpenAI(base_url=local.url + "/v1", api_key="unused")
+    assert {m.id for m in client.models.list()} == {"front", "ops", "helper"}
+    reply = client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.model == "helper" and reply.usage.completion_tokens > 0
+    chunks = list(
+        client.chat.completions.create(
+            model="ops", messages=[{"role": "user", "content": "time?"}], stream=True
+        )
+    )
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    bad = httpx.post(local.url + "/v1/chat/completions", content=b"{not json")
+    assert bad.status_code == 400 and "bad request" in bad.json()["error"]["message"]
+
+    # telemetry arrives
+    wait_for(
+        lambda: MetricSample.objects.filter(node=node, name="request.latency_ms").count() == 2,
+        what="metrics",
+    )
+    wait_for(
+        lambda: NodeEventRecord.objects.filter(node=node, kind="model.swap").exists(),
+        what="model.swap event",
+    )
+
+    # the control plane goes away; the node keeps answering and buffers
+    proxy.down()
+    before = MetricSample.objects.filter(node=node).count()
+    for _ in range(3):
+        client.chat.completions.create(
+            model="helper", messages=[{"role": "user", "content": "offline?"}]
+        )
+    time.sleep(1.0)
+    assert MetricSample.objects.filter(node=node).count() == before
+    assert runtime.outbox.stats()["metrics"]["depth"] > 0
+    proxy.up()
+    wait_for(lambda: runtime.outbox.stats()["metrics"]["depth"] == 0, what="outbox drained")
+    seqs = list(
+        MetricSample.objects.filter(node=node).order_by("seq").values_list("seq", flat=True)
+    )
+    assert seqs == list(range(1, len(seqs) + 1))  # every item exactly once, none lost
+    assert MetricSample.objects.filter(node=node, name="request.latency_ms").count() == 5
+
+    # cli status reads the state directory
+    assert cli.main(["--state-dir", str(state_dir), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"applied_revision  {node.desired_revision}" in out
+
+    local.stop()
+    runtime.shutdown()
+
+
+def test_a_tool_call_that_needs_approval_waits_for_an_operator(
+    live_server, north, alice, olivia, tmp_path, model_file
+):
+    north.poll_interval_s = 1
+    north.save()
+    sections = assignment(model_file)
+    sections["tools"] = {"rules": {"clock": {"mode": "approval", "approval_timeout_s": 30}}}
+    services.do_put_layer(alice, north, name="base", scope="fleet", sections=sections)
+    _, token = services.do_create_enrollment_token(alice, north)
+    state_dir = tmp_path / "state"
+    assert (
+        cli.main(
+            [
+                "--state-dir",
+                str(state_dir),
+                "enroll",
+                "--server",
+                live_server.url,
+                "--token",
+                token,
+                "--name",
+                "n",
+            ]
+        )
+        == 0
+    )
+    runtime = Runtime(StateDir(state_dir), send_interval_s=0.2)
+    runtime.start()
+    wait_for(
+        lambda: runtime.active is not None and runtime.active.runner is not None,
+        what="model loaded",
+    )
+    gate = runtime.active.runner.gate
+    results = {}
+    t = threading.Thread(
+        target=lambda: results.setdefault("r", gate.call("ops", ["clock"], "clock", {}))
+    )
+    t.start()
+    approval = wait_for(
+        lambda: ToolApproval.objects.filter(tool="clock").first(), what="approval request"
+    )
+    services.do_decide_approval(olivia, approval, approve=True)
+    t.join(timeout=30)
+    assert results["r"].decision == "approved"
+    wait_for(
+        lambda: NodeEventRecord.objects.filter(kind="tool.approved").exists(),
+        what="tool.approved event",
+    )
+    runtime.shutdown()
+
+
+def test_a_model_that_fails_verification_is_refused_and_the_node_keeps_its_previous_state(
+    live_server, north, alice, tmp_path, model_file
+):
+    north.poll_interval_s = 1
+    north.save()
+    services.do_put_layer(alice, north, name="base", scope="fleet", sections=assignment(model_file))
+    _, token = services.do_create_enrollment_token(alice, north)
+    state_dir = tmp_path / "state"
+    cli.main(
+        [
+            "--state-dir",
+            str(state_dir),
+            "enroll",
+            "--server",
+            live_server.url,
+            "--token",
+            token,
+            "--name",
+            "n",
+        ]
+    )
+    runtime = Runtime(StateDir(state_dir), send_interval_s=0.2)
+    runtime.start()
+    node = wait_for(
+        lambda: Node.objects.filter(name="n", reported_health="ok").first(), what="first apply"
+    )
+    good_revision = node.reported_revision
+    tampered = assignment(model_file)
+    tampered["model"]["sha256"] = "0" * 64
+    services.do_put_layer(alice, north, name="base", scope="fleet", sections=tampered)
+    node = wait_for(
+        lambda: Node.objects.filter(name="n", reported_health="error").first(),
+        what="refusal reported",
+    )
+    assert node.reported_revision == good_revision
+    assert "failed verification" in node.reported_errors[0]
+    assert runtime.active.revision == good_revision and runtime.active.runner is not None
+    wait_for(
+        lambda: NodeEventRecord.objects.filter(kind="apply.failed").exists(),
+        what="apply.failed event",
+    )
+    runtime.shutdown()
+
+    # a restart comes back on the last good revision
+    again = Runtime(StateDir(state_dir))
+    again.restore()
+    assert again.active.revision == good_revision
+    again.shutdown()
