@@ -27,8 +27,11 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py demo_setup
 	@$(BIN)/python manage.py maintain --every 60 & echo $$! > var/maintain.pid; \
-	trap 'kill $$(cat var/maintain.pid) 2>/dev/null' EXIT INT TERM; \
+	scripts/demo-node.sh http://$(HOST):$(PORT) > var/demo-node.log 2>&1 & echo $$! > var/demo-node.pid; \
+	trap 'kill $$(cat var/maintain.pid) $$(cat var/demo-node.pid) 2>/dev/null' EXIT INT TERM; \
 	echo "Serving edgefleet on http://$(HOST):$(PORT)/ (Ctrl-C stops)"; \
+	echo "Demo edge node: local OpenAI-compatible API on http://127.0.0.1:8471/v1 (log: var/demo-node.log)"; \
+	echo "  try: .venv/bin/edgefleet-agent --state-dir var/demo-node chat 'what time is it?'"; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 lint: install
