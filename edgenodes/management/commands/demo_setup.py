@@ -39,7 +39,44 @@ class Command(BaseCommand):
                 f"Demo admin '{username}' exists; log in at {settings.SITE_URL}/ "
                 f"(password in {settings.VAR_DIR / 'demo-admin.txt'} if you have not changed it)."
             )
-        if not Fleet.objects.filter(slug=fleet).exists():
-            services.do_create_fleet(
-                user, slug=fleet, name="Demo fleet", description="Created by make run"
-            )
+        demo = Fleet.objects.filter(slug=fleet).first()
+        if demo is None:
+            demo = services.do_create_fleet(user, slug=fleet, name="Demo fleet", description="Created by make run")
+        self.demo_node(user, demo)
+
+    def demo_node(self, user, fleet) -> None:
+        """A generated tiny model assigned to the fleet, and an enrollment token for the demo node
+        (scripts/demo-node.sh enrolls it and runs it)."""
+        import hashlib
+
+        from agents.tinymodel import quantize, write_tiny_llama
+
+        models = settings.VAR_DIR / "models"
+        model = models / "edgefleet-tiny-Q4_K_M.gguf"
+        if not model.exists():
+            f32 = write_tiny_llama(models / "edgefleet-tiny-F32.gguf")
+            quantize(f32, model, "Q4_K_M")
+            self.stdout.write(f"Generated a tiny demo model (random weights: it answers, but makes no sense): {model}")
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()
+        if not fleet.layers.filter(name="demo-assignment").exists():
+            services.do_put_layer(user, fleet, name="demo-assignment", scope="fleet", sections={
+                "model": {"name": "edgefleet-tiny", "url": model.as_uri(), "sha256": digest, "n_ctx": 1024},
+                "agents": {
+                    "front": {"role": "Route the request.", "default": True,
+                              "routes": {"ops": "time, files and tickets", "helper": "anything else"}},
+                    "ops": {"role": "You help the site staff.", "tools": ["clock", "read_file", "create_ticket"]},
+                    "helper": {"role": "You are a helpful assistant.", "max_tokens": 64},
+                },
+                "tools": {"default": "deny", "rules": {
+                    "clock": {"mode": "allow"},
+                    "read_file": {"mode": "allow", "path_prefix": "notes"},
+                    "create_ticket": {"mode": "approval", "approval_timeout_s": 120},
+                }},
+            })  # fmt: skip
+        state = settings.VAR_DIR / "demo-node"
+        if not (state / "node.json").exists():
+            _, token = services.do_create_enrollment_token(user, fleet, labels={"role": "demo"}, note="demo node")
+            state.mkdir(parents=True, exist_ok=True, mode=0o700)
+            token_file = settings.VAR_DIR / "demo-node-token"
+            token_file.write_text(token)
+            token_file.chmod(0o600)
