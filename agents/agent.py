@@ -21,6 +21,23 @@ from .tools import ToolGate
 MAX_STEPS = 4
 
 
+GRAMMAR_MAX_LENGTH = 64
+
+
+def for_grammar(schema: Any) -> Any:
+    """llama.cpp expands `maxLength: N` into N nested optional rules and fails to parse the grammar
+    for large N, so decoding caps string lengths at GRAMMAR_MAX_LENGTH (and ignores `pattern`); the
+    ToolGate still validates the arguments against the full schema before any tool runs."""
+    if isinstance(schema, dict):
+        out = {k: for_grammar(v) for k, v in schema.items() if k != "pattern"}
+        if out.get("type") == "string":
+            out["maxLength"] = min(out.get("maxLength", GRAMMAR_MAX_LENGTH), GRAMMAR_MAX_LENGTH)
+        return out
+    if isinstance(schema, list):
+        return [for_grammar(v) for v in schema]
+    return schema
+
+
 def step_schema(spec: AgentSpec, gate: ToolGate) -> dict[str, Any]:
     answer = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
               "additionalProperties": False}  # fmt: skip
@@ -30,7 +47,7 @@ def step_schema(spec: AgentSpec, gate: ToolGate) -> dict[str, Any]:
         if tool is not None:
             options.append({
                 "type": "object",
-                "properties": {"tool": {"const": name}, "arguments": tool.parameters},
+                "properties": {"tool": {"const": name}, "arguments": for_grammar(tool.parameters)},
                 "required": ["tool", "arguments"],
                 "additionalProperties": False,
             })  # fmt: skip

@@ -91,6 +91,7 @@ def cmd_run(args) -> int:
     from .server import LocalServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     state = StateDir(args.state_dir)
     if not state.node:
         return fail(

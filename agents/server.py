@@ -90,6 +90,8 @@ class LocalAPI:
             )
         except (KeyError, RuntimeError) as exc:
             return await _send_json(send, 400, _error(str(exc)))
+        except Exception as exc:  # an inference failure must answer, not drop the connection
+            return await _send_json(send, 500, _error(f"inference failed: {exc}", "server_error"))
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
         usage = {"prompt_tokens": turn.usage.prompt_tokens, "completion_tokens": turn.usage.completion_tokens,
                  "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens}  # fmt: skip

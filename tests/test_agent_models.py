@@ -89,3 +89,11 @@ def test_a_router_agent_hands_the_request_to_a_specialist(models, tmp_path):
     with pytest.raises(KeyError, match="no agent named"):
         runner.ask([{"role": "user", "content": "x"}], agent="nobody")
     backend.close()
+
+
+def test_every_built_in_tool_compiles_to_a_grammar_llama_cpp_accepts(tmp_path):
+    from llama_cpp import LlamaGrammar
+
+    g = gate(tmp_path, {}, [])
+    schema = step_schema(AgentSpec(tools=sorted(g.tools)), g)
+    assert LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) is not None

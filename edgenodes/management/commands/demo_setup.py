@@ -41,7 +41,9 @@ class Command(BaseCommand):
             )
         demo = Fleet.objects.filter(slug=fleet).first()
         if demo is None:
-            demo = services.do_create_fleet(user, slug=fleet, name="Demo fleet", description="Created by make run")
+            demo = services.do_create_fleet(
+                user, slug=fleet, name="Demo fleet", description="Created by make run"
+            )
         self.demo_node(user, demo)
 
     def demo_node(self, user, fleet) -> None:
@@ -56,7 +58,9 @@ class Command(BaseCommand):
         if not model.exists():
             f32 = write_tiny_llama(models / "edgefleet-tiny-F32.gguf")
             quantize(f32, model, "Q4_K_M")
-            self.stdout.write(f"Generated a tiny demo model (random weights: it answers, but makes no sense): {model}")
+            self.stdout.write(
+                f"Generated a tiny demo model (random weights: it answers, but makes no sense): {model}"
+            )
         digest = hashlib.sha256(model.read_bytes()).hexdigest()
         if not fleet.layers.filter(name="demo-assignment").exists():
             services.do_put_layer(user, fleet, name="demo-assignment", scope="fleet", sections={
@@ -75,7 +79,9 @@ class Command(BaseCommand):
             })  # fmt: skip
         state = settings.VAR_DIR / "demo-node"
         if not (state / "node.json").exists():
-            _, token = services.do_create_enrollment_token(user, fleet, labels={"role": "demo"}, note="demo node")
+            _, token = services.do_create_enrollment_token(
+                user, fleet, labels={"role": "demo"}, note="demo node"
+            )
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
             token_file = settings.VAR_DIR / "demo-node-token"
             token_file.write_text(token)
