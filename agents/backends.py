@@ -18,6 +18,10 @@ class BackendError(Exception):
     pass
 
 
+class ContextFull(BackendError):
+    """The conversation no longer fits the model's context window."""
+
+
 @dataclass
 class Usage:
     prompt_tokens: int = 0
@@ -109,21 +113,25 @@ class LlamaCppBackend:
         parts: list[str] = []
         finish = "stop"
         prompt_tokens = completion_tokens = 0
-        for chunk in self.llm.create_chat_completion(
+        stream = self.llm.create_chat_completion(
             messages=messages,
             max_tokens=max_tokens,
             temperature=temperature,
             grammar=grammar,
             stream=True,
-        ):
-            choice = chunk["choices"][0]
-            piece = choice["delta"].get("content")
-            if piece is not None:  # one chunk per token; "" for bytes that do not yet form text
-                if first is None:
-                    first = time.perf_counter()
-                parts.append(piece)
-                completion_tokens += 1
-            finish = choice.get("finish_reason") or finish
+        )
+        try:
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
+                if piece is not None:  # one chunk per token; "" for bytes that do not yet form text
+                    if first is None:
+                        first = time.perf_counter()
+                    parts.append(piece)
+                    completion_tokens += 1
+                finish = choice.get("finish_reason") or finish
+        except ValueError as exc:  # "Requested tokens (1147) exceed context window of 1024"
+            raise ContextFull(str(exc)) from exc
         end = time.perf_counter()
         prompt_tokens = max(0, self.llm.n_tokens - completion_tokens + 1)
         return Completion(

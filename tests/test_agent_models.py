@@ -97,3 +97,12 @@ def test_every_built_in_tool_compiles_to_a_grammar_llama_cpp_accepts(tmp_path):
     g = gate(tmp_path, {}, [])
     schema = step_schema(AgentSpec(tools=sorted(g.tools)), g)
     assert LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) is not None
+
+
+def test_a_conversation_longer_than_the_context_is_refused_with_a_clear_error(models):
+    from agents.backends import ContextFull
+
+    backend = LlamaCppBackend(str(models["Q8_0"]), n_ctx=128)
+    with pytest.raises(ContextFull, match="exceed context window"):
+        backend.chat([{"role": "user", "content": "word " * 400}], max_tokens=8, temperature=0)
+    backend.close()
