@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import Backend, Usage
+from .backends import Backend, ContextFull, Usage
 from .schemas import AgentSpec
 from .tools import ToolGate
 
@@ -130,10 +130,22 @@ class AgentRunner:
         turn = Turn(agent=name, answer="")
         convo = [{"role": "system", "content": system_prompt(spec, self.gate)}, *messages]
         schema = step_schema(spec, self.gate) if spec.tools else None
-        for _ in range(MAX_STEPS):
-            out = self.backend.chat(
-                convo, max_tokens=spec.max_tokens, temperature=spec.temperature, json_schema=schema
-            )
+        for step_no in range(MAX_STEPS):
+            try:
+                out = self.backend.chat(
+                    convo,
+                    max_tokens=spec.max_tokens,
+                    temperature=spec.temperature,
+                    json_schema=schema,
+                )
+            except ContextFull:
+                if step_no == 0:
+                    raise
+                results = "; ".join(str(s["result"])[:200] for s in turn.steps)
+                turn.answer = (
+                    f"I ran out of context before finishing. Tool results so far: {results}"
+                )
+                return turn
             turn.usage.completion_tokens += out.usage.completion_tokens
             turn.usage.prompt_tokens += out.usage.prompt_tokens
             if not turn.usage.ttft_s:

@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+from .backends import ContextFull
 from .runtime import Runtime
 
 MAX_BODY = 1 << 20
@@ -88,7 +89,7 @@ class LocalAPI:
                 [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages],
                 agent,
             )
-        except (KeyError, RuntimeError) as exc:
+        except (KeyError, RuntimeError, ContextFull) as exc:
             return await _send_json(send, 400, _error(str(exc)))
         except Exception as exc:  # an inference failure must answer, not drop the connection
             return await _send_json(send, 500, _error(f"inference failed: {exc}", "server_error"))

@@ -64,7 +64,7 @@ class Command(BaseCommand):
         digest = hashlib.sha256(model.read_bytes()).hexdigest()
         if not fleet.layers.filter(name="demo-assignment").exists():
             services.do_put_layer(user, fleet, name="demo-assignment", scope="fleet", sections={
-                "model": {"name": "edgefleet-tiny", "url": model.as_uri(), "sha256": digest, "n_ctx": 1024},
+                "model": {"name": "edgefleet-tiny", "url": model.as_uri(), "sha256": digest, "n_ctx": 2048},
                 "agents": {
                     "front": {"role": "Route the request.", "default": True,
                               "routes": {"ops": "time, files and tickets", "helper": "anything else"}},
