@@ -53,7 +53,7 @@ services:
 	@scripts/services.sh
 
 bench: install
-	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py
+	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py && $(BIN)/python bench/agent.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -1,7 +1,7 @@
 """Inference backends: llama-cpp-python in process, or any OpenAI-compatible server.
 
 Both expose the same small surface: `chat(messages, ...)` returning the text (optionally constrained
-to a JSON schema), and `stream(messages, ...)` yielding text pieces. Both record what a request cost.
+to a JSON schema). Both record what a request cost.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,10 +46,6 @@ class Backend(Protocol):
 
     def chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
              json_schema: dict | None = None) -> Completion: ...  # fmt: skip
-
-    def stream(
-        self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float
-    ) -> Iterator[str]: ...
 
     def close(self) -> None: ...
 
@@ -101,52 +96,44 @@ class LlamaCppBackend:
         self.load_time_s = time.perf_counter() - started
 
     def chat(self, messages, *, max_tokens, temperature, json_schema=None) -> Completion:
-        from llama_cpp import LlamaGrammar
+        from llama_cpp import LlamaGrammar, LogitsProcessorList
 
         grammar = (
             LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
             if json_schema
             else None
         )
+        # Not stream=True: llama-cpp-python's streaming re-detokenizes the growing output on every
+        # token (measured: 2.4x slower at 128 tokens). A logits processor runs once per token
+        # before sampling, so its first call marks the time to first token.
+        first: list[float] = []
+
+        def mark_first_token(input_ids, scores):
+            if not first:
+                first.append(time.perf_counter())
+            return scores
+
         started = time.perf_counter()
-        first = None
-        parts: list[str] = []
-        finish = "stop"
-        prompt_tokens = completion_tokens = 0
-        stream = self.llm.create_chat_completion(
-            messages=messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            grammar=grammar,
-            stream=True,
-        )
         try:
-            for chunk in stream:
-                choice = chunk["choices"][0]
-                piece = choice["delta"].get("content")
-                if piece is not None:  # one chunk per token; "" for bytes that do not yet form text
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(piece)
-                    completion_tokens += 1
-                finish = choice.get("finish_reason") or finish
+            out = self.llm.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=temperature, grammar=grammar,
+                logits_processor=LogitsProcessorList([mark_first_token]),
+            )  # fmt: skip
         except ValueError as exc:  # "Requested tokens (1147) exceed context window of 1024"
             raise ContextFull(str(exc)) from exc
         end = time.perf_counter()
-        prompt_tokens = max(0, self.llm.n_tokens - completion_tokens + 1)
+        usage = out["usage"]
+        choice = out["choices"][0]
         return Completion(
-            "".join(parts),
-            Usage(prompt_tokens, completion_tokens, end - started, (first or end) - started),
-            finish,
+            choice["message"]["content"] or "",
+            Usage(
+                usage["prompt_tokens"],
+                usage["completion_tokens"],
+                end - started,
+                (first[0] if first else end) - started,
+            ),
+            choice.get("finish_reason") or "stop",
         )
-
-    def stream(self, messages, *, max_tokens, temperature) -> Iterator[str]:
-        for chunk in self.llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
-        ):
-            piece = chunk["choices"][0]["delta"].get("content")
-            if piece:
-                yield piece
 
     def close(self) -> None:
         self.llm.close()
@@ -209,17 +196,6 @@ class OpenAICompatBackend:
         if not usage.completion_tokens:
             usage.completion_tokens = len(parts)
         return Completion("".join(parts), usage, finish)
-
-    def stream(self, messages, *, max_tokens, temperature) -> Iterator[str]:
-        for chunk in self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stream=True,
-        ):
-            if chunk.choices and chunk.choices[0].delta.content:
-                yield chunk.choices[0].delta.content
 
     def close(self) -> None:
         self.client.close()

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from agents.schemas import ApprovalIn
 from controlplane.accounts.models import PersonalToken
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit.models import AuditRecord
 from edgenodes import services
-from edgenodes.models import EnrollmentToken, Fleet, Node
+from edgenodes.models import EnrollmentToken, Fleet, Node, ToolApproval
 
 from .conftest import enroll
 
@@ -30,7 +31,8 @@ RIGHTS = {
 def targets(fleet: Fleet):
     node = Node.objects.get(fleet=fleet)
     token = EnrollmentToken.objects.filter(fleet=fleet).first()
-    return {"slug": fleet.slug, "node": node.pk, "token": token.pk}
+    approval = ToolApproval.objects.filter(fleet=fleet).first()
+    return {"slug": fleet.slug, "node": node.pk, "token": token.pk, "approval": approval.pk}
 
 
 ENDPOINTS = [
@@ -59,13 +61,16 @@ ENDPOINTS = [
         {"scope": "fleet", "sections": {"routing": {"a": 1}}},
     ),
     ("delete layer", OPERATE, "delete", "/fleets/{slug}/layers/existing", None),
+    ("approve tool call", OPERATE, "post", "/approvals/{approval}/approve", {}),
+    ("deny tool call", OPERATE, "post", "/approvals/{approval}/deny", {}),
 ]
 
 
 @pytest.fixture
 def world(north, south, alice):
     for fleet in (north, south):
-        enroll(fleet, f"{fleet.slug}-1")
+        node, _ = enroll(fleet, f"{fleet.slug}-1")
+        services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
         services.do_create_enrollment_token(alice, fleet)
         services.do_put_layer(
             alice,
@@ -104,8 +109,27 @@ def test_lists_show_only_what_the_persona_may_see(world, admin_api, persona):
     fleets = {f["slug"] for f in api.get("/fleets").json()}
     nodes = {n["fleet"] for n in api.get("/nodes").json()}
     drift = {n["fleet"] for n in api.get("/nodes/drift").json()}
+    approvals = {a["fleet"] for a in api.get("/approvals?pending=true").json()}
     expected = {"alice": {"north", "south"}, "mallory": set()}.get(persona.username, {"north"})
-    assert fleets == nodes == drift == expected
+    assert fleets == nodes == drift == approvals == expected
+
+
+def test_an_approval_is_decided_once_and_expiry_means_deny(world, admin_api, olivia):
+    approval = ToolApproval.objects.get(fleet__slug="north")
+    assert (
+        admin_api(olivia).post(f"/approvals/{approval.pk}/approve").json()["status"] == "approved"
+    )
+    r = admin_api(olivia).post(f"/approvals/{approval.pk}/deny")
+    assert r.status_code == 409 and "already approved" in r.json()["detail"]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    node = Node.objects.get(fleet__slug="north")
+    late = services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops", timeout_s=1))
+    ToolApproval.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    r = admin_api(olivia).post(f"/approvals/{late.pk}/approve")
+    assert r.status_code == 409 and "expired" in r.json()["detail"]
 
 
 def test_an_anonymous_caller_gets_401_everywhere(world, admin_api):

@@ -260,3 +260,67 @@ def test_a_model_that_fails_verification_is_refused_and_the_node_keeps_its_previ
     again.restore()
     assert again.active.revision == good_revision
     again.shutdown()
+
+
+def test_sigterm_finishes_the_current_request_flushes_the_outbox_and_exits_cleanly(
+    live_server, north, alice, tmp_path, model_file
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    north.poll_interval_s = 1
+    north.save()
+    services.do_put_layer(alice, north, name="base", scope="fleet", sections=assignment(model_file))
+    _, token = services.do_create_enrollment_token(alice, north)
+    state_dir = tmp_path / "state"
+    cli.main(
+        [
+            "--state-dir",
+            str(state_dir),
+            "enroll",
+            "--server",
+            live_server.url,
+            "--token",
+            token,
+            "--name",
+            "n",
+        ]
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "--state-dir", str(state_dir), "run", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _loaded(url), what="agent serving")
+        answer = {}
+
+        def ask():
+            answer["r"] = httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                                     json={"model": "ops", "messages": [{"role": "user", "content": "time?"}]})  # fmt: skip
+
+        t = threading.Thread(target=ask)
+        t.start()
+        time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        t.join(timeout=60)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = proc.stdout.read()
+    assert "shutting down" in out
+    assert answer["r"].status_code == 200
+    node = Node.objects.get(name="n")
+    wait_for(lambda: MetricSample.objects.filter(node=node, name="request.latency_ms").exists(), timeout=5,
+             what="the request's metrics, flushed on shutdown")  # fmt: skip
+
+
+def _loaded(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).json()["loaded"]
+    except (httpx.HTTPError, ValueError):
+        return False

@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Edge runtime benchmark.
+
+1. Tokens/s through the agent runtime (Runtime.ask -> agent -> backend, metrics into the outbox) vs
+   calling llama-cpp-python directly on the same GGUF with the same messages, alternating, same run.
+   The model is a generated llama (4 layers, 1024 wide, Q4_K_M) so that compute, not Python, sets
+   the pace, as with real models. Temperature 0: both paths generate the same tokens.
+2. Permission check and tool dispatch (ToolGate.check / .call with the outbox as audit sink): p50/p99.
+3. Outbox: enqueue rate with synchronous=NORMAL (crash-safe; the default) and FULL (power-safe), and
+   the drain rate of a 20,000-event backlog into the real control plane (gunicorn, PostgreSQL).
+
+Writes bench/results/agent.json and agent.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+TOKENS = int(os.environ.get("BENCH_TOKENS", "128"))
+BACKLOG = int(os.environ.get("BENCH_BACKLOG", "20000"))
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def bench_tokens(work: Path) -> dict:
+    import hashlib
+
+    from llama_cpp import Llama
+
+    from agents.backends import quiet_llama_logs
+    from agents.runtime import Runtime, StateDir
+    from agents.tinymodel import quantize, write_tiny_llama
+
+    quiet_llama_logs()
+    f32 = write_tiny_llama(
+        work / "bench-f32.gguf", n_embd=1024, n_ff=2816, n_layer=4, n_head=8, vocab_size=512
+    )
+    model = quantize(f32, work / "bench-Q4_K_M.gguf", "Q4_K_M")
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    role = "You are a helpful assistant."
+    messages = [{"role": "user", "content": "Tell me about the edge."}]
+    state = StateDir(work / "state").ensure()
+    state.save_node(
+        {"server": "http://127.0.0.1:9", "node_id": "bench", "credential": "efn_unused"}
+    )
+    runtime = Runtime(state)
+    runtime.active = runtime._build({
+        "node_id": "bench", "revision": 1, "poll_interval_s": 30,
+        "model": {"name": "bench", "url": model.as_uri(), "sha256": digest, "n_ctx": 1024},
+        "agents": {"helper": {"role": role, "max_tokens": TOKENS, "temperature": 0, "default": True}},
+    })  # fmt: skip
+    direct = Llama(str(model), n_ctx=1024, verbose=False)
+    direct_msgs = [{"role": "system", "content": role}, *messages]
+    runtime_tps, direct_tps, tokens = [], [], []
+    for i in range(ROUNDS + 1):
+        started = time.perf_counter()
+        turn = runtime.ask(messages)
+        r_elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        out = direct.create_chat_completion(messages=direct_msgs, max_tokens=TOKENS, temperature=0)
+        d_elapsed = time.perf_counter() - started
+        n_direct = out["usage"]["completion_tokens"]
+        if i == 0:
+            continue  # warm-up
+        tokens.append((turn.usage.completion_tokens, n_direct))
+        runtime_tps.append(turn.usage.completion_tokens / r_elapsed)
+        direct_tps.append(n_direct / d_elapsed)
+    runtime.shutdown(flush_timeout_s=0)
+    r, d = statistics.median(runtime_tps), statistics.median(direct_tps)
+    return {"model": "generated llama 4x1024, Q4_K_M", "rounds": ROUNDS, "tokens": tokens,
+            "runtime_tokens_per_s": r, "direct_tokens_per_s": d, "ratio": r / d}  # fmt: skip
+
+
+def bench_gate(work: Path) -> dict:
+    from agents.outbox import Outbox
+    from agents.schemas import ToolPolicy
+    from agents.tools import ToolGate, registry
+
+    (work / "sandbox" / "notes").mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(work / "gate-outbox.db")
+    policy = ToolPolicy.model_validate({"rules": {
+        "clock": {"mode": "allow"}, "read_file": {"mode": "allow", "path_prefix": "notes"},
+        "http_get": {"mode": "allow", "hosts": ["intranet.local"]}}})  # fmt: skip
+    gate = ToolGate(policy, registry(), work / "sandbox",
+                    audit=lambda kind, data: outbox.enqueue("events", {"kind": kind, "data": data}))  # fmt: skip
+    tools = ["clock", "read_file", "http_get"]
+    cases = [("read_file", {"path": "notes/a.txt"}), ("http_get", {"url": "http://intranet.local/x"}),
+             ("read_file", {"path": "../etc/passwd"}), ("clock", {})]  # fmt: skip
+    checks = []
+    for i in range(20000):
+        tool, args = cases[i % len(cases)]
+        t = time.perf_counter_ns()
+        gate.check("ops", tools, tool, args)
+        checks.append((time.perf_counter_ns() - t) / 1e6)
+    calls = []
+    for _ in range(5000):
+        t = time.perf_counter_ns()
+        gate.call("ops", tools, "clock", {})
+        calls.append((time.perf_counter_ns() - t) / 1e6)
+    return {"check_p50_ms": pct(checks, 50), "check_p99_ms": pct(checks, 99),
+            "dispatch_p50_ms": pct(calls, 50), "dispatch_p99_ms": pct(calls, 99)}  # fmt: skip
+
+
+def bench_outbox(work: Path) -> dict:
+    from agents.outbox import Outbox
+
+    out = {}
+    for durable in (False, True):
+        ob = Outbox(work / f"outbox-{durable}.db", durable=durable)
+        n = 5000 if durable else 20000
+        started = time.perf_counter()
+        for i in range(n):
+            ob.enqueue("events", {"kind": "tool.allowed", "data": {"tool": "clock", "i": i}})
+        out["enqueue_per_s_" + ("full" if durable else "normal")] = n / (
+            time.perf_counter() - started
+        )
+        ob.close()
+    return out
+
+
+def bench_drain(work: Path) -> dict:
+    """A node that was offline with BACKLOG events delivers them to the real control plane."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from node_api import Server, fresh_database, server_env
+
+    db_url = fresh_database()
+    os.environ.update(server_env(db_url))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from agents.outbox import Outbox
+    from agents.runtime import Runtime, StateDir
+    from controlplane import tokens
+    from edgenodes.models import Fleet, Node, NodeCredential, NodeEventRecord
+
+    fleet = Fleet.objects.create(slug="drain", name="drain")
+    node = Node.objects.create(fleet=fleet, name="offline-node")
+    plaintext, token_hash, prefix = tokens.new_token(tokens.NODE_PREFIX)
+    NodeCredential.objects.create(node=node, prefix=prefix, token_hash=token_hash)
+    server = Server("gunicorn sync (WSGI, 4 workers)", server_env(db_url))
+    try:
+        state = StateDir(work / "drain-state").ensure()
+        state.save_node({"server": server.url, "node_id": str(node.pk), "credential": plaintext})
+        ob = Outbox(state.path / "outbox.db")
+        ob.enqueue_many(
+            "events",
+            [{"kind": "tool.denied", "data": {"tool": "http_get", "reason": "host"}}] * BACKLOG,
+        )
+        ob.close()
+        runtime = Runtime(state)
+        started = time.perf_counter()
+        sent = runtime.send_once()
+        elapsed = time.perf_counter() - started
+        runtime.shutdown(flush_timeout_s=0)
+    finally:
+        server.stop()
+    stored = NodeEventRecord.objects.filter(node=node).count()
+    return {
+        "backlog": BACKLOG,
+        "sent": sent,
+        "stored": stored,
+        "drain_events_per_s": sent / elapsed,
+        "seconds": elapsed,
+    }
+
+
+def main() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        log("== tokens/s: runtime vs direct llama-cpp-python")
+        tok = bench_tokens(work)
+        log(
+            f"  runtime {tok['runtime_tokens_per_s']:.1f} tok/s, direct {tok['direct_tokens_per_s']:.1f} tok/s, ratio {tok['ratio']:.3f}"
+        )
+        log("== permission check and tool dispatch")
+        gate = bench_gate(work)
+        log(f"  check p50 {gate['check_p50_ms']:.3f} ms p99 {gate['check_p99_ms']:.3f} ms; "
+            f"dispatch p50 {gate['dispatch_p50_ms']:.3f} ms p99 {gate['dispatch_p99_ms']:.3f} ms")  # fmt: skip
+        log("== outbox")
+        ob = bench_outbox(work)
+        log(
+            f"  enqueue {ob['enqueue_per_s_normal']:.0f}/s (synchronous=NORMAL), {ob['enqueue_per_s_full']:.0f}/s (FULL)"
+        )
+        drain = bench_drain(work) if os.environ.get("DATABASE_URL") else None
+        if drain:
+            log(f"  drain of {drain['backlog']} events: {drain['drain_events_per_s']:.0f} events/s "
+                f"({drain['stored']} stored)")  # fmt: skip
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tokens": tok,
+        "gate": gate,
+        "outbox": ob,
+        "drain": drain,
+    }
+    (RESULTS / "agent.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        "# Edge runtime benchmark", "", f"{result['when']}, {os.cpu_count()} cores.", "",
+        "| figure | value | target |", "|---|---:|---|",
+        f"| tokens/s through the runtime / direct llama-cpp-python ({tok['model']}, {TOKENS} tokens, median of {ROUNDS}) "
+        f"| {tok['ratio']:.3f} ({tok['runtime_tokens_per_s']:.1f} / {tok['direct_tokens_per_s']:.1f}) | >= 0.97 |",
+        f"| permission check p99 | {gate['check_p99_ms']:.3f} ms (p50 {gate['check_p50_ms']:.3f}) | < 1 ms |",
+        f"| tool dispatch p99 (clock, audit event into the outbox) | {gate['dispatch_p99_ms']:.3f} ms (p50 {gate['dispatch_p50_ms']:.3f}) | < 1 ms |",
+        f"| outbox enqueue, synchronous=NORMAL (default) | {ob['enqueue_per_s_normal']:.0f} events/s | >= 5,000/s |",
+        f"| outbox enqueue, synchronous=FULL | {ob['enqueue_per_s_full']:.0f} events/s | |",
+    ]  # fmt: skip
+    if drain:
+        lines.append(f"| drain of a {drain['backlog']}-event backlog into the control plane (PostgreSQL) "
+                     f"| {drain['drain_events_per_s']:.0f} events/s | |")  # fmt: skip
+    (RESULTS / "agent.md").write_text("\n".join(lines) + "\n")
+    log(f"results in {RESULTS / 'agent.md'}")
+
+
+if __name__ == "__main__":
+    main()
