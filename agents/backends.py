@@ -149,6 +149,7 @@ class OpenAICompatBackend:
 
         self.name = "openai"
         self.model = model
+        self.schema_style = "json_schema"
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=1)
         started = time.perf_counter()
         try:
@@ -161,26 +162,37 @@ class OpenAICompatBackend:
             ) from exc
         self.load_time_s = time.perf_counter() - started
 
+    def _response_format(self, schema: dict) -> dict[str, Any]:
+        if self.schema_style == "json_object":  # llama.cpp server's older form
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "step", "schema": schema}}
+
     def chat(self, messages, *, max_tokens, temperature, json_schema=None) -> Completion:
-        extra: dict[str, Any] = {}
-        if json_schema:
-            extra["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "step", "schema": json_schema},
-            }
+        import openai
+
         started = time.perf_counter()
         first = None
         parts = []
         finish = "stop"
         usage = Usage()
-        stream = self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stream=True,
-            **extra,
-        )
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                                  "temperature": temperature, "stream": True}  # fmt: skip
+        if json_schema:
+            kwargs["response_format"] = self._response_format(json_schema)
+        try:
+            stream = self.client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as exc:
+            # Servers differ in the structured-output form they accept: OpenAI, vLLM and Ollama take
+            # "json_schema", llama.cpp's server takes "json_object" with a "schema". Switch once.
+            if (
+                not json_schema
+                or self.schema_style == "json_object"
+                or "response_format" not in str(exc)
+            ):
+                raise BackendError(f"{self.model}: {exc}") from exc
+            self.schema_style = "json_object"
+            kwargs["response_format"] = self._response_format(json_schema)
+            stream = self.client.chat.completions.create(**kwargs)
         for chunk in stream:
             if chunk.choices:
                 piece = chunk.choices[0].delta.content
