@@ -199,7 +199,13 @@ class Server:
 
 
 def wrk(url: str, script: str, nodes_file: Path, connections: int = CONNECTIONS) -> dict:
-    env = dict(os.environ, NODES=str(nodes_file), THREADS=str(WRK_THREADS), BATCH="50")
+    env = dict(
+        os.environ,
+        NODES=str(nodes_file),
+        THREADS=str(WRK_THREADS),
+        BATCH="50",
+        LUA_DIR=str(ROOT / "bench/lua"),
+    )
     out = subprocess.run(
         [
             "wrk",

@@ -60,13 +60,34 @@ def assignment(model_file, **extra):
     }  # fmt: skip
 
 
+def prepare(north, alice, sections) -> str:
+    """A fleet polled every second with `sections` assigned; returns an enrollment token."""
+    north.poll_interval_s = 1
+    north.save()
+    services.do_put_layer(alice, north, name="base", scope="fleet", sections=sections)
+    return services.do_create_enrollment_token(alice, north)[1]
+
+
+def enroll(server_url: str, token: str, state_dir, name: str = "n") -> int:
+    return cli.main(
+        [
+            "--state-dir",
+            str(state_dir),
+            "enroll",
+            "--server",
+            server_url,
+            "--token",
+            token,
+            "--name",
+            name,
+        ]
+    )
+
+
 def test_a_node_enrolls_loads_its_assignment_answers_and_delivers_telemetry_exactly_once(
     live_server, north, alice, tmp_path, model_file, capsys
 ):
-    north.poll_interval_s = 1
-    north.save()
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections=assignment(model_file))
-    _, token = services.do_create_enrollment_token(alice, north)
+    token = prepare(north, alice, assignment(model_file))
     u = urlsplit(live_server.url)
     proxy = OnOffProxy(u.hostname, u.port)
     state_dir = tmp_path / "state"
@@ -164,29 +185,11 @@ def test_a_node_enrolls_loads_its_assignment_answers_and_delivers_telemetry_exac
 def test_a_tool_call_that_needs_approval_waits_for_an_operator(
     live_server, north, alice, olivia, tmp_path, model_file
 ):
-    north.poll_interval_s = 1
-    north.save()
     sections = assignment(model_file)
     sections["tools"] = {"rules": {"clock": {"mode": "approval", "approval_timeout_s": 30}}}
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections=sections)
-    _, token = services.do_create_enrollment_token(alice, north)
+    token = prepare(north, alice, sections)
     state_dir = tmp_path / "state"
-    assert (
-        cli.main(
-            [
-                "--state-dir",
-                str(state_dir),
-                "enroll",
-                "--server",
-                live_server.url,
-                "--token",
-                token,
-                "--name",
-                "n",
-            ]
-        )
-        == 0
-    )
+    assert enroll(live_server.url, token, state_dir) == 0
     runtime = Runtime(StateDir(state_dir), send_interval_s=0.2)
     runtime.start()
     wait_for(
@@ -215,24 +218,9 @@ def test_a_tool_call_that_needs_approval_waits_for_an_operator(
 def test_a_model_that_fails_verification_is_refused_and_the_node_keeps_its_previous_state(
     live_server, north, alice, tmp_path, model_file
 ):
-    north.poll_interval_s = 1
-    north.save()
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections=assignment(model_file))
-    _, token = services.do_create_enrollment_token(alice, north)
+    token = prepare(north, alice, assignment(model_file))
     state_dir = tmp_path / "state"
-    cli.main(
-        [
-            "--state-dir",
-            str(state_dir),
-            "enroll",
-            "--server",
-            live_server.url,
-            "--token",
-            token,
-            "--name",
-            "n",
-        ]
-    )
+    enroll(live_server.url, token, state_dir)
     runtime = Runtime(StateDir(state_dir), send_interval_s=0.2)
     runtime.start()
     node = wait_for(
@@ -270,24 +258,9 @@ def test_sigterm_finishes_the_current_request_flushes_the_outbox_and_exits_clean
     import subprocess
     import sys
 
-    north.poll_interval_s = 1
-    north.save()
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections=assignment(model_file))
-    _, token = services.do_create_enrollment_token(alice, north)
+    token = prepare(north, alice, assignment(model_file))
     state_dir = tmp_path / "state"
-    cli.main(
-        [
-            "--state-dir",
-            str(state_dir),
-            "enroll",
-            "--server",
-            live_server.url,
-            "--token",
-            token,
-            "--name",
-            "n",
-        ]
-    )
+    enroll(live_server.url, token, state_dir)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agents.cli", "--state-dir", str(state_dir), "run", "--listen", f"127.0.0.1:{port}"],
