@@ -141,7 +141,6 @@ def get_desired_state(request):
     response["ETag"] = etag
     response["X-Poll-Interval"] = str(interval)
     response["Cache-Control"] = "no-cache"
-    contacts.maybe_flush()
     return response
 
 
