@@ -297,3 +297,38 @@ def _loaded(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).json()["loaded"]
     except (httpx.HTTPError, ValueError):
         return False
+
+
+def test_events_accepted_before_a_sigkill_arrive_exactly_once_after_restart(
+    live_server, north, alice, tmp_path, model_file
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .test_agent_outbox import WRITER
+
+    token = prepare(north, alice, assignment(model_file))
+    state_dir = tmp_path / "state"
+    assert enroll(live_server.url, token, state_dir) == 0
+    accepted: list[int] = []
+    for _ in range(3):  # the agent is killed while enqueueing, three times
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(state_dir / "outbox.db")],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        accepted += [int(proc.stdout.readline()) for _ in range(200)]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    runtime = Runtime(StateDir(state_dir))
+    runtime.send_once()
+    runtime.send_once()  # a second delivery attempt sends nothing twice
+    node = Node.objects.get(name="n")
+    stored = list(
+        NodeEventRecord.objects.filter(node=node, kind="tick")
+        .order_by("seq")
+        .values_list("seq", flat=True)
+    )
+    assert set(accepted) <= set(stored)
+    assert stored == list(range(1, len(stored) + 1))
+    assert runtime.outbox.stats()["events"]["depth"] == 0
+    runtime.shutdown(flush_timeout_s=0)
