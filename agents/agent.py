@@ -60,13 +60,15 @@ def route_schema(spec: AgentSpec) -> dict[str, Any]:
 
 
 def system_prompt(spec: AgentSpec, gate: ToolGate) -> str:
+    """The role, then the agent's tools in the OpenAI tools format (as tool-calling chat templates of
+    local models present them) and the reply protocol the grammar enforces."""
     lines = [spec.role]
-    tools = [gate.tools[t] for t in spec.tools if t in gate.tools]
+    tools = [gate.tools[t].openai_spec() for t in spec.tools if t in gate.tools]
     if tools:
+        lines.append("Tools: " + json.dumps(tools, separators=(",", ":")))
         lines.append(
-            'Reply with JSON: {"answer": "..."} or {"tool": "<name>", "arguments": {...}}. Tools:'
+            'Reply with JSON: {"answer": "..."} or {"tool": "<name>", "arguments": {...}}.'
         )
-        lines += [f"- {t.name}: {t.description}" for t in tools]
     return "\n".join(lines)
 
 

@@ -132,3 +132,29 @@ def test_a_call_that_needs_approval_waits_for_the_answer(sandbox, answer, decisi
 def test_approval_without_a_way_to_ask_means_deny(sandbox):
     g, _ = make_gate(sandbox, {"clock": {"mode": "approval"}})
     assert g.call("ops", ALL, "clock", {}).decision == "denied"
+
+
+ECHO = None  # set below; loaded through an entry point by the test
+
+
+def _echo(ctx, args):
+    return {"echo": args["text"]}
+
+
+def test_a_site_tool_from_the_entry_point_group_is_available_and_gated(sandbox, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import agents.tools as tools_module
+    from agents.tools import Tool
+
+    global ECHO
+    ECHO = Tool("echo", "Echo text back.", {"type": "object", "properties": {"text": {"type": "string"}},
+                                           "required": ["text"], "additionalProperties": False}, _echo)  # fmt: skip
+    ep = EntryPoint(name="echo", value="tests.test_agent_tools:ECHO", group="edgefleet.tools")
+    monkeypatch.setattr(
+        tools_module, "entry_points", lambda group: [ep] if group == "edgefleet.tools" else []
+    )
+    g, events = make_gate(sandbox, {"echo": {"mode": "allow"}})
+    assert "echo" in g.tools
+    assert json.loads(g.call("ops", ["echo"], "echo", {"text": "hi"}).content) == {"echo": "hi"}
+    assert g.call("ops", ["echo"], "echo", {"txt": "hi"}).decision == "denied"
