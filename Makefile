@@ -16,6 +16,7 @@ $(BIN)/python:
 
 # llama-cpp-python is built once, portably, into .wheels/ (see docs/development.md) and installed from there.
 $(STAMP): $(BIN)/python pyproject.toml scripts/build-llama-wheel.sh
+	scripts/install-browser.sh
 	PY=$(BIN)/python scripts/build-llama-wheel.sh
 	$(BIN)/python -m pip install -q --find-links .wheels -e '.[dev]'
 	rm -f $(VENV)/.installed-*
