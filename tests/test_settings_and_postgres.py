@@ -124,3 +124,38 @@ def test_concurrent_replays_of_one_batch_store_each_sample_once(north_node):
     assert MetricSample.objects.filter(node=node).count() == 50
     node.refresh_from_db()
     assert node.metrics_acked_seq == 50
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_audit_writers_keep_the_chain_intact(north, alice):
+    from controlplane.audit import chain
+    from controlplane.audit.models import AuditHead, AuditRecord
+    from edgenodes.models import Fleet
+
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def writer(i: int):
+        barrier.wait()
+        try:
+            fleet = Fleet.objects.get(pk=north.pk)
+            for j in range(25):
+                services.do_update_fleet(alice, fleet, poll_interval_s=10 + i * 100 + j)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert AuditRecord.objects.filter(action="fleet.update").count() == 200
+    checked, problem = chain.verify(
+        AuditRecord.objects.order_by("seq").iterator(), AuditHead.objects.get(pk=1)
+    )
+    assert problem is None, str(problem)
+    assert checked == AuditRecord.objects.count()
