@@ -39,6 +39,7 @@ class NodeAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str):
         cred = refused_credential(token)
         limit_rate(cred.node_id)
+        contacts.record(cred.node_id, _client_ip(request))
         request.node_credential = cred  # type: ignore[attr-defined]
         return cred.node
 
@@ -148,7 +149,6 @@ def get_desired_state(request):
 def report_state(request, payload: schemas.ReportedStateIn):
     """What the node runs now: applied revision, loaded model digest, health, errors."""
     node = request.auth
-    services.touch_node(node, _client_ip(request))
     services.do_report_state(node, payload, request=request)
     return schemas.ReportedStateOut(desired_revision=node.desired_revision, in_sync=node.in_sync)
 
@@ -164,7 +164,6 @@ def post_metrics(request, payload: schemas.MetricBatchIn):
     """A batch of metric samples. Idempotent per (node, seq); `acked_seq` is what the node may drop."""
     _check_batch(len(payload.samples))
     node = request.auth
-    services.touch_node(node, _client_ip(request))
     return services.do_ingest_metrics(node, payload)
 
 
@@ -173,7 +172,6 @@ def post_events(request, payload: schemas.EventBatchIn):
     """A batch of edge events (tool calls, escalations, model swaps). Idempotent per (node, seq)."""
     _check_batch(len(payload.events))
     node = request.auth
-    services.touch_node(node, _client_ip(request))
     return services.do_ingest_events(node, payload)
 
 

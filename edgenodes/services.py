@@ -343,13 +343,6 @@ def do_delete_layer(user, layer: DesiredStateLayer, *, request=None) -> int:
 # --- what nodes send ------------------------------------------------------------------------------
 
 
-def touch_node(node: Node, ip: str | None) -> None:
-    """Record contact. One UPDATE; status is derived from it, never stored."""
-    now = timezone.now()
-    Node.objects.filter(pk=node.pk).update(last_seen_at=now, last_seen_ip=ip)
-    node.last_seen_at = now
-
-
 @transaction.atomic
 def do_report_state(node: Node, report: schemas.ReportedStateIn, *, request=None) -> Node:
     changed = (

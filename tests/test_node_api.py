@@ -457,3 +457,20 @@ def test_last_contact_is_buffered_and_written_in_bulk(north, node_api, settings)
     assert contacts.flush() == 3
     assert Node.objects.filter(last_seen_at__isnull=False, last_seen_ip="127.0.0.1").count() == 3
     assert all(n.status == "online" for n in Node.objects.all())
+
+
+def test_a_metric_batch_is_stored_with_a_bounded_number_of_queries(north_node, node_api, settings):
+    settings.EDGEFLEET = {
+        **settings.EDGEFLEET,
+        "CONTACT_FLUSH_S": 3600,
+    }  # steady state: contact buffered
+    _, cred = north_node
+    api = node_api(cred)
+    api.post("/metrics", {"samples": samples(1, 50)})
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("/metrics", {"samples": samples(51, 50)}).status_code == 200
+    sql = [q["sql"] for q in queries]
+    # credential lookup, one bulk INSERT, one acknowledgement UPDATE (plus the transaction's savepoint)
+    assert sum(s.startswith("INSERT") for s in sql) == 1
+    assert sum(s.startswith("UPDATE") for s in sql) == 1, sql
+    assert len([s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE"))]) == 3, sql
