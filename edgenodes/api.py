@@ -23,7 +23,10 @@ from .models import (
     DesiredStateLayer,
     EnrollmentToken,
     Fleet,
+    MetricRollup,
+    MetricSample,
     Node,
+    NodeEventRecord,
     NodeQuerySet,
     NodeStatus,
     ToolApproval,
@@ -303,6 +306,77 @@ def revoke_node(request, node_id: str):
 def preview_desired_state(request, node_id: str):
     """The document the node gets on its next poll."""
     return desired_state.document(access.access_node(request.auth, node_id, VIEW))
+
+
+class MetricPoint(Schema):
+    ts: datetime
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+class MetricSeriesOut(Schema):
+    node: UUID
+    name: str
+    resolution: str
+    points: list[MetricPoint]
+
+
+class MetricQuery(Schema):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")]
+    since: datetime | None = Field(
+        None, description="default: 1 hour ago (raw) or 7 days ago (minute)"
+    )
+    until: datetime | None = None
+    resolution: Literal["raw", "minute"] = "raw"
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 2_000
+
+
+class NodeEventOut(Schema):
+    seq: int
+    ts: datetime
+    kind: str
+    data: dict[str, Any]
+    received_at: datetime
+
+
+@router.get("/nodes/{node_id}/metrics", response=MetricSeriesOut)
+def node_metrics(request, node_id: str, q: Query[MetricQuery]):
+    """One metric of one node over time: raw samples (kept EDGEFLEET_METRICS_RAW_RETENTION_H) or
+    per-minute rollups (kept EDGEFLEET_METRICS_ROLLUP_RETENTION_DAYS), for charts."""
+    node = access.access_node(request.auth, node_id, VIEW)
+    until = q.until or timezone.now()
+    if q.resolution == "raw":
+        since = q.since or until - timedelta(hours=1)
+        rows = MetricSample.objects.filter(
+            node=node, name=q.name, ts__gte=since, ts__lte=until
+        ).order_by("ts")
+        points = [
+            {"ts": r.ts, "count": 1, "mean": r.value, "min": r.value, "max": r.value}
+            for r in rows[: q.limit]
+        ]
+    else:
+        since = q.since or until - timedelta(days=7)
+        rollups = MetricRollup.objects.filter(
+            node=node, name=q.name, minute__gte=since, minute__lte=until
+        )
+        points = [{"ts": r.minute, "count": r.count, "mean": r.total / r.count, "min": r.min, "max": r.max}
+                  for r in rollups.order_by("minute")[: q.limit]]  # fmt: skip
+    return {"node": node.pk, "name": q.name, "resolution": q.resolution, "points": points}
+
+
+@router.get("/nodes/{node_id}/events", response=list[NodeEventOut])
+def node_events(
+    request, node_id: str, kind: str | None = None, limit: int = Query(200, ge=1, le=2000)
+):
+    """What the node reported happening (tool calls allowed/denied/approved, model swaps, failed
+    applies), newest first."""
+    node = access.access_node(request.auth, node_id, VIEW)
+    events = NodeEventRecord.objects.filter(node=node)
+    if kind:
+        events = events.filter(kind=kind)
+    return events.order_by("-seq")[:limit]
 
 
 # --- desired-state layers -----------------------------------------------------------------------

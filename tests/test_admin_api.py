@@ -52,6 +52,15 @@ ENDPOINTS = [
     ("patch node", OPERATE, "patch", "/nodes/{node}", {"labels": {"site": "y"}}),
     ("revoke node", OPERATE, "post", "/nodes/{node}/revoke", {}),
     ("preview desired state", VIEW, "get", "/nodes/{node}/desired-state", None),
+    ("metric series", VIEW, "get", "/nodes/{node}/metrics?name=request.latency_ms", None),
+    (
+        "metric rollups",
+        VIEW,
+        "get",
+        "/nodes/{node}/metrics?name=request.latency_ms&resolution=minute",
+        None,
+    ),
+    ("node events", VIEW, "get", "/nodes/{node}/events", None),
     ("list layers", VIEW, "get", "/fleets/{slug}/layers", None),
     (
         "put layer",
@@ -248,3 +257,31 @@ def test_a_user_cannot_see_or_revoke_someone_elses_token(world, admin_api, olivi
     assert admin_api(victor).post(f"/tokens/{token.pk}/revoke").status_code == 404
     assert admin_api(victor).get("/tokens").json() == []
     assert PersonalToken.objects.get(pk=token.pk).revoked_at is None
+
+
+def test_a_node_metric_can_be_read_raw_and_per_minute_and_events_listed(world, admin_api, victor):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.schemas import EventBatchIn, MetricBatchIn
+    from edgenodes import metrics
+
+    node = Node.objects.get(fleet__slug="north")
+    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)
+    services.do_ingest_metrics(node, MetricBatchIn(samples=[
+        {"seq": i, "ts": minute + timedelta(seconds=10 * i), "name": "request.latency_ms", "value": float(10 * i)}
+        for i in range(1, 4)]))  # fmt: skip
+    services.do_ingest_events(node, EventBatchIn(events=[
+        {"seq": 1, "ts": minute, "kind": "tool.denied", "data": {"tool": "http_get"}}]))  # fmt: skip
+    metrics.rollup()
+    api = admin_api(victor)
+    raw = api.get(f"/nodes/{node.pk}/metrics?name=request.latency_ms").json()
+    assert [p["mean"] for p in raw["points"]] == [10.0, 20.0, 30.0]
+    rolled = api.get(f"/nodes/{node.pk}/metrics?name=request.latency_ms&resolution=minute").json()
+    assert rolled["points"] == [
+        {"ts": rolled["points"][0]["ts"], "count": 3, "mean": 20.0, "min": 10.0, "max": 30.0}
+    ]
+    assert [e["kind"] for e in api.get(f"/nodes/{node.pk}/events").json()] == ["tool.denied"]
+    assert api.get(f"/nodes/{node.pk}/metrics?name=Bad Name").status_code == 422
+    assert api.get(f"/nodes/{node.pk}/metrics").status_code == 422
