@@ -1,0 +1,66 @@
+"""A crash in the middle of an apply leaves the node on its previous state after restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from agents.runtime import Runtime, StateDir
+from agents.tinymodel import quantize, write_tiny_llama
+
+from .agent_helpers import sha256
+
+APPLY_AND_HANG = """
+import json, sys
+from agents.runtime import Runtime, StateDir
+runtime = Runtime(StateDir(sys.argv[1]))
+runtime.restore()
+print("applying", flush=True)
+runtime.apply(json.loads(sys.argv[2]), '"2-new"')
+print("applied", flush=True)
+"""
+
+
+def document(revision: int, model_url: str, digest: str) -> dict:
+    return {
+        "node_id": "n", "revision": revision, "poll_interval_s": 30,
+        "model": {"name": "tiny", "url": model_url, "sha256": digest, "n_ctx": 512},
+        "agents": {"helper": {"max_tokens": 8, "default": True}},
+    }  # fmt: skip
+
+
+def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
+    model = quantize(write_tiny_llama(tmp_path / "f32.gguf"), tmp_path / "q8.gguf", "Q8_0")
+    state = StateDir(tmp_path / "state").ensure()
+    state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused"})
+    first = Runtime(state)
+    first.apply(document(1, model.as_uri(), sha256(model)), '"1-old"')
+    assert first.active.revision == 1
+    first.shutdown(flush_timeout_s=0)
+
+    # Revision 2's model comes from a server that accepts the connection and never answers.
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    url = f"http://127.0.0.1:{hang.getsockname()[1]}/model.gguf"
+    proc = subprocess.Popen([sys.executable, "-c", APPLY_AND_HANG, str(state.path),
+                             json.dumps(document(2, url, "a" * 64))], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "applying"
+    time.sleep(1.0)  # inside the download
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    hang.close()
+
+    restarted = Runtime(state)
+    restarted.restore()
+    assert restarted.active.revision == 1
+    assert restarted.active.model_digest == f"sha256:{sha256(model)}"
+    assert restarted.etag == '"1-old"'  # so the next poll asks for revision 2 again
+    assert restarted.ask([{"role": "user", "content": "still there?"}]).usage.completion_tokens > 0
+    restarted.shutdown(flush_timeout_s=0)
