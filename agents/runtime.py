@@ -16,6 +16,7 @@ applied.json untouched, so a restart comes back on the previous state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -207,6 +208,12 @@ class Runtime:
             model = schemas.ModelAssignment.model_validate(doc.model) if doc.model else None
         except ValidationError as exc:
             raise ApplyError(f"invalid desired state: {exc.errors()[0]['msg']}") from exc
+        for name, spec in specs.items():
+            if spec.model and (model is None or spec.model != model.name):
+                running = model.name if model else "no model"
+                raise ApplyError(
+                    f"agent '{name}' asks for model '{spec.model}' but this node is assigned {running!r}"
+                )
         backend: Backend | None = None
         digest = ""
         current = self.active
@@ -311,6 +318,10 @@ class Runtime:
         usage = turn.usage
         gen_s = max(usage.latency_s - usage.ttft_s, 1e-9)
         ru = resource.getrusage(resource.RUSAGE_SELF)
+        rss_mb = ru.ru_maxrss / 1024  # peak, where /proc is missing
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+            rss_mb = resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
         self.metrics({
             "request.latency_ms": usage.latency_s * 1000,
             "request.ttft_ms": usage.ttft_s * 1000,
@@ -320,7 +331,7 @@ class Runtime:
             "request.local": 1,
             "request.escalated": 0,
             **{f"tools.{k}": v for k, v in turn.tool_calls.items()},
-            "process.rss_mb": ru.ru_maxrss / 1024,
+            "process.rss_mb": rss_mb,
             "process.cpu_s": ru.ru_utime + ru.ru_stime,
         })  # fmt: skip
         return turn

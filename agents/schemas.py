@@ -147,6 +147,9 @@ class ModelAssignment(Strict):
 
 class AgentSpec(Strict):
     role: LongStr = "You are a helpful assistant running on an edge device."
+    # The model this agent runs on: "" means the node's assigned model. A node runs one model, so a
+    # different name is refused at apply time with the reason, not ignored.
+    model: Annotated[str, Field(max_length=100)] = ""
     tools: Annotated[list[Slug], Field(max_length=64)] = []
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.2

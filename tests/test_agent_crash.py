@@ -64,3 +64,19 @@ def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
     assert restarted.etag == '"1-old"'  # so the next poll asks for revision 2 again
     assert restarted.ask([{"role": "user", "content": "still there?"}]).usage.completion_tokens > 0
     restarted.shutdown(flush_timeout_s=0)
+
+
+def test_an_agent_asking_for_a_model_the_node_does_not_run_is_refused_with_the_reason(tmp_path):
+    model = quantize(write_tiny_llama(tmp_path / "f32.gguf"), tmp_path / "q8.gguf", "Q8_0")
+    state = StateDir(tmp_path / "state").ensure()
+    state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused"})
+    runtime = Runtime(state)
+    doc = document(1, model.as_uri(), sha256(model))
+    doc["agents"]["helper"]["model"] = "llama-70b"
+    runtime.apply(doc, '"1"')
+    assert runtime.active is None
+    assert "asks for model 'llama-70b' but this node is assigned 'tiny'" in runtime.last_error
+    doc["agents"]["helper"]["model"] = "tiny"
+    runtime.apply(doc, '"1"')
+    assert runtime.active.revision == 1
+    runtime.shutdown(flush_timeout_s=0)
