@@ -474,3 +474,51 @@ def test_a_metric_batch_is_stored_with_a_bounded_number_of_queries(north_node, n
     assert sum(s.startswith("INSERT") for s in sql) == 1
     assert sum(s.startswith("UPDATE") for s in sql) == 1, sql
     assert len([s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE"))]) == 3, sql
+
+
+NODE_ENDPOINTS = [
+    ("get", "/desired-state", None),
+    ("post", "/reported-state", {"applied_revision": 1}),
+    (
+        "post",
+        "/metrics",
+        {"samples": [{"seq": 1, "ts": "2026-01-01T00:00:00Z", "name": "x", "value": 1}]},
+    ),
+    ("post", "/events", {"events": [{"seq": 1, "ts": "2026-01-01T00:00:00Z", "kind": "x"}]}),
+    ("post", "/credentials/rotate", {}),
+    ("post", "/approvals", {"tool": "clock", "agent": "ops"}),
+    ("get", "/approvals/1", None),
+]
+
+
+@pytest.mark.parametrize("credential", ["none", "unknown", "revoked", "expired"])
+@pytest.mark.parametrize("method, path, body", NODE_ENDPOINTS, ids=[e[1] for e in NODE_ENDPOINTS])
+def test_every_node_endpoint_refuses_a_bad_credential_with_401_and_changes_nothing(
+    north_node, node_api, alice, credential, method, path, body
+):
+    node, cred = north_node
+    if credential == "revoked":
+        services.do_revoke_node(alice, node)
+    elif credential == "expired":
+        NodeCredential.objects.filter(node=node).update(expires_at=timezone.now())
+    bearer = {"none": None, "unknown": "efn_" + "x" * 43}.get(credential, cred)
+    r = node_api(bearer).call(method, path, body)
+    assert r.status_code == 401, r.content
+    assert r.json()["detail"]
+    assert not MetricSample.objects.exists() and not NodeEventRecord.objects.exists()
+    assert NodeCredential.objects.filter(node=node).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_agent_client_honours_retry_after_from_the_control_plane(live_server, north, settings):
+    from agents.client import ControlPlaneError, NodeClient
+
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "NODE_RATE_PER_MIN": 6}
+    _, cred = enroll(north, "limited")
+    client = NodeClient(live_server.url, cred)
+    with pytest.raises(ControlPlaneError) as caught:
+        for _ in range(20):
+            client.poll(None)
+    assert caught.value.status == 429
+    assert caught.value.retry_after and caught.value.retry_after >= 1
+    client.close()
