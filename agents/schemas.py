@@ -175,6 +175,63 @@ class ToolPolicy(Strict):
     rules: Annotated[dict[Slug, ToolRule], Field(max_length=256)] = {}
 
 
+Region = Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class CloudEndpoint(Strict):
+    """A cloud LLM the control plane may forward escalations to (set per fleet by an admin).
+
+    Nodes receive name, region and `baa` only; the URL and the API key stay on the control plane
+    (the key is read from the environment variable `api_key_env` there)."""
+
+    name: Slug
+    region: Region
+    baa: bool = False  # covered by a HIPAA business associate agreement
+    base_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] | None = None
+    model: Annotated[str, Field(max_length=200)] = ""
+    api_key_env: Annotated[str, Field(max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+
+
+class CompliancePolicy(Strict):
+    """A fleet's compliance mode as pushed to its nodes; the control plane enforces it too.
+
+    - hipaa: PHI may go only to endpoints with a BAA; for any other endpoint it is redacted or the
+      request refused (`phi_action`). Content is never stored centrally.
+    - gdpr: cloud endpoints only in `regions`; content stored centrally only if `store_content`.
+    - none: endpoints on the list; content stored centrally unless `store_content` is false."""
+
+    mode: Literal["none", "hipaa", "gdpr"] = "none"
+    phi_action: Literal["redact", "refuse"] = "redact"
+    store_content: bool = True
+    regions: Annotated[list[Region], Field(max_length=64)] = []
+    endpoints: Annotated[list[CloudEndpoint], Field(max_length=32)] = []
+
+    def endpoint(self, name: str) -> CloudEndpoint | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, Field(max_length=100_000)]
+
+
+class EscalateIn(Strict):
+    """A request the node could not answer well locally, for a cloud endpoint of its fleet's policy.
+    The node has applied the policy (redaction) already; the control plane applies it again."""
+
+    agent: Slug
+    endpoint: Slug
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)]
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
+
+
+class EscalateOut(BaseModel):
+    content: str
+    endpoint: str
+    model: str
+    redactions: dict[str, int] = {}
+
+
 SECTION_SCHEMAS: dict[str, Any] = {"model": ModelAssignment, "tools": ToolPolicy}
 
 
@@ -185,6 +242,7 @@ def validate_sections(sections: dict[str, Any]) -> None:
     ToolPolicy.model_validate(sections.get("tools") or {})
     for spec in (sections.get("agents") or {}).values():
         AgentSpec.model_validate(spec)
+    CompliancePolicy.model_validate(sections.get("compliance") or {})
 
 
 # --- tool approvals -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ninja.security import HttpBearer, SessionAuth
 from controlplane import tokens
 from controlplane.accounts.api import router as tokens_router
 from controlplane.accounts.models import PersonalToken
+from controlplane.audit.api import router as audit_router
 from controlplane.errors import RateLimited, ServiceError, Unauthorized
 from edgenodes.api import router as fleet_router
 from edgenodes.node_api import router as node_router
@@ -77,4 +78,5 @@ admin_api = NinjaAPI(
 )
 admin_api.add_router("/", fleet_router)
 admin_api.add_router("/tokens", tokens_router)
+admin_api.add_router("/", audit_router)
 _install_handlers(admin_api)

@@ -141,6 +141,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+AUTHENTICATION_BACKENDS = ["controlplane.accounts.auth.LockoutBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -188,7 +189,35 @@ EDGEFLEET = {
     # Overlap during which a rotated node credential keeps working.
     "CREDENTIAL_OVERLAP_S": env_int("EDGEFLEET_CREDENTIAL_OVERLAP_S", 3600),
     "ENROLLMENT_TOKEN_DEFAULT_TTL_H": env_int("EDGEFLEET_ENROLLMENT_TOKEN_TTL_H", 24),
+    # --- governance (docs/compliance.md) ---
+    # Ed25519 key for audit checkpoints and export manifests: a file, never in the database.
+    # Generated on first use outside production; must be provisioned in production.
+    "SIGNING_KEY_FILE": os.environ.get(
+        "EDGEFLEET_SIGNING_KEY_FILE", str(VAR_DIR / "signing-key.pem")
+    ),
+    "AUDIT_CHECKPOINT_EVERY": env_int("EDGEFLEET_AUDIT_CHECKPOINT_EVERY", 1000),
+    "AUDIT_CHECKPOINT_INTERVAL_S": env_int("EDGEFLEET_AUDIT_CHECKPOINT_INTERVAL_S", 300),
+    # Retention per data class (days). Audit records: never under 6 years while a fleet is HIPAA.
+    "AUDIT_RETENTION_DAYS": env_int("EDGEFLEET_AUDIT_RETENTION_DAYS", 2192),
+    "RETENTION_SOURCE_IP_DAYS": env_int("EDGEFLEET_RETENTION_SOURCE_IP_DAYS", 30),
+    "RETENTION_EVENTS_DAYS": env_int("EDGEFLEET_RETENTION_EVENTS_DAYS", 90),
+    "RETENTION_LOGIN_FAILURES_DAYS": env_int("EDGEFLEET_RETENTION_LOGIN_FAILURES_DAYS", 30),
+    # Login: after LOGIN_FAILURE_LIMIT failures for one username or one address within
+    # LOGIN_LOCKOUT_S, further attempts are refused until the window passes.
+    "LOGIN_FAILURE_LIMIT": env_int("EDGEFLEET_LOGIN_FAILURE_LIMIT", 5),
+    "LOGIN_LOCKOUT_S": env_int("EDGEFLEET_LOGIN_LOCKOUT_S", 900),
+    # Dashboard sessions end after this long without a request; shorter for anyone who can see
+    # a HIPAA fleet.
+    "SESSION_IDLE_S": env_int("EDGEFLEET_SESSION_IDLE_S", 3600),
+    "HIPAA_SESSION_IDLE_S": env_int("EDGEFLEET_HIPAA_SESSION_IDLE_S", 900),
+    # Named in the records-of-processing (GDPR Art. 30) export.
+    "CONTROLLER_NAME": os.environ.get("EDGEFLEET_CONTROLLER_NAME", "edgefleet operator"),
+    "CONTROLLER_CONTACT": os.environ.get("EDGEFLEET_CONTROLLER_CONTACT", ""),
+    # Cloud calls made for escalations time out after this many seconds.
+    "CLOUD_TIMEOUT_S": env_int("EDGEFLEET_CLOUD_TIMEOUT_S", 60),
 }
+SESSION_COOKIE_AGE = EDGEFLEET["SESSION_IDLE_S"]
+SESSION_SAVE_EVERY_REQUEST = True  # the expiry slides with activity: an idle timeout
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 from django.urls import include, path
 
+from controlplane.accounts.auth import LoginForm
 from controlplane.api import admin_api, node_api
 
 
@@ -15,6 +17,11 @@ urlpatterns = [
     path("api/node/v1/", node_api.urls),
     path("api/v1/", admin_api.urls),
     path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=LoginForm),
+        name="login",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("edgenodes.urls")),
 ]

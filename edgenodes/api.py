@@ -13,9 +13,9 @@ from uuid import UUID
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
-from agents.schemas import SECTIONS, JsonDict, Labels, Name
+from agents.schemas import SECTIONS, CloudEndpoint, JsonDict, Labels, Name, Region
 from controlplane.accounts import access
-from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW
+from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT
 from controlplane.errors import Forbidden, ServiceError
 
 from . import desired_state, services
@@ -220,6 +220,58 @@ def update_fleet(request, slug: str, payload: FleetPatch):
     return services.do_update_fleet(
         request.auth, fleet, request=request, **payload.dict(exclude_unset=True)
     )
+
+
+# --- compliance -----------------------------------------------------------------------------------
+
+
+class CompliancePatch(Schema):
+    mode: Literal["none", "hipaa", "gdpr"] | None = None
+    phi_action: Literal["redact", "refuse"] | None = None
+    store_content: bool | None = Field(None, description="null: the mode's default")
+    allowed_regions: Annotated[list[Region], Field(max_length=64)] | None = None
+    cloud_endpoints: Annotated[list[CloudEndpoint], Field(max_length=32)] | None = None
+    events_retention_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
+
+
+class ComplianceOut(Schema):
+    mode: str
+    phi_action: str
+    store_content: bool | None
+    allowed_regions: list[str]
+    cloud_endpoints: list[dict[str, Any]]
+    events_retention_days: int
+    effective: dict[str, Any] = Field(description="the policy as enforced and pushed to nodes")
+    nodes_changed: int = 0
+
+
+def _compliance_out(fleet: Fleet, nodes_changed: int = 0) -> dict[str, Any]:
+    return {
+        "mode": fleet.compliance_mode, "phi_action": fleet.phi_action,
+        "store_content": fleet.store_content, "allowed_regions": fleet.allowed_regions,
+        "cloud_endpoints": fleet.cloud_endpoints,
+        "events_retention_days": fleet.events_retention.days,
+        "effective": fleet.compliance_policy().model_dump(), "nodes_changed": nodes_changed,
+    }  # fmt: skip
+
+
+@router.get("/fleets/{slug}/compliance", response=ComplianceOut)
+def get_compliance(request, slug: str):
+    return _compliance_out(access.access_fleet(request.auth, slug, VIEW_AUDIT))
+
+
+@router.patch("/fleets/{slug}/compliance", response=ComplianceOut)
+def set_compliance(request, slug: str, payload: CompliancePatch):
+    """Change the fleet's compliance mode and settings: audited, and pushed to its nodes with their
+    next poll."""
+    fleet = access.access_fleet(request.auth, slug, ADMINISTER)
+    changes = payload.dict(exclude_unset=True)
+    if "cloud_endpoints" in changes:
+        changes["cloud_endpoints"] = [
+            e.model_dump(exclude_none=True) for e in payload.cloud_endpoints or []
+        ]
+    fleet, changed = services.do_set_compliance(request.auth, fleet, request=request, **changes)
+    return _compliance_out(fleet, changed)
 
 
 # --- enrollment tokens --------------------------------------------------------------------------

@@ -43,14 +43,16 @@ def ordered(layers: Iterable[DesiredStateLayer]) -> list[DesiredStateLayer]:
     )
 
 
-def compose(node: Node, layers: Iterable[DesiredStateLayer]) -> dict[str, Any]:
-    """The node's sections. `layers` are its fleet's layers, in any order."""
+def compose(node: Node, layers: Iterable[DesiredStateLayer], fleet: Fleet) -> dict[str, Any]:
+    """The node's sections. `layers` are its fleet's layers, in any order. The compliance section
+    is the fleet's policy, which no layer can weaken."""
     sections = empty_sections()
     for layer in ordered(layers):
         if layer.matches(node):
             for name in SECTIONS:
-                if name in layer.sections:
+                if name in layer.sections and name != "compliance":
                     sections[name] = merge(sections[name], layer.sections[name])
+    sections["compliance"] = fleet.compliance_policy(for_node=True).model_dump()
     return sections
 
 
@@ -61,7 +63,7 @@ def digest(sections: dict[str, Any]) -> str:
 
 def document(node: Node) -> dict[str, Any]:
     """The full desired-state document for one node (used on a poll whose ETag did not match)."""
-    sections = compose(node, node.fleet.layers.all())
+    sections = compose(node, node.fleet.layers.all(), node.fleet)
     return {
         "node_id": str(node.pk),
         "revision": node.desired_revision,
@@ -80,7 +82,7 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
         )
     changed = []
     for node in nodes:
-        sections = compose(node, layers)
+        sections = compose(node, layers, fleet)
         new = digest(sections)
         if new != node.desired_digest:
             try:

@@ -17,9 +17,50 @@ class Fleet(models.Model):
     # is how an admin slows a whole fleet down.
     poll_interval_s = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Compliance (see docs/compliance.md). Changed only through do_set_compliance, which audits the
+    # change and pushes it to the fleet's nodes in their desired state.
+    compliance_mode = models.CharField(
+        max_length=8,
+        choices=[("none", "None"), ("hipaa", "HIPAA"), ("gdpr", "GDPR")],
+        default="none",
+    )
+    phi_action = models.CharField(
+        max_length=8, choices=[("redact", "Redact"), ("refuse", "Refuse")], default="redact"
+    )
+    # Content (prompts, answers, tool arguments) stored centrally: null = the mode's default (yes
+    # with no mode, no under GDPR unless opted in); never under HIPAA.
+    store_content = models.BooleanField(null=True, blank=True)
+    allowed_regions = models.JSONField(default=list, blank=True)
+    cloud_endpoints = models.JSONField(default=list, blank=True)
+    events_retention_days = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.slug
+
+    def compliance_policy(self, for_node: bool = False):
+        """The effective policy (agents.schemas.CompliancePolicy). For nodes, endpoints carry only
+        name, region and BAA status: URLs and key names stay on the control plane."""
+        from agents.schemas import CompliancePolicy
+
+        store = self.store_content
+        if store is None:
+            store = self.compliance_mode == "none"
+        endpoints = self.cloud_endpoints
+        if for_node:
+            endpoints = [{k: e[k] for k in ("name", "region", "baa") if k in e} for e in endpoints]
+        return CompliancePolicy(
+            mode=self.compliance_mode,  # type: ignore[arg-type]
+            phi_action=self.phi_action,  # type: ignore[arg-type]
+            store_content=bool(store) and self.compliance_mode != "hipaa",
+            regions=self.allowed_regions,
+            endpoints=endpoints,
+        )
+
+    @property
+    def events_retention(self) -> timedelta:
+        return timedelta(
+            days=self.events_retention_days or settings.EDGEFLEET["RETENTION_EVENTS_DAYS"]
+        )
 
     @property
     def effective_poll_interval_s(self) -> int:

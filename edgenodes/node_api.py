@@ -15,7 +15,7 @@ from agents import schemas
 from controlplane import tokens
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
-from . import contacts, desired_state, poll, services
+from . import contacts, desired_state, escalation, poll, services
 from .models import Node, NodeCredential, ToolApproval
 from .ratelimit import TokenBuckets
 
@@ -172,7 +172,18 @@ def post_events(request, payload: schemas.EventBatchIn):
     """A batch of edge events (tool calls, escalations, model swaps). Idempotent per (node, seq)."""
     _check_batch(len(payload.events))
     node = request.auth
-    return services.do_ingest_events(node, payload)
+    return services.do_ingest_events(node, payload, request=request)
+
+
+@router.post(
+    "/escalate",
+    auth=NodeAuth(),
+    response={200: schemas.EscalateOut, 403: schemas.ErrorOut, 502: schemas.ErrorOut, **ERRORS},
+)
+def escalate(request, payload: schemas.EscalateIn):
+    """Forward a request to a cloud endpoint of the fleet's policy. 403 says why policy refused it
+    (not on the allow-list, outside the GDPR regions, PHI for an endpoint without a BAA)."""
+    return escalation.do_escalate(request.auth, payload, request=request)
 
 
 @router.post("/credentials/rotate", auth=NodeAuth(), response={200: schemas.RotateOut, **ERRORS})

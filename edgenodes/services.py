@@ -16,10 +16,12 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from agents import schemas
+from agents import compliance, schemas
 from controlplane import tokens
-from controlplane.audit.services import record
-from controlplane.errors import Conflict, NotFound, Unauthorized
+from controlplane.audit.services import append as audit_append
+from controlplane.audit.services import entry as audit_entry
+from controlplane.audit.services import pseudonym, record
+from controlplane.errors import Conflict, NotFound, ServiceError, Unauthorized
 from controlplane.events import publish_on_commit
 
 from . import desired_state
@@ -83,6 +85,37 @@ def do_update_fleet(user, fleet: Fleet, *, request=None, **changes: Any) -> Flee
     )
     publish_on_commit(fleet.pk, "fleet.updated", slug=fleet.slug)
     return fleet
+
+
+def _compliance_snapshot(fleet: Fleet) -> dict[str, Any]:
+    return {
+        "mode": fleet.compliance_mode, "phi_action": fleet.phi_action,
+        "store_content": fleet.store_content, "allowed_regions": fleet.allowed_regions,
+        "cloud_endpoints": fleet.cloud_endpoints,
+        "events_retention_days": fleet.events_retention_days,
+    }  # fmt: skip
+
+
+@transaction.atomic
+def do_set_compliance(user, fleet: Fleet, *, request=None, **changes: Any) -> tuple[Fleet, int]:
+    """Change a fleet's compliance settings: audited, and pushed to every node of the fleet with
+    its next poll (the compliance section of its desired state). Returns (fleet, nodes changed)."""
+    fleet = Fleet.objects.select_for_update().get(pk=fleet.pk)
+    before = _compliance_snapshot(fleet)
+    if "mode" in changes:
+        changes["compliance_mode"] = changes.pop("mode")
+    for key, value in changes.items():
+        setattr(fleet, key, value)
+    policy = fleet.compliance_policy()  # validates endpoints and regions
+    if policy.mode == "hipaa" and fleet.store_content:
+        raise ServiceError("HIPAA mode never stores content centrally: store_content must not be true")
+    fleet.cloud_endpoints = [e.model_dump(exclude_none=True) for e in policy.endpoints]
+    fleet.save(update_fields=list(changes) + ["cloud_endpoints"])
+    changed = desired_state.refresh(fleet)
+    record("fleet.compliance", fleet, user=user, fleet=fleet, before=before,
+           after=_compliance_snapshot(fleet), request=request)  # fmt: skip
+    publish_on_commit(fleet.pk, "desired_state.changed", layer="compliance", nodes_changed=len(changed))
+    return fleet, len(changed)
 
 
 # --- enrollment tokens ----------------------------------------------------------------------------
@@ -294,6 +327,10 @@ def do_put_layer(
     """Create or replace a named layer. Returns the layer and how many nodes got a new revision."""
     if scope == LayerScope.NODE and (node is None or node.fleet_id != fleet.pk):
         raise NotFound("node not found in this fleet")
+    if "compliance" in sections:
+        raise ServiceError(
+            "compliance is set per fleet (PUT /api/v1/fleets/{slug}/compliance), not in a layer"
+        )
     layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
     before = _layer_snapshot(layer) if layer else None
     old_targets = _affected(fleet, layer) if layer else []
@@ -421,18 +458,59 @@ def do_ingest_metrics(node: Node, batch: schemas.MetricBatchIn) -> schemas.AckOu
     )
 
 
+# Edge events that are also audit records: tool decisions, escalations, model swaps, failed applies.
+AUDITED_EVENTS = ("tool.", "escalation.", "model.", "apply.", "phi.")
+# Audit records never hold content (it would be personal data inside the hash), whatever the policy.
+NO_CONTENT = schemas.CompliancePolicy(store_content=False)
+
+
+def _event_data(node: Node, policy: schemas.CompliancePolicy, data: dict[str, Any]) -> dict:
+    """What of an event is stored: content only where the fleet's policy allows it, and the data
+    subject (the end user the agent served) only as a keyed pseudonym."""
+    data = compliance.minimise(data, policy)
+    subject = data.get("subject")
+    if isinstance(subject, str) and subject:
+        data["subject"] = "subject:" + pseudonym("subject", f"{node.fleet_id}:{subject}")
+    return data
+
+
 @transaction.atomic
-def do_ingest_events(node: Node, batch: schemas.EventBatchIn) -> schemas.AckOut:
-    ack = _ingest(
-        node,
-        "events_acked_seq",
-        NodeEventRecord,
-        batch.events,
-        lambda e: NodeEventRecord(node_id=node.pk, seq=e.seq, ts=e.ts, kind=e.kind, data=e.data),
-    )
+def do_ingest_events(node: Node, batch: schemas.EventBatchIn, *, request=None) -> schemas.AckOut:
+    """Store a batch of events; the audited kinds also enter the audit chain, in the same
+    transaction and under one lock of the chain for the whole batch (never one per event)."""
+    policy = node.fleet.compliance_policy()
+    rows: list[NodeEventRecord] = []
+
+    def to_row(e: schemas.NodeEvent) -> NodeEventRecord:
+        row = NodeEventRecord(
+            node_id=node.pk, seq=e.seq, ts=e.ts, kind=e.kind, data=_event_data(node, policy, e.data)
+        )
+        rows.append(row)
+        return row
+
+    ack = _ingest(node, "events_acked_seq", NodeEventRecord, batch.events, to_row)
+    audited = [
+        audit_entry(row.kind, ("node_event", f"{node.pk}:{row.seq}"), node=node,
+                    fleet=node.fleet_id, after=compliance.minimise(row.data, NO_CONTENT),
+                    request=request)
+        for row in rows if row.kind.startswith(AUDITED_EVENTS)
+    ]  # fmt: skip
+    audit_append(audited)
     if ack.accepted:
         publish_on_commit(node.fleet_id, "node.events", node=str(node.pk), count=ack.accepted)
     return ack
+
+
+def purge_events(now=None) -> int:
+    """Delete node events past their fleet's retention window."""
+    now = now or timezone.now()
+    deleted = 0
+    for fleet in Fleet.objects.only("id", "events_retention_days"):
+        n, _ = NodeEventRecord.objects.filter(
+            node__fleet=fleet, ts__lt=now - fleet.events_retention
+        ).delete()
+        deleted += n
+    return deleted
 
 
 # --- tool approvals -------------------------------------------------------------------------------
@@ -440,8 +518,11 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn) -> schemas.AckOut:
 
 @transaction.atomic
 def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) -> ToolApproval:
+    # Under HIPAA, or GDPR without opting in, the approver sees the argument names, not values.
+    arguments = compliance.minimise({"arguments": req.arguments}, node.fleet.compliance_policy())
     approval = ToolApproval.objects.create(
-        node=node, fleet_id=node.fleet_id, agent=req.agent, tool=req.tool, arguments=req.arguments,
+        node=node, fleet_id=node.fleet_id, agent=req.agent, tool=req.tool,
+        arguments=arguments.get("arguments", arguments),
         reason=req.reason, expires_at=timezone.now() + timedelta(seconds=req.timeout_s),
     )  # fmt: skip
     record("approval.request", approval, node=node, fleet=node.fleet,

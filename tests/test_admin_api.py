@@ -11,6 +11,7 @@ from agents.schemas import ApprovalIn
 from controlplane.accounts.models import PersonalToken
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit.models import AuditRecord
+from controlplane.audit.services import user_ref
 from edgenodes import services
 from edgenodes.models import EnrollmentToken, Fleet, Node, ToolApproval
 
@@ -167,13 +168,15 @@ def test_an_enrollment_token_is_shown_once_and_stored_hashed(world, admin_api, o
     listed = admin_api(olivia).get("/fleets/north/enrollment-tokens").json()
     assert all("token" not in t for t in listed)
     assert not EnrollmentToken.objects.filter(token_hash=token).exists()
-    assert AuditRecord.objects.filter(action="enrollment_token.create", actor_user=olivia).exists()
+    assert AuditRecord.objects.filter(
+        action="enrollment_token.create", actor=user_ref(olivia)
+    ).exists()
 
 
 def test_writes_are_audited_with_actor_and_before_after(world, admin_api, alice):
     admin_api(alice).patch("/fleets/north", {"poll_interval_s": 90}, **{"X-Request-ID": "req-123"})
     rec = AuditRecord.objects.filter(action="fleet.update").latest("id")
-    assert rec.actor_user == alice
+    assert rec.actor == user_ref(alice) and "alice" not in rec.content
     assert rec.before["poll_interval_s"] is None and rec.after["poll_interval_s"] == 90
     assert rec.request_id == "req-123"
 

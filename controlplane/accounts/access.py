@@ -19,17 +19,19 @@ from controlplane.errors import NotFound
 from .models import Membership, Role
 
 if TYPE_CHECKING:
+    from controlplane.audit.models import AuditExport
     from edgenodes.models import DesiredStateLayer, EnrollmentToken, Fleet, Node, ToolApproval
 
 VIEW = "view"
 OPERATE = "operate"
 ADMINISTER = "administer"
-VIEW_AUDIT = "view_audit"
+VIEW_AUDIT = "view_audit"  # audit log, exports, compliance settings, records of processing
+ERASE = "erase"  # GDPR erasure of a data subject served by the fleet's nodes
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    Role.ADMIN: frozenset({VIEW, OPERATE, ADMINISTER, VIEW_AUDIT}),
+    Role.ADMIN: frozenset({VIEW, OPERATE, ADMINISTER, VIEW_AUDIT, ERASE}),
     Role.OPERATOR: frozenset({VIEW, OPERATE}),
-    Role.COMPLIANCE: frozenset({VIEW, VIEW_AUDIT}),
+    Role.COMPLIANCE: frozenset({VIEW, VIEW_AUDIT, ERASE}),
     Role.VIEWER: frozenset({VIEW}),
 }
 
@@ -149,3 +151,16 @@ def access_approval(user, approval_id: int, action: str = VIEW) -> ToolApproval:
     if approval is None:
         raise NotFound(f"approval {approval_id} not found")
     return approval
+
+
+def access_export(user, export_id: int) -> AuditExport:
+    """An audit export is visible to the person who made it (and global admins)."""
+    from controlplane.audit.models import AuditExport
+    from controlplane.audit.services import user_ref
+
+    export = AuditExport.objects.filter(pk=export_id).first()
+    if export is None or not (
+        is_global_admin(user) or (user.is_authenticated and export.actor == user_ref(user))
+    ):
+        raise NotFound(f"export {export_id} not found")
+    return export

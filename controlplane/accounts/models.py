@@ -54,3 +54,12 @@ class PersonalToken(models.Model):
     def is_usable(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class LoginFailure(models.Model):
+    """A failed login, for rate limiting. The attempted username is kept only as a hash (people
+    type passwords into the username field); the address is kept for the lockout window."""
+
+    ts = models.DateTimeField(default=timezone.now, db_index=True)
+    username_hash = models.CharField(max_length=64, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)

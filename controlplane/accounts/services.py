@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane import tokens
-from controlplane.audit.services import record
+from controlplane.audit.services import pseudonym, record
 from controlplane.errors import ServiceError
 
 from .models import Membership, PersonalToken
@@ -70,11 +70,11 @@ def do_set_membership(actor, *, user, fleet, role: str | None, request=None) -> 
         )
     record(
         "membership.set",
-        user,
+        ("user", pseudonym("user", str(user.pk))),
         user=actor,
         fleet=fleet,
         before=before,
-        after={"user": user.username, "role": role},
+        after={"role": role},
         request=request,
     )
     return result

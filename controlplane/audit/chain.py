@@ -1,17 +1,17 @@
-"""The audit hash chain: canonical content, appending, and verification."""
+"""The audit hash chain: canonical content, links, checkpoints and verification (no Django here)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
 
 
-def canonical(data: dict[str, Any]) -> str:
+def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -20,18 +20,17 @@ def link(prev_hash: str, content: str) -> str:
 
 
 def content_of(rec) -> dict[str, Any]:
-    """What the hash covers: no personal data (actors are ids, the source address is left out)."""
-    if rec.actor_user_id is not None:
-        actor = f"user:{rec.actor_user_id}"
-    elif rec.actor_node_id is not None:
-        actor = f"node:{rec.actor_node_id}"
-    else:
-        actor = "system"
+    """What the hash covers: no personal data (people are keyed pseudonyms; no source address)."""
     return {
-        "seq": rec.seq, "ts": rec.ts.isoformat(), "actor": actor, "fleet": rec.fleet_id,
+        "seq": rec.seq, "ts": rec.ts.isoformat(), "actor": rec.actor, "fleet": rec.fleet_id,
         "action": rec.action, "object_type": rec.object_type, "object_id": rec.object_id,
         "before": rec.before, "after": rec.after, "request_id": rec.request_id,
     }  # fmt: skip
+
+
+def checkpoint_payload(seq: int, hash_: str, ts: str, key_id: str) -> bytes:
+    """The exact bytes a checkpoint signs."""
+    return canonical({"seq": seq, "hash": hash_, "ts": ts, "key_id": key_id}).encode()
 
 
 @dataclass
@@ -44,13 +43,59 @@ class Problem:
         return f"{where}: {self.reason}"
 
 
-def verify(records: Iterator, head=None) -> tuple[int, Problem | None]:
+@dataclass
+class Checkpoint:
+    seq: int
+    hash: str
+    ts: str
+    key_id: str
+    signature: str
+
+
+def check_checkpoints(
+    checkpoints: Iterable[Checkpoint],
+    signature_ok: Callable[[bytes, str], bool],
+    *,
+    every: int,
+    head_seq: int,
+    base_seq: int = 0,
+) -> tuple[dict[int, Checkpoint], Problem | None]:
+    """Check each checkpoint's signature, and that none is missing (one at least every `every`)."""
+    good: dict[int, Checkpoint] = {}
+    last = base_seq
+    for cp in sorted(checkpoints, key=lambda c: c.seq):
+        if not signature_ok(checkpoint_payload(cp.seq, cp.hash, cp.ts, cp.key_id), cp.signature):
+            return good, Problem(cp.seq, "its signed checkpoint has an invalid signature (forged)")
+        if cp.seq > base_seq and cp.seq - last > every:
+            return good, Problem(
+                last + 1, f"no signed checkpoint between #{last} and #{cp.seq} (checkpoints deleted)"
+            )
+        good[cp.seq] = cp
+        last = max(last, cp.seq)
+    if head_seq - last > every:
+        return good, Problem(
+            last + 1, f"no signed checkpoint after #{last} for {head_seq - last} records"
+        )
+    return good, None
+
+
+def verify(
+    records: Iterable,
+    head=None,
+    checkpoints: Mapping[int, Checkpoint] | None = None,
+) -> tuple[int, Problem | None]:
     """Walk records in sequence order; return (records checked, first problem or None).
 
     Detects an edited record (content or hash no longer links, or columns that disagree with the
-    content), a deleted or inserted record (a gap or a break in the links), reordered records, and a
-    tail cut below the chain head."""
-    prev, expected, checked = GENESIS, 1, 0
+    content), a deleted or inserted record (a gap or a break in the links), reordered records, a
+    tail cut below the chain head, and (with signed checkpoints) a chain recomputed from an edited
+    record onwards. The walk starts at the head's base (where retention cut the chain)."""
+    checkpoints = checkpoints or {}
+    base_seq = head.base_seq if head is not None else 0
+    prev = head.base_hash if head is not None and base_seq else GENESIS
+    if base_seq and (base_seq not in checkpoints or checkpoints[base_seq].hash != prev):
+        return 0, Problem(base_seq, "the chain's retention base is not a signed checkpoint")
+    expected, checked, last_good_cp = base_seq + 1, 0, base_seq
     for rec in records:
         checked += 1
         if rec.seq != expected:
@@ -70,12 +115,28 @@ def verify(records: Iterator, head=None) -> tuple[int, Problem | None]:
             return checked, Problem(rec.seq, "content is not valid JSON (edited)")
         if stored != json.loads(canonical(content_of(rec))):
             return checked, Problem(rec.seq, "columns disagree with the hashed content (edited)")
+        cp = checkpoints.get(rec.seq)
+        if cp is not None:
+            if cp.hash != rec.hash:
+                return checked, Problem(
+                    last_good_cp + 1,
+                    f"the chain was rewritten and its hashes recomputed somewhere in "
+                    f"#{last_good_cp + 1}..#{rec.seq}: record #{rec.seq} differs from its signed "
+                    "checkpoint",
+                )
+            last_good_cp = rec.seq
         prev, expected = rec.hash, expected + 1
     if head is not None and head.seq > expected - 1:
         return checked, Problem(
             expected, f"chain ends at #{expected - 1} but its head says #{head.seq} (tail cut)"
         )
-    if head is not None and head.seq == expected - 1 and head.hash != prev:
+    beyond = [s for s in checkpoints if s > expected - 1]
+    if beyond:
+        return checked, Problem(
+            expected, f"chain ends at #{expected - 1} but a signed checkpoint exists for "
+            f"#{max(beyond)} (tail cut)",
+        )  # fmt: skip
+    if head is not None and head.seq == expected - 1 and head.hash != prev and head.seq:
         return checked, Problem(
             head.seq, "the last record's hash is not the chain head's (edited or replaced)"
         )

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -9,25 +8,20 @@ class AuditRecord(models.Model):
     `content` is the canonical JSON of what is hashed (exact bytes: JSON columns do not round-trip
     byte-exactly, PostgreSQL's jsonb normalises numbers and key order); `hash` is
     sha256(prev_hash + content). The other columns are the queryable projection of `content`, and
-    `audit verify` checks they agree with it. `source_ip` is personal data and kept out of the hash.
-    Written by the service layer in the same transaction as the change it describes.
+    `audit verify` checks they agree with it.
+
+    No personal data is hashed: people appear only as keyed pseudonyms (`actor` "user:<pseudonym>",
+    see SubjectKey), so erasing a person never breaks verification. `source_ip` is personal data and
+    kept outside the hash; retention clears it. Written by the service layer in the same transaction
+    as the change it describes. On PostgreSQL a trigger refuses UPDATE and DELETE except through the
+    retention functions (migration 0003).
     """
 
     seq = models.BigIntegerField(unique=True, null=True)
     ts = models.DateTimeField(default=timezone.now, db_index=True)
-    # No database constraints and no cascades: deleting a user or node must never rewrite history.
-    actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
-        related_name="+",
-    )  # fmt: skip
-    actor_node = models.ForeignKey(
-        "edgenodes.Node",
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
-    )
+    # "user:<pseudonym>", "node:<uuid>" or "system"
+    actor = models.CharField(max_length=80, db_index=True, default="system")
+    # No database constraint and no cascade: deleting a fleet must never rewrite history.
     fleet = models.ForeignKey(
         "edgenodes.Fleet",
         null=True,
@@ -56,7 +50,58 @@ class AuditRecord(models.Model):
 
 class AuditHead(models.Model):
     """Singleton: the last sequence number and hash of the chain. Appends lock this row, which
-    serializes concurrent writers safely on PostgreSQL (SQLite serializes writes anyway)."""
+    serializes concurrent writers safely on PostgreSQL (SQLite serializes writes anyway).
+
+    `base_seq`/`base_hash` are where the chain starts after retention removed older records (always
+    a signed checkpoint); `checkpoint_seq` is the newest checkpoint."""
 
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="")
+    checkpoint_seq = models.BigIntegerField(default=0)
+    checkpoint_at = models.DateTimeField(null=True, blank=True)
+    base_seq = models.BigIntegerField(default=0)
+    base_hash = models.CharField(max_length=64, default="")
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement "record #seq has hash H" (Ed25519, key outside the database).
+
+    Someone who rewrites records and recomputes every hash after them cannot re-sign the
+    checkpoints, so `audit verify` catches a fully recomputed chain."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    ts = models.DateTimeField(default=timezone.now)
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["seq"]
+
+
+class SubjectKey(models.Model):
+    """A data subject's pseudonymisation key (crypto-shredding).
+
+    Audit records and stored events name a person only by HMAC-SHA256(key, "kind:ref"). Erasure
+    deletes this row: the pseudonyms stay in the (verifiable) audit chain but nothing links them to
+    the person any more. `pseudonym` is stored for reverse lookup (showing a username in the audit
+    view) and goes with the row."""
+
+    kind = models.CharField(max_length=16)  # "user" (a person with an account), "subject" (edge)
+    ref = models.CharField(max_length=200)
+    key = models.BinaryField(max_length=32)
+    pseudonym = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "ref"], name="one_key_per_subject")]
+
+
+class AuditExport(models.Model):
+    """An export a compliance officer made: its filters, and (once written) its signed manifest."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=80)
+    fmt = models.CharField(max_length=8)
+    filters = models.JSONField(default=dict)
+    manifest = models.JSONField(null=True, blank=True)

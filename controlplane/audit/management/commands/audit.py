@@ -1,26 +1,120 @@
-from django.core.management.base import BaseCommand, CommandError
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
 
-from controlplane.audit import chain
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+
+from controlplane import signing
+from controlplane.audit import export, services
 from controlplane.audit.models import AuditHead, AuditRecord
+from edgenodes.models import Fleet
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(value) or parse_datetime(value + "T00:00:00+00:00")
+    if parsed is None:
+        raise CommandError(f"'{value}' is not a date or an ISO 8601 time")
+    return parsed
 
 
 class Command(BaseCommand):
-    help = "Audit trail tools. `audit verify`: check the hash chain and name the first bad record."
+    help = (
+        "Audit trail tools: verify the chain, sign a checkpoint, export for an auditor, purge past "
+        "retention, print or create the signing key."
+    )
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("verify", help="verify the hash chain of the audit trail")
+        v = sub.add_parser("verify", help="verify the chain and its signed checkpoints")
+        v.add_argument("--public-key", help="trusted public key (PEM); default: this server's")
+        sub.add_parser("checkpoint", help="sign a checkpoint of the chain head now")
+        sub.add_parser("purge", help="delete records past retention (up to a signed checkpoint)")
+        sub.add_parser("public-key", help="print the signing public key (give it to auditors)")
+        sub.add_parser("keygen", help="create the signing key file if it does not exist")
+        e = sub.add_parser("export", help="write an export and its signed manifest")
+        e.add_argument("--format", choices=sorted(export.FORMATS), default="jsonl")
+        e.add_argument("--out", required=True, help="export file; the manifest goes next to it")
+        e.add_argument("--since", help="ISO 8601 time or date (inclusive)")
+        e.add_argument("--until", help="ISO 8601 time or date (exclusive)")
+        e.add_argument("--fleet", help="fleet slug")
+        e.add_argument("--actor", help="actor, e.g. node:<uuid> or user:<pseudonym>")
+        e.add_argument("--action", dest="action_filter", help="action, or a prefix ending in '.'")
 
-    def handle(self, *args, action: str, **options):
-        head = AuditHead.objects.filter(pk=1).first()
-        records = AuditRecord.objects.order_by("seq").iterator(chunk_size=5000)
-        checked, problem = chain.verify(records, head)
+    def handle(self, *args, action: str, **opts):
+        try:
+            getattr(self, "do_" + action.replace("-", "_"))(**opts)
+        except signing.SigningKeyMissing as exc:
+            raise CommandError(str(exc)) from None
+
+    def do_verify(self, public_key=None, **_):
+        pem = None
+        if public_key:
+            try:
+                pem = Path(public_key).read_text()
+                signing.load_public(pem)
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"cannot use public key {public_key}: {exc}") from None
+        checked, problem = services.verify_all(pem)
         if problem is not None:
             raise CommandError(
                 f"audit trail FAILED verification at {problem} ({checked} records read)"
             )
+        head = AuditHead.objects.filter(pk=1).first()
         self.stdout.write(
             self.style.SUCCESS(
-                f"audit trail OK: {checked} records, chain head #{head.seq if head else 0}"
+                f"audit trail OK: {checked} records, chain head #{head.seq if head else 0}, "
+                f"last signed checkpoint #{head.checkpoint_seq if head else 0}"
             )
+        )
+
+    def do_checkpoint(self, **_):
+        cp = services.checkpoint(force=True)
+        self.stdout.write(f"signed checkpoint #{cp.seq}" if cp else "nothing new to sign")
+
+    def do_purge(self, **_):
+        self.stdout.write(f"purged {services.purge()} audit records past retention")
+
+    def do_public_key(self, **_):
+        self.stdout.write(signing.public_pem(), ending="")
+
+    def do_keygen(self, **_):
+        path = signing.key_path()
+        if path.exists():
+            self.stdout.write(f"{path} exists (key id {signing.key_id()})")
+            return
+        signing.generate(path)
+        self.stdout.write(f"created {path} (key id {signing.key_id()})")
+
+    def do_export(self, out, format, since, until, fleet, actor, action_filter, **_):
+        fleet_obj = None
+        if fleet:
+            fleet_obj = Fleet.objects.filter(slug=fleet).first()
+            if fleet_obj is None:
+                raise CommandError(f"fleet '{fleet}' not found")
+        upto = export.head_seq()
+        filters = {"since": since, "until": until, "fleet": fleet, "actor": actor,
+                   "action": action_filter}  # fmt: skip
+        qs = export.select(
+            AuditRecord.objects.all(), since=_when(since), until=_when(until),
+            fleet_id=fleet_obj.pk if fleet_obj else None, actor=actor or "",
+            action=action_filter or "", upto_seq=upto,
+        )  # fmt: skip
+        done: dict = {}
+        path = Path(out)
+        complete = not (fleet or actor or action_filter)
+        services.record("audit.export", ("audit_export", path.name),
+                        after={"format": format, "filters": filters, "upto_seq": upto, "via": "cli"})  # fmt: skip
+        with path.open("wb") as f:
+            for chunk in export.stream(qs, format, complete=complete, filters=filters,
+                                       upto_seq=upto, on_done=done.update):  # fmt: skip
+                f.write(chunk)
+        manifest_path = path.with_name(path.name + ".manifest.json")
+        manifest_path.write_text(json.dumps(done, indent=1))
+        m = done["manifest"]
+        sys.stdout.write(
+            f"wrote {m['records']} records to {path} and the signed manifest to {manifest_path}\n"
         )
