@@ -100,6 +100,10 @@ class NodeClient:
             self._call("POST", f"/{stream}", json={key: items}).json()
         )
 
+    def escalate(self, req: schemas.EscalateIn) -> schemas.EscalateOut:
+        r = self._call("POST", "/escalate", json=req.model_dump(mode="json"))
+        return schemas.EscalateOut.model_validate(r.json())
+
     def rotate(self) -> schemas.RotateOut:
         return schemas.RotateOut.model_validate(self._call("POST", "/credentials/rotate").json())
 

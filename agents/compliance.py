@@ -34,7 +34,9 @@ def guard_escalation(
     EscalationRefused with the reason."""
     endpoint = policy.endpoint(endpoint_name)
     if endpoint is None:
-        raise EscalationRefused(f"cloud endpoint '{endpoint_name}' is not on this fleet's allow-list")
+        raise EscalationRefused(
+            f"cloud endpoint '{endpoint_name}' is not on this fleet's allow-list"
+        )
     if policy.mode == "gdpr" and endpoint.region not in policy.regions:
         raise EscalationRefused(
             f"cloud endpoint '{endpoint_name}' is in region '{endpoint.region}', outside this "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +77,16 @@ def _extra_recognizers():
 
 def _build():
     import spacy
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-    from presidio_analyzer.predefined_recognizers.generic import email_recognizer
 
     # The email recognizer checks domains with tldextract, which would fetch the public suffix list
     # from the internet on first use; an edge device must not phone home: use the bundled snapshot.
     import tldextract
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.predefined_recognizers.generic import email_recognizer
 
-    email_recognizer.tldextract = tldextract.TLDExtract(suffix_list_urls=())  # type: ignore[attr-defined]
+    offline = tldextract.TLDExtract(suffix_list_urls=())
+    email_recognizer.tldextract = types.SimpleNamespace(extract=offline)  # type: ignore[assignment]
 
     blank = Path(tempfile.mkdtemp(prefix="edgefleet-spacy-")) / "en_blank"
     spacy.blank("en").to_disk(blank)

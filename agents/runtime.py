@@ -25,6 +25,7 @@ import resource
 import shutil
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,9 @@ from urllib.request import url2pathname
 
 from pydantic import ValidationError
 
-from . import schemas
+from . import compliance, schemas
 from .agent import AgentRunner, Turn
-from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
+from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend, Usage
 from .client import ControlPlaneError, NodeClient, backoff
 from .outbox import STREAMS, Outbox
 from .tools import ToolGate, registry
@@ -118,6 +119,11 @@ class ApplyError(Exception):
     pass
 
 
+# The end user a request is served for (the OpenAI API's `user` field): events name them, and the
+# control plane stores only a keyed pseudonym, erasable on request (GDPR).
+SUBJECT: ContextVar[str] = ContextVar("edgefleet_subject", default="")
+
+
 class Runtime:
     def __init__(
         self, state: StateDir, *, client: NodeClient | None = None, send_interval_s: float = 2.0
@@ -146,8 +152,22 @@ class Runtime:
 
     # --- telemetry -------------------------------------------------------------------------------
 
+    def policy(self) -> schemas.CompliancePolicy:
+        """The fleet's compliance policy from the applied desired state (strictest if unreadable)."""
+        document = self.active.document if self.active else {}
+        try:
+            return schemas.CompliancePolicy.model_validate(document.get("compliance") or {})
+        except ValidationError:
+            return schemas.CompliancePolicy(mode="hipaa", phi_action="refuse", store_content=False)
+
     def event(self, kind: str, data: dict[str, Any]) -> None:
-        self.outbox.enqueue("events", {"kind": kind, "data": data})
+        """Queue an event. Content leaves the device only where the fleet's policy allows it."""
+        subject = SUBJECT.get()
+        if subject:
+            data = {**data, "subject": subject}
+        self.outbox.enqueue(
+            "events", {"kind": kind, "data": compliance.minimise(data, self.policy())}
+        )
 
     def metrics(self, values: dict[str, float]) -> None:
         self.outbox.enqueue_many(
@@ -309,12 +329,49 @@ class Runtime:
 
     # --- answering ---------------------------------------------------------------------------------
 
-    def ask(self, messages: list[dict[str, Any]], agent: str | None = None) -> Turn:
-        with self.request_lock:
-            active = self.active
-            if not active or not active.runner:
-                raise RuntimeError("no model and agents are loaded on this node yet")
-            turn = active.runner.ask(messages, agent)
+    def escalate(
+        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
+    ) -> Turn:
+        """Send a request to a cloud endpoint through the control plane, after applying the fleet's
+        policy here (allow-list, regions, PHI redaction or refusal). Raises EscalationRefused or
+        ControlPlaneError with the reason."""
+        token = SUBJECT.set(subject)
+        try:
+            policy = self.policy()
+            try:
+                allowed = compliance.guard_escalation(policy, endpoint, messages)
+            except compliance.EscalationRefused as exc:
+                self.event("escalation.refused", {"endpoint": endpoint, "reason": str(exc)})
+                raise
+            if allowed.redactions:
+                self.event("phi.redacted", {"endpoint": endpoint, "counts": allowed.redactions})
+            started = time.perf_counter()
+            out = self.client.escalate(schemas.EscalateIn(
+                agent=agent or "edge", endpoint=endpoint,
+                messages=[schemas.ChatMessage.model_validate(m) for m in allowed.messages],
+            ))  # fmt: skip
+            latency = time.perf_counter() - started
+            self.event("escalation.sent", {"endpoint": endpoint, "redactions": allowed.redactions})
+        finally:
+            SUBJECT.reset(token)
+        self.metrics({"request.latency_ms": latency * 1000, "request.local": 0,
+                      "request.escalated": 1})  # fmt: skip
+        return Turn(
+            agent=f"cloud:{out.endpoint}", answer=out.content, usage=Usage(latency_s=latency)
+        )
+
+    def ask(
+        self, messages: list[dict[str, Any]], agent: str | None = None, subject: str = ""
+    ) -> Turn:
+        token = SUBJECT.set(subject)
+        try:
+            with self.request_lock:
+                active = self.active
+                if not active or not active.runner:
+                    raise RuntimeError("no model and agents are loaded on this node yet")
+                turn = active.runner.ask(messages, agent)
+        finally:
+            SUBJECT.reset(token)
         usage = turn.usage
         gen_s = max(usage.latency_s - usage.ttft_s, 1e-9)
         ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -14,6 +14,8 @@ import uuid
 from typing import Any
 
 from .backends import ContextFull
+from .client import ControlPlaneError
+from .compliance import EscalationRefused
 from .runtime import Runtime
 
 MAX_BODY = 1 << 20
@@ -77,6 +79,16 @@ class LocalAPI:
                 raise ValueError("messages must be a list of {role, content} objects")
         except (ValueError, KeyError, TypeError) as exc:
             return await _send_json(send, 400, _error(f"bad request: {exc}"))
+        model = str(req.get("model") or "")
+        subject = str(req.get("user") or "")[:200]
+        clean = [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages]
+        if model.startswith("cloud:"):
+            # Explicit escalation: the fleet's compliance policy applies here and on the server.
+            try:
+                turn = await asyncio.to_thread(self.runtime.escalate, clean, model[6:], "", subject)
+            except (EscalationRefused, ControlPlaneError) as exc:
+                return await _send_json(send, 403, _error(str(exc), "policy_refused"))
+            return await self._answer(send, req, turn)
         agents = self._agents()
         if not agents:
             return await _send_json(
@@ -84,15 +96,14 @@ class LocalAPI:
             )
         agent = req.get("model") if req.get("model") in agents else None
         try:
-            turn = await asyncio.to_thread(
-                self.runtime.ask,
-                [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages],
-                agent,
-            )
+            turn = await asyncio.to_thread(self.runtime.ask, clean, agent, subject)
         except (KeyError, RuntimeError, ContextFull) as exc:
             return await _send_json(send, 400, _error(str(exc)))
         except Exception as exc:  # an inference failure must answer, not drop the connection
             return await _send_json(send, 500, _error(f"inference failed: {exc}", "server_error"))
+        return await self._answer(send, req, turn)
+
+    async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
         usage = {"prompt_tokens": turn.usage.prompt_tokens, "completion_tokens": turn.usage.completion_tokens,
                  "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens}  # fmt: skip

@@ -6,6 +6,7 @@ the HTTPS hardening that `manage.py check --deploy` asks for.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -165,7 +166,7 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 # --- edgefleet ------------------------------------------------------------------------------
-EDGEFLEET = {
+EDGEFLEET: dict[str, Any] = {
     # Seconds between desired-state polls a node is told to use, unless its fleet says otherwise.
     "POLL_INTERVAL_S": env_int("EDGEFLEET_POLL_INTERVAL_S", 30),
     # +/- fraction of jitter applied to every poll interval handed out.

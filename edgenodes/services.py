@@ -108,13 +108,17 @@ def do_set_compliance(user, fleet: Fleet, *, request=None, **changes: Any) -> tu
         setattr(fleet, key, value)
     policy = fleet.compliance_policy()  # validates endpoints and regions
     if policy.mode == "hipaa" and fleet.store_content:
-        raise ServiceError("HIPAA mode never stores content centrally: store_content must not be true")
+        raise ServiceError(
+            "HIPAA mode never stores content centrally: store_content must not be true"
+        )
     fleet.cloud_endpoints = [e.model_dump(exclude_none=True) for e in policy.endpoints]
     fleet.save(update_fields=list(changes) + ["cloud_endpoints"])
     changed = desired_state.refresh(fleet)
     record("fleet.compliance", fleet, user=user, fleet=fleet, before=before,
            after=_compliance_snapshot(fleet), request=request)  # fmt: skip
-    publish_on_commit(fleet.pk, "desired_state.changed", layer="compliance", nodes_changed=len(changed))
+    publish_on_commit(
+        fleet.pk, "desired_state.changed", layer="compliance", nodes_changed=len(changed)
+    )
     return fleet, len(changed)
 
 

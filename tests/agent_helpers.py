@@ -24,6 +24,7 @@ class OnOffProxy:
         self.port = probe.getsockname()[1]
         probe.close()
         self.listener: socket.socket | None = None
+        self.sent = bytearray()  # everything clients sent through the proxy
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.up()
@@ -67,13 +68,15 @@ class OnOffProxy:
                 continue
             with self.lock:
                 self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, seen in ((client, upstream, self.sent), (upstream, client, None)):
+                threading.Thread(target=self._pipe, args=(a, b, seen), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
         try:
             while data := src.recv(65536):
+                if seen is not None:
+                    seen += data
                 dst.sendall(data)
         except OSError:
             pass

@@ -7,12 +7,18 @@ victor: viewer of "north". mallory: no role anywhere. "south" is the other fleet
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 
+import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from agents.schemas import EnrollIn, HardwareProfile
+from agents.tinymodel import quantize, write_tiny_llama
 from controlplane.accounts.models import Membership, Role
 from edgenodes import services
 from edgenodes.models import Fleet
@@ -150,3 +156,30 @@ def south_node(south):
 @pytest.fixture
 def node_api():
     return lambda credential=None: Api("/api/node/v1", bearer=credential)
+
+
+@pytest.fixture(scope="session")
+def cloud_llm(tmp_path_factory):
+    """A real OpenAI-compatible server on loopback (llama_cpp.server on a generated tiny model):
+    the stand-in for a cloud LLM, which cannot be reached here."""
+    d = tmp_path_factory.mktemp("oai")
+    model = quantize(write_tiny_llama(d / "f32.gguf"), d / "q8.gguf", "Q8_0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -11,7 +11,7 @@ from agents.schemas import ApprovalIn
 from controlplane.accounts.models import PersonalToken
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit.models import AuditRecord
-from controlplane.audit.services import user_ref
+from controlplane.audit.services import pseudonym, user_ref
 from edgenodes import services
 from edgenodes.models import EnrollmentToken, Fleet, Node, ToolApproval
 
@@ -19,11 +19,11 @@ from .conftest import enroll
 
 pytestmark = pytest.mark.django_db
 
-VIEW, OPERATE, ADMINISTER = "view", "operate", "administer"
+VIEW, OPERATE, ADMINISTER, AUDIT, ERASE = "view", "operate", "administer", "view_audit", "erase"
 RIGHTS = {
-    "alice": {VIEW, OPERATE, ADMINISTER},
+    "alice": {VIEW, OPERATE, ADMINISTER, AUDIT, ERASE},
     "olivia": {VIEW, OPERATE},
-    "carol": {VIEW},
+    "carol": {VIEW, AUDIT, ERASE},
     "victor": {VIEW},
     "mallory": set(),
 }
@@ -73,6 +73,24 @@ ENDPOINTS = [
     ("delete layer", OPERATE, "delete", "/fleets/{slug}/layers/existing", None),
     ("approve tool call", OPERATE, "post", "/approvals/{approval}/approve", {}),
     ("deny tool call", OPERATE, "post", "/approvals/{approval}/deny", {}),
+    ("read compliance settings", AUDIT, "get", "/fleets/{slug}/compliance", None),
+    (
+        "change compliance mode",
+        ADMINISTER,
+        "patch",
+        "/fleets/{slug}/compliance",
+        {"mode": "gdpr", "allowed_regions": ["eu-west-1"]},
+    ),
+    ("read the audit log", AUDIT, "get", "/audit/records?fleet={slug}", None),
+    ("export the audit log", AUDIT, "get", "/audit/export?fleet={slug}&format=csv", None),
+    ("records of processing", AUDIT, "get", "/privacy/records-of-processing?fleet={slug}", None),
+    (
+        "erase an edge data subject",
+        ERASE,
+        "post",
+        "/privacy/erasure",
+        {"kind": "subject", "ref": "patient-7", "fleet": "{slug}"},
+    ),
 ]
 
 
@@ -81,6 +99,7 @@ def world(north, south, alice):
     for fleet in (north, south):
         node, _ = enroll(fleet, f"{fleet.slug}-1")
         services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
+        pseudonym("subject", f"{fleet.pk}:patient-7")  # a data subject the edge reported
         services.do_create_enrollment_token(alice, fleet)
         services.do_put_layer(
             alice,
@@ -101,6 +120,8 @@ def test_each_endpoint_allows_exactly_the_roles_the_matrix_names(
     name, action, method, path, body = endpoint
     fleet = world["north"] if where == "own fleet" else world["south"]
     url = path.format(**targets(fleet))
+    if body:
+        body = {k: v.format(slug=fleet.slug) if isinstance(v, str) else v for k, v in body.items()}
     api = admin_api(persona)
     r = api.call(method, url, body)
     allowed = action in RIGHTS[persona.username] and (

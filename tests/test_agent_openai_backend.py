@@ -6,52 +6,21 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from agents.backends import BackendError, OpenAICompatBackend
-from agents.tinymodel import quantize, write_tiny_llama
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("oai")
-    model = quantize(write_tiny_llama(d / "f32.gguf"), d / "q8.gguf", "Q8_0")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def test_the_openai_backend_talks_to_an_openai_compatible_server(server):
-    backend = OpenAICompatBackend(server, "tiny")
+def test_the_openai_backend_talks_to_an_openai_compatible_server(cloud_llm):
+    backend = OpenAICompatBackend(cloud_llm, "tiny")
     out = backend.chat([{"role": "user", "content": "hello"}], max_tokens=8, temperature=0)
     assert out.usage.completion_tokens > 0
     backend.close()
 
 
-def test_the_openai_backend_constrains_output_to_a_json_schema(server):
-    backend = OpenAICompatBackend(server, "tiny")
+def test_the_openai_backend_constrains_output_to_a_json_schema(cloud_llm):
+    backend = OpenAICompatBackend(cloud_llm, "tiny")
     schema = {"type": "object", "properties": {"route": {"type": "string", "enum": ["ops", "helper"]}},
               "required": ["route"], "additionalProperties": False}  # fmt: skip
     out = backend.chat(
@@ -69,7 +38,7 @@ def test_an_unreachable_server_fails_the_smoke_test_with_a_clear_error():
         OpenAICompatBackend("http://127.0.0.1:9/v1", "tiny", timeout=2)
 
 
-def test_a_node_runs_its_agents_on_a_local_openai_compatible_server(server, tmp_path):
+def test_a_node_runs_its_agents_on_a_local_openai_compatible_server(cloud_llm, tmp_path):
     from agents.runtime import Runtime, StateDir
 
     state = StateDir(tmp_path / "state").ensure()
@@ -77,11 +46,11 @@ def test_a_node_runs_its_agents_on_a_local_openai_compatible_server(server, tmp_
     runtime = Runtime(state)
     runtime.active = runtime._build({
         "node_id": "n", "revision": 3, "poll_interval_s": 30,
-        "model": {"name": "tiny", "backend": "openai", "base_url": server, "remote_model": "tiny"},
+        "model": {"name": "tiny", "backend": "openai", "base_url": cloud_llm, "remote_model": "tiny"},
         "agents": {"front": {"routes": {"ops": "time"}, "default": True}, "ops": {"tools": ["clock"], "max_tokens": 48}},
         "tools": {"rules": {"clock": {"mode": "allow"}}},
     })  # fmt: skip
-    assert runtime.active.model_digest == f"openai:{server}#tiny"
+    assert runtime.active.model_digest == f"openai:{cloud_llm}#tiny"
     turn = runtime.ask([{"role": "user", "content": "what time is it?"}])
     assert turn.agent == "ops"
     assert turn.usage.completion_tokens > 0

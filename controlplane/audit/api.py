@@ -34,7 +34,9 @@ class AuditFilter(Schema):
     actor: Annotated[str, Field(max_length=200)] = Field(
         "", description="user:<username>, user:<pseudonym>, node:<uuid> or system"
     )
-    action: Annotated[str, Field(max_length=64)] = Field("", description="exact, or a prefix ending in '.'")
+    action: Annotated[str, Field(max_length=64)] = Field(
+        "", description="exact, or a prefix ending in '.'"
+    )
     since: datetime | None = None
     until: datetime | None = None
 
@@ -212,7 +214,9 @@ def records_of_processing(request, fleet: Slug | None = None):
     if fleet:
         fleets = [access.access_fleet(request.auth, fleet, VIEW_AUDIT)]
     else:
-        fleets = list(access.restrict(Fleet.objects.order_by("slug"), request.auth, VIEW_AUDIT, "id"))
+        fleets = list(
+            access.restrict(Fleet.objects.order_by("slug"), request.auth, VIEW_AUDIT, "id")
+        )
         if not fleets:
             raise NotFound("no fleet visible to you for auditing")
     return privacy.records_of_processing(fleets)

@@ -68,7 +68,8 @@ def check_checkpoints(
             return good, Problem(cp.seq, "its signed checkpoint has an invalid signature (forged)")
         if cp.seq > base_seq and cp.seq - last > every:
             return good, Problem(
-                last + 1, f"no signed checkpoint between #{last} and #{cp.seq} (checkpoints deleted)"
+                last + 1,
+                f"no signed checkpoint between #{last} and #{cp.seq} (checkpoints deleted)",
             )
         good[cp.seq] = cp
         last = max(last, cp.seq)
@@ -79,12 +80,22 @@ def check_checkpoints(
     return good, None
 
 
+def columns_agree(rec) -> bool:
+    """The queryable columns are exactly the projection of the hashed content."""
+    try:
+        stored = json.loads(rec.content)
+    except ValueError:
+        return False
+    return stored == json.loads(canonical(content_of(rec)))
+
+
 def verify(
-    records: Iterable,
+    rows: Iterable[tuple[int, str, str, str, bool]],
     head=None,
     checkpoints: Mapping[int, Checkpoint] | None = None,
 ) -> tuple[int, Problem | None]:
-    """Walk records in sequence order; return (records checked, first problem or None).
+    """Walk (seq, prev_hash, hash, content, columns_agree) rows in sequence order; return (rows
+    checked, first problem or None).
 
     Detects an edited record (content or hash no longer links, or columns that disagree with the
     content), a deleted or inserted record (a gap or a break in the links), reordered records, a
@@ -96,36 +107,33 @@ def verify(
     if base_seq and (base_seq not in checkpoints or checkpoints[base_seq].hash != prev):
         return 0, Problem(base_seq, "the chain's retention base is not a signed checkpoint")
     expected, checked, last_good_cp = base_seq + 1, 0, base_seq
-    for rec in records:
+    sha256 = hashlib.sha256
+    for seq, prev_hash, hash_, content, agree in rows:
         checked += 1
-        if rec.seq != expected:
-            kind = "missing (deleted)" if rec.seq > expected else "out of order or duplicated"
+        if seq != expected:
+            kind = "missing (deleted)" if seq > expected else "out of order or duplicated"
             return checked, Problem(
-                expected, f"record {kind}: found #{rec.seq} where #{expected} belongs"
+                expected, f"record {kind}: found #{seq} where #{expected} belongs"
             )
-        if rec.prev_hash != prev:
+        if prev_hash != prev:
             return checked, Problem(
-                rec.seq, "does not link to the record before it (inserted, reordered or edited)"
+                seq, "does not link to the record before it (inserted, reordered or edited)"
             )
-        if link(rec.prev_hash, rec.content) != rec.hash:
-            return checked, Problem(rec.seq, "content does not match its hash (edited)")
-        try:
-            stored = json.loads(rec.content)
-        except ValueError:
-            return checked, Problem(rec.seq, "content is not valid JSON (edited)")
-        if stored != json.loads(canonical(content_of(rec))):
-            return checked, Problem(rec.seq, "columns disagree with the hashed content (edited)")
-        cp = checkpoints.get(rec.seq)
+        if sha256((prev_hash + content).encode()).hexdigest() != hash_:
+            return checked, Problem(seq, "content does not match its hash (edited)")
+        if not agree:
+            return checked, Problem(seq, "columns disagree with the hashed content (edited)")
+        cp = checkpoints.get(seq)
         if cp is not None:
-            if cp.hash != rec.hash:
+            if cp.hash != hash_:
                 return checked, Problem(
                     last_good_cp + 1,
                     f"the chain was rewritten and its hashes recomputed somewhere in "
-                    f"#{last_good_cp + 1}..#{rec.seq}: record #{rec.seq} differs from its signed "
+                    f"#{last_good_cp + 1}..#{seq}: record #{seq} differs from its signed "
                     "checkpoint",
                 )
-            last_good_cp = rec.seq
-        prev, expected = rec.hash, expected + 1
+            last_good_cp = seq
+        prev, expected = hash_, expected + 1
     if head is not None and head.seq > expected - 1:
         return checked, Problem(
             expected, f"chain ends at #{expected - 1} but its head says #{head.seq} (tail cut)"

@@ -20,7 +20,7 @@ from django.utils import timezone
 from controlplane import signing
 
 from . import chain
-from .models import AuditCheckpoint, AuditHead, AuditRecord
+from .models import AuditCheckpoint, AuditHead
 
 FIELDS = [
     "seq", "ts", "actor", "fleet", "action", "object_type", "object_id", "request_id",
@@ -55,7 +55,11 @@ def select(
     if actor:
         qs = qs.filter(actor=actor)
     if action:
-        qs = qs.filter(action__startswith=action) if action.endswith(".") else qs.filter(action=action)
+        qs = (
+            qs.filter(action__startswith=action)
+            if action.endswith(".")
+            else qs.filter(action=action)
+        )
     return qs.order_by("seq")
 
 
@@ -99,7 +103,7 @@ def stream(
     sha.update(data)
     yield data
     manifest = build_manifest(
-        fmt=fmt, file_sha256=sha.hexdigest(), records=count, first_seq=first, last_seq=last,
+        format=fmt, file_sha256=sha.hexdigest(), records=count, first_seq=first, last_seq=last,
         complete=complete, filters=filters, upto_seq=upto_seq,
     )  # fmt: skip
     if on_done is not None:

@@ -20,7 +20,16 @@ import hashlib
 import json
 import sys
 
-CHECKED_COLUMNS = ("seq", "ts", "actor", "fleet", "action", "object_type", "object_id", "request_id")
+CHECKED_COLUMNS = (
+    "seq",
+    "ts",
+    "actor",
+    "fleet",
+    "action",
+    "object_type",
+    "object_id",
+    "request_id",
+)
 
 
 def canonical(data) -> str:
@@ -79,7 +88,7 @@ def verify(path: str, manifest_path: str, public_pem: bytes) -> str | None:
         payload = canonical({k: cp[k] for k in ("seq", "hash", "ts", "key_id")}).encode()
         if not _signature_ok(public, payload, cp["signature"]):
             return f"checkpoint #{cp['seq']}: invalid signature"
-    count, prev, prev_seq = 0, None, None
+    count, prev, prev_seq = 0, None, 0
     for rec in _records(path, body["format"]):
         count += 1
         seq = rec["seq"]
@@ -108,7 +117,9 @@ def main(argv=None) -> int:
     parser.add_argument("export", help="the exported .csv or .jsonl file")
     parser.add_argument("manifest", help="its signed manifest (.json)")
     parser.add_argument(
-        "--public-key", required=True, help="the control plane's public key (PEM), obtained separately"
+        "--public-key",
+        required=True,
+        help="the control plane's public key (PEM), obtained separately",
     )
     args = parser.parse_args(argv)
     try:
