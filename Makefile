@@ -54,7 +54,7 @@ services:
 	@scripts/services.sh
 
 bench: install
-	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py && $(BIN)/python bench/agent.py
+	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py && $(BIN)/python bench/agent.py && $(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -45,8 +45,8 @@ BEGIN
         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
         RETURN NEW;
     END IF;
-    RAISE EXCEPTION 'audit records are append-only: % refused (retention goes through edgefleet_audit_purge)', TG_OP
-        USING ERRCODE = 'insufficient_privilege';
+    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = 'audit records are append-only: '
+        || TG_OP || ' refused (retention goes through edgefleet_audit_purge)';
 END $$;
 DROP TRIGGER IF EXISTS audit_append_only ON audit_auditrecord;
 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_auditrecord
@@ -64,13 +64,13 @@ BEGIN
 END $$;
 
 -- Retention and erasure of source addresses (personal data kept outside the hash).
-CREATE OR REPLACE FUNCTION edgefleet_audit_forget_sources(before timestamptz, only_actor text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION edgefleet_audit_forget_sources(cutoff timestamptz, only_actor text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE n bigint;
 BEGIN
     PERFORM set_config('edgefleet.audit_maintenance', 'on', true);
     UPDATE audit_auditrecord SET source_ip = NULL
-        WHERE source_ip IS NOT NULL AND ts < before AND (only_actor IS NULL OR actor = only_actor);
+        WHERE source_ip IS NOT NULL AND ts < cutoff AND (only_actor IS NULL OR actor = only_actor);
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM set_config('edgefleet.audit_maintenance', 'off', true);
     RETURN n;

@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Audit trail benchmark, on PostgreSQL.
+
+1. Appends/s with 8 concurrent writer processes, each append its own transaction (as a service
+   function writes it), then a check that the chain is intact.
+2. Verification rows/s over a chain of BENCH_AUDIT_RECORDS records (default 1,000,000) with signed
+   checkpoints, as `manage.py audit verify` does it.
+3. Export of those records as JSON Lines through `manage.py audit export`: wall time and the peak
+   memory (max RSS) of the exporting process.
+
+Targets (issue 4): >= 2,000 appends/s with the chain intact; >= 200,000 rows/s verified; export of
+1,000,000 records in < 60 s and < 150 MB. Writes bench/results/audit.json and audit.md.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+WRITERS = 8
+PER_WRITER = int(os.environ.get("BENCH_AUDIT_APPENDS", "1500"))
+RECORDS = int(os.environ.get("BENCH_AUDIT_RECORDS", "1000000"))
+DB = "edgefleet_bench_audit"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def database() -> str:
+    import psycopg
+
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("bench/audit.py needs DATABASE_URL pointing at PostgreSQL (make bench sets it up)")
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    return re.sub(r"/[^/]*$", f"/{DB}", base)
+
+
+def setup_django(db_url: str, key_file: str) -> None:
+    os.environ.update(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="controlplane.settings",
+                      EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR")  # fmt: skip
+    import django
+
+    django.setup()
+
+
+def writer(db_url: str, key_file: str, index: int, start, out) -> None:
+    setup_django(db_url, key_file)
+    from django.contrib.auth import get_user_model
+
+    from controlplane.audit.services import record
+    from edgenodes.models import Fleet
+
+    user = get_user_model().objects.get(username="bench-admin")
+    fleet = Fleet.objects.get(slug="bench")
+    record("bench.warmup", ("bench", f"{index}-w"), user=user, fleet=fleet)
+    start.wait()
+    t0 = time.perf_counter()
+    for i in range(PER_WRITER):
+        record("bench.append", ("bench", f"{index}-{i}"), user=user, fleet=fleet,
+               after={"writer": index, "i": i, "note": "a typical small change record"})  # fmt: skip
+    out.put(time.perf_counter() - t0)
+
+
+def bench_appends(db_url: str, key_file: str) -> dict:
+    start = mp.Barrier(WRITERS + 1)
+    out: mp.Queue = mp.Queue()
+    procs = [
+        mp.Process(target=writer, args=(db_url, key_file, i, start, out)) for i in range(WRITERS)
+    ]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    times = [out.get(timeout=600) for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    from controlplane.audit.services import verify_all
+
+    checked, problem = verify_all()
+    total = WRITERS * PER_WRITER
+    return {"writers": WRITERS, "appends": total, "wall_s": round(wall, 2),
+            "appends_per_s": round(total / wall), "slowest_writer_s": round(max(times), 2),
+            "chain_intact": problem is None, "records_verified": checked}  # fmt: skip
+
+
+def fill(n: int) -> float:
+    """Grow the chain to n records through the real append path, in batches."""
+    from django.contrib.auth import get_user_model
+
+    from controlplane.audit.models import AuditRecord
+    from controlplane.audit.services import append, entry
+    from edgenodes.models import Fleet
+
+    user = get_user_model().objects.get(username="bench-admin")
+    fleet = Fleet.objects.get(slug="bench")
+    t0 = time.perf_counter()
+    have = AuditRecord.objects.count()
+    while have < n:
+        batch = min(5000, n - have)
+        append([entry("tool.allowed", ("node_event", f"n:{have + i}"), user=user, fleet=fleet,
+                      after={"agent": "triage", "tool": "clock", "arguments_keys": ["tz"]})
+                for i in range(batch)])  # fmt: skip
+        have += batch
+    return time.perf_counter() - t0
+
+
+def bench_verify() -> dict:
+    from controlplane.audit.models import AuditCheckpoint
+    from controlplane.audit.services import verify_all
+
+    t0 = time.perf_counter()
+    checked, problem = verify_all()
+    wall = time.perf_counter() - t0
+    return {"records": checked, "wall_s": round(wall, 2), "rows_per_s": round(checked / wall),
+            "ok": problem is None, "checkpoints": AuditCheckpoint.objects.count()}  # fmt: skip
+
+
+def bench_export(db_url: str, key_file: str, work: Path) -> dict:
+    out = work / "audit.jsonl"
+    env = dict(
+        os.environ, DATABASE_URL=db_url, EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "audit", "export", "--format", "jsonl",
+         "--out", str(out)], env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"export failed: {proc.stderr}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    manifest = json.loads((work / "audit.jsonl.manifest.json").read_text())["manifest"]
+    t1 = time.perf_counter()
+    pub = work / "key.pub"
+    pub.write_text(subprocess.run([sys.executable, str(ROOT / "manage.py"), "audit", "public-key"],
+                                  env=env, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "controlplane" / "audit" / "verify_export.py"), str(out),
+         str(work / "audit.jsonl.manifest.json"), "--public-key", str(pub)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    return {"records": manifest["records"], "wall_s": round(wall, 2),
+            "records_per_s": round(manifest["records"] / wall), "peak_rss_mb": round(peak_mb),
+            "file_mb": round(out.stat().st_size / 1e6), "offline_verify_s": round(time.perf_counter() - t1, 2),
+            "offline_verify": check.stdout.strip() or check.stderr.strip()}  # fmt: skip
+
+
+def main() -> None:
+    db_url = database()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        key_file = str(work / "signing-key.pem")
+        setup_django(db_url, key_file)
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+
+        from edgenodes.models import Fleet
+
+        call_command("migrate", verbosity=0)
+        get_user_model().objects.create_superuser("bench-admin", password=None)
+        Fleet.objects.create(slug="bench", name="bench")
+        from django.db import connections
+
+        connections.close_all()
+        log(f"appends: {WRITERS} writer processes x {PER_WRITER} ...")
+        appends = bench_appends(db_url, key_file)
+        log(f"  {appends}")
+        log(f"filling the chain to {RECORDS:,} records ...")
+        fill_s = fill(RECORDS)
+        log(f"  {fill_s:.1f} s (batched appends: {RECORDS / fill_s:,.0f} records/s)")
+        verify = bench_verify()
+        log(f"verify: {verify}")
+        connections.close_all()
+        export = bench_export(db_url, key_file, work)
+        log(f"export: {export}")
+    results = {
+        "appends": appends, "batched_fill_records_per_s": round(RECORDS / fill_s),
+        "verify": verify, "export": export,
+        "targets": {"appends_per_s": 2000, "verify_rows_per_s": 200_000, "export_s": 60,
+                    "export_peak_mb": 150},
+        "machine": f"{os.cpu_count()} cores, PostgreSQL on the same machine",
+    }  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "audit.json").write_text(json.dumps(results, indent=2))
+    a, v, e = appends, verify, export
+    md = f"""# Audit trail benchmark (bench/audit.py)
+
+{results["machine"]}; everything below ran in one `make bench`.
+
+| measure | result | target |
+|---|---|---|
+| appends/s, {a["writers"]} writer processes, one transaction each | **{a["appends_per_s"]:,}** ({a["appends"]:,} in {a["wall_s"]} s), chain intact: {a["chain_intact"]} | >= 2,000 |
+| verification rows/s ({v["records"]:,} records, {v["checkpoints"]} signed checkpoints) | **{v["rows_per_s"]:,}** ({v["wall_s"]} s) | >= 200,000 |
+| export of {e["records"]:,} records as JSON Lines | **{e["wall_s"]} s**, peak RSS **{e["peak_rss_mb"]} MB**, {e["file_mb"]} MB file | < 60 s, < 150 MB |
+| offline verification of that export (verify_export.py) | {e["offline_verify_s"]} s: {e["offline_verify"]} | |
+| batched appends (edge events: one lock per batch) | {results["batched_fill_records_per_s"]:,} records/s | |
+"""
+    (RESULTS / "audit.md").write_text(md)
+    log(md)
+
+
+if __name__ == "__main__":
+    main()
