@@ -18,7 +18,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,8 +50,9 @@ def database() -> str:
 
 
 def setup_django(db_url: str, key_file: str) -> None:
+    # One plain connection per process (no pool: each writer is a process with one connection).
     os.environ.update(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="controlplane.settings",
-                      EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR")  # fmt: skip
+                      EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR", DB_POOL="0")  # fmt: skip
     import django
 
     django.setup()
@@ -111,11 +111,15 @@ def fill(n: int) -> float:
     fleet = Fleet.objects.get(slug="bench")
     t0 = time.perf_counter()
     have = AuditRecord.objects.count()
+    actor = entry("x", ("x", ""), user=user).actor
     while have < n:
         batch = min(5000, n - have)
-        append([entry("tool.allowed", ("node_event", f"n:{have + i}"), user=user, fleet=fleet,
-                      after={"agent": "triage", "tool": "clock", "arguments_keys": ["tz"]})
-                for i in range(batch)])  # fmt: skip
+        records = [entry("tool.allowed", ("node_event", f"n:{have + i}"), fleet=fleet,
+                         after={"agent": "triage", "tool": "clock", "arguments_keys": ["tz"]})
+                   for i in range(batch)]  # fmt: skip
+        for rec in records:
+            rec.actor = actor
+        append(records)
         have += batch
     return time.perf_counter() - t0
 
@@ -137,14 +141,19 @@ def bench_export(db_url: str, key_file: str, work: Path) -> dict:
         os.environ, DATABASE_URL=db_url, EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR"
     )
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "audit", "export", "--format", "jsonl",
-         "--out", str(out)], env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    # The exporting process reports its own peak RSS (RUSAGE_CHILDREN would include the writers).
+    wrapper = (
+        "import resource, runpy, sys\n"
+        f"sys.argv = ['manage.py', 'audit', 'export', '--format', 'jsonl', '--out', {str(out)!r}]\n"
+        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapper], env=env, capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)  # fmt: skip
     wall = time.perf_counter() - t0
     if proc.returncode:
         sys.exit(f"export failed: {proc.stderr}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mb = int(proc.stderr.split("PEAK_KB")[1].split()[0]) / 1024
     manifest = json.loads((work / "audit.jsonl.manifest.json").read_text())["manifest"]
     t1 = time.perf_counter()
     pub = work / "key.pub"

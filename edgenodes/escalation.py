@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-import openai
 from django.conf import settings
 
 from agents import compliance, schemas
@@ -35,6 +34,8 @@ def do_escalate(node: Node, req: schemas.EscalateIn, *, request=None) -> schemas
         record("escalation.refused", ("escalation", req.endpoint), node=node, fleet=node.fleet,
                after={**audit, "reason": str(exc)}, request=request)  # fmt: skip
         raise Forbidden(str(exc)) from None
+    import openai  # imported on first use: it adds ~30 MB to every control-plane process otherwise
+
     endpoint = allowed.endpoint
     if not endpoint.base_url:
         raise ServiceError(f"cloud endpoint '{endpoint.name}' has no base_url configured")

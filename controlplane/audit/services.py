@@ -107,35 +107,40 @@ def append(records: Sequence[AuditRecord]) -> list[AuditRecord]:
         if head is None:
             head = AuditHead.objects.create(pk=1)
         seq, prev = head.seq, head.hash or chain.GENESIS
+        due: list[tuple[int, str]] = []  # a batch may cross checkpoint boundaries: sign each
         for rec in records:
             seq += 1
             rec.seq, rec.prev_hash = seq, prev
             rec.content = chain.canonical(chain.content_of(rec))
             rec.hash = prev = chain.link(rec.prev_hash, rec.content)
+            if seq - (due[-1][0] if due else head.checkpoint_seq) >= every:
+                due.append((seq, prev))
         if len(records) == 1:
             records[0].save(force_insert=True)
         else:
-            AuditRecord.objects.bulk_create(records, batch_size=500)
+            AuditRecord.objects.bulk_create(records, batch_size=1000)
         head.seq, head.hash = seq, prev
         fields = ["seq", "hash"]
-        if seq - head.checkpoint_seq >= every:
-            _sign_checkpoint(head)
+        if due:
+            AuditCheckpoint.objects.bulk_create([_checkpoint(s, h) for s, h in due])
+            head.checkpoint_seq, head.checkpoint_at = due[-1][0], timezone.now()
             fields += ["checkpoint_seq", "checkpoint_at"]
         head.save(update_fields=fields)
     return list(records)
 
 
-def _sign_checkpoint(head: AuditHead) -> AuditCheckpoint:
+def _checkpoint(seq: int, hash_: str) -> AuditCheckpoint:
+    """An unsaved checkpoint of record #seq, signed."""
     now = timezone.now()
     kid = signing.key_id()
-    cp = AuditCheckpoint.objects.create(
-        seq=head.seq,
-        hash=head.hash,
-        ts=now,
-        key_id=kid,
-        signature=signing.sign(chain.checkpoint_payload(head.seq, head.hash, now.isoformat(), kid)),
-    )
-    head.checkpoint_seq, head.checkpoint_at = head.seq, now
+    signature = signing.sign(chain.checkpoint_payload(seq, hash_, now.isoformat(), kid))
+    return AuditCheckpoint(seq=seq, hash=hash_, ts=now, key_id=kid, signature=signature)
+
+
+def _sign_checkpoint(head: AuditHead) -> AuditCheckpoint:
+    cp = _checkpoint(head.seq, head.hash)
+    cp.save()
+    head.checkpoint_seq, head.checkpoint_at = head.seq, cp.ts
     return cp
 
 
