@@ -141,19 +141,16 @@ def bench_export(db_url: str, key_file: str, work: Path) -> dict:
         os.environ, DATABASE_URL=db_url, EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR"
     )
     t0 = time.perf_counter()
-    # The exporting process reports its own peak RSS (RUSAGE_CHILDREN would include the writers).
-    wrapper = (
-        "import resource, runpy, sys\n"
-        f"sys.argv = ['manage.py', 'audit', 'export', '--format', 'jsonl', '--out', {str(out)!r}]\n"
-        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", wrapper], env=env, capture_output=True,
-                          text=True, timeout=900, cwd=ROOT)  # fmt: skip
+    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would include the writers).
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "audit", "export", "--format", "jsonl",
+         "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    if proc.returncode:
-        sys.exit(f"export failed: {proc.stderr}")
-    peak_mb = int(proc.stderr.split("PEAK_KB")[1].split()[0]) / 1024
+    if status:
+        sys.exit(f"export failed: {proc.stderr.read().decode() if proc.stderr else status}")
+    peak_mb = usage.ru_maxrss / 1024
     manifest = json.loads((work / "audit.jsonl.manifest.json").read_text())["manifest"]
     t1 = time.perf_counter()
     pub = work / "key.pub"
