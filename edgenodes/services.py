@@ -468,13 +468,18 @@ AUDITED_EVENTS = ("tool.", "escalation.", "model.", "apply.", "phi.")
 NO_CONTENT = schemas.CompliancePolicy(store_content=False)
 
 
-def _event_data(node: Node, policy: schemas.CompliancePolicy, data: dict[str, Any]) -> dict:
+def _event_data(
+    node: Node, policy: schemas.CompliancePolicy, data: dict[str, Any], seen: dict[str, str]
+) -> dict:
     """What of an event is stored: content only where the fleet's policy allows it, and the data
-    subject (the end user the agent served) only as a keyed pseudonym."""
+    subject (the end user the agent served) only as a keyed pseudonym (one lookup per subject per
+    batch)."""
     data = compliance.minimise(data, policy)
     subject = data.get("subject")
     if isinstance(subject, str) and subject:
-        data["subject"] = "subject:" + pseudonym("subject", f"{node.fleet_id}:{subject}")
+        if subject not in seen:
+            seen[subject] = "subject:" + pseudonym("subject", f"{node.fleet_id}:{subject}")
+        data["subject"] = seen[subject]
     return data
 
 
@@ -484,10 +489,15 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn, *, request=None) -
     transaction and under one lock of the chain for the whole batch (never one per event)."""
     policy = node.fleet.compliance_policy()
     rows: list[NodeEventRecord] = []
+    subjects: dict[str, str] = {}
 
     def to_row(e: schemas.NodeEvent) -> NodeEventRecord:
         row = NodeEventRecord(
-            node_id=node.pk, seq=e.seq, ts=e.ts, kind=e.kind, data=_event_data(node, policy, e.data)
+            node_id=node.pk,
+            seq=e.seq,
+            ts=e.ts,
+            kind=e.kind,
+            data=_event_data(node, policy, e.data, subjects),
         )
         rows.append(row)
         return row
