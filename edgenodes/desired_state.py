@@ -43,17 +43,23 @@ def ordered(layers: Iterable[DesiredStateLayer]) -> list[DesiredStateLayer]:
     )
 
 
-def compose(node: Node, layers: Iterable[DesiredStateLayer], fleet: Fleet) -> dict[str, Any]:
-    """The node's sections. `layers` are its fleet's layers, in any order. The compliance section
-    is the fleet's policy, which no layer can weaken."""
+def compose(
+    node: Node, layers: Iterable[DesiredStateLayer], compliance: dict[str, Any]
+) -> dict[str, Any]:
+    """The node's sections. `layers` are its fleet's layers, in any order. `compliance` is the
+    fleet's policy as nodes see it (`node_compliance`), which no layer can weaken."""
     sections = empty_sections()
     for layer in ordered(layers):
         if layer.matches(node):
             for name in SECTIONS:
                 if name in layer.sections and name != "compliance":
                     sections[name] = merge(sections[name], layer.sections[name])
-    sections["compliance"] = fleet.compliance_policy(for_node=True).model_dump()
+    sections["compliance"] = compliance
     return sections
+
+
+def node_compliance(fleet: Fleet) -> dict[str, Any]:
+    return fleet.compliance_policy(for_node=True).model_dump()
 
 
 def digest(sections: dict[str, Any]) -> str:
@@ -63,7 +69,7 @@ def digest(sections: dict[str, Any]) -> str:
 
 def document(node: Node) -> dict[str, Any]:
     """The full desired-state document for one node (used on a poll whose ETag did not match)."""
-    sections = compose(node, node.fleet.layers.all(), node.fleet)
+    sections = compose(node, node.fleet.layers.all(), node_compliance(node.fleet))
     return {
         "node_id": str(node.pk),
         "revision": node.desired_revision,
@@ -76,13 +82,14 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
     """Recompute digests for `nodes` (default: the whole fleet); bump the revision of each node
     whose document changed and save only those. Returns the changed nodes."""
     layers = list(fleet.layers.all())
+    compliance = node_compliance(fleet)  # once per refresh, not once per node
     if nodes is None:
         nodes = fleet.nodes.only(
             "id", "name", "fleet_id", "labels", "desired_revision", "desired_digest"
         )
     changed = []
     for node in nodes:
-        sections = compose(node, layers, fleet)
+        sections = compose(node, layers, compliance)
         new = digest(sections)
         if new != node.desired_digest:
             try:
