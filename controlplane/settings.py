@@ -197,6 +197,10 @@ EDGEFLEET: dict[str, Any] = {
         "EDGEFLEET_SIGNING_KEY_FILE", str(VAR_DIR / "signing-key.pem")
     ),
     "AUDIT_CHECKPOINT_EVERY": env_int("EDGEFLEET_AUDIT_CHECKPOINT_EVERY", 1000),
+    # `audit verify` cuts the chain at signed checkpoints into up to this many segments of at
+    # least AUDIT_VERIFY_SEGMENT_MIN records, verified in parallel on PostgreSQL.
+    "AUDIT_VERIFY_WORKERS": env_int("EDGEFLEET_AUDIT_VERIFY_WORKERS", 2),
+    "AUDIT_VERIFY_SEGMENT_MIN": env_int("EDGEFLEET_AUDIT_VERIFY_SEGMENT_MIN", 50_000),
     "AUDIT_CHECKPOINT_INTERVAL_S": env_int("EDGEFLEET_AUDIT_CHECKPOINT_INTERVAL_S", 300),
     # Retention per data class (days). Audit records: never under 6 years while a fleet is HIPAA.
     "AUDIT_RETENTION_DAYS": env_int("EDGEFLEET_AUDIT_RETENTION_DAYS", 2192),

@@ -20,6 +20,7 @@ from django.test import Client
 from agents.schemas import EnrollIn, HardwareProfile
 from agents.tinymodel import quantize, write_tiny_llama
 from controlplane.accounts.models import Membership, Role
+from controlplane.audit import services as audit_services
 from edgenodes import services
 from edgenodes.models import Fleet
 
@@ -40,6 +41,8 @@ def test_settings(settings):
     delay) unless a test asks for the buffered steady state."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 0}
+    # Each test's database starts over (and reuses primary keys): so does the actor cache.
+    audit_services._actor_refs.clear()
 
 
 @pytest.fixture

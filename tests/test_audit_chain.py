@@ -19,8 +19,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def trail(alice, north, settings):
-    # A checkpoint every 4 records: #4, #8, #12.
-    settings.EDGEFLEET = {**settings.EDGEFLEET, "AUDIT_CHECKPOINT_EVERY": 4}
+    # A checkpoint every 4 records: #4, #8, #12; verified as three segments #1..4, #5..8, #9..12.
+    settings.EDGEFLEET = {
+        **settings.EDGEFLEET,
+        "AUDIT_CHECKPOINT_EVERY": 4,
+        "AUDIT_VERIFY_WORKERS": 3,
+        "AUDIT_VERIFY_SEGMENT_MIN": 4,
+    }
     for i in range(12):
         services.do_update_fleet(alice, north, poll_interval_s=30 + i)
     assert AuditRecord.objects.count() == 12
@@ -191,3 +196,82 @@ def _backdate_on_postgresql(old):
         rec.hash = prev = chain.link(rec.prev_hash, rec.content)
         rec.save()
     raw(f"ALTER TABLE {TABLE} ENABLE TRIGGER audit_append_only")
+
+
+# --- concurrent writers (PostgreSQL: real commits in separate connections) -------------------------
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"
+)
+
+
+def _in_thread(fn):
+    """Run fn in another thread (its own database connection) and return its result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    def run():
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result(timeout=30)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_does_not_wait_for_another_writers_commit_and_its_record_is_chained_after(
+    alice, north
+):
+    from django.db import transaction
+
+    services.do_update_fleet(alice, north, poll_interval_s=40)
+    with transaction.atomic():
+        services.do_update_fleet(alice, north, poll_interval_s=41)  # holds the chain head
+        # Another writer appends meanwhile: it is not blocked; its record is stored pending.
+        other = _in_thread(
+            lambda: services_audit.record("bench.note", ("note", "1"), user=alice).pk
+        )
+        assert AuditRecord.objects.get(pk=other).seq is None
+    # The first writer's commit chains the pending record right after its own.
+    rec = AuditRecord.objects.get(pk=other)
+    update = AuditRecord.objects.filter(action="fleet.update").order_by("seq").last()
+    assert rec.seq == update.seq + 1 and rec.prev_hash == update.hash
+    assert services_audit.pending_count() == 0
+    assert services_audit.verify_all() == (AuditRecord.objects.count(), None)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_trigger_lets_a_pending_record_be_chained_but_not_edited(alice):
+    from django.db import IntegrityError, InternalError, ProgrammingError, transaction
+
+    rec = services_audit.entry("bench.note", ("note", "1"), user=alice)
+    rec.save()  # stored pending, as under contention
+    with pytest.raises((ProgrammingError, InternalError, IntegrityError)), transaction.atomic():
+        raw(f"UPDATE {TABLE} SET action = 'forged' WHERE id = %s", [rec.pk])
+    # A record no later writer picked up is chained by `maintain` (every second when looping).
+    from edgenodes.management.commands.maintain import run_once
+
+    assert run_once()["audit_sealed"] == 1
+    assert services_audit.verify_all() == (AuditRecord.objects.count(), None)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_parallel_verification_in_segments_names_the_first_edited_record(alice, north, settings):
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "AUDIT_CHECKPOINT_EVERY": 4,
+                          "AUDIT_VERIFY_WORKERS": 3, "AUDIT_VERIFY_SEGMENT_MIN": 4}  # fmt: skip
+    for i in range(12):
+        services.do_update_fleet(alice, north, poll_interval_s=30 + i)
+    assert services_audit.verify_all() == (12, None)
+    raw(f"ALTER TABLE {TABLE} DISABLE TRIGGER audit_append_only")
+    try:
+        raw(f"UPDATE {TABLE} SET action = 'fleet.delete' WHERE seq IN (6, 10)")
+    finally:
+        raw(f"ALTER TABLE {TABLE} ENABLE TRIGGER audit_append_only")
+    checked, problem = services_audit.verify_all()
+    assert problem is not None and problem.seq == 6, str(problem)

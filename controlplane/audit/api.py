@@ -85,7 +85,7 @@ class ErasureOut(Schema):
 def _scope(request, q: AuditFilter):
     """(queryset of records the caller may read, narrowed by the filter; fleet id or None)."""
     user = request.auth
-    qs = AuditRecord.objects.all()
+    qs = AuditRecord.objects.filter(seq__isnull=False)  # pending records are not chained yet
     fleet_id = None
     if q.fleet:
         fleet_id = access.access_fleet(user, q.fleet, VIEW_AUDIT).pk

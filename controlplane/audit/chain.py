@@ -93,6 +93,9 @@ def verify(
     rows: Iterable[tuple[int, str, str, str, bool]],
     head=None,
     checkpoints: Mapping[int, Checkpoint] | None = None,
+    *,
+    start: tuple[int, str] | None = None,
+    end: int | None = None,
 ) -> tuple[int, Problem | None]:
     """Walk (seq, prev_hash, hash, content, columns_agree) rows in sequence order; return (rows
     checked, first problem or None).
@@ -100,12 +103,19 @@ def verify(
     Detects an edited record (content or hash no longer links, or columns that disagree with the
     content), a deleted or inserted record (a gap or a break in the links), reordered records, a
     tail cut below the chain head, and (with signed checkpoints) a chain recomputed from an edited
-    record onwards. The walk starts at the head's base (where retention cut the chain)."""
+    record onwards. The walk starts at the head's base (where retention cut the chain).
+
+    A segment of the chain can be walked on its own: `start` is the (seq, hash) of the signed
+    checkpoint it follows, `end` the last seq it must reach (None: it runs to the chain head).
+    Segments anchored on checkpoints verify independently, so they can run in parallel."""
     checkpoints = checkpoints or {}
-    base_seq = head.base_seq if head is not None else 0
-    prev = head.base_hash if head is not None and base_seq else GENESIS
-    if base_seq and (base_seq not in checkpoints or checkpoints[base_seq].hash != prev):
-        return 0, Problem(base_seq, "the chain's retention base is not a signed checkpoint")
+    if start is not None:
+        base_seq, prev = start
+    else:
+        base_seq = head.base_seq if head is not None else 0
+        prev = head.base_hash if head is not None and base_seq else GENESIS
+        if base_seq and (base_seq not in checkpoints or checkpoints[base_seq].hash != prev):
+            return 0, Problem(base_seq, "the chain's retention base is not a signed checkpoint")
     expected, checked, last_good_cp = base_seq + 1, 0, base_seq
     sha256 = hashlib.sha256
     for seq, prev_hash, hash_, content, agree in rows:
@@ -134,6 +144,12 @@ def verify(
                 )
             last_good_cp = seq
         prev, expected = hash_, expected + 1
+    if end is not None:
+        if expected - 1 != end:
+            return checked, Problem(
+                expected, f"record missing (deleted): #{expected}..#{end} are not there"
+            )
+        return checked, None
     if head is not None and head.seq > expected - 1:
         return checked, Problem(
             expected, f"chain ends at #{expected - 1} but its head says #{head.seq} (tail cut)"
@@ -149,6 +165,22 @@ def verify(
             head.seq, "the last record's hash is not the chain head's (edited or replaced)"
         )
     return checked, None
+
+
+def segments(
+    base_seq: int, head_seq: int, anchors: Iterable[int], parts: int
+) -> list[tuple[int, int]]:
+    """Split #base_seq+1..#head_seq into at most `parts` (first, last) ranges that each start right
+    after a signed checkpoint (an anchor), as even as the checkpoints allow."""
+    points = sorted(a for a in anchors if base_seq < a < head_seq)
+    cuts: list[int] = []
+    for i in range(1, parts):
+        target = base_seq + (head_seq - base_seq) * i // parts
+        near = min(points, key=lambda a: abs(a - target), default=None)
+        if near is not None and near not in cuts and (not cuts or near > cuts[-1]):
+            cuts.append(near)
+    bounds = [base_seq, *cuts, head_seq]
+    return [(lo + 1, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
 
 
 def canonical_value(value: Any) -> Any:

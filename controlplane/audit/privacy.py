@@ -13,7 +13,7 @@ from django.utils import timezone
 from controlplane.errors import NotFound
 
 from .models import AuditRecord, SubjectKey
-from .services import record
+from .services import forget_user_ref, record
 
 
 def _forget_sources_of(actor: str) -> int:
@@ -48,6 +48,7 @@ def do_erase_user(actor, target, *, request=None) -> str:
     target.save()
     if key is not None:
         key.delete()
+    forget_user_ref(target.pk)
     record("privacy.erase", ("subject", pseud or "none"), user=actor,
            after={"kind": "user", "had_pseudonym": bool(pseud)}, request=request)  # fmt: skip
     return pseud

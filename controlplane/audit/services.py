@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Sequence
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 from django.db.models import Min
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from controlplane import signing
 
@@ -23,14 +26,19 @@ from .models import AuditCheckpoint, AuditHead, AuditRecord, SubjectKey
 # --- pseudonyms (crypto-shredding) ----------------------------------------------------------------
 
 
+_PSEUDONYM_SQL = f"SELECT pseudonym FROM {SubjectKey._meta.db_table} WHERE kind = %s AND ref = %s"
+
+
 def pseudonym(kind: str, ref: str) -> str:
     """The keyed pseudonym of a data subject, creating its key on first use.
 
-    One indexed read; no cache, so a subject erased in another process never gets its old
-    pseudonym back."""
-    row = SubjectKey.objects.filter(kind=kind, ref=ref).values_list("pseudonym", flat=True).first()
+    One indexed read (plain SQL: it is on every append's path); no cache, so a subject erased in
+    another process never gets its old pseudonym back."""
+    with connection.cursor() as cur:
+        cur.execute(_PSEUDONYM_SQL, [kind, ref])
+        row = cur.fetchone()
     if row:
-        return row
+        return row[0]
     key = secrets.token_bytes(32)
     value = hmac.new(key, f"{kind}:{ref}".encode(), hashlib.sha256).hexdigest()[:32]
     try:
@@ -41,8 +49,28 @@ def pseudonym(kind: str, ref: str) -> str:
     return value
 
 
+# Acting users' references, per process, for ACTOR_CACHE_S: a worker serves the same people and
+# tokens again and again, and the lookup was a fifth of an append (bench/audit.py). Erasure drops
+# the entry here; another process may use the old, now unresolvable pseudonym for up to
+# ACTOR_CACHE_S, but an erased account can no longer act.
+ACTOR_CACHE_S = 60.0
+_actor_refs: dict[Any, tuple[float, str]] = {}
+
+
 def user_ref(user) -> str:
-    return f"user:{pseudonym('user', str(user.pk))}"
+    now = time.monotonic()
+    hit = _actor_refs.get(user.pk)
+    if hit is not None and now - hit[0] < ACTOR_CACHE_S:
+        return hit[1]
+    ref = f"user:{pseudonym('user', str(user.pk))}"
+    if len(_actor_refs) >= 10_000:
+        _actor_refs.clear()
+    _actor_refs[user.pk] = (now, ref)
+    return ref
+
+
+def forget_user_ref(user_pk: Any) -> None:
+    _actor_refs.pop(user_pk, None)
 
 
 def actor_of(user=None, node=None) -> str:
@@ -98,35 +126,199 @@ def record(action: str, obj: Any, **kwargs: Any) -> AuditRecord:
 
 
 def append(records: Sequence[AuditRecord]) -> list[AuditRecord]:
-    """Chain and store records under one lock of the chain head (a batch costs one lock)."""
+    """Store records in the caller's transaction and chain them.
+
+    If the chain lock is free, the records are chained right here (a batch costs one lock). If
+    another transaction holds it (concurrent writers on PostgreSQL), they are stored *pending* (no
+    seq yet): a writer never waits for another writer's commit, so commits (and their fsyncs) run
+    in parallel instead of one after another (bench/audit.py). Pending records are chained in
+    batches by whoever next holds the lock, after its commit (`seal_pending`), and at the latest by
+    `manage.py maintain` within a second."""
     if not records:
         return []
-    every = settings.EDGEFLEET["AUDIT_CHECKPOINT_EVERY"]
+    pg = connection.vendor == "postgresql"
     with transaction.atomic():
-        head = AuditHead.objects.select_for_update().filter(pk=1).first()
-        if head is None:
-            head = AuditHead.objects.create(pk=1)
-        seq, prev = head.seq, head.hash or chain.GENESIS
-        due: list[tuple[int, str]] = []  # a batch may cross checkpoint boundaries: sign each
-        for rec in records:
-            seq += 1
-            rec.seq, rec.prev_hash = seq, prev
-            rec.content = chain.canonical(chain.content_of(rec))
-            rec.hash = prev = chain.link(rec.prev_hash, rec.content)
-            if seq - (due[-1][0] if due else head.checkpoint_seq) >= every:
-                due.append((seq, prev))
-        if len(records) == 1:
-            records[0].save(force_insert=True)
+        if pg and len(records) == 1:
+            # One round trip inserts the record and tries the lock (the common, contended case).
+            chained = _insert_one(records[0], try_lock=True)
+            if chained:
+                head = _lock_head(held=True)
+                assert head is not None
+                _chain(head, records)
+                _seal(records)
         else:
-            AuditRecord.objects.bulk_create(records, batch_size=1000)
-        head.seq, head.hash = seq, prev
-        fields = ["seq", "hash"]
-        if due:
-            AuditCheckpoint.objects.bulk_create([_checkpoint(s, h) for s, h in due])
-            head.checkpoint_seq, head.checkpoint_at = due[-1][0], timezone.now()
-            fields += ["checkpoint_seq", "checkpoint_at"]
-        head.save(update_fields=fields)
+            head_or_none = _lock_head(wait=False)
+            chained = head_or_none is not None
+            if head_or_none is not None:
+                _chain(head_or_none, records)
+            if len(records) == 1:
+                _insert_one(records[0])
+            else:
+                AuditRecord.objects.bulk_create(records, batch_size=1000)
+    if pg and chained:
+        transaction.on_commit(seal_pending)
     return list(records)
+
+
+_RECORD_FIELDS = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+_INSERT_SQL = (
+    f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(str(f.column) for f in _RECORD_FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_RECORD_FIELDS))}) RETURNING id"
+)
+
+
+def _insert_one(rec: AuditRecord, try_lock: bool = False) -> bool:
+    """Insert one record in plain SQL (the ORM's save() cost a third of an append); with
+    `try_lock`, the same statement tries the chain lock and says whether it got it."""
+    sql = _INSERT_SQL + (f", pg_try_advisory_xact_lock({_CHAIN_LOCK})" if try_lock else "")
+    with connection.cursor() as cur:
+        cur.execute(
+            sql, [f.get_db_prep_save(f.pre_save(rec, True), connection) for f in _RECORD_FIELDS]
+        )
+        row = cur.fetchone()
+    rec.pk = row[0]
+    rec._state.adding, rec._state.db = False, connection.alias
+    return bool(try_lock and row[1])
+
+
+# On PostgreSQL, whoever chains holds this advisory lock (for its transaction, or for a sealing
+# session), then reads the head. A writer that finds it taken stores its records pending.
+_CHAIN_LOCK = 0x6564676566_0001
+_HEAD = AuditHead._meta.db_table
+_HEAD_FIELDS = {f.name: f for f in AuditHead._meta.concrete_fields}
+_HEAD_COLUMNS = ["id", "seq", "hash", "checkpoint_seq", "checkpoint_at", "base_seq", "base_hash"]
+
+
+def _lock_head(wait: bool = True, held: bool = False) -> AuditHead | None:
+    """The chain head, locked for this transaction; None if `wait` is false and it is busy
+    (`held`: this session holds the chain lock already).
+
+    Plain SQL: this is on every append's path, where the ORM's query building cost more than the
+    database work (bench/audit.py)."""
+    pg = connection.vendor == "postgresql"
+    with connection.cursor() as cur:
+        if pg and not held:
+            cur.execute(
+                f"SELECT {'pg_advisory_xact_lock' if wait else 'pg_try_advisory_xact_lock'}(%s)",
+                [_CHAIN_LOCK],
+            )
+            if not wait and not cur.fetchone()[0]:
+                return None
+        cur.execute(f"SELECT {', '.join(_HEAD_COLUMNS)} FROM {_HEAD} WHERE id = 1", [])
+        row = cur.fetchone()
+    if row is not None:
+        head = AuditHead(**dict(zip(_HEAD_COLUMNS, row, strict=True)))
+        at = head.checkpoint_at  # SQLite hands back naive UTC (or text) from a raw query
+        at = parse_datetime(at) if isinstance(at, str) else at
+        head.checkpoint_at = timezone.make_aware(at, UTC) if at and timezone.is_naive(at) else at
+        head._state.adding = False
+        return head
+    with transaction.atomic():  # the very first append (the lock above covers creation too)
+        return AuditHead.objects.create(pk=1)
+
+
+def _move_head(head: AuditHead, fields: list[str]) -> None:
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {_HEAD} SET {', '.join(f'{f} = %s' for f in fields)} WHERE id = 1",
+            [_HEAD_FIELDS[f].get_db_prep_save(getattr(head, f), connection) for f in fields],
+        )
+
+
+def _chain(head: AuditHead, records: Sequence[AuditRecord]) -> None:
+    """Give records their seq and hashes after the (locked) head, sign the checkpoints that fall
+    due (a batch may cross several boundaries), and move the head."""
+    every = settings.EDGEFLEET["AUDIT_CHECKPOINT_EVERY"]
+    seq, prev = head.seq, head.hash or chain.GENESIS
+    due: list[tuple[int, str]] = []
+    for rec in records:
+        seq += 1
+        rec.seq, rec.prev_hash = seq, prev
+        rec.content = chain.canonical(chain.content_of(rec))
+        rec.hash = prev = chain.link(rec.prev_hash, rec.content)
+        if seq - (due[-1][0] if due else head.checkpoint_seq) >= every:
+            due.append((seq, prev))
+    head.seq, head.hash = seq, prev
+    fields = ["seq", "hash"]
+    if due:
+        AuditCheckpoint.objects.bulk_create([_checkpoint(s, h) for s, h in due])
+        head.checkpoint_seq, head.checkpoint_at = due[-1][0], timezone.now()
+        fields += ["checkpoint_seq", "checkpoint_at"]
+    _move_head(head, fields)
+
+
+_SEAL_SQL = (  # one statement for a whole batch of pending records
+    f"UPDATE {AuditRecord._meta.db_table} r SET seq = s.seq, prev_hash = s.prev_hash, "
+    "content = s.content, hash = s.hash "
+    "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "
+    "AS s(id, seq, prev_hash, content, hash) WHERE r.id = s.id AND r.seq IS NULL"
+)
+_ANY_PENDING_SQL = f"SELECT EXISTS (SELECT 1 FROM {AuditRecord._meta.db_table} WHERE seq IS NULL)"
+
+
+def _seal(batch: Sequence[AuditRecord]) -> None:
+    """Write the chain fields of stored pending records (the one update the PostgreSQL trigger
+    allows)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _SEAL_SQL,
+            [[getattr(r, f) for r in batch] for f in ("pk", "seq", "prev_hash", "content", "hash")],
+        )
+
+
+def seal_pending(known_pending: bool = False, batch_size: int = 5000) -> int:
+    """Chain committed pending records, oldest first, in batches, holding the chain lock for this
+    session. Returns how many were chained.
+
+    Runs after the commit of every append that held the lock, and every second from `maintain`.
+    Gives up at once when another session holds the lock: that one looks again for pending records
+    once it let go."""
+    sealed = 0
+    pending = AuditRecord.objects.filter(seq__isnull=True).order_by("id")
+    for _ in range(10):
+        if not (known_pending and not sealed) and not _any_pending():
+            break
+        if not _chain_lock_session(True):
+            break
+        try:
+            while True:
+                with transaction.atomic():
+                    head = _lock_head(held=True)
+                    assert head is not None
+                    batch = list(pending[:batch_size])
+                    if batch:
+                        _chain(head, batch)
+                        _seal(batch)
+                sealed += len(batch)
+                if len(batch) < batch_size:
+                    break
+        finally:
+            _chain_lock_session(False)
+        known_pending = False  # look again now the lock is free: a writer may have just missed it
+    return sealed
+
+
+def _chain_lock_session(take: bool) -> bool:
+    """Take (without waiting) or release the chain lock for this session, outside any
+    transaction: one round trip, where a transaction would cost three."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {'pg_try_advisory_lock' if take else 'pg_advisory_unlock'}(%s)",
+            [_CHAIN_LOCK],
+        )
+        return bool(cur.fetchone()[0])
+
+
+def _any_pending() -> bool:
+    with connection.cursor() as cur:
+        cur.execute(_ANY_PENDING_SQL, [])
+        return bool(cur.fetchone()[0])
+
+
+def pending_count() -> int:
+    return AuditRecord.objects.filter(seq__isnull=True).count()
 
 
 def _checkpoint(seq: int, hash_: str) -> AuditCheckpoint:
@@ -147,14 +339,15 @@ def _sign_checkpoint(head: AuditHead) -> AuditCheckpoint:
 def checkpoint(force: bool = False) -> AuditCheckpoint | None:
     """Sign the current head if it moved and the last checkpoint is older than the interval."""
     interval = timedelta(seconds=settings.EDGEFLEET["AUDIT_CHECKPOINT_INTERVAL_S"])
+    seal_pending()
     with transaction.atomic():
-        head = AuditHead.objects.select_for_update().filter(pk=1).first()
+        head = _lock_head()
         if head is None or head.seq == head.checkpoint_seq:
             return None
         if not force and head.checkpoint_at and timezone.now() - head.checkpoint_at < interval:
             return None
         cp = _sign_checkpoint(head)
-        head.save(update_fields=["checkpoint_seq", "checkpoint_at"])
+        _move_head(head, ["checkpoint_seq", "checkpoint_at"])
         return cp
 
 
@@ -167,7 +360,11 @@ def as_checkpoint(cp: AuditCheckpoint) -> chain.Checkpoint:
 
 def verify_all(public_pem: str | None = None) -> tuple[int, chain.Problem | None]:
     """Verify the whole stored chain against the signed checkpoints (the trusted public key is the
-    control plane's own unless one is given)."""
+    control plane's own unless one is given).
+
+    The chain is cut at signed checkpoints into segments that verify independently; on
+    PostgreSQL, outside a transaction, they run in parallel threads, each with its own connection
+    (the column check runs in the database, the hashing here)."""
     public = signing.load_public(public_pem or signing.public_pem())
     head = AuditHead.objects.filter(pk=1).first()
     good, problem = chain.check_checkpoints(
@@ -179,14 +376,54 @@ def verify_all(public_pem: str | None = None) -> tuple[int, chain.Problem | None
     )
     if problem is not None:
         return 0, problem
-    try:
-        return chain.verify(rows(fast=True), head, good)
-    except DatabaseError:  # content that is not even JSON: the slow path names the record
-        return chain.verify(rows(fast=False), head, good)
+    if head is None:
+        return chain.verify(rows(fast=False), None, good)
+    workers = max(1, int(settings.EDGEFLEET["AUDIT_VERIFY_WORKERS"]))
+    size = max(1, int(settings.EDGEFLEET["AUDIT_VERIFY_SEGMENT_MIN"]))
+    parts = max(1, min(workers, (head.seq - head.base_seq) // size))
+    segs = chain.segments(head.base_seq, head.seq, good, parts) or [(head.base_seq + 1, head.seq)]
+
+    def one(i: int) -> tuple[int, chain.Problem | None]:
+        lo, hi = segs[i]
+        last = i == len(segs) - 1
+        start = (lo - 1, good[lo - 1].hash) if i else None
+        end = None if last else hi
+        try:
+            return chain.verify(rows(lo, end), head, good, start=start, end=end)
+        except DatabaseError:  # content that is not even JSON: the slow path names the record
+            return chain.verify(rows(lo, end, fast=False), head, good, start=start, end=end)
+
+    parallel = (
+        len(segs) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block
+    )
+    if parallel:
+        with ThreadPoolExecutor(len(segs)) as pool:
+            results = list(pool.map(_own_connection(one), range(len(segs))))
+    else:
+        results = [one(i) for i in range(len(segs))]
+    checked = 0
+    for n, problem in results:
+        checked += n
+        if problem is not None:
+            return checked, problem
+    return checked, None
+
+
+def _own_connection(fn):
+    """Run fn in a worker thread, closing the thread's database connection afterwards."""
+
+    def run(*args):
+        try:
+            return fn(*args)
+        finally:
+            connections.close_all()
+
+    return run
 
 
 # On PostgreSQL the column check runs in the database (jsonb, in C) and only the hashes are
-# computed here: that is what makes verification fast (bench/audit.py). Elsewhere it runs in Python.
+# computed here. The LATERAL subquery parses each record's content once (a plain subquery is
+# flattened and parses it once per use: 4x slower).
 _PG_ROWS = f"""
 SELECT seq, prev_hash, hash, content,
        c->>'ts' IS NOT NULL AND (c->>'ts')::timestamptz = ts
@@ -197,24 +434,31 @@ SELECT seq, prev_hash, hash, content,
        AND (c->'fleet' = 'null'::jsonb AND fleet_id IS NULL OR (c->>'fleet')::bigint = fleet_id)
        AND c->'before' = COALESCE(before, 'null'::jsonb)
        AND c->'after' = COALESCE(after, 'null'::jsonb)
-FROM (SELECT *, content::jsonb AS c FROM {AuditRecord._meta.db_table}) r
+FROM {AuditRecord._meta.db_table} r CROSS JOIN LATERAL (SELECT r.content::jsonb AS c OFFSET 0) j
+WHERE seq >= %s AND seq <= %s
 ORDER BY seq
 """
 
 
-def rows(fast: bool = True):
-    """(seq, prev_hash, hash, content, columns agree) for every stored record, in order."""
+def rows(lo: int = 0, hi: int | None = None, fast: bool = True):
+    """(seq, prev_hash, hash, content, columns agree) for the chained records #lo..#hi in order."""
+    hi = 2**62 if hi is None else hi
     if fast and connection.vendor == "postgresql":
-        connection.ensure_connection()
-        raw = connection.connection
-        assert raw is not None
-        with transaction.atomic(), raw.cursor(name="audit_verify") as cur:
-            cur.itersize = 20_000
-            cur.execute(_PG_ROWS)
-            yield from cur
+        yield from _pg_rows(lo, hi)
         return
-    for rec in AuditRecord.objects.order_by("seq").iterator(chunk_size=10_000):
+    chained = AuditRecord.objects.filter(seq__gte=lo, seq__lte=hi).order_by("seq")
+    for rec in chained.iterator(chunk_size=10_000):
         yield rec.seq, rec.prev_hash, rec.hash, rec.content, chain.columns_agree(rec)
+
+
+def _pg_rows(lo: int, hi: int):
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    with transaction.atomic(), raw.cursor(name="audit_verify") as cur:
+        cur.itersize = 20_000
+        cur.execute(_PG_ROWS, (lo, hi))
+        yield from cur
 
 
 # --- retention ------------------------------------------------------------------------------------
@@ -233,7 +477,7 @@ def purge(now=None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(days=retention_days())
     with transaction.atomic():
-        head = AuditHead.objects.select_for_update().filter(pk=1).first()
+        head = _lock_head()
         if head is None:
             return 0
         first_kept = AuditRecord.objects.filter(ts__gte=cutoff).aggregate(m=Min("seq"))["m"]
@@ -250,7 +494,7 @@ def purge(now=None) -> int:
         else:
             removed, _ = AuditRecord.objects.filter(seq__lte=cp.seq).delete()
         head.base_seq, head.base_hash = cp.seq, cp.hash
-        head.save(update_fields=["base_seq", "base_hash"])
+        _move_head(head, ["base_seq", "base_hash"])
         return removed
 
 

@@ -64,10 +64,12 @@ class Command(BaseCommand):
                 f"audit trail FAILED verification at {problem} ({checked} records read)"
             )
         head = AuditHead.objects.filter(pk=1).first()
+        pending = services.pending_count()
         self.stdout.write(
             self.style.SUCCESS(
                 f"audit trail OK: {checked} records, chain head #{head.seq if head else 0}, "
                 f"last signed checkpoint #{head.checkpoint_seq if head else 0}"
+                + (f"; {pending} records waiting to be chained" if pending else "")
             )
         )
 
