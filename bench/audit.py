@@ -146,16 +146,27 @@ def bench_export(db_url: str, key_file: str, work: Path) -> dict:
         os.environ, DATABASE_URL=db_url, EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR"
     )
     t0 = time.perf_counter()
-    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would include the writers).
+    # The peak is the export process's own VmHWM, polled (a high-water mark, so the last reading
+    # is the peak). Not ru_maxrss: on Linux a child inherits the RSS high-water mark of the
+    # (forked) parent it was exec'd from, which here holds a million records' worth of fill.
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "audit", "export", "--format", "jsonl",
          "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak_kb = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak_kb = max(peak_kb, int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            pass
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
-    if status:
-        sys.exit(f"export failed: {proc.stderr.read().decode() if proc.stderr else status}")
-    peak_mb = usage.ru_maxrss / 1024
+    if proc.returncode:
+        sys.exit(
+            f"export failed: {proc.stderr.read().decode() if proc.stderr else proc.returncode}"
+        )
+    peak_mb = peak_kb / 1024
     manifest = json.loads((work / "audit.jsonl.manifest.json").read_text())["manifest"]
     t1 = time.perf_counter()
     pub = work / "key.pub"
@@ -216,11 +227,15 @@ def main() -> None:
 
 | measure | result | target |
 |---|---|---|
-| appends/s, {a["writers"]} writer processes, one transaction each | **{a["appends_per_s"]:,}** ({a["appends"]:,} in {a["wall_s"]} s), chain intact: {a["chain_intact"]} | >= 2,000 |
+| appends/s, {a["writers"]} writer processes, one transaction each, until all are chained | **{a["appends_per_s"]:,}** ({a["appends"]:,} in {a["wall_s"]} s; {a["left_pending_at_end"]} left pending at the end), chain intact: {a["chain_intact"]} | >= 2,000 |
 | verification rows/s ({v["records"]:,} records, {v["checkpoints"]} signed checkpoints) | **{v["rows_per_s"]:,}** ({v["wall_s"]} s) | >= 200,000 |
 | export of {e["records"]:,} records as JSON Lines | **{e["wall_s"]} s**, peak RSS **{e["peak_rss_mb"]} MB**, {e["file_mb"]} MB file | < 60 s, < 150 MB |
 | offline verification of that export (verify_export.py) | {e["offline_verify_s"]} s: {e["offline_verify"]} | |
 | batched appends (edge events: one lock per batch) | {results["batched_fill_records_per_s"]:,} records/s | |
+
+As ratios of the targets: appends {a["appends_per_s"] / 2000:.2f}x, verification
+{v["rows_per_s"] / 200_000:.2f}x; the export took {e["wall_s"] / 60:.2f} of its time budget and
+{e["peak_rss_mb"] / 150:.2f} of its memory budget. Peak memory is the export process's own VmHWM.
 """
     (RESULTS / "audit.md").write_text(md)
     log(md)
