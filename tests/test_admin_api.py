@@ -309,3 +309,37 @@ def test_a_node_metric_can_be_read_raw_and_per_minute_and_events_listed(world, a
     assert [e["kind"] for e in api.get(f"/nodes/{node.pk}/events").json()] == ["tool.denied"]
     assert api.get(f"/nodes/{node.pk}/metrics?name=Bad Name").status_code == 422
     assert api.get(f"/nodes/{node.pk}/metrics").status_code == 422
+
+
+@pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
+@pytest.mark.parametrize("where", ["own fleet", "other fleet"])
+def test_an_export_manifest_is_readable_only_by_its_creator_and_global_admins(
+    world, admin_api, persona, where, carol, alice
+):
+    # carol exports her own fleet; alice exports the other one.
+    creator, fleet = (carol, "north") if where == "own fleet" else (alice, "south")
+    export = admin_api(creator).get(f"/audit/export?fleet={fleet}&format=csv")
+    assert export.status_code == 200
+    b"".join(export.streaming_content)  # the manifest is signed once the download finished
+    r = admin_api(persona).get(f"/audit/exports/{export['X-Export-Id']}/manifest")
+    if persona.username in ("alice", creator.username):
+        assert r.status_code == 200 and r.json()["manifest"]["records"] >= 1, r.content
+    else:
+        assert r.status_code == 404 and "not found" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
+def test_the_public_key_and_the_verifier_are_the_same_for_everyone_signed_in(
+    world, admin_api, persona
+):
+    assert admin_api(persona).get("/audit/public-key").status_code == 200
+    assert admin_api(persona).get("/audit/verifier.py").status_code == 200
+
+
+@pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
+def test_only_a_global_admin_erases_an_account(world, admin_api, persona, victor):
+    r = admin_api(persona).post("/privacy/erasure", {"kind": "user", "ref": victor.username})
+    if persona.username == "alice":
+        assert r.status_code == 200, r.content
+    else:  # accounts are global, like creating fleets: forbidden, not hidden
+        assert r.status_code == 403, r.content
