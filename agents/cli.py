@@ -78,6 +78,7 @@ def cmd_enroll(args) -> int:
             "node_id": out.node_id,
             "fleet": out.fleet,
             "credential": out.credential,
+            "signing_key": out.signing_key,
         }
     )
     print(

@@ -104,6 +104,9 @@ class NodeClient:
         r = self._call("POST", "/escalate", json=req.model_dump(mode="json"))
         return schemas.EscalateOut.model_validate(r.json())
 
+    def signing_key(self) -> schemas.SigningKeyOut:
+        return schemas.SigningKeyOut.model_validate(self._call("GET", "/signing-key").json())
+
     def rotate(self) -> schemas.RotateOut:
         return schemas.RotateOut.model_validate(self._call("POST", "/credentials/rotate").json())
 

@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 
 from pydantic import ValidationError
 
-from . import compliance, schemas
+from . import compliance, manifest, schemas
 from .agent import AgentRunner, Turn
 from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend, Usage
 from .client import ControlPlaneError, NodeClient, backoff
@@ -191,9 +191,35 @@ class Runtime:
             log.error(self.last_error)
             self.etag = None  # ask for the document again
 
+    def signing_key(self) -> str:
+        """The control plane's public key, pinned at enrollment (or, for a node enrolled before
+        keys were handed out, fetched once over its authenticated channel and pinned then)."""
+        key = self.node.get("signing_key")
+        if not key:
+            try:
+                key = self.client.signing_key().public_key
+            except ControlPlaneError as exc:
+                raise ApplyError(
+                    f"cannot verify models: no signing key is pinned and fetching it failed: {exc}"
+                ) from exc
+            self.node = {**self.node, "signing_key": key}
+            self.state.save_node(self.node)
+        return key
+
+    def _refuse(self, model: schemas.ModelAssignment, reason: str) -> ApplyError:
+        self.event("model.refused", {"model": model.name, "sha256": model.sha256 or "",
+                                     "reason": reason[:500]})  # fmt: skip
+        return ApplyError(f"refused model '{model.name}': {reason}")
+
     def _fetch_model(self, model: schemas.ModelAssignment) -> Path:
+        if model.error:
+            raise ApplyError(model.error)
         if not model.sha256:
-            raise ApplyError(f"model '{model.name}' has no sha256 to verify against; refusing it")
+            raise self._refuse(model, "it has no sha256 to verify against")
+        try:
+            manifest.check(model.manifest, model.signature, self.signing_key(), model.sha256)
+        except manifest.ManifestError as exc:
+            raise self._refuse(model, str(exc)) from exc
         final = self.state.path / "models" / f"{model.sha256}.gguf"
         if final.exists() and sha256_file(final) == model.sha256:
             return final
@@ -211,8 +237,8 @@ class Runtime:
         digest = sha256_file(part)
         if digest != model.sha256:
             part.unlink(missing_ok=True)
-            raise ApplyError(
-                f"model '{model.name}' failed verification: sha256 {digest} != {model.sha256}"
+            raise self._refuse(
+                model, f"the downloaded file failed verification: sha256 {digest} != {model.sha256}"
             )
         os.replace(part, final)
         return final
@@ -369,7 +395,11 @@ class Runtime:
                 active = self.active
                 if not active or not active.runner:
                     raise RuntimeError("no model and agents are loaded on this node yet")
-                turn = active.runner.ask(messages, agent)
+                try:
+                    turn = active.runner.ask(messages, agent)
+                except Exception:
+                    self.metrics({"request.error": 1})  # rollout gates compare error rates
+                    raise
         finally:
             SUBJECT.reset(token)
         usage = turn.usage
@@ -387,6 +417,7 @@ class Runtime:
             "request.completion_tokens": usage.completion_tokens,
             "request.local": 1,
             "request.escalated": 0,
+            "request.error": 0,
             **{f"tools.{k}": v for k, v in turn.tool_calls.items()},
             "process.rss_mb": rss_mb,
             "process.cpu_s": ru.ru_utime + ru.ru_stime,

@@ -105,6 +105,16 @@ class EnrollOut(BaseModel):
     credential: str = Field(description="Shown once. Send as 'Authorization: Bearer <credential>'.")
     credential_expires_at: datetime | None = None
     poll_interval_s: int
+    signing_key: str = Field(
+        "",
+        description="The control plane's Ed25519 public key (PEM): the node pins it and loads "
+        "only models whose manifest it signed.",
+    )
+
+
+class SigningKeyOut(BaseModel):
+    key_id: str
+    public_key: str
 
 
 class RotateOut(BaseModel):
@@ -143,6 +153,14 @@ class ModelAssignment(Strict):
     # For backend "openai": any OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM...).
     base_url: Annotated[str, Field(max_length=2000)] = ""
     remote_model: Annotated[str, Field(max_length=200)] = ""
+    # From the model registry: an admin writes `name` and `variant` ("auto" or a quantization such
+    # as "Q4_K_M"); the control plane fills in url, sha256, the signed manifest and, for "auto",
+    # why this variant was chosen for this node (or, in `error`, why none fits).
+    variant: Annotated[str, Field(max_length=16, pattern=r"^(auto|[A-Z0-9_]+)$")] | None = None
+    manifest: JsonDict | None = None
+    signature: Annotated[str, Field(max_length=200)] | None = None
+    choice: Annotated[str, Field(max_length=1000)] = ""
+    error: Annotated[str, Field(max_length=1000)] = ""
 
 
 class AgentSpec(Strict):

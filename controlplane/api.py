@@ -15,6 +15,7 @@ from controlplane.audit.api import router as audit_router
 from controlplane.errors import RateLimited, ServiceError, Unauthorized
 from edgenodes.api import router as fleet_router
 from edgenodes.node_api import router as node_router
+from edgenodes.registry.api import router as registry_router
 
 
 class PersonalTokenAuth(HttpBearer):
@@ -79,4 +80,5 @@ admin_api = NinjaAPI(
 admin_api.add_router("/", fleet_router)
 admin_api.add_router("/tokens", tokens_router)
 admin_api.add_router("/", audit_router)
+admin_api.add_router("/", registry_router)
 _install_handlers(admin_api)

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "controlplane.accounts",
     "controlplane.audit",
     "edgenodes",
+    "edgenodes.registry",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +161,30 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# Model artifacts go through Django's storage API ("artifacts"); the filesystem by default.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "artifacts": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": os.environ.get("EDGEFLEET_ARTIFACT_DIR", str(VAR_DIR / "artifacts")),
+            "file_permissions_mode": 0o640,
+        },
+    },
+}
+# Uploads larger than this are spooled to a temporary file, never held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+
+# Background work (quantization, rollout gates) on django-tasks' database backend: jobs commit with
+# the transaction that enqueued them, and `manage.py db_worker` runs them (several workers may
+# share one PostgreSQL database).
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("EDGEFLEET_TASK_BACKEND", "django_tasks_db.DatabaseBackend")
+    }
+}
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -218,6 +245,11 @@ EDGEFLEET: dict[str, Any] = {
     # Named in the records-of-processing (GDPR Art. 30) export.
     "CONTROLLER_NAME": os.environ.get("EDGEFLEET_CONTROLLER_NAME", "edgefleet operator"),
     "CONTROLLER_CONTACT": os.environ.get("EDGEFLEET_CONTROLLER_CONTACT", ""),
+    # --- model registry and rollouts (docs/models.md) ---
+    # "auto" variant choice: weights + KV cache must fit in the node's memory minus this fraction.
+    "MODEL_MEMORY_HEADROOM": float(os.environ.get("EDGEFLEET_MODEL_MEMORY_HEADROOM", "0.25")),
+    # Threads per quantization job (0: llama.cpp's default, all cores).
+    "QUANTIZE_THREADS": env_int("EDGEFLEET_QUANTIZE_THREADS", 0),
     # Cloud calls made for escalations time out after this many seconds.
     "CLOUD_TIMEOUT_S": env_int("EDGEFLEET_CLOUD_TIMEOUT_S", 60),
 }

@@ -12,13 +12,22 @@ from uuid import UUID
 
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
+from pydantic import ValidationError as PydanticValidationError
 
-from agents.schemas import SECTIONS, CloudEndpoint, JsonDict, Labels, Name, Region
+from agents.schemas import (
+    SECTIONS,
+    CloudEndpoint,
+    JsonDict,
+    Labels,
+    ModelAssignment,
+    Name,
+    Region,
+)
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT
 from controlplane.errors import Forbidden, ServiceError
 
-from . import desired_state, services
+from . import desired_state, rollouts, services
 from .models import (
     DesiredStateLayer,
     EnrollmentToken,
@@ -29,6 +38,8 @@ from .models import (
     NodeEventRecord,
     NodeQuerySet,
     NodeStatus,
+    Rollout,
+    RolloutNode,
     ToolApproval,
 )
 
@@ -80,6 +91,8 @@ class NodeOut(Schema):
     reported_health: str
     reported_errors: list[str]
     in_sync: bool
+    desired_model_digest: str
+    model_choice: str = Field(description="why this model variant, or why none can run here")
 
     @staticmethod
     def resolve_fleet(obj: Node) -> str:
@@ -99,6 +112,9 @@ class DriftOut(Schema):
     reported_revision: int | None
     reported_health: str
     reported_errors: list[str]
+    desired_model_digest: str
+    reported_model_digest: str
+    status: str
     reason: str
 
     @staticmethod
@@ -107,12 +123,21 @@ class DriftOut(Schema):
 
     @staticmethod
     def resolve_reason(obj: Node) -> str:
+        if obj.model_choice and not obj.desired_model_digest:
+            return f"no model can run here: {obj.model_choice}"
         if obj.reported_revision is None:
             return "node has not reported any state yet"
         if obj.reported_errors:
             return f"node reports errors: {obj.reported_errors[0]}"
         if obj.reported_revision < obj.desired_revision:
+            if obj.status != NodeStatus.ONLINE:
+                return f"node is {obj.status} and has not applied revision {obj.desired_revision}"
             return "node has not applied the latest revision yet"
+        if obj.reported_model_digest != obj.desired_model_digest:
+            return (
+                f"node runs {obj.reported_model_digest or 'no model'}, "
+                f"not {obj.desired_model_digest or 'no model'}"
+            )
         return "node reports a revision the control plane did not issue"
 
 
@@ -532,3 +557,124 @@ def approve(request, approval_id: int):
 def deny(request, approval_id: int):
     approval = access.access_approval(request.auth, approval_id, OPERATE)
     return services.do_decide_approval(request.auth, approval, approve=False, request=request)
+
+
+# --- rollouts -----------------------------------------------------------------------------------
+
+WaveSpec = int | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9](\.[0-9]+)?)%$")]
+
+
+class GatesIn(Schema):
+    max_load_failures: Annotated[int, Field(ge=0, le=100_000)] = 0
+    max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_p95_ratio: Annotated[float, Field(ge=1, le=100)] = 1.5
+    max_escalation_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.10
+
+
+class RolloutIn(Schema):
+    model: JsonDict = Field(
+        description='the model section to roll out, e.g. {"name": "tiny", "variant": "auto"}'
+    )
+    layer: Slug = Field("model", description="the layer the model is written to on completion")
+    selector: Labels = {}
+    waves: Annotated[list[WaveSpec], Field(min_length=1, max_length=20)] = [1, "100%"]
+    gates: GatesIn = GatesIn()
+    wave_wait_s: Annotated[int, Field(ge=1, le=7 * 86_400)] = 300
+
+
+class RolloutNodeOut(Schema):
+    node: UUID
+    name: str
+    wave: int
+    state: str
+    target_revision: int | None
+    previous_digest: str
+
+    @staticmethod
+    def resolve_node(obj: RolloutNode) -> UUID:
+        return obj.node_id
+
+    @staticmethod
+    def resolve_name(obj: RolloutNode) -> str:
+        return obj.node.name
+
+
+class RolloutOut(Schema):
+    id: int
+    fleet: str
+    model: dict[str, Any]
+    layer: str
+    selector: dict[str, str]
+    waves: list[int | str]
+    gates: dict[str, float]
+    wave_wait_s: int
+    status: str
+    current_wave: int
+    wave_started_at: datetime
+    baseline: dict[str, Any]
+    last_check: dict[str, Any]
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_fleet(obj: Rollout) -> str:
+        return obj.fleet.slug
+
+
+class RolloutDetailOut(RolloutOut):
+    nodes: list[RolloutNodeOut]
+
+    @staticmethod
+    def resolve_nodes(obj: Rollout) -> list[RolloutNode]:
+        return list(obj.targets.select_related("node").order_by("wave", "node__name"))
+
+
+@router.get("/fleets/{slug}/rollouts", response=list[RolloutOut])
+def list_rollouts(request, slug: str):
+    fleet = access.access_fleet(request.auth, slug, VIEW)
+    return fleet.rollouts.select_related("fleet").order_by("-created_at")[:200]
+
+
+@router.post("/fleets/{slug}/rollouts", response={201: RolloutDetailOut})
+def start_rollout(request, slug: str, payload: RolloutIn):
+    """Start a staged rollout of a model to the fleet's nodes matching `selector` (all if empty).
+    The first wave (the canary) gets the model at once; see docs/models.md for the gates."""
+    fleet = access.access_fleet(request.auth, slug, OPERATE)
+    try:
+        ModelAssignment.model_validate(payload.model)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        raise ServiceError(
+            f"invalid model: {'.'.join(str(p) for p in first['loc']) or 'model'}: {first['msg']}"
+        ) from None
+    rollout = rollouts.do_start_rollout(
+        request.auth, fleet, model=payload.model, layer=payload.layer, selector=payload.selector,
+        waves=payload.waves, gates=payload.gates.dict(), wave_wait_s=payload.wave_wait_s,
+        request=request,
+    )  # fmt: skip
+    return Status(201, rollout)
+
+
+@router.get("/rollouts/{rollout_id}", response=RolloutDetailOut)
+def get_rollout(request, rollout_id: int):
+    return access.access_rollout(request.auth, rollout_id, VIEW)
+
+
+@router.post("/rollouts/{rollout_id}/pause", response=RolloutOut)
+def pause_rollout(request, rollout_id: int):
+    rollout = access.access_rollout(request.auth, rollout_id, OPERATE)
+    return rollouts.do_pause_rollout(request.auth, rollout, request=request)
+
+
+@router.post("/rollouts/{rollout_id}/resume", response=RolloutOut)
+def resume_rollout(request, rollout_id: int):
+    rollout = access.access_rollout(request.auth, rollout_id, OPERATE)
+    return rollouts.do_resume_rollout(request.auth, rollout, request=request)
+
+
+@router.post("/rollouts/{rollout_id}/abort", response=RolloutOut)
+def abort_rollout(request, rollout_id: int):
+    """Stop and roll every updated node back to the model it ran before."""
+    rollout = access.access_rollout(request.auth, rollout_id, OPERATE)
+    return rollouts.do_abort_rollout(request.auth, rollout, request=request)

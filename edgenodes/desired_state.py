@@ -4,6 +4,10 @@ Order: fleet layers, then label layers whose selector matches the node, then nod
 scope by priority (low to high), then name. Later layers win: dicts are merged key by key, anything
 else (lists, scalars, null) replaces. The revision of a node moves only when the composed document's
 digest changes, so an edit that leaves a node's document as it was causes no download on that node.
+
+A model section may name a registry model and a variant ("auto" or a quantization): it is resolved
+per node (registry/resolver.py) into a URL, sha256 and signed manifest. During a rollout, the nodes
+it has reached get the rollout's model section in place of their layers' (edgenodes/rollouts.py).
 """
 
 from __future__ import annotations
@@ -11,14 +15,29 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from pydantic import ValidationError
 
+from agents import manifest
 from agents.schemas import SECTIONS, validate_sections
+from controlplane import signing
 from controlplane.errors import ServiceError
 
-from .models import DesiredStateLayer, Fleet, LayerScope, Node
+from .models import (
+    ACTIVE_ROLLOUT,
+    DesiredStateLayer,
+    Fleet,
+    LayerScope,
+    Node,
+    RolloutNode,
+    RolloutNodeState,
+)
+from .registry import resolver
+from .registry.resolver import Variant
 
 _SCOPE_ORDER = {LayerScope.FLEET: 0, LayerScope.LABEL: 1, LayerScope.NODE: 2}
 
@@ -43,19 +62,108 @@ def ordered(layers: Iterable[DesiredStateLayer]) -> list[DesiredStateLayer]:
     )
 
 
-def compose(
-    node: Node, layers: Iterable[DesiredStateLayer], compliance: dict[str, Any]
-) -> dict[str, Any]:
-    """The node's sections. `layers` are its fleet's layers, in any order. `compliance` is the
-    fleet's policy as nodes see it (`node_compliance`), which no layer can weaken."""
+@dataclass
+class Context:
+    """What composing a fleet's documents needs, loaded once per refresh (not once per node)."""
+
+    layers: list[DesiredStateLayer]
+    compliance: dict[str, Any]  # the fleet's policy as nodes see it; no layer can weaken it
+    overrides: dict[Any, dict[str, Any]]  # node id -> model section of an active rollout
+    variants: dict[str, list[Variant]]  # the registry, for model sections that name a variant
+    headroom: float
+
+    @classmethod
+    def load(cls, fleet: Fleet, node: Node | None = None) -> Context:
+        """For the whole fleet, or (with `node`) for one node's document."""
+        from edgenodes.registry.services import variants_of
+
+        layers = list(fleet.layers.all())
+        rollout_nodes = RolloutNode.objects.filter(
+            rollout__fleet=fleet, rollout__status__in=ACTIVE_ROLLOUT, state=RolloutNodeState.UPDATED
+        )
+        if node is not None:
+            rollout_nodes = rollout_nodes.filter(node=node)
+        overrides = dict(rollout_nodes.values_list("node_id", "rollout__model"))
+        names = {
+            m["name"]
+            for m in [*(layer.sections.get("model") for layer in layers), *overrides.values()]
+            if isinstance(m, dict) and m.get("variant") and isinstance(m.get("name"), str)
+        }
+        return cls(
+            layers=layers,
+            compliance=node_compliance(fleet),
+            overrides=overrides,
+            variants=variants_of(sorted(names)) if names else {},
+            headroom=float(settings.EDGEFLEET["MODEL_MEMORY_HEADROOM"]),
+        )
+
+
+def compose(node: Node, ctx: Context) -> dict[str, Any]:
+    """The node's sections: its matching layers merged, an active rollout's model in place of the
+    layers' for nodes it has reached, a registry model resolved to the variant for this node."""
     sections = empty_sections()
-    for layer in ordered(layers):
+    for layer in ordered(ctx.layers):
         if layer.matches(node):
             for name in SECTIONS:
                 if name in layer.sections and name != "compliance":
                     sections[name] = merge(sections[name], layer.sections[name])
-    sections["compliance"] = compliance
+    if node.pk in ctx.overrides:
+        sections["model"] = ctx.overrides[node.pk]
+    model = sections["model"]
+    if isinstance(model, dict) and model.get("variant"):
+        sections["model"] = resolve(model, node, ctx)
+    elif isinstance(model, dict) and model.get("backend", "llama_cpp") == "llama_cpp":
+        # A file named by URL and sha256 in a layer: the control plane vouches for the sha256.
+        sha = model.get("sha256")
+        if isinstance(sha, str) and isinstance(model.get("name"), str):
+            sections["model"] = {**model, **signed_manifest(model["name"], sha)}
+    sections["compliance"] = ctx.compliance
     return sections
+
+
+def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
+    """Fill a registry assignment in for one node: the variant's URL (on the node API), sha256 and
+    signed manifest, and why this variant; or `error` saying why none can run here."""
+    model = {k: v for k, v in model.items() if k not in ("url", "sha256", "manifest", "signature",
+                                                         "choice", "error")}  # fmt: skip
+    name = str(model.get("name", ""))
+    choice = resolver.choose(
+        ctx.variants.get(name, []),
+        str(model["variant"]),
+        node.hardware or {},
+        n_ctx=int(model.get("n_ctx") or 2048),
+        n_gpu_layers=int(model.get("n_gpu_layers") or 0),
+        headroom=ctx.headroom,
+    )
+    v = choice.variant
+    if v is None:
+        return {**model, "error": f"model '{name}': {choice.explanation}"[:1000]}
+    return {**model, "url": f"artifacts/{v.sha256}", "sha256": v.sha256, "manifest": v.manifest,
+            "signature": v.signature, "choice": choice.explanation[:1000]}  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _signed(name: str, sha256: str, key_id: str) -> tuple[dict[str, Any], str]:
+    m = manifest.build(name=name, variant="custom", sha256=sha256, size=None, key_id=key_id)
+    return m, manifest.sign(m, signing.private_key())
+
+
+def signed_manifest(name: str, sha256: str) -> dict[str, Any]:
+    """A manifest for a model given by URL and sha256 (Ed25519 signatures are deterministic, so
+    the document's digest does not move)."""
+    m, signature = _signed(name, sha256, signing.key_id())
+    return {"manifest": m, "signature": signature}
+
+
+def model_digest(model: dict[str, Any] | None) -> str:
+    """The digest a node reports once it runs `model` (agents/runtime.py makes the same string)."""
+    if not model or model.get("error"):
+        return ""
+    if model.get("backend") == "openai":
+        return (
+            f"openai:{model.get('base_url', '')}#{model.get('remote_model') or model.get('name')}"
+        )
+    return f"sha256:{model['sha256']}" if model.get("sha256") else ""
 
 
 def node_compliance(fleet: Fleet) -> dict[str, Any]:
@@ -69,7 +177,7 @@ def digest(sections: dict[str, Any]) -> str:
 
 def document(node: Node) -> dict[str, Any]:
     """The full desired-state document for one node (used on a poll whose ETag did not match)."""
-    sections = compose(node, node.fleet.layers.all(), node_compliance(node.fleet))
+    sections = compose(node, Context.load(node.fleet, node))
     return {
         "node_id": str(node.pk),
         "revision": node.desired_revision,
@@ -81,15 +189,15 @@ def document(node: Node) -> dict[str, Any]:
 def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
     """Recompute digests for `nodes` (default: the whole fleet); bump the revision of each node
     whose document changed and save only those. Returns the changed nodes."""
-    layers = list(fleet.layers.all())
-    compliance = node_compliance(fleet)  # once per refresh, not once per node
+    ctx = Context.load(fleet)
     if nodes is None:
         nodes = fleet.nodes.only(
-            "id", "name", "fleet_id", "labels", "desired_revision", "desired_digest"
-        )
+            "id", "name", "fleet_id", "labels", "hardware", "desired_revision", "desired_digest",
+            "desired_model_digest", "model_choice",
+        )  # fmt: skip
     changed = []
     for node in nodes:
-        sections = compose(node, layers, compliance)
+        sections = compose(node, ctx)
         new = digest(sections)
         if new != node.desired_digest:
             try:
@@ -103,6 +211,13 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
             if node.desired_digest:
                 node.desired_revision += 1
             node.desired_digest = new
+            model = sections["model"] or {}
+            node.desired_model_digest = model_digest(model)
+            node.model_choice = model.get("error") or model.get("choice") or ""
             changed.append(node)
-    Node.objects.bulk_update(changed, ["desired_revision", "desired_digest"], batch_size=1000)
+    Node.objects.bulk_update(
+        changed,
+        ["desired_revision", "desired_digest", "desired_model_digest", "model_choice"],
+        batch_size=1000,
+    )
     return changed

@@ -96,9 +96,15 @@ class NodeQuerySet(models.QuerySet):
         return self.filter(q)
 
     def drifted(self):
-        """Nodes whose reported revision is not their desired revision."""
+        """Nodes whose reported revision is not their desired revision, or whose reported model
+        is not the one they should run."""
         return self.filter(
-            Q(reported_revision__isnull=True) | ~Q(reported_revision=F("desired_revision"))
+            Q(reported_revision__isnull=True)
+            | ~Q(reported_revision=F("desired_revision"))
+            | (
+                ~Q(reported_model_digest=F("desired_model_digest"))
+                & (~Q(desired_model_digest="") | ~Q(model_choice=""))
+            )
         )
 
 
@@ -124,6 +130,10 @@ class Node(models.Model):
     reported_errors = models.JSONField(default=list, blank=True)
     reported_details = models.JSONField(default=dict, blank=True)
     reported_at = models.DateTimeField(null=True, blank=True)
+    # The model the node should run ("sha256:…" as nodes report it; "" for none or when no variant
+    # fits) and why this variant, or why none: set with the desired state by desired_state.refresh.
+    desired_model_digest = models.CharField(max_length=80, blank=True)
+    model_choice = models.CharField(max_length=1000, blank=True)
     # High-water marks acknowledged to the node for its metric and event streams.
     metrics_acked_seq = models.PositiveBigIntegerField(default=0)
     events_acked_seq = models.PositiveBigIntegerField(default=0)
@@ -354,3 +364,80 @@ class ToolApproval(models.Model):
         if self.decision == ApprovalStatus.PENDING and self.expires_at <= timezone.now():
             return ApprovalStatus.EXPIRED
         return self.decision
+
+
+class RolloutStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    HALTED = "halted", "Halted by a failing gate (rolled back)"
+    ABORTED = "aborted", "Aborted (rolled back)"
+    COMPLETED = "completed", "Completed"
+
+
+ACTIVE_ROLLOUT = (RolloutStatus.RUNNING, RolloutStatus.PAUSED)
+
+
+class Rollout(models.Model):
+    """A staged change of the model a fleet's nodes run (edgenodes/rollouts.py).
+
+    While it is active, nodes of the waves reached so far run `model` instead of what their layers
+    say; the others keep their layers' model. When the last wave passes its gates, `model` is written
+    into the layer `layer` and the rollout completes (no node's document changes at that moment).
+    A failing gate or an abort rolls the updated nodes back to their layers' model."""
+
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="rollouts")
+    model = models.JSONField()
+    layer = models.SlugField(max_length=63)
+    selector = models.JSONField(default=dict, blank=True)
+    waves = models.JSONField()
+    gates = models.JSONField()
+    wave_wait_s = models.PositiveIntegerField(default=300)
+    status = models.CharField(
+        max_length=10, choices=RolloutStatus.choices, default=RolloutStatus.RUNNING
+    )
+    current_wave = models.PositiveIntegerField(default=0)
+    wave_started_at = models.DateTimeField(default=timezone.now)
+    baseline = models.JSONField(default=dict)
+    last_check = models.JSONField(default=dict)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fleet"],
+                condition=Q(status__in=["running", "paused"]),
+                name="one_active_rollout_per_fleet",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"rollout {self.pk} of {self.model.get('name')} in {self.fleet_id}: {self.status}"
+
+
+class RolloutNodeState(models.TextChoices):
+    WAITING = "waiting", "Waiting for its wave"
+    UPDATED = "updated", "Runs the rollout's model"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+class RolloutNode(models.Model):
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="targets")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+")
+    wave = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=12, choices=RolloutNodeState.choices, default=RolloutNodeState.WAITING
+    )
+    # The revision that carried the rollout's model to the node, and what it ran before.
+    target_revision = models.PositiveBigIntegerField(null=True, blank=True)
+    previous_digest = models.CharField(max_length=80, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rollout", "node"], name="rollout_node_unique")
+        ]
+        indexes = [models.Index(fields=["node", "state"])]

@@ -12,12 +12,13 @@ from ninja import Router, Status
 from ninja.security import HttpBearer
 
 from agents import schemas
-from controlplane import tokens
+from controlplane import signing, tokens
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
 from . import contacts, desired_state, escalation, poll, services
 from .models import Node, NodeCredential, ToolApproval
 from .ratelimit import TokenBuckets
+from .registry import artifacts
 
 router = Router(tags=["node"])
 _buckets: TokenBuckets | None = None
@@ -117,8 +118,26 @@ def enroll(request, payload: schemas.EnrollIn):
             fleet=node.fleet.slug,
             credential=credential,
             poll_interval_s=node.poll_interval_s,
+            signing_key=signing.public_pem(),
         ),
     )
+
+
+@router.get("/signing-key", auth=NodeAuth(), response={200: schemas.SigningKeyOut, **ERRORS})
+def signing_key(request):
+    """The control plane's public key, for nodes enrolled before it was handed out at enrollment."""
+    return schemas.SigningKeyOut(key_id=signing.key_id(), public_key=signing.public_pem())
+
+
+@router.get(
+    "/artifacts/{sha256}",
+    auth=NodeAuth(),
+    response={200: None, 206: None, 404: schemas.ErrorOut, 416: schemas.ErrorOut, **ERRORS},
+)
+def download_artifact(request, sha256: str):
+    """A model file from the registry, by sha256. Send `Range: bytes=N-` to resume a download:
+    the answer is 206 with the rest of the file (416 if N is past its end)."""
+    return artifacts.serve(request, sha256)
 
 
 @router.get(

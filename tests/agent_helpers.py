@@ -8,9 +8,33 @@ import socket
 import threading
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agents import manifest
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+TEST_KEY = Ed25519PrivateKey.generate()
+
+
+def offline_node(state) -> None:
+    """node.json for a runtime with no control plane, pinning TEST_KEY as the signing key."""
+    pem = TEST_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused",
+                     "signing_key": pem.decode()})  # fmt: skip
+
+
+def signed(model: dict, key: Ed25519PrivateKey = TEST_KEY) -> dict:
+    """A model section with a manifest signed by `key`, as the control plane sends it."""
+    m = manifest.build(name=model["name"], variant="custom", sha256=model["sha256"], size=None,
+                       key_id="test")  # fmt: skip
+    return {**model, "manifest": m, "signature": manifest.sign(m, key)}
 
 
 class OnOffProxy:

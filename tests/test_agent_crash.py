@@ -13,7 +13,7 @@ import time
 from agents.runtime import Runtime, StateDir
 from agents.tinymodel import quantize, write_tiny_llama
 
-from .agent_helpers import sha256
+from .agent_helpers import offline_node, sha256, signed
 
 APPLY_AND_HANG = """
 import json, sys
@@ -29,7 +29,7 @@ print("applied", flush=True)
 def document(revision: int, model_url: str, digest: str) -> dict:
     return {
         "node_id": "n", "revision": revision, "poll_interval_s": 30,
-        "model": {"name": "tiny", "url": model_url, "sha256": digest, "n_ctx": 512},
+        "model": signed({"name": "tiny", "url": model_url, "sha256": digest, "n_ctx": 512}),
         "agents": {"helper": {"max_tokens": 8, "default": True}},
     }  # fmt: skip
 
@@ -37,7 +37,7 @@ def document(revision: int, model_url: str, digest: str) -> dict:
 def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
     model = quantize(write_tiny_llama(tmp_path / "f32.gguf"), tmp_path / "q8.gguf", "Q8_0")
     state = StateDir(tmp_path / "state").ensure()
-    state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused"})
+    offline_node(state)
     first = Runtime(state)
     first.apply(document(1, model.as_uri(), sha256(model)), '"1-old"')
     assert first.active.revision == 1
@@ -69,7 +69,7 @@ def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
 def test_an_agent_asking_for_a_model_the_node_does_not_run_is_refused_with_the_reason(tmp_path):
     model = quantize(write_tiny_llama(tmp_path / "f32.gguf"), tmp_path / "q8.gguf", "Q8_0")
     state = StateDir(tmp_path / "state").ensure()
-    state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused"})
+    offline_node(state)
     runtime = Runtime(state)
     doc = document(1, model.as_uri(), sha256(model))
     doc["agents"]["helper"]["model"] = "llama-70b"

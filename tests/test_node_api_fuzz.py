@@ -37,7 +37,7 @@ def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_vi
     _, credential = north_node
     schema = schemathesis.openapi.from_wsgi("/api/node/v1/openapi.json", get_wsgi_application())
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 11
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

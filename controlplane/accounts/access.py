@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 
-from controlplane.errors import NotFound
+from controlplane.errors import Forbidden, NotFound
 
 from .models import Membership, Role
 
 if TYPE_CHECKING:
     from controlplane.audit.models import AuditExport
-    from edgenodes.models import DesiredStateLayer, EnrollmentToken, Fleet, Node, ToolApproval
+    from edgenodes.models import (
+        DesiredStateLayer,
+        EnrollmentToken,
+        Fleet,
+        Node,
+        Rollout,
+        ToolApproval,
+    )
+    from edgenodes.registry.models import Artifact, QuantizationJob
 
 VIEW = "view"
 OPERATE = "operate"
@@ -164,3 +172,54 @@ def access_export(user, export_id: int) -> AuditExport:
     ):
         raise NotFound(f"export {export_id} not found")
     return export
+
+
+def access_rollout(user, rollout_id: int, action: str = VIEW) -> Rollout:
+    from edgenodes.models import Rollout
+
+    rollout = (
+        restrict(Rollout.objects.select_related("fleet"), user, action)
+        .filter(pk=rollout_id)
+        .first()
+    )
+    if rollout is None:
+        raise NotFound(f"rollout {rollout_id} not found")
+    return rollout
+
+
+# The model registry is shared by all fleets: anyone with a role in some fleet may read it; writing
+# (registering, quantizing) needs the admin role in some fleet. Someone with no role sees nothing.
+
+
+def _registry_check(user, action: str) -> None:
+    ids = fleet_ids(user, VIEW)
+    if ids is not None and not ids:
+        raise NotFound("model registry not found")
+    if action != VIEW:
+        ids = fleet_ids(user, ADMINISTER)
+        if ids is not None and not ids:
+            raise Forbidden("changing the model registry needs the admin role in some fleet")
+
+
+def access_registry(user, action: str = VIEW) -> None:
+    _registry_check(user, action)
+
+
+def access_artifact(user, name: str, variant: str, action: str = VIEW) -> Artifact:
+    from edgenodes.registry.models import Artifact
+
+    _registry_check(user, action)
+    artifact = Artifact.objects.filter(name=name, variant=variant).first()
+    if artifact is None:
+        raise NotFound(f"model '{name}' has no variant '{variant}'")
+    return artifact
+
+
+def access_quantization_job(user, job_id: int) -> QuantizationJob:
+    from edgenodes.registry.models import QuantizationJob
+
+    _registry_check(user, VIEW)
+    job = QuantizationJob.objects.select_related("source", "result").filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"quantization job {job_id} not found")
+    return job

@@ -4,16 +4,18 @@ from django.core.management.base import BaseCommand
 
 from controlplane.accounts.auth import purge_failures
 from controlplane.audit import services as audit
-from edgenodes import services
+from edgenodes import rollouts, services
 from edgenodes.metrics import maintain
 
 
 def run_once() -> dict[str, int]:
-    """Everything periodic: metric rollups and retention of every data class, and a signed audit
-    checkpoint when the last one is older than the interval (docs/compliance.md)."""
+    """Everything periodic: metric rollups and retention of every data class, a check of running
+    rollouts (a backstop for their task), and a signed audit checkpoint when the last one is older
+    than the interval (docs/compliance.md)."""
     result = maintain()
     result["events_purged"] = services.purge_events()
     result["login_failures_purged"] = purge_failures()
+    result["rollouts_checked"] = rollouts.check_running()
     result["audit_sealed"] = audit.seal_pending()
     result["audit_sources_forgotten"] = audit.forget_sources()
     result["audit_purged"] = audit.purge()
