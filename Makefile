@@ -28,8 +28,9 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py demo_setup
 	@$(BIN)/python manage.py maintain --every 60 & echo $$! > var/maintain.pid; \
+	$(BIN)/python manage.py db_worker --queue-name '*' --no-reload -v0 > var/worker.log 2>&1 & echo $$! > var/worker.pid; \
 	scripts/demo-node.sh http://$(HOST):$(PORT) > var/demo-node.log 2>&1 & echo $$! > var/demo-node.pid; \
-	trap 'kill $$(cat var/maintain.pid) $$(cat var/demo-node.pid) 2>/dev/null' EXIT INT TERM; \
+	trap 'kill $$(cat var/maintain.pid) $$(cat var/worker.pid) $$(cat var/demo-node.pid) 2>/dev/null' EXIT INT TERM; \
 	echo "Serving edgefleet on http://$(HOST):$(PORT)/ (Ctrl-C stops)"; \
 	echo "Demo edge node: local OpenAI-compatible API on http://127.0.0.1:8471/v1 (log: var/demo-node.log)"; \
 	echo "  try: .venv/bin/edgefleet-agent --state-dir var/demo-node chat 'what time is it?'"; \
@@ -54,7 +55,7 @@ services:
 	@scripts/services.sh
 
 bench: install
-	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py && $(BIN)/python bench/agent.py && $(BIN)/python bench/audit.py
+	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py && $(BIN)/python bench/agent.py && $(BIN)/python bench/audit.py && $(BIN)/python bench/registry.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -35,11 +35,22 @@ HARDWARE = HardwareProfile(
 )
 
 
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifacts")
+
+
 @pytest.fixture(autouse=True)
-def test_settings(settings):
+def test_settings(settings, artifact_dir):
     """PBKDF2 is slow by design; tests do not need that. Contacts are written through (no buffer
-    delay) unless a test asks for the buffered steady state."""
+    delay) unless a test asks for the buffered steady state. Registered models go to a temporary
+    directory."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                      "OPTIONS": {"location": str(artifact_dir)}},
+    }  # fmt: skip
     settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 0}
     # Each test's database starts over (and reuses primary keys): so does the actor cache.
     audit_services._actor_refs.clear()
@@ -186,3 +197,9 @@ def cloud_llm(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_f32(tmp_path_factory):
+    """A generated F32 llama GGUF (random weights), written once per test session."""
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "edgefleet-tiny-F32.gguf")

@@ -82,9 +82,7 @@ def list_models(request, name: str | None = None):
 
 
 @router.post("/models", response={201: ArtifactOut})
-def upload_model(
-    request, file: File[UploadedFile], name: Form[Annotated[str, Field(max_length=63)]] = ""
-):
+def upload_model(request, file: File[UploadedFile], name: str = Form("", max_length=63)):
     """Register a GGUF file (multipart field `file`; optional `name`, else the file's own name).
     The metadata is read from the file; a file that is not valid GGUF is refused with the reason."""
     access.access_registry(request.auth, ADMINISTER)
@@ -92,7 +90,7 @@ def upload_model(
     return Status(201, artifact)
 
 
-@router.get("/models/{name}/{variant}", response=ArtifactOut)
+@router.get("/models/{name}/variants/{variant}", response=ArtifactOut)
 def get_model(request, name: str, variant: str):
     return access.access_artifact(request.auth, name, variant, VIEW)
 

@@ -157,7 +157,30 @@ def do_register_artifact(
     record("artifact.register", artifact, user=user, request=request,
            after={"name": name, "variant": variant, "sha256": digest, "size": size,
                   "source": source.pk if source else None})  # fmt: skip
+    refresh_assigned(name)
     return artifact
+
+
+def refresh_assigned(name: str) -> int:
+    """A new variant can change what "auto" picks (or fix a "no variant fits"): refresh the fleets
+    whose layers or active rollouts name the model. Only documents that change get a revision."""
+    from edgenodes import desired_state
+    from edgenodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
+
+    def names(model: Any) -> bool:
+        return isinstance(model, dict) and model.get("name") == name and bool(model.get("variant"))
+
+    fleet_ids = {
+        fid for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
+        if names((sections or {}).get("model"))
+    } | {
+        fid for fid, model in Rollout.objects.filter(status__in=ACTIVE_ROLLOUT)
+        .values_list("fleet_id", "model") if names(model)
+    }  # fmt: skip
+    changed = 0
+    for fleet in Fleet.objects.filter(pk__in=fleet_ids):
+        changed += len(desired_state.refresh(fleet))
+    return changed
 
 
 def register_upload(user, upload, *, name: str = "", request=None) -> Artifact:

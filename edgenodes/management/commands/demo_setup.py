@@ -49,22 +49,23 @@ class Command(BaseCommand):
     def demo_node(self, user, fleet) -> None:
         """A generated tiny model assigned to the fleet, and an enrollment token for the demo node
         (scripts/demo-node.sh enrolls it and runs it)."""
-        import hashlib
+        from agents.tinymodel import write_tiny_llama
+        from edgenodes.registry import services as registry
+        from edgenodes.registry.models import Artifact
 
-        from agents.tinymodel import quantize, write_tiny_llama
-
-        models = settings.VAR_DIR / "models"
-        model = models / "edgefleet-tiny-Q4_K_M.gguf"
-        if not model.exists():
-            f32 = write_tiny_llama(models / "edgefleet-tiny-F32.gguf")
-            quantize(f32, model, "Q4_K_M")
+        if not Artifact.objects.filter(name="edgefleet-tiny").exists():
+            f32 = write_tiny_llama(settings.VAR_DIR / "models" / "edgefleet-tiny-F32.gguf")
+            source = registry.do_register_artifact(user, f32, name="edgefleet-tiny")
+            # The same background jobs an admin queues; run here at once so the demo starts ready.
+            for job in registry.do_quantize(user, source, ["Q8_0", "Q4_K_M"]):
+                registry.run_quantization(job.pk)
             self.stdout.write(
-                f"Generated a tiny demo model (random weights: it answers, but makes no sense): {model}"
+                "Registered a generated tiny model (random weights: it answers, but makes no "
+                "sense) as edgefleet-tiny, with F32, Q8_0 and Q4_K_M variants"
             )
-        digest = hashlib.sha256(model.read_bytes()).hexdigest()
         if not fleet.layers.filter(name="demo-assignment").exists():
             services.do_put_layer(user, fleet, name="demo-assignment", scope="fleet", sections={
-                "model": {"name": "edgefleet-tiny", "url": model.as_uri(), "sha256": digest, "n_ctx": 2048},
+                "model": {"name": "edgefleet-tiny", "variant": "auto", "n_ctx": 2048},
                 "agents": {
                     "front": {"role": "Route the request.", "default": True,
                               "routes": {"ops": "time, files and tickets", "helper": "anything else"}},

@@ -1,0 +1,240 @@
+"""The model registry: registration, quantization on the task worker, variant choice per node,
+downloads with Range, drift."""
+
+from __future__ import annotations
+
+import hashlib
+from io import StringIO
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from agents import manifest
+from controlplane import signing
+from controlplane.audit.models import AuditRecord
+from edgenodes import desired_state, services
+from edgenodes.models import Node
+from edgenodes.registry import services as registry
+from edgenodes.registry.models import Artifact, JobStatus, QuantizationJob
+from edgenodes.registry.resolver import MB, Variant, choose
+
+from .conftest import enroll
+
+
+def run_worker():
+    call_command("db_worker", "--batch", "--no-startup-delay", "--queue-name", "*", "--no-reload",
+                 verbosity=0)  # fmt: skip
+
+
+@pytest.fixture
+def tiny(db, alice, tiny_f32):
+    return registry.do_register_artifact(alice, tiny_f32, name="tiny")
+
+
+def test_registering_a_gguf_reads_its_metadata_and_signs_a_manifest(alice, tiny_f32, db):
+    out = StringIO()
+    call_command("register_model", str(tiny_f32), "--name", "tiny", stdout=out)
+    assert "registered tiny:F32 (llama" in out.getvalue()
+    a = Artifact.objects.get(name="tiny")
+    assert (a.variant, a.architecture, a.context_length, a.n_layer, a.n_embd) == (
+        "F32",
+        "llama",
+        1024,
+        2,
+        256,
+    )
+    assert (
+        a.sha256 == hashlib.sha256(tiny_f32.read_bytes()).hexdigest()
+        and a.size == tiny_f32.stat().st_size
+    )
+    assert 31 < a.bits_per_weight < 33 and a.parameters > 1_000_000
+    assert "im_start" in a.chat_template
+    assert (
+        manifest.check(a.manifest, a.signature, signing.public_pem(), a.sha256)["variant"] == "F32"
+    )
+    assert AuditRecord.objects.filter(action="artifact.register").count() == 1
+    # Registering the same file again is idempotent.
+    call_command("register_model", str(tiny_f32), "--name", "tiny", stdout=StringIO())
+    assert Artifact.objects.count() == 1
+
+
+def test_a_file_that_is_not_gguf_is_refused_with_a_clear_message(alice, admin_api, tmp_path, db):
+    bogus = tmp_path / "model.gguf"
+    bogus.write_bytes(b"PK\x03\x04 definitely a zip file" * 100)
+    with pytest.raises(CommandError, match="not a valid GGUF file: the file does not start with"):
+        call_command("register_model", str(bogus))
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 40)
+    upload = SimpleUploadedFile("cut.gguf", truncated.read_bytes())
+    r = admin_api(alice).client.post("/api/v1/models", {"file": upload})
+    assert r.status_code == 400 and r.json()["detail"].startswith("not a valid GGUF file")
+    assert not Artifact.objects.exists()
+
+
+def test_an_admin_uploads_a_model_through_the_api(alice, admin_api, tiny_f32, db):
+    upload = SimpleUploadedFile("tiny.gguf", tiny_f32.read_bytes())
+    r = admin_api(alice).client.post("/api/v1/models", {"file": upload, "name": "Tiny Chat"})
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert (body["name"], body["variant"], body["has_chat_template"]) == ("tiny-chat", "F32", True)
+    r = admin_api(alice).get("/models/tiny-chat/variants/F32")
+    assert r.status_code == 200 and r.json()["sha256"] == body["sha256"]
+
+
+@pytest.mark.django_db(transaction=True)  # the worker closes its connection when done
+def test_quantization_runs_on_the_task_worker_and_records_size_and_bits_per_weight(
+    alice, admin_api, tiny
+):
+    r = admin_api(alice).post("/models/tiny/quantize", {"variants": ["Q8_0", "Q4_K_M"]})
+    assert r.status_code == 202, r.content
+    jobs = r.json()
+    assert [j["status"] for j in jobs] == ["queued", "queued"]
+    run_worker()
+    for job in jobs:
+        r = admin_api(alice).get(f"/quantization-jobs/{job['id']}")
+        body = r.json()
+        assert body["status"] == "done" and body["progress"] == 1.0, body
+        assert body["result"]["source"] == "F32"
+    q8, q4 = Artifact.objects.get(variant="Q8_0"), Artifact.objects.get(variant="Q4_K_M")
+    assert tiny.size > q8.size > q4.size
+    assert tiny.bits_per_weight > q8.bits_per_weight > q4.bits_per_weight
+    # Asking again for an existing variant, or from a quantized source, is a clear 4xx.
+    assert admin_api(alice).post("/models/tiny/quantize", {"variants": ["Q8_0"]}).status_code == 409
+    r = admin_api(alice).post("/models/tiny/quantize", {"source": "Q8_0", "variants": ["Q2_K"]})
+    assert r.status_code == 400 and "already quantized" in r.json()["detail"]
+    r = admin_api(alice).post("/models/tiny/quantize", {"variants": ["Q1_X"]})
+    assert r.status_code == 400 and "unknown variant" in r.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_quantization_is_recorded_on_the_job(alice, tiny, monkeypatch):
+    (job,) = registry.do_quantize(alice, tiny, ["Q2_K"])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("llama_model_quantize failed with code 1 for Q2_K")
+
+    monkeypatch.setattr(registry, "quantize", broken)
+    run_worker()
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "code 1" in job.error
+    assert not Artifact.objects.filter(variant="Q2_K").exists()
+
+
+def variant(name: str, size_mb: float, bpw: float) -> Variant:
+    return Variant("m", name, name.lower() * 8, int(size_mb * MB), bpw, 32, 4096, 32, 8, {}, "")
+
+
+LADDER = [variant("Q8_0", 7700, 8.5), variant("Q4_K_M", 4400, 4.85), variant("Q2_K", 2900, 3.35)]
+
+
+def test_auto_picks_the_best_variant_that_fits_with_its_kv_cache_and_says_why():
+    # KV cache: 2 * 32 layers * 4096 ctx * 1024 * 2 bytes = 512 MB.
+    c = choose(LADDER, "auto", {"ram_mb": 16384}, n_ctx=4096)
+    assert c.variant.variant == "Q8_0" and "512.0 MB KV cache for n_ctx 4096" in c.explanation
+    c = choose(LADDER, "auto", {"ram_mb": 8192}, n_ctx=4096)
+    assert c.variant.variant == "Q4_K_M"
+    assert "Q8_0, the next better variant, needs 8,212.0 MB" in c.explanation
+    # A GPU counts only when every layer is offloaded.
+    assert (
+        choose(
+            LADDER, "auto", {"ram_mb": 4096, "vram_mb": 24576}, n_ctx=4096, n_gpu_layers=-1
+        ).variant.variant
+        == "Q8_0"
+    )
+    c = choose(LADDER, "auto", {"ram_mb": 2048}, n_ctx=4096)
+    assert c.variant is None and c.explanation.startswith(
+        "no variant fits: the smallest, Q2_K, needs"
+    )
+    assert choose(LADDER, "auto", {}, n_ctx=512).variant is None
+    assert choose(LADDER, "Q2_K", {"ram_mb": 1}, n_ctx=512).variant.variant == "Q2_K"
+    assert "has no Q5_K_M variant" in choose(LADDER, "Q5_K_M", {}, n_ctx=512).explanation
+
+
+def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
+    alice, admin_api, north, tiny
+):
+    registry.run_quantization(registry.do_quantize(alice, tiny, ["Q4_K_M"])[0].pk)
+    q4 = Artifact.objects.get(variant="Q4_K_M")
+    big, _ = enroll(north, "big")
+    small, _ = enroll(north, "small")
+    tiny_node, _ = enroll(north, "pocket")
+    # KV cache at n_ctx 2048: 2 * 2 layers * 2048 * 256 * 2 bytes = 4 MB; F32 is 6 MB, Q4_K_M 1 MB;
+    # 75% of the memory may be used.
+    Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
+    Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
+    Node.objects.filter(pk=tiny_node.pk).update(hardware={"ram_mb": 4})
+    services.do_put_layer(alice, north, name="model", scope="fleet",
+                          sections={"model": {"name": "tiny", "variant": "auto"}})  # fmt: skip
+    docs = {
+        n.name: desired_state.document(n)["model"] for n in Node.objects.select_related("fleet")
+    }
+    assert docs["big"]["sha256"] == tiny.sha256 and docs["big"]["url"] == f"artifacts/{tiny.sha256}"
+    assert docs["small"]["sha256"] == q4.sha256 and docs["small"]["choice"].startswith("Q4_K_M")
+    assert docs["pocket"]["error"].startswith("model 'tiny': no variant fits")
+    assert manifest.check(
+        docs["small"]["manifest"], docs["small"]["signature"], signing.public_pem(), q4.sha256
+    )
+    pocket = admin_api(alice).get(f"/nodes/{tiny_node.pk}").json()
+    assert pocket["desired_model_digest"] == "" and "no variant fits" in pocket["model_choice"]
+    drift = {d["name"]: d["reason"] for d in admin_api(alice).get("/nodes/drift").json()}
+    assert drift["pocket"].startswith("no model can run here: model 'tiny': no variant fits")
+
+
+def test_a_new_variant_changes_the_revision_only_of_nodes_whose_choice_changes(alice, north, tiny):
+    big, _ = enroll(north, "big")
+    small, _ = enroll(north, "small")
+    Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
+    Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
+    services.do_put_layer(alice, north, name="model", scope="fleet",
+                          sections={"model": {"name": "tiny", "variant": "auto"}})  # fmt: skip
+    before = dict(Node.objects.values_list("name", "desired_revision"))
+    registry.run_quantization(registry.do_quantize(alice, tiny, ["Q4_K_M"])[0].pk)
+    after = dict(Node.objects.values_list("name", "desired_revision"))
+    assert after["big"] == before["big"]  # still F32
+    assert after["small"] == before["small"] + 1  # nothing fitted; now Q4_K_M does
+    assert Node.objects.get(name="small").model_choice.startswith("Q4_K_M")
+
+
+def test_nodes_download_artifacts_with_range_requests(north_node, node_api, tiny):
+    _, cred = north_node
+    data = Artifact.objects.get(pk=tiny.pk)
+    full = node_api(cred).get(f"/artifacts/{tiny.sha256}")
+    assert full.status_code == 200 and full["Accept-Ranges"] == "bytes"
+    body = b"".join(full.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == data.sha256
+    part = node_api(cred).get(f"/artifacts/{tiny.sha256}", Range="bytes=1000-")
+    assert (
+        part.status_code == 206
+        and part["Content-Range"] == f"bytes 1000-{data.size - 1}/{data.size}"
+    )
+    assert b"".join(part.streaming_content) == body[1000:]
+    r = node_api(cred).get(f"/artifacts/{tiny.sha256}", Range=f"bytes={data.size}-")
+    assert r.status_code == 416 and r["Content-Range"] == f"bytes */{data.size}"
+    assert node_api(cred).get(f"/artifacts/{tiny.sha256}", Range="bytes=0-1,5-9").status_code == 400
+    assert node_api(cred).get(f"/artifacts/{'0' * 64}").status_code == 404
+    assert node_api().get(f"/artifacts/{tiny.sha256}").status_code == 401
+
+
+def test_nodes_get_the_signing_key_at_enrollment_and_on_request(north, node_api, north_node):
+    _, cred = north_node
+    r = node_api(cred).get("/signing-key")
+    assert r.status_code == 200 and r.json()["public_key"] == signing.public_pem()
+
+
+def test_registry_permissions(admin_api, alice, olivia, victor, mallory, carol, tiny_f32, tiny):
+    upload = lambda: {"file": SimpleUploadedFile("x.gguf", tiny_f32.read_bytes()), "name": "again"}  # noqa: E731
+    for user, list_status, upload_status in [
+        (alice, 200, 201), (olivia, 200, 403), (carol, 200, 403), (victor, 200, 403), (mallory, 404, 404),
+    ]:  # fmt: skip
+        assert admin_api(user).get("/models").status_code == list_status, user
+        assert admin_api(user).get("/models/tiny/variants/F32").status_code == list_status, user
+        r = admin_api(user).client.post("/api/v1/models", upload())
+        assert r.status_code == upload_status, (user, r.content)
+        r = admin_api(user).post("/models/tiny/quantize", {"variants": ["Q2_K"]})
+        assert r.status_code in ((202, 409) if user is alice else (upload_status,)), user
+    assert QuantizationJob.objects.count() == 1
+    job = QuantizationJob.objects.get()
+    assert admin_api(victor).get(f"/quantization-jobs/{job.pk}").status_code == 200
+    assert admin_api(mallory).get(f"/quantization-jobs/{job.pk}").status_code == 404
