@@ -120,8 +120,9 @@ class NodeClient:
             self._call("GET", f"/approvals/{approval_id}").json()
         )
 
-    def download(self, url: str, dest, *, chunk: int = 1 << 20) -> None:
-        """Download to `dest`, resuming a partial file with an HTTP Range request."""
+    def download(self, url: str, dest) -> None:
+        """Download to `dest`, resuming a partial file with an HTTP Range request. Bytes are written
+        as they arrive, so an interruption loses nothing that was received."""
         done = dest.stat().st_size if dest.exists() else 0
         headers = self._headers({"Range": f"bytes={done}-"} if done else None)
         try:
@@ -131,7 +132,7 @@ class NodeClient:
                 _raise_for(r)
                 mode = "ab" if r.status_code == 206 else "wb"
                 with open(dest, mode) as f:
-                    for part in r.iter_bytes(chunk):
+                    for part in r.iter_bytes():
                         f.write(part)
         except httpx.HTTPError as exc:
             raise ControlPlaneError(f"download of {url} interrupted: {exc}") from exc

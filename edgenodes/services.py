@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from pydantic import ValidationError
 
 from agents import compliance, schemas
 from controlplane import tokens
@@ -335,6 +336,15 @@ def do_put_layer(
         raise ServiceError(
             "compliance is set per fleet (PUT /api/v1/fleets/{slug}/compliance), not in a layer"
         )
+    model = sections.get("model")
+    if isinstance(model, dict):
+        # Checked on its own too: a node in a rollout does not compose this layer's model now.
+        try:
+            schemas.ModelAssignment.model_validate({"name": "layer", **model})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ServiceError(f"invalid model section: {where}: {first['msg']}") from None
     layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
     before = _layer_snapshot(layer) if layer else None
     old_targets = _affected(fleet, layer) if layer else []

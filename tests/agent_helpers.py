@@ -108,3 +108,30 @@ class OnOffProxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+
+class CuttingProxy(OnOffProxy):
+    """An OnOffProxy that drops the first connection once `cut_after` bytes have come back on it
+    (a download interrupted half-way); later connections pass untouched."""
+
+    def __init__(self, target_host: str, target_port: int, cut_after: int):
+        self.cut_after = cut_after
+        self.cuts = 0
+        super().__init__(target_host, target_port)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
+        if seen is not None:
+            return OnOffProxy._pipe(src, dst, seen)
+        passed = 0
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                passed += len(data)
+                if passed > self.cut_after and self.cuts == 0:
+                    self.cuts += 1
+                    break
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)

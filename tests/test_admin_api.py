@@ -12,8 +12,8 @@ from controlplane.accounts.models import PersonalToken
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit.models import AuditRecord
 from controlplane.audit.services import pseudonym, user_ref
-from edgenodes import services
-from edgenodes.models import EnrollmentToken, Fleet, Node, ToolApproval
+from edgenodes import rollouts, services
+from edgenodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
 
 from .conftest import enroll
 
@@ -33,7 +33,9 @@ def targets(fleet: Fleet):
     node = Node.objects.get(fleet=fleet)
     token = EnrollmentToken.objects.filter(fleet=fleet).first()
     approval = ToolApproval.objects.filter(fleet=fleet).first()
-    return {"slug": fleet.slug, "node": node.pk, "token": token.pk, "approval": approval.pk}
+    rollout = Rollout.objects.filter(fleet=fleet).first()
+    return {"slug": fleet.slug, "node": node.pk, "token": token.pk, "approval": approval.pk,
+            "rollout": rollout.pk}  # fmt: skip
 
 
 ENDPOINTS = [
@@ -71,6 +73,10 @@ ENDPOINTS = [
         {"scope": "fleet", "sections": {"routing": {"a": 1}}},
     ),
     ("delete layer", OPERATE, "delete", "/fleets/{slug}/layers/existing", None),
+    ("list rollouts", VIEW, "get", "/fleets/{slug}/rollouts", None),
+    ("get rollout", VIEW, "get", "/rollouts/{rollout}", None),
+    ("pause rollout", OPERATE, "post", "/rollouts/{rollout}/pause", {}),
+    ("abort rollout", OPERATE, "post", "/rollouts/{rollout}/abort", {}),
     ("approve tool call", OPERATE, "post", "/approvals/{approval}/approve", {}),
     ("deny tool call", OPERATE, "post", "/approvals/{approval}/deny", {}),
     ("read compliance settings", AUDIT, "get", "/fleets/{slug}/compliance", None),
@@ -108,7 +114,23 @@ def world(north, south, alice):
             scope="fleet",
             sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
         )
+        rollouts.do_start_rollout(alice, fleet, model=ROLLOUT_MODEL)
     return {"north": north, "south": south}
+
+
+ROLLOUT_MODEL = {"name": "custom", "url": "file:///models/custom.gguf", "sha256": "a" * 64}
+
+
+@pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
+@pytest.mark.parametrize("where", ["own fleet", "other fleet"])
+def test_starting_a_rollout_needs_the_operate_right_in_that_fleet(world, admin_api, persona, where):
+    fleet = world["north"] if where == "own fleet" else world["south"]
+    rollouts.do_abort_rollout(None, Rollout.objects.get(fleet=fleet))
+    r = admin_api(persona).post(f"/fleets/{fleet.slug}/rollouts", {"model": ROLLOUT_MODEL})
+    allowed = OPERATE in RIGHTS[persona.username] and (
+        where == "own fleet" or persona.username == "alice"
+    )
+    assert r.status_code == (201 if allowed else 404), r.content
 
 
 @pytest.mark.parametrize("persona", list(RIGHTS), indirect=True)
