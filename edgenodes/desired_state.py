@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from pydantic import ValidationError
 
 from agents import manifest
@@ -215,9 +216,26 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
             node.desired_model_digest = model_digest(model)
             node.model_choice = model.get("error") or model.get("choice") or ""
             changed.append(node)
-    Node.objects.bulk_update(
-        changed,
-        ["desired_revision", "desired_digest", "desired_model_digest", "model_choice"],
-        batch_size=1000,
-    )
+    _save(changed)
     return changed
+
+
+def _save(nodes: list[Node]) -> None:
+    """One prepared UPDATE per node, sent with executemany (pipelined on PostgreSQL): bulk_update's
+    CASE expressions cost ~1 ms of Python per node to build (bench/registry.py)."""
+    if not nodes:
+        return
+    table = Node._meta.db_table
+    sql = (
+        f"UPDATE {table} SET desired_revision = %s, desired_digest = %s, "
+        "desired_model_digest = %s, model_choice = %s WHERE id = %s"
+    )
+    pk = Node._meta.pk
+    assert pk is not None
+    rows = [
+        (n.desired_revision, n.desired_digest, n.desired_model_digest, n.model_choice,
+         pk.get_db_prep_value(n.pk, connection))
+        for n in nodes
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
