@@ -75,7 +75,7 @@ def main() -> None:
         var = Path(tmp)
         env = setup(var)
         from agents.client import NodeClient
-        from agents.schemas import EnrollIn, HardwareProfile
+        from agents.schemas import EnrollIn
         from agents.tinymodel import write_tiny_llama
         from edgenodes import desired_state, services
         from edgenodes.models import Fleet, Node
@@ -133,7 +133,9 @@ def main() -> None:
                 copies.append(timed(lambda dest=dest: shutil.copyfile(stored, dest))[1])
                 dest.unlink()
                 dest = var / f"dl-{i}.gguf"
-                downloads.append(timed(lambda dest=dest: client.download(f"artifacts/{f32.sha256}", dest))[1])
+                downloads.append(
+                    timed(lambda dest=dest: client.download(f"artifacts/{f32.sha256}", dest))[1]
+                )
                 assert dest.stat().st_size == size
                 dest.unlink()
             copy_s, dl_s = min(copies), min(downloads)
@@ -189,7 +191,9 @@ def main() -> None:
         _, refresh_s = timed(lambda: desired_state.refresh(fleet))
         results["resolver"] = {"nodes": NODES, "resolve_s": resolve_s, "choices": picks,
                                "target_s": 1.0, "refresh_fleet_s": refresh_s}  # fmt: skip
-        log(f"full refresh of a {NODES:,}-node fleet (compose, resolve, sign, digest, save): {refresh_s:.2f} s")
+        log(
+            f"full refresh of a {NODES:,}-node fleet (compose, resolve, sign, digest, save): {refresh_s:.2f} s"
+        )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "registry.json").write_text(json.dumps(results, indent=1))

@@ -37,6 +37,18 @@ def test_the_dashboard_shows_only_the_nodes_a_persona_may_see(
     assert b"north-1" in page(alice).content and b"south-1" in page(alice).content
 
 
+def test_the_node_table_says_when_no_model_variant_fits_and_why(north_node, victor):
+    from edgenodes.models import Node
+
+    node, _ = north_node
+    Node.objects.filter(pk=node.pk).update(model_choice="model 'tiny': no variant fits: ...")
+    body = page(victor, htmx=True).content.decode()
+    assert (
+        "no variant fits</span>" in body
+        and 'title="model &#x27;tiny&#x27;: no variant fits' in body
+    )
+
+
 def test_an_htmx_refresh_gets_only_the_node_table_partial(north_node, victor):
     body = page(victor, htmx=True).content.decode()
     assert body.lstrip().startswith("<table>")
