@@ -10,7 +10,9 @@ the canonical form cannot drift between them.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +24,14 @@ VERSION = 1
 
 class ManifestError(Exception):
     """The manifest is missing, malformed, not signed by the pinned key, or names another file."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def canonical(manifest: dict[str, Any]) -> bytes:

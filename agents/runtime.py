@@ -17,7 +17,6 @@ applied.json untouched, so a restart comes back on the previous state.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from . import compliance, manifest, schemas
 from .agent import AgentRunner, Turn
 from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend, Usage
 from .client import ControlPlaneError, NodeClient, backoff
+from .manifest import sha256_file
 from .outbox import STREAMS, Outbox
 from .tools import ToolGate, registry
 
@@ -96,14 +96,6 @@ class StateDir:
 
     def save_status(self, data: dict[str, Any]) -> None:
         write_json_atomic(self.path / "status.json", data)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -253,7 +245,7 @@ class Runtime:
             }
             model = schemas.ModelAssignment.model_validate(doc.model) if doc.model else None
         except ValidationError as exc:
-            raise ApplyError(f"invalid desired state: {exc.errors()[0]['msg']}") from exc
+            raise ApplyError(f"invalid desired state: {schemas.first_error(exc)}") from exc
         for name, spec in specs.items():
             if spec.model and (model is None or spec.model != model.name):
                 running = model.name if model else "no model"
@@ -274,12 +266,11 @@ class Runtime:
             try:
                 if model.backend == "openai":
                     backend = OpenAICompatBackend(model.base_url, model.remote_model or model.name)
-                    digest = f"openai:{model.base_url}#{model.remote_model or model.name}"
                 else:
                     path = self._fetch_model(model)
                     backend = LlamaCppBackend(str(path), n_ctx=model.n_ctx, n_threads=model.n_threads,
                                               n_gpu_layers=model.n_gpu_layers)  # fmt: skip
-                    digest = f"sha256:{model.sha256}"
+                digest = schemas.model_digest(model.model_dump())
             except BackendError as exc:
                 raise ApplyError(str(exc)) from exc
             self.metrics({"model.load_time_ms": backend.load_time_s * 1000})  # type: ignore[attr-defined]

@@ -253,6 +253,26 @@ class EscalateOut(BaseModel):
 SECTION_SCHEMAS: dict[str, Any] = {"model": ModelAssignment, "tools": ToolPolicy}
 
 
+def model_digest(model: dict[str, Any] | None) -> str:
+    """What a node reports as the model it runs (and the control plane expects): "sha256:<hex>"
+    for a llama.cpp file, "openai:<base_url>#<model>" for a local OpenAI-compatible server, "" for
+    none (or an assignment that cannot run: `error`)."""
+    if not model or model.get("error"):
+        return ""
+    if model.get("backend") == "openai":
+        return (
+            f"openai:{model.get('base_url', '')}#{model.get('remote_model') or model.get('name')}"
+        )
+    return f"sha256:{model['sha256']}" if model.get("sha256") else ""
+
+
+def first_error(exc: Any) -> str:
+    """A pydantic ValidationError as one line: where, then what."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "value"
+    return f"{where}: {first['msg']}"
+
+
 def validate_sections(sections: dict[str, Any]) -> None:
     """Check a composed document's typed sections; raises pydantic.ValidationError."""
     if sections.get("model") is not None:

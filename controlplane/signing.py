@@ -12,11 +12,14 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
+
+from agents import manifest
 
 
 class SigningKeyMissing(Exception):
@@ -73,6 +76,14 @@ def key_id(public: Ed25519PublicKey | None = None) -> str:
 
 def sign(data: bytes) -> str:
     return base64.b64encode(private_key().sign(data)).decode()
+
+
+def sign_manifest(
+    *, name: str, variant: str, sha256: str, size: int | None
+) -> tuple[dict[str, Any], str]:
+    """A model artifact's manifest (agents/manifest.py) and its signature by this key."""
+    m = manifest.build(name=name, variant=variant, sha256=sha256, size=size, key_id=key_id())
+    return m, manifest.sign(m, private_key())
 
 
 def load_public(pem: str | bytes) -> Ed25519PublicKey:

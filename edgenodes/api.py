@@ -12,14 +12,12 @@ from uuid import UUID
 
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import ValidationError as PydanticValidationError
 
 from agents.schemas import (
     SECTIONS,
     CloudEndpoint,
     JsonDict,
     Labels,
-    ModelAssignment,
     Name,
     Region,
 )
@@ -123,22 +121,7 @@ class DriftOut(Schema):
 
     @staticmethod
     def resolve_reason(obj: Node) -> str:
-        if obj.model_choice and not obj.desired_model_digest:
-            return f"no model can run here: {obj.model_choice}"
-        if obj.reported_revision is None:
-            return "node has not reported any state yet"
-        if obj.reported_errors:
-            return f"node reports errors: {obj.reported_errors[0]}"
-        if obj.reported_revision < obj.desired_revision:
-            if obj.status != NodeStatus.ONLINE:
-                return f"node is {obj.status} and has not applied revision {obj.desired_revision}"
-            return "node has not applied the latest revision yet"
-        if obj.reported_model_digest != obj.desired_model_digest:
-            return (
-                f"node runs {obj.reported_model_digest or 'no model'}, "
-                f"not {obj.desired_model_digest or 'no model'}"
-            )
-        return "node reports a revision the control plane did not issue"
+        return obj.drift_reason
 
 
 class EnrollmentTokenIn(Schema):
@@ -641,13 +624,6 @@ def start_rollout(request, slug: str, payload: RolloutIn):
     """Start a staged rollout of a model to the fleet's nodes matching `selector` (all if empty).
     The first wave (the canary) gets the model at once; see docs/models.md for the gates."""
     fleet = access.access_fleet(request.auth, slug, OPERATE)
-    try:
-        ModelAssignment.model_validate(payload.model)
-    except PydanticValidationError as exc:
-        first = exc.errors()[0]
-        raise ServiceError(
-            f"invalid model: {'.'.join(str(p) for p in first['loc']) or 'model'}: {first['msg']}"
-        ) from None
     rollout = rollouts.do_start_rollout(
         request.auth, fleet, model=payload.model, layer=payload.layer, selector=payload.selector,
         waves=payload.waves, gates=payload.gates.dict(), wave_wait_s=payload.wave_wait_s,

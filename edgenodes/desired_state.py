@@ -23,8 +23,7 @@ from django.conf import settings
 from django.db import connection
 from pydantic import ValidationError
 
-from agents import manifest
-from agents.schemas import SECTIONS, validate_sections
+from agents.schemas import SECTIONS, first_error, model_digest, validate_sections
 from controlplane import signing
 from controlplane.errors import ServiceError
 
@@ -145,8 +144,7 @@ def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
 
 @lru_cache(maxsize=1024)
 def _signed(name: str, sha256: str, key_id: str) -> tuple[dict[str, Any], str]:
-    m = manifest.build(name=name, variant="custom", sha256=sha256, size=None, key_id=key_id)
-    return m, manifest.sign(m, signing.private_key())
+    return signing.sign_manifest(name=name, variant="custom", sha256=sha256, size=None)
 
 
 def signed_manifest(name: str, sha256: str) -> dict[str, Any]:
@@ -154,17 +152,6 @@ def signed_manifest(name: str, sha256: str) -> dict[str, Any]:
     the document's digest does not move)."""
     m, signature = _signed(name, sha256, signing.key_id())
     return {"manifest": m, "signature": signature}
-
-
-def model_digest(model: dict[str, Any] | None) -> str:
-    """The digest a node reports once it runs `model` (agents/runtime.py makes the same string)."""
-    if not model or model.get("error"):
-        return ""
-    if model.get("backend") == "openai":
-        return (
-            f"openai:{model.get('base_url', '')}#{model.get('remote_model') or model.get('name')}"
-        )
-    return f"sha256:{model['sha256']}" if model.get("sha256") else ""
 
 
 def node_compliance(fleet: Fleet) -> dict[str, Any]:
@@ -204,10 +191,8 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
             try:
                 validate_sections(sections)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
                 raise ServiceError(
-                    f"the desired state of node '{node.name}' would be invalid: {where}: {first['msg']}"
+                    f"the desired state of node '{node.name}' would be invalid: {first_error(exc)}"
                 ) from None
             if node.desired_digest:
                 node.desired_revision += 1

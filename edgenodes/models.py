@@ -177,6 +177,40 @@ class Node(models.Model):
     def etag(self) -> str:
         return etag_for(self.desired_revision, self.desired_digest)
 
+    @property
+    def model_unplaceable(self) -> bool:
+        """The assignment cannot run here (no variant fits, or none exists): `model_choice` says why."""
+        return bool(self.model_choice) and not self.desired_model_digest
+
+    @property
+    def model_drifted(self) -> bool:
+        return (
+            bool(self.desired_model_digest)
+            and self.reported_model_digest != self.desired_model_digest
+        )
+
+    @property
+    def drift_reason(self) -> str:
+        """Why the node's reported state differs from its desired state ("" if it does not)."""
+        if self.model_unplaceable:
+            return f"no model can run here: {self.model_choice}"
+        if self.reported_revision is None:
+            return "node has not reported any state yet"
+        if self.reported_errors:
+            return f"node reports errors: {self.reported_errors[0]}"
+        if self.reported_revision < self.desired_revision:
+            if self.status != NodeStatus.ONLINE:
+                return f"node is {self.status} and has not applied revision {self.desired_revision}"
+            return "node has not applied the latest revision yet"
+        if self.model_drifted:
+            return (
+                f"node runs {self.reported_model_digest or 'no model'}, "
+                f"not {self.desired_model_digest}"
+            )
+        if self.reported_revision != self.desired_revision:
+            return "node reports a revision the control plane did not issue"
+        return ""
+
 
 def etag_for(revision: int, digest: str) -> str:
     return f'"{revision}-{digest[:16]}"'
@@ -234,6 +268,11 @@ class EnrollmentToken(models.Model):
         return ""
 
 
+def labels_match(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    """A label selector matches when every key it names has that value (an empty one: always)."""
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 class LayerScope(models.TextChoices):
     FLEET = "fleet", "Whole fleet"
     LABEL = "label", "Nodes matching a label selector"
@@ -268,7 +307,7 @@ class DesiredStateLayer(models.Model):
             return True
         if self.scope == LayerScope.NODE:
             return self.node_id == node.pk
-        return all(node.labels.get(k) == v for k, v in self.selector.items())
+        return labels_match(node.labels, self.selector)
 
 
 class MetricSample(models.Model):

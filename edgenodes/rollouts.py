@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Avg, Count
 from django.utils import timezone
 from django_tasks import task
+from pydantic import ValidationError
 
 from agents import schemas
 from controlplane.audit.services import record
@@ -47,6 +48,7 @@ from .models import (
     RolloutNode,
     RolloutNodeState,
     RolloutStatus,
+    labels_match,
 )
 
 DEFAULT_GATES: dict[str, float] = {
@@ -165,11 +167,14 @@ def do_start_rollout(
         raise Conflict(
             f"fleet '{fleet.slug}' already has a rollout in progress; finish or abort it"
         )
-    schemas.ModelAssignment.model_validate(model)
+    try:
+        schemas.ModelAssignment.model_validate(model)
+    except ValidationError as exc:
+        raise ServiceError(f"invalid model: {schemas.first_error(exc)}") from None
     selector = selector or {}
     nodes = sorted(
         (n for n in fleet.nodes.only("id", "name", "labels", "reported_model_digest")
-         if all(n.labels.get(k) == v for k, v in selector.items())),
+         if labels_match(n.labels, selector)),
         key=lambda n: (n.name, str(n.pk)),
     )  # fmt: skip
     if not nodes:

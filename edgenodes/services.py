@@ -342,9 +342,7 @@ def do_put_layer(
         try:
             schemas.ModelAssignment.model_validate({"name": "layer", **model})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ServiceError(f"invalid model section: {where}: {first['msg']}") from None
+            raise ServiceError(f"invalid model section: {schemas.first_error(exc)}") from None
     layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
     before = _layer_snapshot(layer) if layer else None
     old_targets = _affected(fleet, layer) if layer else []

@@ -8,7 +8,6 @@ django-tasks database backend in the same transaction, so a job exists exactly w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import tempfile
@@ -23,7 +22,7 @@ from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
-from agents import manifest
+from agents.manifest import sha256_file
 from agents.tinymodel import quantize
 from controlplane import signing
 from controlplane.audit.services import record
@@ -43,14 +42,6 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 
 def storage():
     return storages["artifacts"]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def variant_name(file_type: int | None) -> str:
@@ -111,14 +102,6 @@ def slug(text: str) -> str:
     return _SLUG.sub("-", text.lower()).strip("-")[:63] or "model"
 
 
-def _sign(name: str, variant: str, sha256: str, size: int) -> tuple[dict[str, Any], str]:
-    key = signing.private_key()
-    m = manifest.build(
-        name=name, variant=variant, sha256=sha256, size=size, key_id=signing.key_id()
-    )
-    return m, manifest.sign(m, key)
-
-
 @transaction.atomic
 def do_register_artifact(
     user, path: Path, *, name: str = "", source: Artifact | None = None, request=None
@@ -144,7 +127,7 @@ def do_register_artifact(
     if not storage().exists(stored):
         with open(path, "rb") as f:
             stored = storage().save(stored, File(f))
-    signed, signature = _sign(name, variant, digest, size)
+    signed, signature = signing.sign_manifest(name=name, variant=variant, sha256=digest, size=size)
     artifact = Artifact.objects.create(
         name=name, variant=variant, sha256=digest, size=size, file=stored,
         architecture=info["architecture"], parameters=info["parameters"],
