@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import JSONField, OuterRef, Subquery
 from pydantic import ValidationError
 
 from agents.schemas import SECTIONS, first_error, model_digest, validate_sections
@@ -78,12 +79,18 @@ class Context:
         from edgenodes.registry.services import variants_of
 
         layers = list(fleet.layers.all())
-        rollout_nodes = RolloutNode.objects.filter(
-            rollout__fleet=fleet, rollout__status__in=ACTIVE_ROLLOUT, state=RolloutNodeState.UPDATED
-        )
-        if node is not None:
-            rollout_nodes = rollout_nodes.filter(node=node)
-        overrides = dict(rollout_nodes.values_list("node_id", "rollout__model"))
+        if node is not None and hasattr(
+            node, "rollout_model"
+        ):  # loaded with the node (for_document)
+            overrides = {node.pk: node.rollout_model} if node.rollout_model is not None else {}
+        else:
+            rollout_nodes = RolloutNode.objects.filter(
+                rollout__fleet=fleet, rollout__status__in=ACTIVE_ROLLOUT,
+                state=RolloutNodeState.UPDATED,
+            )  # fmt: skip
+            if node is not None:
+                rollout_nodes = rollout_nodes.filter(node=node)
+            overrides = dict(rollout_nodes.values_list("node_id", "rollout__model"))
         names = {
             m["name"]
             for m in [*(layer.sections.get("model") for layer in layers), *overrides.values()]
@@ -161,6 +168,19 @@ def node_compliance(fleet: Fleet) -> dict[str, Any]:
 def digest(sections: dict[str, Any]) -> str:
     canonical = json.dumps(sections, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def for_document(node_id) -> Node:
+    """The node, its fleet and the model of an active rollout that reached it, in one query (the
+    full poll answers with three: credential, this, the fleet's layers)."""
+    rollout_model = RolloutNode.objects.filter(
+        node=OuterRef("pk"), rollout__status__in=ACTIVE_ROLLOUT, state=RolloutNodeState.UPDATED
+    ).values("rollout__model")[:1]
+    return (
+        Node.objects.select_related("fleet")
+        .annotate(rollout_model=Subquery(rollout_model, output_field=JSONField()))
+        .get(pk=node_id)
+    )
 
 
 def document(node: Node) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from controlplane import signing, tokens
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
 from . import contacts, desired_state, escalation, poll, services
-from .models import Node, NodeCredential, ToolApproval
+from .models import NodeCredential, ToolApproval
 from .ratelimit import TokenBuckets
 from .registry import artifacts
 
@@ -153,7 +153,7 @@ def get_desired_state(request):
     if etag in request.headers.get("If-None-Match", ""):
         response = HttpResponse(status=304)
     else:
-        node = Node.objects.select_related("fleet").get(pk=target.node_id)
+        node = desired_state.for_document(target.node_id)
         doc = desired_state.document(node)
         doc["poll_interval_s"] = math.ceil(interval)
         etag = node.etag

@@ -187,8 +187,7 @@ def test_a_full_poll_takes_a_bounded_number_of_queries(north_node, node_api, set
     _, cred = north_node
     with CaptureQueriesContext(connection) as queries:
         assert node_api(cred).get("/desired-state").status_code == 200
-    # Authenticate, load the node and fleet, its layers, and whether a rollout reached it.
-    assert len(queries) == 4, [q["sql"] for q in queries]
+    assert len(queries) == 3, [q["sql"] for q in queries]
 
 
 def test_a_layer_change_reaches_only_the_nodes_whose_document_changed(north, olivia, node_api):

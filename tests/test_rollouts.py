@@ -211,3 +211,15 @@ def test_the_rollout_task_checks_and_reschedules_itself(
     with django_capture_on_commit_callbacks(execute=True):
         assert rollouts.check_rollout.call(rollout.pk) == "running"
     assert DBTaskResult.objects.filter(task_path__endswith="check_rollout").count() == 2
+
+
+def test_a_full_poll_gives_a_node_the_rollouts_model_once_its_wave_starts(alice, fleet, node_api):
+    canary, credential = enroll(fleet, "a0")  # sorts first: the canary
+    assert node_api(credential).get("/desired-state").json()["model"]["variant"] == "F32"
+    rollouts.do_start_rollout(alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"})
+    model = node_api(credential).get("/desired-state").json()["model"]
+    assert model["variant"] == "Q4_K_M"
+    assert Node.objects.get(pk=canary.pk).desired_model_digest == f"sha256:{model['sha256']}"
+    assert (
+        node_api(enroll(fleet, "z9")[1]).get("/desired-state").json()["model"]["variant"] == "F32"
+    )
