@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import phi
-from .schemas import CloudEndpoint, CompliancePolicy
+from .schemas import CloudEndpoint, ComplianceMode, CompliancePolicy
 
 
 class EscalationRefused(Exception):
@@ -37,12 +37,12 @@ def guard_escalation(
         raise EscalationRefused(
             f"cloud endpoint '{endpoint_name}' is not on this fleet's allow-list"
         )
-    if policy.mode == "gdpr" and endpoint.region not in policy.regions:
+    if policy.mode == ComplianceMode.GDPR and endpoint.region not in policy.regions:
         raise EscalationRefused(
             f"cloud endpoint '{endpoint_name}' is in region '{endpoint.region}', outside this "
             f"fleet's GDPR region allow-list {policy.regions}"
         )
-    if policy.mode != "hipaa" or endpoint.baa:
+    if policy.mode != ComplianceMode.HIPAA or endpoint.baa:
         return Escalation(endpoint, messages)
     if not phi.available():
         raise EscalationRefused(
@@ -76,7 +76,7 @@ def minimise(data: dict[str, Any], policy: CompliancePolicy) -> dict[str, Any]:
 
     Content (tool arguments, prompts, answers) is replaced by its keys and a sha256, which lets an
     auditor match it against the node's local log without the control plane holding it."""
-    if policy.store_content and policy.mode != "hipaa":
+    if policy.store_content and policy.mode != ComplianceMode.HIPAA:
         return data
     out = dict(data)
     for key in CONTENT_KEYS:

@@ -8,6 +8,7 @@ the database as something it would reject with a 500.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -210,6 +211,70 @@ class CloudEndpoint(Strict):
     api_key_env: Annotated[str, Field(max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
 
 
+class ComplianceMode(StrEnum):
+    """A fleet's compliance mode: defined here once, for the wire contract, the model's choices
+    (controlplane/fleets) and the admin API."""
+
+    NONE = "none"
+    HIPAA = "hipaa"
+    GDPR = "gdpr"
+
+    @property
+    def label(self) -> str:
+        return "None" if self is ComplianceMode.NONE else self.value.upper()
+
+
+class PhiAction(StrEnum):
+    REDACT = "redact"
+    REFUSE = "refuse"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+def choices(enum: type[ComplianceMode] | type[PhiAction]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a Django field's `choices`."""
+    return [(m.value, m.label) for m in enum]
+
+
+RetentionDays = Annotated[int, Field(ge=1, le=36_500)]
+Regions = Annotated[list[Region], Field(max_length=64)]
+Endpoints = Annotated[list[CloudEndpoint], Field(max_length=32)]
+
+
+class ComplianceSettings(Strict):
+    """What an admin sets for a fleet (stored on the Fleet, changed by do_set_compliance, audited
+    as this). `CompliancePolicy` is what follows from it: enforced by the control plane and pushed
+    to nodes. `store_content` null means the mode's default; `events_retention_days` null, the
+    global default."""
+
+    mode: ComplianceMode = ComplianceMode.NONE
+    phi_action: PhiAction = PhiAction.REDACT
+    store_content: bool | None = None
+    allowed_regions: Regions = []
+    cloud_endpoints: Endpoints = []
+    events_retention_days: RetentionDays | None = None
+
+    def policy(self, for_node: bool = False) -> CompliancePolicy:
+        """The effective policy. For nodes, endpoints carry only name, region and BAA status: URLs
+        and key names stay on the control plane."""
+        store = (
+            self.mode == ComplianceMode.NONE if self.store_content is None else self.store_content
+        )
+        endpoints = [
+            e.model_dump(include={"name", "region", "baa"} if for_node else None, exclude_none=True)
+            for e in self.cloud_endpoints
+        ]
+        return CompliancePolicy(
+            mode=self.mode,
+            phi_action=self.phi_action,
+            store_content=store and self.mode != ComplianceMode.HIPAA,
+            regions=self.allowed_regions,
+            endpoints=endpoints,  # type: ignore[arg-type]
+        )
+
+
 class CompliancePolicy(Strict):
     """A fleet's compliance mode as pushed to its nodes; the control plane enforces it too.
 
@@ -218,11 +283,11 @@ class CompliancePolicy(Strict):
     - gdpr: cloud endpoints only in `regions`; content stored centrally only if `store_content`.
     - none: endpoints on the list; content stored centrally unless `store_content` is false."""
 
-    mode: Literal["none", "hipaa", "gdpr"] = "none"
-    phi_action: Literal["redact", "refuse"] = "redact"
+    mode: ComplianceMode = ComplianceMode.NONE
+    phi_action: PhiAction = PhiAction.REDACT
     store_content: bool = True
-    regions: Annotated[list[Region], Field(max_length=64)] = []
-    endpoints: Annotated[list[CloudEndpoint], Field(max_length=32)] = []
+    regions: Regions = []
+    endpoints: Endpoints = []
 
     def endpoint(self, name: str) -> CloudEndpoint | None:
         return next((e for e in self.endpoints if e.name == name), None)

@@ -12,7 +12,6 @@ Dimensions are multiples of 256 (k-quant super-blocks) and the vocabulary is pad
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,6 @@ CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-QUANT_TYPES = {
-    "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q3_K_M": 12, "Q2_K": 10, "F16": 1,
-}  # fmt: skip
 _WORDS = [
     "the",
     "a",
@@ -167,21 +163,3 @@ def write_tiny_llama(
     w.write_tensors_to_file()
     w.close()
     return path
-
-
-def quantize(src: str | Path, dst: str | Path, qtype: str, threads: int = 0) -> Path:
-    """Quantize a GGUF with llama.cpp's quantizer (through llama-cpp-python)."""
-    import llama_cpp
-
-    from .backends import quiet_llama_logs
-
-    quiet_llama_logs()
-    if qtype not in QUANT_TYPES:
-        raise ValueError(f"unknown quantization {qtype!r}; known: {', '.join(QUANT_TYPES)}")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANT_TYPES[qtype]
-    params.nthread = threads
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    if rc != 0:
-        raise RuntimeError(f"llama_model_quantize failed with code {rc} for {qtype}")
-    return Path(dst)

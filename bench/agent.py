@@ -45,8 +45,9 @@ def bench_tokens(work: Path) -> dict:
     from llama_cpp import Llama
 
     from agents.backends import quiet_llama_logs
+    from agents.quantize import quantize
     from agents.runtime import Runtime, StateDir
-    from agents.tinymodel import quantize, write_tiny_llama
+    from agents.tinymodel import write_tiny_llama
 
     quiet_llama_logs()
     f32 = write_tiny_llama(

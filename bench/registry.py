@@ -79,6 +79,7 @@ def main() -> None:
         from agents.tinymodel import write_tiny_llama
         from edgenodes import desired_state, services
         from edgenodes.models import Fleet, Node
+        from edgenodes.registry import queries as registry_queries
         from edgenodes.registry import resolver
         from edgenodes.registry import services as registry
         from edgenodes.registry.models import Artifact
@@ -167,7 +168,7 @@ def main() -> None:
             f"{copy_s / dl_s:.2f}x of a plain copy; resumed download verified: {resumed_ok}")  # fmt: skip
 
         # --- resolver -----------------------------------------------------------------------------
-        variants = registry.variants_of(["bench"])["bench"]
+        variants = registry_queries.variants_of(["bench"])["bench"]
         rng = random.Random(0)
         sizes = [96, 128, 160, 192, 256, 384, 512]
         hardware = [{"ram_mb": rng.choice(sizes)} for _ in range(NODES)]

@@ -1,4 +1,26 @@
-"""Exceptions the service layer raises; the API and the dashboard turn them into 4xx answers."""
+"""Exceptions the service layer raises, and the one mapping from them to HTTP.
+
+The same exception gives the same status and message everywhere: the admin and node APIs answer
+`{"detail": message}` (controlplane/api.py), Django views get a plain error page from
+`ServiceErrorMiddleware`. The statuses, chosen once (docs/architecture.md, "Errors"):
+
+- 400 ServiceError: the input has the right shape but breaks a rule (a HIPAA fleet that would
+  store content, an unknown section, a malformed multipart body);
+- 401 Unauthorized: no, unknown, expired or revoked credentials;
+- 403 Forbidden: the caller may see the object but not do this (only where hiding it is pointless,
+  e.g. creating a fleet);
+- 404 NotFound: missing, or not visible to the caller: the two are never told apart;
+- 409 Conflict: the state forbids it now (a name taken, an approval already decided);
+- 413 TooLarge, 429 RateLimited (with Retry-After);
+- 422: the request does not match the schema (ninja's validation; not raised by services).
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+from agents.schemas import ErrorOut
 
 
 class ServiceError(Exception):
@@ -39,3 +61,35 @@ class RateLimited(ServiceError):
     def __init__(self, message: str, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# Every admin-API operation declares these (`response={200: X, **ERRORS}`).
+ERRORS: dict[int, type[ErrorOut]] = {
+    code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+
+def error_page(request: HttpRequest, exc: ServiceError) -> HttpResponse:
+    """A plain error page with the service's message (dashboard views)."""
+    body = render_to_string(
+        "error.html", {"status": exc.status, "message": exc.message}, request=request
+    )
+    response = HttpResponse(body, status=exc.status)
+    if isinstance(exc, RateLimited):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+class ServiceErrorMiddleware:
+    """Turns a ServiceError escaping a Django view into its status and message, never a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if isinstance(exc, ServiceError):
+            return error_page(request, exc)
+        return None

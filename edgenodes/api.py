@@ -10,31 +10,30 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from django.utils import timezone
+from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
 from agents.schemas import (
-    SECTIONS,
-    CloudEndpoint,
+    ComplianceMode,
+    ComplianceSettings,
+    Endpoints,
     JsonDict,
     Labels,
     Name,
-    Region,
+    PhiAction,
+    Regions,
+    RetentionDays,
 )
-from controlplane.accounts import access
-from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT
-from controlplane.errors import Forbidden, ServiceError
+from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
+from controlplane.errors import ERRORS
+from controlplane.pagination import headers, offset_page
 
-from . import desired_state, rollouts, services
+from . import desired_state, queries, rollouts, services
 from .models import (
     DesiredStateLayer,
     EnrollmentToken,
     Fleet,
-    MetricRollup,
-    MetricSample,
     Node,
-    NodeEventRecord,
-    NodeQuerySet,
     NodeStatus,
     Rollout,
     RolloutNode,
@@ -49,16 +48,21 @@ Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z
 # --- schemas ------------------------------------------------------------------------------------
 
 
+Description = Annotated[str, Field(max_length=2000)]
+
+
 class FleetIn(Schema):
     slug: Slug
     name: Name
-    description: Annotated[str, Field(max_length=2000)] = ""
+    description: Description = ""
     poll_interval_s: Annotated[int, Field(ge=5, le=86_400)] | None = None
 
 
 class FleetPatch(Schema):
-    name: Name | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
+    """Absent fields stay as they are; `poll_interval_s` null means the global default."""
+
+    name: Name = None  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
     poll_interval_s: Annotated[int, Field(ge=5, le=86_400)] | None = None
 
 
@@ -192,39 +196,58 @@ class RevokedOut(Schema):
     credentials_revoked: int
 
 
-class NodeFilter(Schema):
+class PageQuery(Schema):
+    """Offset pagination: the total is in `X-Total-Count`, the next page in `Link: rel="next"`."""
+
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+    offset: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+
+
+class NodeFilter(PageQuery):
     fleet: str | None = None
     status: NodeStatus | None = None
     label: Annotated[str, Field(max_length=130, pattern=r"^[^=]+=[^=]*$")] | None = Field(
         None, description="key=value"
     )
-    limit: Annotated[int, Field(ge=1, le=1000)] = 200
-    offset: Annotated[int, Field(ge=0)] = 0
+
+
+class FleetFilter(PageQuery):
+    fleet: str | None = None
+
+
+class ApprovalFilter(FleetFilter):
+    pending: bool = False
+
+
+class EventFilter(PageQuery):
+    kind: Annotated[str, Field(max_length=64)] | None = None
 
 
 # --- fleets -------------------------------------------------------------------------------------
 
 
-@router.get("/fleets", response=list[FleetOut])
-def list_fleets(request):
-    return access.restrict(Fleet.objects.order_by("slug"), request.auth, VIEW, "id")
+@router.get("/fleets", response={200: list[FleetOut], **ERRORS})
+def list_fleets(request, response: HttpResponse, page: Query[PageQuery]):
+    return headers(
+        request,
+        response,
+        offset_page(queries.fleets(request.auth), limit=page.limit, offset=page.offset),
+    )
 
 
-@router.post("/fleets", response={201: FleetOut})
+@router.post("/fleets", response={201: FleetOut, **ERRORS})
 def create_fleet(request, payload: FleetIn):
-    if not access.is_global_admin(request.auth):
-        raise Forbidden("only global admins create fleets")
     return Status(201, services.do_create_fleet(request.auth, request=request, **payload.dict()))
 
 
-@router.get("/fleets/{slug}", response=FleetOut)
+@router.get("/fleets/{slug}", response={200: FleetOut, **ERRORS})
 def get_fleet(request, slug: str):
-    return access.access_fleet(request.auth, slug, VIEW)
+    return access_fleet(request.auth, slug, VIEW)
 
 
-@router.patch("/fleets/{slug}", response=FleetOut)
+@router.patch("/fleets/{slug}", response={200: FleetOut, **ERRORS})
 def update_fleet(request, slug: str, payload: FleetPatch):
-    fleet = access.access_fleet(request.auth, slug, ADMINISTER)
+    fleet = access_fleet(request.auth, slug, ADMINISTER)
     return services.do_update_fleet(
         request.auth, fleet, request=request, **payload.dict(exclude_unset=True)
     )
@@ -234,50 +257,44 @@ def update_fleet(request, slug: str, payload: FleetPatch):
 
 
 class CompliancePatch(Schema):
-    mode: Literal["none", "hipaa", "gdpr"] | None = None
-    phi_action: Literal["redact", "refuse"] | None = None
+    """Absent fields stay as they are. `store_content` null: the mode's default;
+    `events_retention_days` null: the global default."""
+
+    # Optional but never null: absent means unchanged (the service validates the result again).
+    mode: ComplianceMode = None  # type: ignore[assignment]
+    phi_action: PhiAction = None  # type: ignore[assignment]
     store_content: bool | None = Field(None, description="null: the mode's default")
-    allowed_regions: Annotated[list[Region], Field(max_length=64)] | None = None
-    cloud_endpoints: Annotated[list[CloudEndpoint], Field(max_length=32)] | None = None
-    events_retention_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
+    allowed_regions: Regions = None  # type: ignore[assignment]
+    cloud_endpoints: Endpoints = None  # type: ignore[assignment]
+    events_retention_days: RetentionDays | None = None
 
 
-class ComplianceOut(Schema):
-    mode: str
-    phi_action: str
-    store_content: bool | None
-    allowed_regions: list[str]
-    cloud_endpoints: list[dict[str, Any]]
-    events_retention_days: int
+class ComplianceOut(ComplianceSettings):
+    events_retention_days: int = Field(description="in effect (the global default if unset)")  # type: ignore[assignment]
     effective: dict[str, Any] = Field(description="the policy as enforced and pushed to nodes")
     nodes_changed: int = 0
 
 
-def _compliance_out(fleet: Fleet, nodes_changed: int = 0) -> dict[str, Any]:
-    return {
-        "mode": fleet.compliance_mode, "phi_action": fleet.phi_action,
-        "store_content": fleet.store_content, "allowed_regions": fleet.allowed_regions,
-        "cloud_endpoints": fleet.cloud_endpoints,
-        "events_retention_days": fleet.events_retention.days,
-        "effective": fleet.compliance_policy().model_dump(), "nodes_changed": nodes_changed,
-    }  # fmt: skip
+def _compliance_out(fleet: Fleet, nodes_changed: int = 0) -> ComplianceOut:
+    return ComplianceOut(
+        **fleet.compliance_settings().model_dump(exclude={"events_retention_days"}),
+        events_retention_days=fleet.events_retention.days,
+        effective=fleet.compliance_policy().model_dump(mode="json"),
+        nodes_changed=nodes_changed,
+    )
 
 
-@router.get("/fleets/{slug}/compliance", response=ComplianceOut)
+@router.get("/fleets/{slug}/compliance", response={200: ComplianceOut, **ERRORS})
 def get_compliance(request, slug: str):
-    return _compliance_out(access.access_fleet(request.auth, slug, VIEW_AUDIT))
+    return _compliance_out(access_fleet(request.auth, slug, VIEW_AUDIT))
 
 
-@router.patch("/fleets/{slug}/compliance", response=ComplianceOut)
+@router.patch("/fleets/{slug}/compliance", response={200: ComplianceOut, **ERRORS})
 def set_compliance(request, slug: str, payload: CompliancePatch):
     """Change the fleet's compliance mode and settings: audited, and pushed to its nodes with their
     next poll."""
-    fleet = access.access_fleet(request.auth, slug, ADMINISTER)
-    changes = payload.dict(exclude_unset=True)
-    if "cloud_endpoints" in changes:
-        changes["cloud_endpoints"] = [
-            e.model_dump(exclude_none=True) for e in payload.cloud_endpoints or []
-        ]
+    fleet = access_fleet(request.auth, slug, ADMINISTER)
+    changes = payload.model_dump(mode="json", exclude_unset=True)
     fleet, changed = services.do_set_compliance(request.auth, fleet, request=request, **changes)
     return _compliance_out(fleet, changed)
 
@@ -285,15 +302,18 @@ def set_compliance(request, slug: str, payload: CompliancePatch):
 # --- enrollment tokens --------------------------------------------------------------------------
 
 
-@router.get("/fleets/{slug}/enrollment-tokens", response=list[EnrollmentTokenOut])
-def list_enrollment_tokens(request, slug: str):
-    fleet = access.access_fleet(request.auth, slug, OPERATE)
-    return fleet.enrollment_tokens.select_related("fleet").order_by("-created_at")
+@router.get("/fleets/{slug}/enrollment-tokens", response={200: list[EnrollmentTokenOut], **ERRORS})
+def list_enrollment_tokens(request, response: HttpResponse, slug: str, page: Query[PageQuery]):
+    fleet = access_fleet(request.auth, slug, OPERATE)
+    tokens = queries.enrollment_tokens(fleet)
+    return headers(request, response, offset_page(tokens, limit=page.limit, offset=page.offset))
 
 
-@router.post("/fleets/{slug}/enrollment-tokens", response={201: EnrollmentTokenCreatedOut})
+@router.post(
+    "/fleets/{slug}/enrollment-tokens", response={201: EnrollmentTokenCreatedOut, **ERRORS}
+)
 def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
-    fleet = access.access_fleet(request.auth, slug, OPERATE)
+    fleet = access_fleet(request.auth, slug, OPERATE)
     token, plaintext = services.do_create_enrollment_token(
         request.auth,
         fleet,
@@ -307,65 +327,58 @@ def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
     return Status(201, token)
 
 
-@router.post("/enrollment-tokens/{token_id}/revoke", response=EnrollmentTokenOut)
+@router.post("/enrollment-tokens/{token_id}/revoke", response={200: EnrollmentTokenOut, **ERRORS})
 def revoke_enrollment_token(request, token_id: int):
-    token = access.access_enrollment_token(request.auth, token_id, OPERATE)
+    token = queries.access_enrollment_token(request.auth, token_id, OPERATE)
     return services.do_revoke_enrollment_token(request.auth, token, request=request)
 
 
 # --- nodes --------------------------------------------------------------------------------------
 
 
-@router.get("/nodes", response=list[NodeOut])
-def list_nodes(request, filters: Query[NodeFilter]):
-    nodes: NodeQuerySet = access.restrict(Node.objects.select_related("fleet"), request.auth, VIEW)  # type: ignore[assignment]
-    if filters.fleet:
-        nodes = nodes.filter(fleet__slug=filters.fleet)
-    if filters.status:
-        nodes = nodes.with_status(filters.status)
-    if filters.label:
-        key, value = filters.label.split("=", 1)
-        nodes = nodes.filter(
-            pk__in=[
-                pk for pk, labels in nodes.values_list("id", "labels") if labels.get(key) == value
-            ]
-        )
-    return nodes.order_by("fleet__slug", "name")[filters.offset : filters.offset + filters.limit]
+@router.get("/nodes", response={200: list[NodeOut], **ERRORS})
+def list_nodes(request, response: HttpResponse, filters: Query[NodeFilter]):
+    nodes = queries.nodes(
+        request.auth, fleet=filters.fleet, status=filters.status, label=filters.label
+    )
+    return headers(
+        request, response, offset_page(nodes, limit=filters.limit, offset=filters.offset)
+    )
 
 
-@router.get("/nodes/drift", response=list[DriftOut])
-def list_drift(request, fleet: str | None = None):
+@router.get("/nodes/drift", response={200: list[DriftOut], **ERRORS})
+def list_drift(request, response: HttpResponse, filters: Query[FleetFilter]):
     """Nodes whose reported state differs from their desired state, and why."""
-    nodes = access.restrict(Node.objects.select_related("fleet").drifted(), request.auth, VIEW)
-    if fleet:
-        nodes = nodes.filter(fleet__slug=fleet)
-    return nodes.order_by("fleet__slug", "name")[:1000]
+    nodes = queries.drifted_nodes(request.auth, fleet=filters.fleet)
+    return headers(
+        request, response, offset_page(nodes, limit=filters.limit, offset=filters.offset)
+    )
 
 
-@router.get("/nodes/{node_id}", response=NodeOut)
+@router.get("/nodes/{node_id}", response={200: NodeOut, **ERRORS})
 def get_node(request, node_id: str):
-    return access.access_node(request.auth, node_id, VIEW)
+    return queries.access_node(request.auth, node_id, VIEW)
 
 
-@router.patch("/nodes/{node_id}", response=NodeOut)
+@router.patch("/nodes/{node_id}", response={200: NodeOut, **ERRORS})
 def update_node(request, node_id: str, payload: NodePatch):
-    node = access.access_node(request.auth, node_id, OPERATE)
+    node = queries.access_node(request.auth, node_id, OPERATE)
     return services.do_update_node(
         request.auth, node, request=request, **payload.dict(exclude_unset=True)
     )
 
 
-@router.post("/nodes/{node_id}/revoke", response=RevokedOut)
+@router.post("/nodes/{node_id}/revoke", response={200: RevokedOut, **ERRORS})
 def revoke_node(request, node_id: str):
     """Revoke every credential of the node; its next request is answered 401."""
-    node = access.access_node(request.auth, node_id, OPERATE)
+    node = queries.access_node(request.auth, node_id, OPERATE)
     return {"credentials_revoked": services.do_revoke_node(request.auth, node, request=request)}
 
 
-@router.get("/nodes/{node_id}/desired-state", response=dict[str, Any])
+@router.get("/nodes/{node_id}/desired-state", response={200: dict[str, Any], **ERRORS})
 def preview_desired_state(request, node_id: str):
     """The document the node gets on its next poll."""
-    return desired_state.document(access.access_node(request.auth, node_id, VIEW))
+    return desired_state.document(queries.access_node(request.auth, node_id, VIEW))
 
 
 class MetricPoint(Schema):
@@ -401,69 +414,41 @@ class NodeEventOut(Schema):
     received_at: datetime
 
 
-@router.get("/nodes/{node_id}/metrics", response=MetricSeriesOut)
+@router.get("/nodes/{node_id}/metrics", response={200: MetricSeriesOut, **ERRORS})
 def node_metrics(request, node_id: str, q: Query[MetricQuery]):
     """One metric of one node over time: raw samples (kept EDGEFLEET_METRICS_RAW_RETENTION_H) or
     per-minute rollups (kept EDGEFLEET_METRICS_ROLLUP_RETENTION_DAYS), for charts."""
-    node = access.access_node(request.auth, node_id, VIEW)
-    until = q.until or timezone.now()
-    if q.resolution == "raw":
-        since = q.since or until - timedelta(hours=1)
-        rows = MetricSample.objects.filter(
-            node=node, name=q.name, ts__gte=since, ts__lte=until
-        ).order_by("ts")
-        points = [
-            {"ts": r.ts, "count": 1, "mean": r.value, "min": r.value, "max": r.value}
-            for r in rows[: q.limit]
-        ]
-    else:
-        since = q.since or until - timedelta(days=7)
-        rollups = MetricRollup.objects.filter(
-            node=node, name=q.name, minute__gte=since, minute__lte=until
-        )
-        points = [{"ts": r.minute, "count": r.count, "mean": r.total / r.count, "min": r.min, "max": r.max}
-                  for r in rollups.order_by("minute")[: q.limit]]  # fmt: skip
-    return {"node": node.pk, "name": q.name, "resolution": q.resolution, "points": points}
+    node = queries.access_node(request.auth, node_id, VIEW)
+    return queries.metric_series(
+        node, q.name, resolution=q.resolution, since=q.since, until=q.until, limit=q.limit
+    )
 
 
-@router.get("/nodes/{node_id}/events", response=list[NodeEventOut])
-def node_events(
-    request, node_id: str, kind: str | None = None, limit: int = Query(200, ge=1, le=2000)
-):
+@router.get("/nodes/{node_id}/events", response={200: list[NodeEventOut], **ERRORS})
+def node_events(request, response: HttpResponse, node_id: str, filters: Query[EventFilter]):
     """What the node reported happening (tool calls allowed/denied/approved, model swaps, failed
     applies), newest first."""
-    node = access.access_node(request.auth, node_id, VIEW)
-    events = NodeEventRecord.objects.filter(node=node)
-    if kind:
-        events = events.filter(kind=kind)
-    return events.order_by("-seq")[:limit]
+    node = queries.access_node(request.auth, node_id, VIEW)
+    events = queries.node_events(node, kind=filters.kind)
+    return headers(
+        request, response, offset_page(events, limit=filters.limit, offset=filters.offset)
+    )
 
 
 # --- desired-state layers -----------------------------------------------------------------------
 
 
-@router.get("/fleets/{slug}/layers", response=list[LayerOut])
+@router.get("/fleets/{slug}/layers", response={200: list[LayerOut], **ERRORS})
 def list_layers(request, slug: str):
-    fleet = access.access_fleet(request.auth, slug, VIEW)
-    return desired_state.ordered(fleet.layers.select_related("fleet"))
+    """Every layer of the fleet, in composition order (a fleet has few: not paginated)."""
+    return queries.layers(access_fleet(request.auth, slug, VIEW))
 
 
-@router.put("/fleets/{slug}/layers/{name}", response=LayerPutOut)
+@router.put("/fleets/{slug}/layers/{name}", response={200: LayerPutOut, **ERRORS})
 def put_layer(request, slug: str, name: str, payload: LayerIn):
-    """Create or replace a layer. Sections: model, agents, tools, routing, compliance."""
-    fleet = access.access_fleet(request.auth, slug, OPERATE)
-    unknown = set(payload.sections) - set(SECTIONS)
-    if unknown:
-        raise ServiceError(f"unknown sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
-    if not (0 < len(name) <= 63 and name.replace("-", "").replace("_", "").isalnum()):
-        raise ServiceError("layer name must be 1-63 letters, digits, '-' or '_'")
-    node = None
-    if payload.scope == "node":
-        if payload.node is None:
-            raise ServiceError("a node layer needs 'node'")
-        node = access.access_node(request.auth, payload.node, OPERATE)
-    if payload.scope == "label" and not payload.selector:
-        raise ServiceError("a label layer needs a non-empty 'selector'")
+    """Create or replace a layer. Sections: model, agents, tools, routing (compliance is set per
+    fleet)."""
+    fleet = access_fleet(request.auth, slug, OPERATE)
     layer, changed = services.do_put_layer(
         request.auth,
         fleet,
@@ -471,16 +456,16 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
         scope=payload.scope,
         sections=payload.sections,
         selector=payload.selector,
-        node=node,
+        node=payload.node,
         priority=payload.priority,
         request=request,
     )
     return {"layer": layer, "nodes_changed": changed}
 
 
-@router.delete("/fleets/{slug}/layers/{name}", response={200: dict[str, int]})
+@router.delete("/fleets/{slug}/layers/{name}", response={200: dict[str, int], **ERRORS})
 def delete_layer(request, slug: str, name: str):
-    layer = access.access_layer(request.auth, slug, name, OPERATE)
+    layer = queries.access_layer(request.auth, slug, name, OPERATE)
     return {"nodes_changed": services.do_delete_layer(request.auth, layer, request=request)}
 
 
@@ -518,27 +503,23 @@ class ApprovalOut(Schema):
         return obj.decided_by.username if obj.decided_by else ""
 
 
-@router.get("/approvals", response=list[ApprovalOut])
-def list_approvals(request, fleet: str | None = None, pending: bool = False):
-    approvals = access.restrict(
-        ToolApproval.objects.select_related("fleet", "node", "decided_by"), request.auth, VIEW
+@router.get("/approvals", response={200: list[ApprovalOut], **ERRORS})
+def list_approvals(request, response: HttpResponse, filters: Query[ApprovalFilter]):
+    approvals = queries.approvals(request.auth, fleet=filters.fleet, pending=filters.pending)
+    return headers(
+        request, response, offset_page(approvals, limit=filters.limit, offset=filters.offset)
     )
-    if fleet:
-        approvals = approvals.filter(fleet__slug=fleet)
-    if pending:
-        approvals = approvals.filter(decision="pending", expires_at__gt=timezone.now())
-    return approvals.order_by("-created_at")[:500]
 
 
-@router.post("/approvals/{approval_id}/approve", response=ApprovalOut)
+@router.post("/approvals/{approval_id}/approve", response={200: ApprovalOut, **ERRORS})
 def approve(request, approval_id: int):
-    approval = access.access_approval(request.auth, approval_id, OPERATE)
+    approval = queries.access_approval(request.auth, approval_id, OPERATE)
     return services.do_decide_approval(request.auth, approval, approve=True, request=request)
 
 
-@router.post("/approvals/{approval_id}/deny", response=ApprovalOut)
+@router.post("/approvals/{approval_id}/deny", response={200: ApprovalOut, **ERRORS})
 def deny(request, approval_id: int):
-    approval = access.access_approval(request.auth, approval_id, OPERATE)
+    approval = queries.access_approval(request.auth, approval_id, OPERATE)
     return services.do_decide_approval(request.auth, approval, approve=False, request=request)
 
 
@@ -610,47 +591,57 @@ class RolloutDetailOut(RolloutOut):
 
     @staticmethod
     def resolve_nodes(obj: Rollout) -> list[RolloutNode]:
-        return list(obj.targets.select_related("node").order_by("wave", "node__name"))
+        return queries.rollout_targets(obj)
 
 
-@router.get("/fleets/{slug}/rollouts", response=list[RolloutOut])
-def list_rollouts(request, slug: str):
-    fleet = access.access_fleet(request.auth, slug, VIEW)
-    return fleet.rollouts.select_related("fleet").order_by("-created_at")[:200]
+@router.get("/fleets/{slug}/rollouts", response={200: list[RolloutOut], **ERRORS})
+def list_rollouts(request, response: HttpResponse, slug: str, page: Query[PageQuery]):
+    fleet = access_fleet(request.auth, slug, VIEW)
+    return headers(
+        request,
+        response,
+        offset_page(queries.rollouts(fleet), limit=page.limit, offset=page.offset),
+    )
 
 
-@router.post("/fleets/{slug}/rollouts", response={201: RolloutDetailOut})
+@router.post("/fleets/{slug}/rollouts", response={201: RolloutDetailOut, **ERRORS})
 def start_rollout(request, slug: str, payload: RolloutIn):
     """Start a staged rollout of a model to the fleet's nodes matching `selector` (all if empty).
     The first wave (the canary) gets the model at once; see docs/models.md for the gates."""
-    fleet = access.access_fleet(request.auth, slug, OPERATE)
+    fleet = access_fleet(request.auth, slug, OPERATE)
     rollout = rollouts.do_start_rollout(
-        request.auth, fleet, model=payload.model, layer=payload.layer, selector=payload.selector,
-        waves=payload.waves, gates=payload.gates.dict(), wave_wait_s=payload.wave_wait_s,
+        request.auth,
+        fleet,
+        model=payload.model,
+        layer=payload.layer,
+        selector=payload.selector,
+        waves=payload.waves,
+        gates=payload.gates.dict(),
+        wave_wait_s=payload.wave_wait_s,
         request=request,
-    )  # fmt: skip
+    )
     return Status(201, rollout)
 
 
-@router.get("/rollouts/{rollout_id}", response=RolloutDetailOut)
+@router.get("/rollouts/{rollout_id}", response={200: RolloutDetailOut, **ERRORS})
 def get_rollout(request, rollout_id: int):
-    return access.access_rollout(request.auth, rollout_id, VIEW)
+    return queries.access_rollout(request.auth, rollout_id, VIEW)
 
 
-@router.post("/rollouts/{rollout_id}/pause", response=RolloutOut)
+@router.post("/rollouts/{rollout_id}/pause", response={200: RolloutOut, **ERRORS})
 def pause_rollout(request, rollout_id: int):
-    rollout = access.access_rollout(request.auth, rollout_id, OPERATE)
+    rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
     return rollouts.do_pause_rollout(request.auth, rollout, request=request)
 
 
-@router.post("/rollouts/{rollout_id}/resume", response=RolloutOut)
+@router.post("/rollouts/{rollout_id}/resume", response={200: RolloutOut, **ERRORS})
 def resume_rollout(request, rollout_id: int):
-    rollout = access.access_rollout(request.auth, rollout_id, OPERATE)
+    rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
     return rollouts.do_resume_rollout(request.auth, rollout, request=request)
 
 
-@router.post("/rollouts/{rollout_id}/abort", response=RolloutOut)
+@router.post("/rollouts/{rollout_id}/abort", response={200: RolloutOut, **ERRORS})
 def abort_rollout(request, rollout_id: int):
     """Stop and roll every updated node back to the model it ran before."""
-    rollout = access.access_rollout(request.auth, rollout_id, OPERATE)
+    rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
     return rollouts.do_abort_rollout(request.auth, rollout, request=request)

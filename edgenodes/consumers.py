@@ -5,8 +5,9 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from controlplane.accounts import access
 from controlplane.events import fleet_group
+
+from . import queries
 
 
 class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -27,13 +28,7 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
 
     @staticmethod
     def _visible_fleet_ids(user) -> list[int]:
-        from edgenodes.models import Fleet
-
-        return list(
-            access.restrict(Fleet.objects.all(), user, access.VIEW, "id").values_list(
-                "id", flat=True
-            )
-        )
+        return list(queries.fleets(user).values_list("id", flat=True))
 
     async def disconnect(self, code):
         for group in self.groups_joined:

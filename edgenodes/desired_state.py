@@ -38,6 +38,7 @@ from .models import (
     RolloutNodeState,
 )
 from .registry import resolver
+from .registry.queries import variants_of
 from .registry.resolver import Variant
 
 _SCOPE_ORDER = {LayerScope.FLEET: 0, LayerScope.LABEL: 1, LayerScope.NODE: 2}
@@ -76,8 +77,6 @@ class Context:
     @classmethod
     def load(cls, fleet: Fleet, node: Node | None = None) -> Context:
         """For the whole fleet, or (with `node`) for one node's document."""
-        from edgenodes.registry.services import variants_of
-
         layers = list(fleet.layers.all())
         if node is not None and hasattr(
             node, "rollout_model"

@@ -6,65 +6,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from controlplane.fleets.models import Fleet
 
-class Fleet(models.Model):
-    """The unit of policy and permission."""
-
-    slug = models.SlugField(max_length=63, unique=True)
-    name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
-    # Seconds between polls handed to this fleet's nodes; null means the global default. Raising it
-    # is how an admin slows a whole fleet down.
-    poll_interval_s = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    # Compliance (see docs/compliance.md). Changed only through do_set_compliance, which audits the
-    # change and pushes it to the fleet's nodes in their desired state.
-    compliance_mode = models.CharField(
-        max_length=8,
-        choices=[("none", "None"), ("hipaa", "HIPAA"), ("gdpr", "GDPR")],
-        default="none",
-    )
-    phi_action = models.CharField(
-        max_length=8, choices=[("redact", "Redact"), ("refuse", "Refuse")], default="redact"
-    )
-    # Content (prompts, answers, tool arguments) stored centrally: null = the mode's default (yes
-    # with no mode, no under GDPR unless opted in); never under HIPAA.
-    store_content = models.BooleanField(null=True, blank=True)
-    allowed_regions = models.JSONField(default=list, blank=True)
-    cloud_endpoints = models.JSONField(default=list, blank=True)
-    events_retention_days = models.PositiveIntegerField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return self.slug
-
-    def compliance_policy(self, for_node: bool = False):
-        """The effective policy (agents.schemas.CompliancePolicy). For nodes, endpoints carry only
-        name, region and BAA status: URLs and key names stay on the control plane."""
-        from agents.schemas import CompliancePolicy
-
-        store = self.store_content
-        if store is None:
-            store = self.compliance_mode == "none"
-        endpoints = self.cloud_endpoints
-        if for_node:
-            endpoints = [{k: e[k] for k in ("name", "region", "baa") if k in e} for e in endpoints]
-        return CompliancePolicy(
-            mode=self.compliance_mode,  # type: ignore[arg-type]
-            phi_action=self.phi_action,  # type: ignore[arg-type]
-            store_content=bool(store) and self.compliance_mode != "hipaa",
-            regions=self.allowed_regions,
-            endpoints=endpoints,
-        )
-
-    @property
-    def events_retention(self) -> timedelta:
-        return timedelta(
-            days=self.events_retention_days or settings.EDGEFLEET["RETENTION_EVENTS_DAYS"]
-        )
-
-    @property
-    def effective_poll_interval_s(self) -> int:
-        return int(self.poll_interval_s or settings.EDGEFLEET["POLL_INTERVAL_S"])
+__all__ = ["Fleet"]  # re-exported: the domain's models next to the fleet they belong to
 
 
 class NodeStatus(models.TextChoices):
@@ -139,6 +83,7 @@ class Node(models.Model):
     events_acked_seq = models.PositiveBigIntegerField(default=0)
 
     objects = NodeQuerySet.as_manager()
+    fleet_field = "fleet_id"  # how access.restrict reaches the fleet
 
     class Meta:
         constraints = [
@@ -253,6 +198,8 @@ class EnrollmentToken(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
 
+    fleet_field = "fleet_id"
+
     def __str__(self) -> str:
         return f"{self.prefix}… → {self.fleet_id}"
 
@@ -293,6 +240,8 @@ class DesiredStateLayer(models.Model):
     priority = models.IntegerField(default=0)
     sections = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    fleet_field = "fleet_id"
 
     class Meta:
         constraints = [
@@ -391,6 +340,8 @@ class ToolApproval(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    fleet_field = "fleet_id"
+
     class Meta:
         indexes = [models.Index(fields=["fleet", "decision", "created_at"])]
 
@@ -444,6 +395,8 @@ class Rollout(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    fleet_field = "fleet_id"
 
     class Meta:
         constraints = [

@@ -40,6 +40,7 @@ from controlplane.events import publish_on_commit
 from . import desired_state
 from .models import (
     ACTIVE_ROLLOUT,
+    DesiredStateLayer,
     Fleet,
     MetricSample,
     Node,
@@ -50,6 +51,7 @@ from .models import (
     RolloutStatus,
     labels_match,
 )
+from .services import do_put_layer
 
 DEFAULT_GATES: dict[str, float] = {
     "max_load_failures": 0,
@@ -355,9 +357,6 @@ def do_check_rollout(rollout: Rollout, now: datetime | None = None) -> Rollout:
 
 
 def _complete(rollout: Rollout) -> None:
-    from .models import DesiredStateLayer
-    from .services import do_put_layer
-
     rollout.status = RolloutStatus.COMPLETED
     rollout.finished_at = timezone.now()
     rollout.save()

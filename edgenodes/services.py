@@ -7,10 +7,13 @@ dashboard and the management commands all call these; none of them writes models
 
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -18,12 +21,16 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from agents import compliance, schemas
+from agents.schemas import SECTIONS, ComplianceMode, ComplianceSettings, first_error
 from controlplane import tokens
+from controlplane.accounts.access import is_global_admin
+from controlplane.audit import actions as audit_actions
 from controlplane.audit.services import append as audit_append
 from controlplane.audit.services import entry as audit_entry
 from controlplane.audit.services import pseudonym, record
-from controlplane.errors import Conflict, NotFound, ServiceError, Unauthorized
+from controlplane.errors import Conflict, Forbidden, NotFound, ServiceError, Unauthorized
 from controlplane.events import publish_on_commit
+from controlplane.unset import UNSET, Unset
 
 from . import desired_state
 from .models import (
@@ -46,10 +53,22 @@ def _fleet_snapshot(fleet: Fleet) -> dict[str, Any]:
 
 # --- fleets ---------------------------------------------------------------------------------------
 
+POLL_INTERVAL_RANGE = (5, 86_400)
+
+
+def _check_fleet_fields(name: str, description: str, poll_interval_s: int | None) -> None:
+    if not isinstance(name, str) or not 0 < len(name) <= 100 or "\x00" in name:
+        raise ServiceError("name must be 1-100 characters")
+    if not isinstance(description, str) or len(description) > 2000 or "\x00" in description:
+        raise ServiceError("description must be text of at most 2000 characters (may be empty)")
+    lo, hi = POLL_INTERVAL_RANGE
+    if poll_interval_s is not None and not lo <= poll_interval_s <= hi:
+        raise ServiceError(f"poll_interval_s must be between {lo} and {hi} seconds, or null")
+
 
 @transaction.atomic
 def do_create_fleet(
-    user,
+    actor,
     *,
     slug: str,
     name: str,
@@ -57,28 +76,58 @@ def do_create_fleet(
     poll_interval_s: int | None = None,
     request=None,
 ) -> Fleet:
+    """Create a fleet. Only global admins do (a fleet has no fleet to hold a role in); `actor`
+    None is the system (management commands)."""
+    if actor is not None and not is_global_admin(actor):
+        raise Forbidden("only global admins create fleets")
+    _check_fleet_fields(name, description, poll_interval_s)
     if Fleet.objects.filter(slug=slug).exists():
         raise Conflict(f"a fleet with slug '{slug}' already exists")
     fleet = Fleet.objects.create(
         slug=slug, name=name, description=description, poll_interval_s=poll_interval_s
     )
     record(
-        "fleet.create", fleet, user=user, fleet=fleet, after=_fleet_snapshot(fleet), request=request
+        "fleet.create",
+        fleet,
+        user=actor,
+        fleet=fleet,
+        after=_fleet_snapshot(fleet),
+        request=request,
     )
     publish_on_commit(fleet.pk, "fleet.created", slug=fleet.slug)
     return fleet
 
 
 @transaction.atomic
-def do_update_fleet(user, fleet: Fleet, *, request=None, **changes: Any) -> Fleet:
+def do_update_fleet(
+    actor,
+    fleet: Fleet,
+    *,
+    name: str | Unset = UNSET,
+    description: str | Unset = UNSET,
+    poll_interval_s: int | None | Unset = UNSET,
+    request=None,
+) -> Fleet:
+    """Change what is given (UNSET: unchanged; a poll interval of None: the global default)."""
     before = _fleet_snapshot(fleet)
+    changes = {
+        k: v
+        for k, v in {
+            "name": name,
+            "description": description,
+            "poll_interval_s": poll_interval_s,
+        }.items()
+        if v is not UNSET
+    }
     for key, value in changes.items():
         setattr(fleet, key, value)
-    fleet.save(update_fields=list(changes))
+    _check_fleet_fields(fleet.name, fleet.description, fleet.poll_interval_s)
+    if changes:
+        fleet.save(update_fields=list(changes))
     record(
         "fleet.update",
         fleet,
-        user=user,
+        user=actor,
         fleet=fleet,
         before=before,
         after=_fleet_snapshot(fleet),
@@ -88,35 +137,58 @@ def do_update_fleet(user, fleet: Fleet, *, request=None, **changes: Any) -> Flee
     return fleet
 
 
-def _compliance_snapshot(fleet: Fleet) -> dict[str, Any]:
-    return {
-        "mode": fleet.compliance_mode, "phi_action": fleet.phi_action,
-        "store_content": fleet.store_content, "allowed_regions": fleet.allowed_regions,
-        "cloud_endpoints": fleet.cloud_endpoints,
-        "events_retention_days": fleet.events_retention_days,
-    }  # fmt: skip
-
-
 @transaction.atomic
-def do_set_compliance(user, fleet: Fleet, *, request=None, **changes: Any) -> tuple[Fleet, int]:
-    """Change a fleet's compliance settings: audited, and pushed to every node of the fleet with
-    its next poll (the compliance section of its desired state). Returns (fleet, nodes changed)."""
+def do_set_compliance(
+    actor,
+    fleet: Fleet,
+    *,
+    mode: str | Unset = UNSET,
+    phi_action: str | Unset = UNSET,
+    store_content: bool | None | Unset = UNSET,
+    allowed_regions: list[str] | Unset = UNSET,
+    cloud_endpoints: list[dict[str, Any]] | Unset = UNSET,
+    events_retention_days: int | None | Unset = UNSET,
+    request=None,
+) -> tuple[Fleet, int]:
+    """Change a fleet's compliance settings (UNSET: unchanged): audited, and pushed to every node of
+    the fleet with its next poll (the compliance section of its desired state). Returns (fleet,
+    nodes changed)."""
     fleet = Fleet.objects.select_for_update().get(pk=fleet.pk)
-    before = _compliance_snapshot(fleet)
-    if "mode" in changes:
-        changes["compliance_mode"] = changes.pop("mode")
-    for key, value in changes.items():
-        setattr(fleet, key, value)
-    policy = fleet.compliance_policy()  # validates endpoints and regions
-    if policy.mode == "hipaa" and fleet.store_content:
+    current = fleet.compliance_settings()
+    given = {
+        "mode": mode,
+        "phi_action": phi_action,
+        "store_content": store_content,
+        "allowed_regions": allowed_regions,
+        "cloud_endpoints": cloud_endpoints,
+        "events_retention_days": events_retention_days,
+    }
+    merged = {**current.model_dump(), **{k: v for k, v in given.items() if v is not UNSET}}
+    try:
+        new = ComplianceSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise ServiceError(f"invalid compliance settings: {first_error(exc)}") from None
+    if new.mode == ComplianceMode.HIPAA and new.store_content:
         raise ServiceError(
             "HIPAA mode never stores content centrally: store_content must not be true"
         )
-    fleet.cloud_endpoints = [e.model_dump(exclude_none=True) for e in policy.endpoints]
-    fleet.save(update_fields=list(changes) + ["cloud_endpoints"])
+    fleet.compliance_mode = new.mode
+    fleet.phi_action = new.phi_action
+    fleet.store_content = new.store_content
+    fleet.allowed_regions = list(new.allowed_regions)
+    fleet.cloud_endpoints = [e.model_dump(exclude_none=True) for e in new.cloud_endpoints]
+    fleet.events_retention_days = new.events_retention_days
+    fleet.save()
     changed = desired_state.refresh(fleet)
-    record("fleet.compliance", fleet, user=user, fleet=fleet, before=before,
-           after=_compliance_snapshot(fleet), request=request)  # fmt: skip
+    record(
+        "fleet.compliance",
+        fleet,
+        user=actor,
+        fleet=fleet,
+        before=current.model_dump(mode="json", exclude_none=True),
+        after=new.model_dump(mode="json", exclude_none=True),
+        request=request,
+    )
     publish_on_commit(
         fleet.pk, "desired_state.changed", layer="compliance", nodes_changed=len(changed)
     )
@@ -316,33 +388,60 @@ def _affected(fleet: Fleet, layer: DesiredStateLayer) -> list[Node] | None:
     return None
 
 
+LAYER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+
+def _layer_node(fleet: Fleet, scope: str, node: Node | uuid.UUID | str | None) -> Node | None:
+    if scope != LayerScope.NODE:
+        return None
+    if node is None:
+        raise ServiceError("a node layer needs 'node'")
+    node_id = node.pk if isinstance(node, Node) else node
+    try:
+        found = Node.objects.filter(fleet=fleet, pk=node_id).first()
+    except (ValueError, DjangoValidationError):
+        found = None
+    if found is None:
+        raise NotFound(f"node '{node_id}' not found in fleet '{fleet.slug}'")
+    return found
+
+
 @transaction.atomic
 def do_put_layer(
-    user,
+    actor,
     fleet: Fleet,
     *,
     name: str,
     scope: str,
     sections: dict[str, Any],
     selector: dict[str, str] | None = None,
-    node: Node | None = None,
+    node: Node | uuid.UUID | str | None = None,
     priority: int = 0,
     request=None,
 ) -> tuple[DesiredStateLayer, int]:
-    """Create or replace a named layer. Returns the layer and how many nodes got a new revision."""
-    if scope == LayerScope.NODE and (node is None or node.fleet_id != fleet.pk):
-        raise NotFound("node not found in this fleet")
+    """Create or replace a named layer. Returns the layer and how many nodes got a new revision.
+    `node` (a node of this fleet, or its id) for a node layer; `selector` for a label layer."""
+    if not LAYER_NAME.match(name or ""):
+        raise ServiceError("layer name must be 1-63 letters, digits, '-' or '_'")
+    if scope not in LayerScope.values:
+        raise ServiceError(f"unknown scope '{scope}'; allowed: {list(LayerScope.values)}")
     if "compliance" in sections:
         raise ServiceError(
             "compliance is set per fleet (PUT /api/v1/fleets/{slug}/compliance), not in a layer"
         )
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ServiceError(f"unknown sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
+    if scope == LayerScope.LABEL and not selector:
+        raise ServiceError("a label layer needs a non-empty 'selector'")
+    target = _layer_node(fleet, scope, node)
     model = sections.get("model")
     if isinstance(model, dict):
         # Checked on its own too: a node in a rollout does not compose this layer's model now.
         try:
             schemas.ModelAssignment.model_validate({"name": "layer", **model})
         except ValidationError as exc:
-            raise ServiceError(f"invalid model section: {schemas.first_error(exc)}") from None
+            raise ServiceError(f"invalid model section: {first_error(exc)}") from None
     layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
     before = _layer_snapshot(layer) if layer else None
     old_targets = _affected(fleet, layer) if layer else []
@@ -350,7 +449,7 @@ def do_put_layer(
         layer = DesiredStateLayer(fleet=fleet, name=name)
     layer.scope = scope
     layer.selector = selector or {} if scope == LayerScope.LABEL else {}
-    layer.node = node if scope == LayerScope.NODE else None
+    layer.node = target
     layer.priority = priority
     layer.sections = sections
     layer.updated_at = timezone.now()
@@ -365,7 +464,7 @@ def do_put_layer(
     record(
         "layer.put",
         layer,
-        user=user,
+        user=actor,
         fleet=fleet,
         before=before,
         after=_layer_snapshot(layer),
@@ -470,8 +569,9 @@ def do_ingest_metrics(node: Node, batch: schemas.MetricBatchIn) -> schemas.AckOu
     )
 
 
-# Edge events that are also audit records: tool decisions, escalations, model swaps, failed applies.
-AUDITED_EVENTS = ("tool.", "escalation.", "model.", "apply.", "phi.")
+# Edge events that are also audit records: tool decisions, escalations, model swaps, failed applies
+# (the families declared in controlplane/audit/actions.py).
+AUDITED_EVENTS = tuple(audit_actions.EDGE_FAMILIES)
 # Audit records never hold content (it would be personal data inside the hash), whatever the policy.
 NO_CONTENT = schemas.CompliancePolicy(store_content=False)
 
@@ -514,13 +614,20 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn, *, request=None) -
     audited = [
         audit_entry(row.kind, ("node_event", f"{node.pk}:{row.seq}"), node=node,
                     fleet=node.fleet_id, after=compliance.minimise(row.data, NO_CONTENT),
-                    request=request)
+                    request=request, edge=True)
         for row in rows if row.kind.startswith(AUDITED_EVENTS)
     ]  # fmt: skip
     audit_append(audited)
     if ack.accepted:
         publish_on_commit(node.fleet_id, "node.events", node=str(node.pk), count=ack.accepted)
     return ack
+
+
+def erase_subject_events(fleet: Fleet, subject: str) -> int:
+    """GDPR erasure of an edge data subject (controlplane.audit.privacy.SUBJECT_DATA): delete the
+    fleet's events that name their pseudonym."""
+    deleted, _ = NodeEventRecord.objects.filter(node__fleet=fleet, data__subject=subject).delete()
+    return deleted
 
 
 def purge_events(now=None) -> int:

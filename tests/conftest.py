@@ -17,8 +17,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from agents.quantize import quantize
 from agents.schemas import EnrollIn, HardwareProfile
-from agents.tinymodel import quantize, write_tiny_llama
+from agents.tinymodel import write_tiny_llama
 from controlplane.accounts.models import Membership, Role
 from controlplane.audit import services as audit_services
 from edgenodes import services

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 
+from agents.quantize import quantize
 from agents.runtime import Runtime, StateDir
-from agents.tinymodel import quantize, write_tiny_llama
+from agents.tinymodel import write_tiny_llama
 
 from .agent_helpers import offline_node, sha256, signed
 

@@ -16,9 +16,10 @@ import pytest
 from openai import OpenAI
 
 from agents import cli
+from agents.quantize import quantize
 from agents.runtime import Runtime, StateDir
 from agents.server import LocalServer
-from agents.tinymodel import quantize, write_tiny_llama
+from agents.tinymodel import write_tiny_llama
 from edgenodes import services
 from edgenodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
 

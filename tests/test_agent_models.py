@@ -8,8 +8,9 @@ import pytest
 
 from agents.agent import AgentRunner, step_schema
 from agents.backends import BackendError, LlamaCppBackend
+from agents.quantize import quantize
 from agents.schemas import AgentSpec, ToolPolicy
-from agents.tinymodel import quantize, write_tiny_llama
+from agents.tinymodel import write_tiny_llama
 from agents.tools import ToolGate, registry
 
 

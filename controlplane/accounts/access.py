@@ -9,26 +9,16 @@ memberships). See docs/permissions.md for the matrix.
 
 from __future__ import annotations
 
-import uuid
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
-from controlplane.errors import Forbidden, NotFound
+from controlplane.errors import NotFound
+from controlplane.fleets.models import Fleet
 
-from .models import Membership, Role
+from .models import Membership, PersonalToken, Role
 
-if TYPE_CHECKING:
-    from controlplane.audit.models import AuditExport
-    from edgenodes.models import (
-        DesiredStateLayer,
-        EnrollmentToken,
-        Fleet,
-        Node,
-        Rollout,
-        ToolApproval,
-    )
-    from edgenodes.registry.models import Artifact, QuantizationJob
+M = TypeVar("M", bound=Model)
 
 VIEW = "view"
 OPERATE = "operate"
@@ -69,8 +59,6 @@ def fleet_ids(user, action: str) -> set[int] | None:
     scope = _token_scope(user)
     roles: dict[int, str]
     if user.is_superuser:
-        from edgenodes.models import Fleet
-
         roles = dict.fromkeys(Fleet.objects.values_list("id", flat=True), str(Role.ADMIN))
     else:
         roles = {
@@ -87,12 +75,24 @@ def fleet_ids(user, action: str) -> set[int] | None:
     return ids
 
 
-def restrict(queryset: QuerySet, user, action: str, fleet_field: str = "fleet_id") -> QuerySet:
-    """Narrow any queryset to the rows in fleets where `user` may do `action`."""
+def restrict(queryset: QuerySet[M], user, action: str) -> QuerySet[M]:
+    """Narrow any queryset to the rows in fleets where `user` may do `action`. Each restricted
+    model says how it reaches its fleet in `fleet_field` ("id" on Fleet, "fleet_id" on the objects
+    of one fleet, "node__fleet_id" for a node's data): this module never imports the domain."""
     ids = fleet_ids(user, action)
     if ids is None:
         return queryset
-    return queryset.filter(**{f"{fleet_field}__in": ids})
+    field = queryset.model.fleet_field  # type: ignore[attr-defined]
+    return queryset.filter(**{f"{field}__in": ids})
+
+
+def get(queryset: QuerySet[M], user, action: str, missing: str, **lookup: Any) -> M:
+    """The one object `lookup` names among those `user` may `action`, or NotFound(`missing`) for a
+    missing and a forbidden one alike. The per-type access functions (access_node, ...) call this."""
+    obj = restrict(queryset, user, action).filter(**lookup).first()
+    if obj is None:
+        raise NotFound(missing)
+    return obj
 
 
 def can(user, fleet_id: int, action: str) -> bool:
@@ -101,125 +101,12 @@ def can(user, fleet_id: int, action: str) -> bool:
 
 
 def access_fleet(user, slug: str, action: str = VIEW) -> Fleet:
-    from edgenodes.models import Fleet
-
-    fleet = restrict(Fleet.objects.all(), user, action, "id").filter(slug=slug).first()
-    if fleet is None:
-        raise NotFound(f"fleet '{slug}' not found")
-    return fleet
+    return get(Fleet.objects.all(), user, action, f"fleet '{slug}' not found", slug=slug)
 
 
-def access_node(user, node_id, action: str = VIEW) -> Node:
-    from edgenodes.models import Node
-
-    try:
-        pk = node_id if isinstance(node_id, uuid.UUID) else uuid.UUID(str(node_id))
-    except ValueError:
-        raise NotFound(f"node '{node_id}' not found") from None
-    node = restrict(Node.objects.select_related("fleet"), user, action).filter(pk=pk).first()
-    if node is None:
-        raise NotFound(f"node '{node_id}' not found")
-    return node
-
-
-def access_enrollment_token(user, token_id: int, action: str = VIEW) -> EnrollmentToken:
-    from edgenodes.models import EnrollmentToken
-
-    token = (
-        restrict(EnrollmentToken.objects.select_related("fleet"), user, action)
-        .filter(pk=token_id)
-        .first()
-    )
+def access_personal_token(user, token_id: int) -> PersonalToken:
+    """A personal API token is visible to its owner only."""
+    token = PersonalToken.objects.filter(user=user, pk=token_id).first()
     if token is None:
-        raise NotFound(f"enrollment token {token_id} not found")
+        raise NotFound(f"token {token_id} not found")
     return token
-
-
-def access_layer(user, fleet_slug: str, name: str, action: str = VIEW) -> DesiredStateLayer:
-    from edgenodes.models import DesiredStateLayer
-
-    layer = (
-        restrict(DesiredStateLayer.objects.select_related("fleet"), user, action)
-        .filter(fleet__slug=fleet_slug, name=name)
-        .first()
-    )
-    if layer is None:
-        raise NotFound(f"layer '{name}' not found in fleet '{fleet_slug}'")
-    return layer
-
-
-def access_approval(user, approval_id: int, action: str = VIEW) -> ToolApproval:
-    from edgenodes.models import ToolApproval
-
-    approval = (
-        restrict(ToolApproval.objects.select_related("fleet", "node"), user, action)
-        .filter(pk=approval_id)
-        .first()
-    )
-    if approval is None:
-        raise NotFound(f"approval {approval_id} not found")
-    return approval
-
-
-def access_export(user, export_id: int) -> AuditExport:
-    """An audit export is visible to the person who made it (and global admins)."""
-    from controlplane.audit.models import AuditExport
-    from controlplane.audit.services import user_ref
-
-    export = AuditExport.objects.filter(pk=export_id).first()
-    if export is None or not (
-        is_global_admin(user) or (user.is_authenticated and export.actor == user_ref(user))
-    ):
-        raise NotFound(f"export {export_id} not found")
-    return export
-
-
-def access_rollout(user, rollout_id: int, action: str = VIEW) -> Rollout:
-    from edgenodes.models import Rollout
-
-    rollout = (
-        restrict(Rollout.objects.select_related("fleet"), user, action)
-        .filter(pk=rollout_id)
-        .first()
-    )
-    if rollout is None:
-        raise NotFound(f"rollout {rollout_id} not found")
-    return rollout
-
-
-# The model registry is shared by all fleets: anyone with a role in some fleet may read it; writing
-# (registering, quantizing) needs the admin role in some fleet. Someone with no role sees nothing.
-
-
-def _registry_check(user, action: str) -> None:
-    ids = fleet_ids(user, VIEW)
-    if ids is not None and not ids:
-        raise NotFound("model registry not found")
-    if action != VIEW:
-        ids = fleet_ids(user, ADMINISTER)
-        if ids is not None and not ids:
-            raise Forbidden("changing the model registry needs the admin role in some fleet")
-
-
-def access_registry(user, action: str = VIEW) -> None:
-    _registry_check(user, action)
-
-
-def access_artifact(user, name: str, variant: str, action: str = VIEW) -> Artifact:
-    from edgenodes.registry.models import Artifact
-
-    _registry_check(user, action)
-    artifact = Artifact.objects.filter(name=name, variant=variant).first()
-    if artifact is None:
-        raise NotFound(f"model '{name}' has no variant '{variant}'")
-    return artifact
-
-
-def access_quantization_job(user, job_id: int) -> QuantizationJob:
-    from edgenodes.registry.models import QuantizationJob
-
-    _registry_check(user, VIEW)
-    job = QuantizationJob.objects.select_related("source", "result").filter(pk=job_id).first()
-    if job is None:
-        raise NotFound(f"quantization job {job_id} not found")
-    return job

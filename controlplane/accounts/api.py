@@ -10,7 +10,7 @@ from ninja import Field, Router, Schema, Status
 from agents.schemas import Name
 from controlplane.accounts import access
 from controlplane.accounts.access import VIEW
-from controlplane.errors import NotFound, ServiceError
+from controlplane.errors import ERRORS
 
 from . import services
 from .models import PersonalToken
@@ -48,28 +48,19 @@ class PersonalTokenCreatedOut(PersonalTokenOut):
     token: str = Field(description="Shown once; only its hash is stored.")
 
 
-def access_personal_token(user, token_id: int) -> PersonalToken:
-    token = PersonalToken.objects.filter(user=user, pk=token_id).first()
-    if token is None:
-        raise NotFound(f"token {token_id} not found")
-    return token
-
-
-@router.get("", response=list[PersonalTokenOut])
+@router.get("", response={200: list[PersonalTokenOut], **ERRORS})
 def list_tokens(request):
+    """Your own tokens, newest first (a person has few: not paginated)."""
     return (
         PersonalToken.objects.filter(user=request.auth)
         .prefetch_related("fleets")
-        .order_by("-created_at")
+        .order_by("-created_at", "-id")
     )
 
 
-@router.post("", response={201: PersonalTokenCreatedOut})
+@router.post("", response={201: PersonalTokenCreatedOut, **ERRORS})
 def create_token(request, payload: PersonalTokenIn):
     fleets = [access.access_fleet(request.auth, slug, VIEW) for slug in payload.fleets]
-    scoped = getattr(request.auth, "token_scope", None) and not access.is_global_admin(request.auth)
-    if scoped and (not fleets or not payload.role):
-        raise ServiceError("a scoped token can only create tokens with an explicit role and fleets")
     token, plaintext = services.do_create_personal_token(
         request.auth,
         name=payload.name,
@@ -82,8 +73,8 @@ def create_token(request, payload: PersonalTokenIn):
     return Status(201, token)
 
 
-@router.post("/{token_id}/revoke", response=PersonalTokenOut)
+@router.post("/{token_id}/revoke", response={200: PersonalTokenOut, **ERRORS})
 def revoke_token(request, token_id: int):
     return services.do_revoke_personal_token(
-        request.auth, access_personal_token(request.auth, token_id), request=request
+        request.auth, access.access_personal_token(request.auth, token_id), request=request
     )

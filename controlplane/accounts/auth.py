@@ -20,12 +20,15 @@ from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
+from agents.schemas import ComplianceMode
 from controlplane.audit.services import pseudonym, record
+from controlplane.fleets.models import Fleet
 
+from .access import VIEW, fleet_ids
 from .models import LoginFailure
 
 
-def _username_hash(username: str) -> str:
+def username_hash(username: str) -> str:
     return hashlib.sha256(username.strip().lower().encode()).hexdigest()
 
 
@@ -38,7 +41,7 @@ def lockout_remaining_s(username: str, ip: str | None) -> int:
     cfg = settings.EDGEFLEET
     window = timedelta(seconds=cfg["LOGIN_LOCKOUT_S"])
     since = timezone.now() - window
-    who = Q(username_hash=_username_hash(username))
+    who = Q(username_hash=username_hash(username))
     if ip:
         who |= Q(ip=ip)
     failures = list(
@@ -46,7 +49,7 @@ def lockout_remaining_s(username: str, ip: str | None) -> int:
         .order_by("-ts")
         .values_list("ts", "username_hash", "ip")[: cfg["LOGIN_FAILURE_LIMIT"] * 2]
     )
-    uh = _username_hash(username)
+    uh = username_hash(username)
     for key in (lambda f: f[1] == uh, lambda f: ip is not None and f[2] == ip):
         mine = [f[0] for f in failures if key(f)]
         if len(mine) >= cfg["LOGIN_FAILURE_LIMIT"]:
@@ -83,7 +86,7 @@ def _record_failure(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username") or "")
     user = get_user_model().objects.filter(username=username).first() if username else None
     with transaction.atomic():
-        LoginFailure.objects.create(username_hash=_username_hash(username), ip=_ip(request))
+        LoginFailure.objects.create(username_hash=username_hash(username), ip=_ip(request))
         record(
             "auth.login_failed",
             ("user", pseudonym("user", str(user.pk)) if user else ""),
@@ -95,11 +98,8 @@ def _record_failure(sender, credentials, request=None, **kwargs):
 
 @receiver(user_logged_in)
 def _on_login(sender, request, user, **kwargs):
-    from controlplane.accounts.access import VIEW, fleet_ids
-    from edgenodes.models import Fleet
-
     ids = fleet_ids(user, VIEW)
-    hipaa = Fleet.objects.filter(compliance_mode="hipaa")
+    hipaa = Fleet.objects.filter(compliance_mode=ComplianceMode.HIPAA)
     if ids is not None:
         hipaa = hipaa.filter(id__in=ids)
     if hipaa.exists():

@@ -16,9 +16,7 @@ class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
-    fleet = models.ForeignKey(
-        "edgenodes.Fleet", on_delete=models.CASCADE, related_name="memberships"
-    )
+    fleet = models.ForeignKey("fleets.Fleet", on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -43,7 +41,7 @@ class PersonalToken(models.Model):
     prefix = models.CharField(max_length=16)
     token_hash = models.CharField(max_length=64, unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, blank=True)
-    fleets = models.ManyToManyField("edgenodes.Fleet", blank=True, related_name="+")
+    fleets = models.ManyToManyField("fleets.Fleet", blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -11,13 +11,21 @@ from controlplane import tokens
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import ServiceError
 
-from .models import Membership, PersonalToken
+from .access import is_global_admin
+from .models import Membership, PersonalToken, Role
 
 
 @transaction.atomic
 def do_create_personal_token(
     user, *, name: str, role: str = "", fleets=(), ttl_days: int | None = 90, request=None
 ) -> tuple[PersonalToken, str]:
+    """A token for `user`, capped at `role` ("" = the user's own) in `fleets` (() = all of theirs).
+    A token narrowed itself can only create tokens with an explicit role and fleets."""
+    scoped = getattr(user, "token_scope", None) and not is_global_admin(user)
+    if scoped and (not fleets or not role):
+        raise ServiceError("a scoped token can only create tokens with an explicit role and fleets")
+    if role and role not in Role.values:
+        raise ServiceError(f"unknown role '{role}'")
     plaintext, token_hash, prefix = tokens.new_token(tokens.PERSONAL_PREFIX)
     token = PersonalToken.objects.create(
         user=user,
@@ -63,7 +71,7 @@ def do_set_membership(actor, *, user, fleet, role: str | None, request=None) -> 
             current.delete()
         result = None
     else:
-        if role not in {"admin", "operator", "compliance", "viewer"}:
+        if role not in Role.values:
             raise ServiceError(f"unknown role '{role}'")
         result, _ = Membership.objects.update_or_create(
             user=user, fleet=fleet, defaults={"role": role}

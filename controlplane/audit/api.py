@@ -11,18 +11,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
+from pydantic import model_validator
 
 from controlplane import signing
-from controlplane.accounts import access
-from controlplane.accounts.access import ERASE, VIEW_AUDIT
-from controlplane.errors import Forbidden, NotFound, ServiceError
+from controlplane.accounts.access import ERASE, access_fleet
+from controlplane.errors import ERRORS, ServiceError
+from controlplane.pagination import cursor_page, headers
 
-from . import export, privacy, services
-from .models import AuditExport, AuditRecord, SubjectKey
+from . import actions, export, privacy, queries
 
 router = Router(tags=["audit"])
 
@@ -76,147 +74,105 @@ class ErasureIn(Schema):
     )
     fleet: Slug | None = Field(None, description="required for kind 'subject'")
 
+    @model_validator(mode="after")
+    def _fleet_for_subjects(self) -> ErasureIn:
+        if self.kind == "subject" and not self.fleet:
+            raise ValueError("'fleet' is required to erase an edge data subject")
+        return self
+
 
 class ErasureOut(Schema):
     erased: bool
     pseudonym: str
 
 
-def _scope(request, q: AuditFilter):
-    """(queryset of records the caller may read, narrowed by the filter; fleet id or None)."""
-    user = request.auth
-    qs = AuditRecord.objects.filter(seq__isnull=False)  # pending records are not chained yet
-    fleet_id = None
-    if q.fleet:
-        fleet_id = access.access_fleet(user, q.fleet, VIEW_AUDIT).pk
-    else:
-        qs = access.restrict(qs, user, VIEW_AUDIT)
-        if not access.is_global_admin(user) and not access.fleet_ids(user, VIEW_AUDIT):
-            raise NotFound("no audit log visible to you")
-    return qs, fleet_id
-
-
-def _actor(value: str) -> str:
-    """Accept user:<username> for convenience: it becomes that person's pseudonym."""
-    if value.startswith("user:") and len(value) != 37:
-        user = get_user_model().objects.filter(username=value[5:]).first()
-        key = user and SubjectKey.objects.filter(kind="user", ref=str(user.pk)).first()
-        return f"user:{key.pseudonym}" if key else "user:unknown"
-    return value
-
-
-@router.get("/audit/records", response=list[AuditRecordOut])
-def list_records(request, q: Query[RecordQuery]):
-    qs, fleet_id = _scope(request, q)
-    qs = export.select(
-        qs.select_related("fleet"), since=q.since, until=q.until, fleet_id=fleet_id,
-        actor=_actor(q.actor), action=q.action, upto_seq=export.head_seq(),
-    ).filter(seq__gt=q.after_seq)[: q.limit]  # fmt: skip
-    records = list(qs)
-    pseuds = {r.actor[5:] for r in records if r.actor.startswith("user:")}
-    users = dict(SubjectKey.objects.filter(pseudonym__in=pseuds).values_list("pseudonym", "ref"))
-    names = dict(
-        get_user_model().objects.filter(pk__in=users.values()).values_list("pk", "username")
+@router.get("/audit/records", response={200: list[AuditRecordOut], **ERRORS})
+def list_records(request, response: HttpResponse, q: Query[RecordQuery]):
+    """Records in chain order, `limit` after `after_seq` (the next page: `Link: rel="next"`)."""
+    records, _ = queries.records(
+        request.auth, fleet=q.fleet, actor=q.actor, action=q.action, since=q.since, until=q.until
     )
-    out = []
-    for r in records:
-        ref = users.get(r.actor[5:]) if r.actor.startswith("user:") else None
-        out.append({
-            "seq": r.seq, "ts": r.ts, "actor": r.actor,
-            "actor_name": names.get(int(ref), "") if ref else "",
-            "fleet": r.fleet.slug if r.fleet_id and r.fleet else None,
-            "action": r.action, "object_type": r.object_type, "object_id": r.object_id,
-            "before": r.before, "after": r.after, "request_id": r.request_id,
-            "source_ip": r.source_ip, "hash": r.hash,
-        })  # fmt: skip
-    return out
+    page = cursor_page(
+        records.select_related("fleet"),
+        key="seq",
+        after=q.after_seq,
+        limit=q.limit,
+        param="after_seq",
+    )
+    return queries.record_rows(headers(request, response, page))
 
 
-@router.get("/audit/export", response={200: None})
+class ActionOut(Schema):
+    action: str
+    label: str
+
+
+@router.get("/audit/actions", response={200: list[ActionOut], **ERRORS})
+def list_actions(request):
+    """Every action the audit trail can hold, with its label; edge families end in '.' (filter
+    with the prefix: `action=tool.`)."""
+    declared = [{"action": a, "label": label} for a, label in actions.ACTIONS.items()]
+    families = [{"action": p, "label": label} for p, label in actions.EDGE_FAMILIES.items()]
+    return declared + families
+
+
+@router.get("/audit/export", response={200: None, **ERRORS})
 def export_records(request, q: Query[ExportQuery]):
     """Stream the selected records (CSV or JSON Lines). The signed manifest is ready once the body
     has been read: GET /audit/exports/{X-Export-Id}/manifest."""
-    qs, fleet_id = _scope(request, q)
-    upto = export.head_seq()
-    filters = {
-        "fleet": q.fleet, "actor": q.actor, "action": q.action,
-        "since": q.since.isoformat() if q.since else None,
-        "until": q.until.isoformat() if q.until else None,
-    }  # fmt: skip
-    complete = not (q.fleet or q.actor or q.action) and access.is_global_admin(request.auth)
-    selected = export.select(qs, since=q.since, until=q.until, fleet_id=fleet_id,
-                             actor=_actor(q.actor), action=q.action, upto_seq=upto)  # fmt: skip
-    with transaction.atomic():
-        row = AuditExport.objects.create(
-            actor=services.user_ref(request.auth), fmt=q.format, filters=filters
-        )
-        services.record("audit.export", row, user=request.auth, fleet=fleet_id,
-                        after={"format": q.format, "filters": filters, "upto_seq": upto},
-                        request=request)  # fmt: skip
-
-    def save(manifest: dict[str, Any]) -> None:
-        AuditExport.objects.filter(pk=row.pk).update(manifest=manifest)
-
-    body = export.stream(selected, q.format, complete=complete, filters=filters,
-                         upto_seq=upto, on_done=save)  # fmt: skip
+    row, body = export.do_export(
+        request.auth,
+        fmt=q.format,
+        fleet=q.fleet,
+        who=q.actor,
+        action=q.action,
+        since=q.since,
+        until=q.until,
+        request=request,
+    )
     response = StreamingHttpResponse(body, content_type=export.FORMATS[q.format])
     response["Content-Disposition"] = f'attachment; filename="audit-{row.pk}.{q.format}"'
     response["X-Export-Id"] = str(row.pk)
     return response
 
 
-@router.get("/audit/exports/{export_id}/manifest", response=dict[str, Any])
+@router.get("/audit/exports/{export_id}/manifest", response={200: dict[str, Any], **ERRORS})
 def export_manifest(request, export_id: int):
-    row = access.access_export(request.auth, export_id)
+    row = queries.access_export(request.auth, export_id)
     if row.manifest is None:
         raise ServiceError(f"export {export_id} is not complete (its download did not finish)")
     return row.manifest
 
 
-@router.get("/audit/public-key", auth=None, response={200: None})
+@router.get("/audit/public-key", auth=None, response={200: None, **ERRORS})
 def public_key(request):
     """The Ed25519 public key that signs checkpoints and export manifests (PEM)."""
     return HttpResponse(signing.public_pem(), content_type="application/x-pem-file")
 
 
-@router.get("/audit/verifier.py", response={200: None})
+@router.get("/audit/verifier.py", response={200: None, **ERRORS})
 def verifier(request):
     """The stand-alone export verifier (Python + cryptography, no Django)."""
     path = Path(__file__).with_name("verify_export.py")
-    return FileResponse(path.open("rb"), as_attachment=True, filename="verify_export.py",
-                        content_type="text/x-python")  # fmt: skip
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename="verify_export.py",
+        content_type="text/x-python",
+    )
 
 
-@router.post("/privacy/erasure", response=ErasureOut)
+@router.post("/privacy/erasure", response={200: ErasureOut, **ERRORS})
 def erase(request, payload: ErasureIn):
-    user = request.auth
     if payload.kind == "user":
-        if not access.is_global_admin(user):
-            raise Forbidden("only global admins erase accounts")
-        target = get_user_model().objects.filter(username=payload.ref).first()
-        if target is None:
-            raise NotFound(f"user '{payload.ref}' not found")
-        if target.pk == user.pk:
-            raise ServiceError("you cannot erase your own account")
-        return {"erased": True, "pseudonym": privacy.do_erase_user(user, target, request=request)}
-    if not payload.fleet:
-        raise ServiceError("'fleet' is required to erase an edge data subject")
-    fleet = access.access_fleet(user, payload.fleet, ERASE)
-    pseud = privacy.do_erase_subject(user, fleet, payload.ref, request=request)
+        pseud = privacy.do_erase_user(request.auth, username=payload.ref, request=request)
+    else:
+        fleet = access_fleet(request.auth, payload.fleet or "", ERASE)
+        pseud = privacy.do_erase_subject(request.auth, fleet, payload.ref, request=request)
     return {"erased": True, "pseudonym": pseud}
 
 
-@router.get("/privacy/records-of-processing", response=dict[str, Any])
+@router.get("/privacy/records-of-processing", response={200: dict[str, Any], **ERRORS})
 def records_of_processing(request, fleet: Slug | None = None):
     """GDPR Art. 30: the record of processing activities for the fleets you may audit."""
-    from edgenodes.models import Fleet
-
-    if fleet:
-        fleets = [access.access_fleet(request.auth, fleet, VIEW_AUDIT)]
-    else:
-        fleets = list(
-            access.restrict(Fleet.objects.order_by("slug"), request.auth, VIEW_AUDIT, "id")
-        )
-        if not fleets:
-            raise NotFound("no fleet visible to you for auditing")
-    return privacy.records_of_processing(fleets)
+    return privacy.records_of_processing(queries.auditable_fleets(request.auth, fleet))

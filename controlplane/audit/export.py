@@ -14,13 +14,17 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from controlplane import signing
+from controlplane.accounts.access import is_global_admin
+from controlplane.errors import ServiceError
 
-from . import chain
-from .models import AuditCheckpoint, AuditHead
+from . import chain, queries
+from .models import AuditCheckpoint, AuditExport
+from .services import record, user_ref
 
 FIELDS = [
     "seq", "ts", "actor", "fleet", "action", "object_type", "object_id", "request_id",
@@ -30,37 +34,55 @@ FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 CHUNK = 5000
 
 
-def head_seq() -> int:
-    head = AuditHead.objects.filter(pk=1).first()
-    return head.seq if head else 0
-
-
-def select(
-    queryset: QuerySet,
+@transaction.atomic
+def do_export(
+    actor,
     *,
+    fmt: str,
+    fleet: str | None = None,
+    who: str = "",
+    action: str = "",
     since: datetime | None = None,
     until: datetime | None = None,
-    fleet_id: int | None = None,
-    actor: str = "",
-    action: str = "",
-    upto_seq: int,
-) -> QuerySet:
-    qs = queryset.filter(seq__lte=upto_seq)
-    if since:
-        qs = qs.filter(ts__gte=since)
-    if until:
-        qs = qs.filter(ts__lt=until)
-    if fleet_id is not None:
-        qs = qs.filter(fleet_id=fleet_id)
-    if actor:
-        qs = qs.filter(actor=actor)
-    if action:
-        qs = (
-            qs.filter(action__startswith=action)
-            if action.endswith(".")
-            else qs.filter(action=action)
-        )
-    return qs.order_by("seq")
+    via: str = "api",
+    request=None,
+) -> tuple[AuditExport, Iterator[bytes]]:
+    """Start an export of the records `actor` may read (None: the system, e.g. `manage.py audit
+    export`, reads all): its row and audit record are written now, in one transaction; the body is
+    streamed by the caller, and the signed manifest is stored on the row once it is all out.
+    The export is `complete` (the whole chain) only with no filter and by someone who sees it all."""
+    if fmt not in FORMATS:
+        raise ServiceError(f"unknown format '{fmt}'; allowed: {sorted(FORMATS)}")
+    upto = queries.head_seq()
+    selected, fleet_id = queries.records(
+        actor, fleet=fleet, actor=who, action=action, since=since, until=until, upto_seq=upto
+    )
+    filters = {
+        "fleet": fleet,
+        "actor": who,
+        "action": action,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+    }
+    sees_all = actor is None or is_global_admin(actor)
+    complete = not (fleet or who or action or since or until) and sees_all
+    row = AuditExport.objects.create(
+        actor=user_ref(actor) if actor else "system", fmt=fmt, filters=filters
+    )
+    record(
+        "audit.export",
+        row,
+        user=actor,
+        fleet=fleet_id,
+        after={"format": fmt, "filters": filters, "upto_seq": upto, "via": via},
+        request=request,
+    )
+
+    def save(manifest: dict[str, Any]) -> None:
+        AuditExport.objects.filter(pk=row.pk).update(manifest=manifest)
+
+    body = stream(selected, fmt, complete=complete, filters=filters, upto_seq=upto, on_done=save)
+    return row, body
 
 
 def _rows(qs: QuerySet) -> Iterator[tuple]:

@@ -23,7 +23,7 @@ class AuditRecord(models.Model):
     actor = models.CharField(max_length=80, db_index=True, default="system")
     # No database constraint and no cascade: deleting a fleet must never rewrite history.
     fleet = models.ForeignKey(
-        "edgenodes.Fleet",
+        "fleets.Fleet",
         null=True,
         blank=True,
         on_delete=models.DO_NOTHING,
@@ -40,6 +40,8 @@ class AuditRecord(models.Model):
     content = models.TextField(default="")
     prev_hash = models.CharField(max_length=64, default="")
     hash = models.CharField(max_length=64, default="")
+
+    fleet_field = "fleet_id"  # how access.restrict reaches the fleet
 
     class Meta:
         ordering = ["seq"]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane.errors import NotFound
+from controlplane.accounts.access import is_global_admin
+from controlplane.accounts.auth import username_hash
+from controlplane.accounts.models import LoginFailure
+from controlplane.errors import Forbidden, NotFound, ServiceError
 
 from .models import AuditRecord, SubjectKey
 from .services import forget_user_ref, record
@@ -27,18 +32,30 @@ def _forget_sources_of(actor: str) -> int:
     return AuditRecord.objects.filter(actor=actor, source_ip__isnull=False).update(source_ip=None)
 
 
-@transaction.atomic
-def do_erase_user(actor, target, *, request=None) -> str:
-    """Erase a person with an account: anonymise the account, drop their access, and destroy their
-    pseudonym key. Their audit records stay (and verify) but no longer lead to them."""
-    from controlplane.accounts.auth import _username_hash
-    from controlplane.accounts.models import LoginFailure
+# Who else holds data that names an edge data subject: the domain apps register a function here
+# (edgenodes: its node events) that deletes what names the pseudonym in the fleet and says how
+# many rows went. The audit app never imports them.
+SubjectDataEraser = Callable[[Any, str], int]
+SUBJECT_DATA: list[SubjectDataEraser] = []
 
+
+@transaction.atomic
+def do_erase_user(actor, *, username: str, request=None) -> str:
+    """Erase a person with an account: anonymise the account, drop their access, and destroy their
+    pseudonym key. Their audit records stay (and verify) but no longer lead to them. Only global
+    admins erase accounts (an account belongs to no fleet), never their own."""
+    if actor is not None and not is_global_admin(actor):
+        raise Forbidden("only global admins erase accounts")
+    target = get_user_model().objects.filter(username=username).first()
+    if target is None:
+        raise NotFound(f"user '{username}' not found")
+    if actor is not None and target.pk == actor.pk:
+        raise ServiceError("you cannot erase your own account")
     key = SubjectKey.objects.select_for_update().filter(kind="user", ref=str(target.pk)).first()
     pseud = key.pseudonym if key else ""
     if key is not None:
         _forget_sources_of(f"user:{pseud}")
-    LoginFailure.objects.filter(username_hash=_username_hash(target.username)).delete()
+    LoginFailure.objects.filter(username_hash=username_hash(target.username)).delete()
     target.memberships.all().delete()
     target.api_tokens.all().delete()
     target.username = f"erased-{uuid.uuid4().hex[:12]}"
@@ -57,9 +74,7 @@ def do_erase_user(actor, target, *, request=None) -> str:
 @transaction.atomic
 def do_erase_subject(actor, fleet, ref: str, *, request=None) -> str:
     """Erase a data subject the edge reported (the `user` a node's agent served): delete the events
-    that name them and destroy their pseudonym key."""
-    from edgenodes.models import NodeEventRecord
-
+    that name them (SUBJECT_DATA) and destroy their pseudonym key."""
     key = (
         SubjectKey.objects.select_for_update()
         .filter(kind="subject", ref=f"{fleet.pk}:{ref}")
@@ -68,9 +83,7 @@ def do_erase_subject(actor, fleet, ref: str, *, request=None) -> str:
     if key is None:
         raise NotFound(f"no data subject '{ref}' is known in fleet '{fleet.slug}'")
     pseud = key.pseudonym
-    deleted, _ = NodeEventRecord.objects.filter(
-        node__fleet=fleet, data__subject=f"subject:{pseud}"
-    ).delete()
+    deleted = sum(erase(fleet, f"subject:{pseud}") for erase in SUBJECT_DATA)
     key.delete()
     record("privacy.erase", ("subject", pseud), user=actor, fleet=fleet,
            after={"kind": "subject", "events_deleted": deleted}, request=request)  # fmt: skip

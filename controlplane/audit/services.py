@@ -18,9 +18,11 @@ from django.db.models import Min
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from agents.schemas import ComplianceMode
 from controlplane import signing
+from controlplane.fleets.models import Fleet
 
-from . import chain
+from . import actions, chain
 from .models import AuditCheckpoint, AuditHead, AuditRecord, SubjectKey
 
 # --- pseudonyms (crypto-shredding) ----------------------------------------------------------------
@@ -95,8 +97,11 @@ def entry(
     after: dict | None = None,
     request=None,
     ts=None,
+    edge: bool = False,
 ) -> AuditRecord:
-    """An unsaved record; `append` chains and stores it."""
+    """An unsaved record; `append` chains and stores it. `action` must be declared in
+    actions.py (`edge`: a node's event kind, in a declared family)."""
+    actions.check(action, edge=edge)
     request_id = ""
     source_ip = None
     if request is not None:
@@ -513,9 +518,7 @@ HIPAA_MIN_RETENTION_DAYS = 6 * 366
 def retention_days() -> int:
     """The audit retention: the setting, but never under six years while a fleet is in HIPAA
     mode (45 CFR 164.316(b)(2))."""
-    from edgenodes.models import Fleet
-
     days = int(settings.EDGEFLEET["AUDIT_RETENTION_DAYS"])
-    if Fleet.objects.filter(compliance_mode="hipaa").exists():
+    if Fleet.objects.filter(compliance_mode=ComplianceMode.HIPAA).exists():
         days = max(days, HIPAA_MIN_RETENTION_DAYS)
     return days

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from ninja import Field, File, Form, Router, Schema, Status
+from django.http import HttpResponse
+from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 
-from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW
+from controlplane.errors import ERRORS
+from controlplane.pagination import headers, offset_page
 
-from . import services
+from . import queries, services
 from .models import Artifact, QuantizationJob
 
 router = Router(tags=["models"])
@@ -71,40 +73,43 @@ class JobOut(Schema):
         return obj.source.variant
 
 
-@router.get("/models", response=list[ArtifactOut])
-def list_models(request, name: str | None = None):
-    """Every registered artifact (model name and variant), newest first."""
-    access.access_registry(request.auth, VIEW)
-    rows = Artifact.objects.select_related("source").order_by("name", "-bits_per_weight")
-    if name:
-        rows = rows.filter(name=name)
-    return rows[:1000]
+class ModelFilter(Schema):
+    name: Annotated[str, Field(max_length=63)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+    offset: Annotated[int, Field(ge=0, le=10_000_000)] = 0
 
 
-@router.post("/models", response={201: ArtifactOut})
+@router.get("/models", response={200: list[ArtifactOut], **ERRORS})
+def list_models(request, response: HttpResponse, filters: Query[ModelFilter]):
+    """Every registered artifact (model name and variant), by name, most bits per weight first."""
+    rows = queries.artifacts(request.auth, name=filters.name)
+    return headers(request, response, offset_page(rows, limit=filters.limit, offset=filters.offset))
+
+
+@router.post("/models", response={201: ArtifactOut, **ERRORS})
 def upload_model(request, file: File[UploadedFile], name: str = Form("", max_length=63)):
     """Register a GGUF file (multipart field `file`; optional `name`, else the file's own name).
     The metadata is read from the file; a file that is not valid GGUF is refused with the reason."""
-    access.access_registry(request.auth, ADMINISTER)
+    queries.access_registry(request.auth, ADMINISTER)
     artifact = services.register_upload(request.auth, file, name=name, request=request)
     return Status(201, artifact)
 
 
-@router.get("/models/{name}/variants/{variant}", response=ArtifactOut)
+@router.get("/models/{name}/variants/{variant}", response={200: ArtifactOut, **ERRORS})
 def get_model(request, name: str, variant: str):
-    return access.access_artifact(request.auth, name, variant, VIEW)
+    return queries.access_artifact(request.auth, name, variant, VIEW)
 
 
-@router.post("/models/{name}/quantize", response={202: list[JobOut]})
+@router.post("/models/{name}/quantize", response={202: list[JobOut], **ERRORS})
 def quantize(request, name: str, payload: QuantizeIn):
     """Queue one background job per variant (llama.cpp's quantizer); follow them at
     /quantization-jobs/{id}."""
-    source = access.access_artifact(request.auth, name, payload.source, ADMINISTER)
+    source = queries.access_artifact(request.auth, name, payload.source, ADMINISTER)
     return Status(
         202, services.do_quantize(request.auth, source, payload.variants, request=request)
     )
 
 
-@router.get("/quantization-jobs/{job_id}", response=JobOut)
+@router.get("/quantization-jobs/{job_id}", response={200: JobOut, **ERRORS})
 def get_job(request, job_id: int):
-    return access.access_quantization_job(request.auth, job_id)
+    return queries.access_quantization_job(request.auth, job_id)

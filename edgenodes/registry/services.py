@@ -12,7 +12,6 @@ import logging
 import re
 import tempfile
 import threading
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,17 @@ from django.core.files import File
 from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
+from django_tasks import task
 
 from agents.manifest import sha256_file
-from agents.tinymodel import quantize
+from agents.quantize import quantize
 from controlplane import signing
 from controlplane.audit.services import record
 from controlplane.errors import Conflict, ServiceError
+from edgenodes import desired_state
+from edgenodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
 
 from .models import Artifact, JobStatus, QuantizationJob
-from .resolver import Variant
 
 log = logging.getLogger("edgefleet.registry")
 
@@ -147,8 +148,6 @@ def do_register_artifact(
 def refresh_assigned(name: str) -> int:
     """A new variant can change what "auto" picks (or fix a "no variant fits"): refresh the fleets
     whose layers or active rollouts name the model. Only documents that change get a revision."""
-    from edgenodes import desired_state
-    from edgenodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
 
     def names(model: Any) -> bool:
         return isinstance(model, dict) and model.get("name") == name and bool(model.get("variant"))
@@ -197,8 +196,6 @@ def do_quantize(
     unknown = [v for v in variants if v not in TARGETS]
     if unknown:
         raise ServiceError(f"unknown variant {unknown[0]!r}; choose from {', '.join(TARGETS)}")
-    from .tasks import quantize_artifact
-
     jobs = []
     for variant in dict.fromkeys(variants):
         if Artifact.objects.filter(name=source.name, variant=variant).exists():
@@ -227,6 +224,12 @@ def _set_job(job: QuantizationJob, **fields: Any) -> None:
     for k, v in fields.items():
         setattr(job, k, v)
     QuantizationJob.objects.filter(pk=job.pk).update(**fields)
+
+
+@task()
+def quantize_artifact(job_id: int) -> int | None:
+    """The background job (django-tasks, run by `manage.py db_worker`)."""
+    return run_quantization(job_id)
 
 
 def run_quantization(job_id: int) -> int | None:
@@ -276,36 +279,3 @@ def run_quantization(job_id: int) -> int | None:
             return None
     _set_job(job, status=JobStatus.DONE, progress=1.0, result=artifact, finished_at=timezone.now())
     return artifact.pk
-
-
-# --- what the resolver reads ----------------------------------------------------------------------
-
-
-def variants_of(names: list[str] | None = None) -> dict[str, list[Variant]]:
-    """Registered variants by model name, most bits per weight first (one query)."""
-    rows = Artifact.objects.all()
-    if names is not None:
-        rows = rows.filter(name__in=names)
-    out: dict[str, list[Variant]] = defaultdict(list)
-    for a in rows.only(
-        "name", "variant", "sha256", "size", "bits_per_weight", "n_layer", "n_embd", "n_head",
-        "n_head_kv", "manifest", "signature",
-    ):  # fmt: skip
-        out[a.name].append(
-            Variant(
-                a.name,
-                a.variant,
-                a.sha256,
-                a.size,
-                a.bits_per_weight,
-                a.n_layer,
-                a.n_embd,
-                a.n_head,
-                a.n_head_kv,
-                a.manifest,
-                a.signature,
-            )  # fmt: skip
-        )
-    for vs in out.values():
-        vs.sort(key=lambda v: (-v.bits_per_weight, v.variant))
-    return dict(out)

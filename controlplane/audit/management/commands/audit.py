@@ -8,8 +8,8 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane import signing
 from controlplane.audit import export, services
-from controlplane.audit.models import AuditHead, AuditRecord
-from edgenodes.models import Fleet
+from controlplane.audit.models import AuditExport, AuditHead
+from controlplane.errors import ServiceError
 
 
 def _when(value: str | None) -> datetime | None:
@@ -92,28 +92,25 @@ class Command(BaseCommand):
         self.stdout.write(f"created {path} (key id {signing.key_id()})")
 
     def do_export(self, out, format, since, until, fleet, actor, action_filter, **_):
-        fleet_obj = None
-        if fleet:
-            fleet_obj = Fleet.objects.filter(slug=fleet).first()
-            if fleet_obj is None:
-                raise CommandError(f"fleet '{fleet}' not found")
-        upto = export.head_seq()
-        filters = {"since": since, "until": until, "fleet": fleet, "actor": actor,
-                   "action": action_filter}  # fmt: skip
-        qs = export.select(
-            AuditRecord.objects.all(), since=_when(since), until=_when(until),
-            fleet_id=fleet_obj.pk if fleet_obj else None, actor=actor or "",
-            action=action_filter or "", upto_seq=upto,
-        )  # fmt: skip
         done: dict = {}
         path = Path(out)
-        complete = not (fleet or actor or action_filter)
-        services.record("audit.export", ("audit_export", path.name),
-                        after={"format": format, "filters": filters, "upto_seq": upto, "via": "cli"})  # fmt: skip
-        with path.open("wb") as f:
-            for chunk in export.stream(qs, format, complete=complete, filters=filters,
-                                       upto_seq=upto, on_done=done.update):  # fmt: skip
-                f.write(chunk)
+        try:
+            row, body = export.do_export(
+                None,
+                fmt=format,
+                fleet=fleet,
+                who=actor or "",
+                action=action_filter or "",
+                since=_when(since),
+                until=_when(until),
+                via="cli",
+            )
+            with path.open("wb") as f:
+                for chunk in body:
+                    f.write(chunk)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        done = AuditExport.objects.get(pk=row.pk).manifest or {}
         manifest_path = path.with_name(path.name + ".manifest.json")
         manifest_path.write_text(json.dumps(done, indent=1))
         m = done["manifest"]

@@ -1,0 +1,261 @@
+"""Poll and apply: fetch the desired state, and apply a new revision all-or-nothing (see
+agents/runtime.py): fetch and verify the model, load it with a smoke test, build the agents and
+the tool gate, then swap them in and record the revision in applied.json. On any failure the node
+keeps serving what it had and reports the error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from pydantic import ValidationError
+
+from . import manifest, schemas
+from .agent import AgentRunner
+from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
+from .client import ControlPlaneError, NodeClient, backoff
+from .manifest import sha256_file
+from .state import StateDir
+from .telemetry import Telemetry
+from .tools import Approver, ToolGate, registry
+
+log = logging.getLogger("edgefleet.agent")
+
+
+@dataclass
+class Active:
+    revision: int
+    document: dict[str, Any]
+    backend: Backend | None
+    runner: AgentRunner | None
+    model_digest: str
+
+
+class ApplyError(Exception):
+    pass
+
+
+class Applier:
+    """What the node runs now (`active`), and how it gets the next revision."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        node: dict[str, Any],
+        client: NodeClient,
+        telemetry: Telemetry,
+        approver: Approver,
+        on_contact: Callable[[], None] = lambda: None,
+    ):
+        self.state = state
+        self.node = node
+        self.client = client
+        self.telemetry = telemetry
+        self.approver = approver
+        self.on_contact = on_contact
+        self.request_lock = threading.Lock()  # one inference at a time; SIGTERM waits for it
+        self.swap_lock = threading.Lock()
+        self.active: Active | None = None
+        self.etag: str | None = None
+        self.desired_revision: int | None = None
+        self.last_contact: float | None = None
+        self.last_error = ""
+
+    def policy(self) -> schemas.CompliancePolicy:
+        """The fleet's compliance policy from the applied desired state (strictest if unreadable)."""
+        document = self.active.document if self.active else {}
+        try:
+            return schemas.CompliancePolicy.model_validate(document.get("compliance") or {})
+        except ValidationError:
+            return schemas.CompliancePolicy(
+                mode=schemas.ComplianceMode.HIPAA,
+                phi_action=schemas.PhiAction.REFUSE,
+                store_content=False,
+            )
+
+    def restore(self) -> None:
+        """After a restart: bring back the last revision that was applied completely."""
+        applied = self.state.applied
+        if not applied:
+            return
+        self.etag = applied.get("etag")
+        try:
+            self.active = self._build(applied["document"])
+        except ApplyError as exc:
+            self.last_error = (
+                f"could not restore revision {applied['document'].get('revision')}: {exc}"
+            )
+            log.error(self.last_error)
+            self.etag = None  # ask for the document again
+
+    def signing_key(self) -> str:
+        """The control plane's public key, pinned at enrollment (or, for a node enrolled before
+        keys were handed out, fetched once over its authenticated channel and pinned then)."""
+        key = self.node.get("signing_key")
+        if not key:
+            try:
+                key = self.client.signing_key().public_key
+            except ControlPlaneError as exc:
+                raise ApplyError(
+                    f"cannot verify models: no signing key is pinned and fetching it failed: {exc}"
+                ) from exc
+            self.node = {**self.node, "signing_key": key}
+            self.state.save_node(self.node)
+        return key
+
+    def _refuse(self, model: schemas.ModelAssignment, reason: str) -> ApplyError:
+        self.telemetry.event("model.refused", {"model": model.name, "sha256": model.sha256 or "",
+                                     "reason": reason[:500]})  # fmt: skip
+        return ApplyError(f"refused model '{model.name}': {reason}")
+
+    def _fetch_model(self, model: schemas.ModelAssignment) -> Path:
+        if model.error:
+            raise ApplyError(model.error)
+        if not model.sha256:
+            raise self._refuse(model, "it has no sha256 to verify against")
+        try:
+            manifest.check(model.manifest, model.signature, self.signing_key(), model.sha256)
+        except manifest.ManifestError as exc:
+            raise self._refuse(model, str(exc)) from exc
+        final = self.state.path / "models" / f"{model.sha256}.gguf"
+        if final.exists() and sha256_file(final) == model.sha256:
+            return final
+        part = final.with_suffix(".part")
+        parsed = urlsplit(model.url)
+        try:
+            if parsed.scheme == "file":
+                shutil.copyfile(url2pathname(parsed.path), part)
+            elif parsed.scheme in ("http", "https", ""):
+                self.client.download(model.url, part)
+            else:
+                raise ApplyError(f"unsupported model URL scheme '{parsed.scheme}'")
+        except (OSError, ControlPlaneError) as exc:
+            raise ApplyError(f"could not fetch model '{model.name}': {exc}") from exc
+        digest = sha256_file(part)
+        if digest != model.sha256:
+            part.unlink(missing_ok=True)
+            raise self._refuse(
+                model, f"the downloaded file failed verification: sha256 {digest} != {model.sha256}"
+            )
+        os.replace(part, final)
+        return final
+
+    def _build(self, document: dict[str, Any]) -> Active:
+        try:
+            doc = schemas.DesiredState.model_validate(document)
+            schemas.validate_sections(doc.model_dump())
+            policy = schemas.ToolPolicy.model_validate(doc.tools)
+            specs = {
+                name: schemas.AgentSpec.model_validate(spec) for name, spec in doc.agents.items()
+            }
+            model = schemas.ModelAssignment.model_validate(doc.model) if doc.model else None
+        except ValidationError as exc:
+            raise ApplyError(f"invalid desired state: {schemas.first_error(exc)}") from exc
+        for name, spec in specs.items():
+            if spec.model and (model is None or spec.model != model.name):
+                running = model.name if model else "no model"
+                raise ApplyError(
+                    f"agent '{name}' asks for model '{spec.model}' but this node is assigned {running!r}"
+                )
+        backend: Backend | None = None
+        digest = ""
+        current = self.active
+        if (
+            model
+            and current
+            and current.document.get("model") == doc.model
+            and current.backend is not None
+        ):
+            backend, digest = current.backend, current.model_digest  # same model: no reload
+        elif model:
+            try:
+                if model.backend == "openai":
+                    backend = OpenAICompatBackend(model.base_url, model.remote_model or model.name)
+                else:
+                    path = self._fetch_model(model)
+                    backend = LlamaCppBackend(str(path), n_ctx=model.n_ctx, n_threads=model.n_threads,
+                                              n_gpu_layers=model.n_gpu_layers)  # fmt: skip
+                digest = schemas.model_digest(model.model_dump())
+            except BackendError as exc:
+                raise ApplyError(str(exc)) from exc
+            self.telemetry.metrics({"model.load_time_ms": backend.load_time_s * 1000})  # type: ignore[attr-defined]
+        gate = ToolGate(
+            policy,
+            registry(),
+            self.state.path / "sandbox",
+            approver=self.approver,
+            audit=self.telemetry.event,
+        )
+        runner = AgentRunner(specs, backend, gate) if backend and specs else None
+        return Active(doc.revision, document, backend, runner, digest)
+
+    def apply(self, document: dict[str, Any], etag: str) -> None:
+        previous = self.active
+        try:
+            new = self._build(document)
+        except ApplyError as exc:
+            self.last_error = str(exc)
+            self.telemetry.event(
+                "apply.failed", {"revision": document.get("revision"), "error": str(exc)[:500]}
+            )
+            self._report("error", [str(exc)])
+            return
+        with self.request_lock, self.swap_lock:
+            self.active = new
+        self.state.save_applied({"document": document, "etag": etag, "applied_at": time.time()})
+        self.etag = etag
+        self.last_error = ""
+        if previous and previous.backend is not None and previous.backend is not new.backend:
+            previous.backend.close()
+        if not previous or previous.model_digest != new.model_digest:
+            self.telemetry.event("model.swap", {"from": previous.model_digest if previous else "", "to": new.model_digest,
+                                      "revision": new.revision})  # fmt: skip
+        self._report("ok", [])
+
+    def _report(self, health: schemas.Health, errors: list[str]) -> None:
+        active = self.active
+        report = schemas.ReportedStateIn(
+            applied_revision=active.revision if active else 0,
+            model_digest=active.model_digest if active else "",
+            health=health,
+            errors=[e[:4000] for e in errors][:50],
+            details={"agents": sorted(active.runner.specs) if active and active.runner else [],
+                     "outbox": self.telemetry.outbox.stats()},
+        )  # fmt: skip
+        try:
+            self.client.report(report)
+        except ControlPlaneError as exc:
+            log.warning("report failed: %s", exc)
+
+    def poll_once(self) -> float:
+        result = self.client.poll(self.etag)
+        self.last_contact = time.time()
+        if result.changed and result.document is not None:
+            self.desired_revision = result.document.revision
+            self.apply(result.document.model_dump(mode="json"), result.etag)
+        elif self.active:
+            self.desired_revision = self.active.revision
+        self.on_contact()
+        return result.interval_s
+
+    def loop(self, stop: threading.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                wait = self.poll_once()
+                attempt = 0
+            except ControlPlaneError as exc:
+                self.last_error = str(exc)
+                self.on_contact()
+                wait = exc.retry_after if exc.retry_after else backoff(attempt, base=1.0, cap=60.0)
+                attempt += 1
+            stop.wait(wait)

@@ -1,0 +1,44 @@
+"""Tool calls that policy marks "approval": ask the control plane, wait for a person's decision."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import schemas
+from .client import ControlPlaneError, NodeClient
+
+log = logging.getLogger("edgefleet.agent")
+
+
+class Approvals:
+    """The approver the tool gate calls (tools.ToolGate)."""
+
+    def __init__(self, client: NodeClient, stop: threading.Event, check_every_s: float = 1.0):
+        self.client = client
+        self.stop = stop
+        self.check_every_s = check_every_s
+
+    def __call__(self, tool: str, agent: str, args: dict[str, Any], timeout_s: int) -> bool:
+        """Ask the control plane and wait; no answer within the timeout means deny."""
+        try:
+            req = self.client.request_approval(
+                schemas.ApprovalIn(tool=tool, agent=agent, arguments=args, timeout_s=timeout_s)
+            )
+        except (ControlPlaneError, ValidationError) as exc:
+            log.warning("approval request failed: %s", exc)
+            return False
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                status = self.client.approval(req.id).status
+            except ControlPlaneError:
+                status = "pending"
+            if status != "pending":
+                return status == "approved"
+            self.stop.wait(self.check_every_s)
+        return False
