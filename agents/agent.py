@@ -1,6 +1,7 @@
 """Agents: a role, a model, permitted tools; a router agent in front of specialists.
 
-Small models produce malformed tool calls, so each step is decoded under a JSON schema built from the
+Small models produce malformed tool calls, so each step is decoded under a JSON schema built from
+the
 agent's tools (llama.cpp grammars through llama-cpp-python, `response_format` on OpenAI-compatible
 servers): the model can only emit `{"answer": "..."}` or `{"tool": "<one of its tools>",
 "arguments": {...that tool's schema...}}`. Arguments are still validated by the ToolGate before any
@@ -39,28 +40,42 @@ def for_grammar(schema: Any) -> Any:
 
 
 def step_schema(spec: AgentSpec, gate: ToolGate) -> dict[str, Any]:
-    answer = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
-              "additionalProperties": False}  # fmt: skip
+    answer = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
     options = [answer]
     for name in spec.tools:
         tool = gate.tools.get(name)
         if tool is not None:
-            options.append({
-                "type": "object",
-                "properties": {"tool": {"const": name}, "arguments": for_grammar(tool.parameters)},
-                "required": ["tool", "arguments"],
-                "additionalProperties": False,
-            })  # fmt: skip
+            options.append(
+                {
+                    "type": "object",
+                    "properties": {
+                        "tool": {"const": name},
+                        "arguments": for_grammar(tool.parameters),
+                    },
+                    "required": ["tool", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
     return options[0] if len(options) == 1 else {"oneOf": options}
 
 
 def route_schema(spec: AgentSpec) -> dict[str, Any]:
-    return {"type": "object", "properties": {"route": {"type": "string", "enum": list(spec.routes)}},
-            "required": ["route"], "additionalProperties": False}  # fmt: skip
+    return {
+        "type": "object",
+        "properties": {"route": {"type": "string", "enum": list(spec.routes)}},
+        "required": ["route"],
+        "additionalProperties": False,
+    }
 
 
 def system_prompt(spec: AgentSpec, gate: ToolGate) -> str:
-    """The role, then the agent's tools in the OpenAI tools format (as tool-calling chat templates of
+    """The role, then the agent's tools in the OpenAI tools format (as tool-calling chat templates
+    of
     local models present them) and the reply protocol the grammar enforces."""
     lines = [spec.role]
     tools = [gate.tools[t].openai_spec() for t in spec.tools if t in gate.tools]
@@ -111,8 +126,13 @@ class AgentRunner:
 
     def _route(self, name: str, spec: AgentSpec, messages) -> tuple[str, AgentSpec]:
         choices = "\n".join(f"- {n}: {why}" for n, why in spec.routes.items())
-        prompt = [{"role": "system", "content": f"{spec.role}\nPick the specialist for the request:\n{choices}"},
-                  *messages]  # fmt: skip
+        prompt = [
+            {
+                "role": "system",
+                "content": f"{spec.role}\nPick the specialist for the request:\n{choices}",
+            },
+            *messages,
+        ]
         out = self.backend.chat(
             prompt, max_tokens=32, temperature=0, json_schema=route_schema(spec)
         )
@@ -167,10 +187,18 @@ class AgentRunner:
                 return turn
             result = self.gate.call(name, spec.tools, step.get("tool", ""), step.get("arguments"))
             turn.tool_calls[result.decision] += 1
-            turn.steps.append({"tool": step.get("tool"), "arguments": step.get("arguments"), "result": result.content,
-                               "decision": result.decision})  # fmt: skip
-            convo += [{"role": "assistant", "content": out.text},
-                      {"role": "user", "content": f"Tool result: {result.content}"}]  # fmt: skip
+            turn.steps.append(
+                {
+                    "tool": step.get("tool"),
+                    "arguments": step.get("arguments"),
+                    "result": result.content,
+                    "decision": result.decision,
+                }
+            )
+            convo += [
+                {"role": "assistant", "content": out.text},
+                {"role": "user", "content": f"Tool result: {result.content}"},
+            ]
         turn.answer = (
             turn.answer or "I could not finish this request within the allowed number of steps."
         )

@@ -71,7 +71,7 @@ class Applier:
         self.last_error = ""
 
     def policy(self) -> schemas.CompliancePolicy:
-        """The fleet's compliance policy from the applied desired state (strictest if unreadable)."""
+        """The fleet's compliance policy in the applied desired state (strictest if unreadable)."""
         document = self.active.document if self.active else {}
         try:
             return schemas.CompliancePolicy.model_validate(document.get("compliance") or {})
@@ -113,8 +113,10 @@ class Applier:
         return key
 
     def _refuse(self, model: schemas.ModelAssignment, reason: str) -> ApplyError:
-        self.telemetry.event("model.refused", {"model": model.name, "sha256": model.sha256 or "",
-                                     "reason": reason[:500]})  # fmt: skip
+        self.telemetry.event(
+            "model.refused",
+            {"model": model.name, "sha256": model.sha256 or "", "reason": reason[:500]},
+        )
         return ApplyError(f"refused model '{model.name}': {reason}")
 
     def _fetch_model(self, model: schemas.ModelAssignment) -> Path:
@@ -164,7 +166,8 @@ class Applier:
             if spec.model and (model is None or spec.model != model.name):
                 running = model.name if model else "no model"
                 raise ApplyError(
-                    f"agent '{name}' asks for model '{spec.model}' but this node is assigned {running!r}"
+                    f"agent '{name}' asks for model '{spec.model}' but this node is assigned "
+                    f"{running!r}"
                 )
         backend: Backend | None = None
         digest = ""
@@ -182,8 +185,12 @@ class Applier:
                     backend = OpenAICompatBackend(model.base_url, model.remote_model or model.name)
                 else:
                     path = self._fetch_model(model)
-                    backend = LlamaCppBackend(str(path), n_ctx=model.n_ctx, n_threads=model.n_threads,
-                                              n_gpu_layers=model.n_gpu_layers)  # fmt: skip
+                    backend = LlamaCppBackend(
+                        str(path),
+                        n_ctx=model.n_ctx,
+                        n_threads=model.n_threads,
+                        n_gpu_layers=model.n_gpu_layers,
+                    )
                 digest = schemas.model_digest(model.model_dump())
             except BackendError as exc:
                 raise ApplyError(str(exc)) from exc
@@ -217,8 +224,14 @@ class Applier:
         if previous and previous.backend is not None and previous.backend is not new.backend:
             previous.backend.close()
         if not previous or previous.model_digest != new.model_digest:
-            self.telemetry.event("model.swap", {"from": previous.model_digest if previous else "", "to": new.model_digest,
-                                      "revision": new.revision})  # fmt: skip
+            self.telemetry.event(
+                "model.swap",
+                {
+                    "from": previous.model_digest if previous else "",
+                    "to": new.model_digest,
+                    "revision": new.revision,
+                },
+            )
         self._report("ok", [])
 
     def _report(self, health: schemas.Health, errors: list[str]) -> None:
@@ -228,9 +241,11 @@ class Applier:
             model_digest=active.model_digest if active else "",
             health=health,
             errors=[e[:4000] for e in errors][:50],
-            details={"agents": sorted(active.runner.specs) if active and active.runner else [],
-                     "outbox": self.telemetry.outbox.stats()},
-        )  # fmt: skip
+            details={
+                "agents": sorted(active.runner.specs) if active and active.runner else [],
+                "outbox": self.telemetry.outbox.stats(),
+            },
+        )
         try:
             self.client.report(report)
         except ControlPlaneError as exc:

@@ -44,8 +44,14 @@ class Completion:
 class Backend(Protocol):
     name: str
 
-    def chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
-             json_schema: dict | None = None) -> Completion: ...  # fmt: skip
+    def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        json_schema: dict | None = None,
+    ) -> Completion: ...
 
     def close(self) -> None: ...
 
@@ -86,8 +92,14 @@ class LlamaCppBackend:
         started = time.perf_counter()
         self.llm: Any  # llama-cpp-python's return types are unions of dicts and iterators
         try:
-            self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or None, n_gpu_layers=n_gpu_layers,
-                             seed=seed, verbose=False)  # fmt: skip
+            self.llm = Llama(
+                model_path=path,
+                n_ctx=n_ctx,
+                n_threads=n_threads or None,
+                n_gpu_layers=n_gpu_layers,
+                seed=seed,
+                verbose=False,
+            )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
         out = self.llm.create_completion("ok", max_tokens=4, temperature=0)
@@ -173,8 +185,13 @@ class OpenAICompatBackend:
         parts = []
         finish = "stop"
         usage = Usage()
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                                  "temperature": temperature, "stream": True}  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+        }
         if json_schema:
             kwargs["response_format"] = self._response_format(json_schema)
         try:

@@ -45,9 +45,14 @@ def hardware_profile() -> schemas.HardwareProfile:
     except ImportError:
         pass
     return schemas.HardwareProfile(
-        cpu_model=model[:200], cpu_flags=flags[:256], cpu_cores=os.cpu_count() or 0, ram_mb=ram_mb,
-        os=f"{platform.system()} {platform.release()}"[:200], arch=platform.machine()[:32], runtime_versions=versions,
-    )  # fmt: skip
+        cpu_model=model[:200],
+        cpu_flags=flags[:256],
+        cpu_cores=os.cpu_count() or 0,
+        ram_mb=ram_mb,
+        os=f"{platform.system()} {platform.release()}"[:200],
+        arch=platform.machine()[:32],
+        runtime_versions=versions,
+    )
 
 
 def fail(message: str) -> int:
@@ -59,7 +64,8 @@ def cmd_enroll(args) -> int:
     state = StateDir(args.state_dir).ensure()
     if state.node and not args.force:
         return fail(
-            f"already enrolled as node {state.node['node_id']} (state in {state.path}); use --force to re-enroll"
+            f"already enrolled as node {state.node['node_id']} (state in {state.path}); use "
+            "--force to re-enroll"
         )
     client = NodeClient(args.server)
     try:
@@ -82,7 +88,8 @@ def cmd_enroll(args) -> int:
         }
     )
     print(
-        f"Enrolled as node {out.node_id} in fleet '{out.fleet}'. Credential stored in {state.path / 'node.json'} (mode 600)."
+        f"Enrolled as node {out.node_id} in fleet '{out.fleet}'. Credential stored in "
+        f"{state.path / 'node.json'} (mode 600)."
     )
     print(f"Start it with: edgefleet-agent run --state-dir {state.path}")
     return 0
@@ -108,7 +115,8 @@ def cmd_run(args) -> int:
     runtime.start()
     server.start()
     print(
-        f"edgefleet-agent {__version__}: node {runtime.node['node_id']}, local API on {runtime.listen}",
+        f"edgefleet-agent {__version__}: node {runtime.node['node_id']}, local API on "
+        f"{runtime.listen}",
         flush=True,
     )
     done.wait()
@@ -130,15 +138,21 @@ def cmd_status(args) -> int:
     outbox = Outbox(state.path / "outbox.db").stats() if (state.path / "outbox.db").exists() else {}
     last = status.get("last_contact")
     info = {
-        "node_id": node["node_id"], "fleet": node.get("fleet"), "server": node["server"],
+        "node_id": node["node_id"],
+        "fleet": node.get("fleet"),
+        "server": node["server"],
         "desired_revision": status.get("desired_revision"),
         "applied_revision": (applied.get("document") or {}).get("revision"),
-        "model": status.get("model", ""), "agents": status.get("agents", []),
+        "model": status.get("model", ""),
+        "agents": status.get("agents", []),
         "queue_depth": {k: v["depth"] for k, v in outbox.items()},
         "dropped": {k: v["dropped"] for k, v in outbox.items()},
-        "last_contact": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "never",
-        "last_error": status.get("last_error", ""), "local_api": status.get("listen", ""),
-    }  # fmt: skip
+        "last_contact": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last))
+        if last
+        else "never",
+        "last_error": status.get("last_error", ""),
+        "local_api": status.get("listen", ""),
+    }
     if args.json:
         print(json.dumps(info, indent=2))
     else:

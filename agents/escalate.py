@@ -1,6 +1,7 @@
 """Escalation to a cloud LLM through the control plane, after the fleet's policy is applied here
 (allow-list, regions, PHI redaction or refusal); the control plane applies it again. The router of
-a later issue decides when to call this; today a caller asks for it (`model: "cloud:<endpoint>"`)."""
+a later issue decides when to call this; today a caller asks for it (`model: "cloud:<endpoint>"`).
+"""
 
 from __future__ import annotations
 

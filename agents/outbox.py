@@ -55,8 +55,14 @@ class Batch:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, *, max_bytes: int = 64 << 20, max_age_s: float = 7 * 86400,
-                 durable: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 64 << 20,
+        max_age_s: float = 7 * 86400,
+        durable: bool = False,
+    ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes

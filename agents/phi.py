@@ -20,10 +20,21 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 ENTITIES = [
-    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "DATE_TIME", "MEDICAL_RECORD_NUMBER",
-    "STREET_ADDRESS", "CREDIT_CARD", "IP_ADDRESS", "MEDICAL_LICENSE", "US_DRIVER_LICENSE",
-    "US_PASSPORT", "IBAN_CODE", "UK_NHS",
-]  # fmt: skip
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "US_SSN",
+    "DATE_TIME",
+    "MEDICAL_RECORD_NUMBER",
+    "STREET_ADDRESS",
+    "CREDIT_CARD",
+    "IP_ADDRESS",
+    "MEDICAL_LICENSE",
+    "US_DRIVER_LICENSE",
+    "US_PASSPORT",
+    "IBAN_CODE",
+    "UK_NHS",
+]
 MIN_SCORE = 0.35
 
 _engine = None
@@ -56,7 +67,9 @@ def _extra_recognizers():
     return [
         PatternRecognizer(
             supported_entity="MEDICAL_RECORD_NUMBER",
-            patterns=[Pattern("mrn", r"\b(?:MRN|medical record(?: number| no\.?)?)[:#\s]*\d{5,12}\b", 0.9)],
+            patterns=[
+                Pattern("mrn", r"\b(?:MRN|medical record(?: number| no\.?)?)[:#\s]*\d{5,12}\b", 0.9)
+            ],
         ),
         PatternRecognizer(
             supported_entity="STREET_ADDRESS", patterns=[Pattern("street", street, 0.7)]
@@ -64,7 +77,11 @@ def _extra_recognizers():
         PatternRecognizer(
             supported_entity="PERSON",
             patterns=[
-                Pattern("titled", r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?", 0.8),
+                Pattern(
+                    "titled",
+                    r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?",
+                    0.8,
+                ),
                 Pattern(
                     "labelled",
                     r"(?i:\b(?:patient|name|pt)\s*[:\-]\s*)[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2}",
@@ -72,7 +89,7 @@ def _extra_recognizers():
                 ),
             ],
         ),
-    ]  # fmt: skip
+    ]
 
 
 def _build():

@@ -1,14 +1,17 @@
-"""The long-running edge agent: poll desired state, apply it safely, serve, report, deliver telemetry.
+"""The long-running edge agent: poll desired state, apply it safely, serve, report, deliver
+telemetry.
 
 State directory layout (created 0700, files 0600):
     node.json      server URL, node id, credential (written by `enroll`)
-    applied.json   the last revision applied successfully, written atomically only after a complete apply
+    applied.json   the last revision applied successfully, written atomically only after a complete
+    apply
     status.json    what `status` shows (last contact, desired revision, last error)
     outbox.db      metrics and events waiting for the control plane (outbox.py)
     models/        verified model files, named by sha256
     sandbox/       the only directory file tools can see
 
-Applying a revision is all-or-nothing: fetch and verify the model, load it (with a smoke test), build
+Applying a revision is all-or-nothing: fetch and verify the model, load it (with a smoke test),
+build
 the agents and the tool gate, and only then swap them in and record the revision in applied.json. On
 any failure the node keeps serving what it had and reports the error. A crash mid-apply leaves
 applied.json untouched, so a restart comes back on the previous state.
@@ -48,7 +51,8 @@ __all__ = [
 
 class Runtime:
     """The agent, composed of its concerns: poll and apply (apply.py), telemetry (telemetry.py),
-    approvals (approvals.py) and escalation (escalate.py). It answers requests and runs the loops."""
+    approvals (approvals.py) and escalation (escalate.py). It answers requests and runs the loops.
+    """
 
     def __init__(
         self, state: StateDir, *, client: NodeClient | None = None, send_interval_s: float = 2.0
@@ -77,7 +81,8 @@ class Runtime:
         self.threads: list[threading.Thread] = []
         self.listen = ""  # the local API's URL, once serving
 
-    # --- what the parts hold, for the CLI, the local server and tests ------------------------------
+    # --- what the parts hold, for the CLI, the local server and tests
+    # ------------------------------
 
     @property
     def node(self) -> dict[str, Any]:
@@ -128,7 +133,8 @@ class Runtime:
     ) -> Turn:
         return self.escalator.escalate(messages, endpoint, agent, subject)
 
-    # --- answering ---------------------------------------------------------------------------------
+    # --- answering
+    # ---------------------------------------------------------------------------------
 
     def ask(
         self, messages: list[dict[str, Any]], agent: str | None = None, subject: str = ""
@@ -153,32 +159,42 @@ class Runtime:
         with contextlib.suppress(OSError, ValueError, IndexError):
             resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
             rss_mb = resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-        self.metrics({
-            "request.latency_ms": usage.latency_s * 1000,
-            "request.ttft_ms": usage.ttft_s * 1000,
-            "request.tokens_per_s": usage.completion_tokens / gen_s,
-            "request.prompt_tokens": usage.prompt_tokens,
-            "request.completion_tokens": usage.completion_tokens,
-            "request.local": 1,
-            "request.escalated": 0,
-            "request.error": 0,
-            **{f"tools.{k}": v for k, v in turn.tool_calls.items()},
-            "process.rss_mb": rss_mb,
-            "process.cpu_s": ru.ru_utime + ru.ru_stime,
-        })  # fmt: skip
+        self.metrics(
+            {
+                "request.latency_ms": usage.latency_s * 1000,
+                "request.ttft_ms": usage.ttft_s * 1000,
+                "request.tokens_per_s": usage.completion_tokens / gen_s,
+                "request.prompt_tokens": usage.prompt_tokens,
+                "request.completion_tokens": usage.completion_tokens,
+                "request.local": 1,
+                "request.escalated": 0,
+                "request.error": 0,
+                **{f"tools.{k}": v for k, v in turn.tool_calls.items()},
+                "process.rss_mb": rss_mb,
+                "process.cpu_s": ru.ru_utime + ru.ru_stime,
+            }
+        )
         return turn
 
-    # --- loops -------------------------------------------------------------------------------------
+    # --- loops
+    # -------------------------------------------------------------------------------------
 
     def _save_status(self) -> None:
         active, applier = self.active, self.applier
-        self.state.save_status({
-            "node_id": self.node["node_id"], "server": self.node["server"],
-            "desired_revision": applier.desired_revision, "applied_revision": active.revision if active else None,
-            "model": active.model_digest if active else "", "agents": sorted(active.runner.specs) if active and active.runner else [],
-            "last_contact": applier.last_contact, "last_error": applier.last_error, "pid": os.getpid(),
-            "listen": self.listen,
-        })  # fmt: skip
+        self.state.save_status(
+            {
+                "node_id": self.node["node_id"],
+                "server": self.node["server"],
+                "desired_revision": applier.desired_revision,
+                "applied_revision": active.revision if active else None,
+                "model": active.model_digest if active else "",
+                "agents": sorted(active.runner.specs) if active and active.runner else [],
+                "last_contact": applier.last_contact,
+                "last_error": applier.last_error,
+                "pid": os.getpid(),
+                "listen": self.listen,
+            }
+        )
 
     def start(self) -> None:
         self.restore()

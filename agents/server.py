@@ -34,8 +34,16 @@ async def _read_body(receive) -> bytes:
 
 async def _send_json(send, status: int, data: Any) -> None:
     payload = json.dumps(data).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -105,20 +113,49 @@ class LocalAPI:
 
     async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
-        usage = {"prompt_tokens": turn.usage.prompt_tokens, "completion_tokens": turn.usage.completion_tokens,
-                 "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens}  # fmt: skip
+        usage = {
+            "prompt_tokens": turn.usage.prompt_tokens,
+            "completion_tokens": turn.usage.completion_tokens,
+            "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens,
+        }
         if not req.get("stream"):
-            return await _send_json(send, 200, {
-                "id": cid, "object": "chat.completion", "created": created, "model": turn.agent,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.answer}, "finish_reason": "stop"}],
-                "usage": usage,
-            })  # fmt: skip
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})  # fmt: skip
+            return await _send_json(
+                send,
+                200,
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": turn.agent,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": turn.answer},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
 
         async def event(delta: dict, finish: str | None = None) -> None:
-            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": turn.agent,
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": turn.agent,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             await send(
                 {
                     "type": "http.response.body",

@@ -3,7 +3,8 @@
 Model weights cannot be downloaded here, so tests and `make run` write a small random-weight llama
 model with the `gguf` package and quantize it with llama.cpp's own quantizer
 (`llama_cpp.llama_model_quantize`). It is a real model file: llama.cpp loads it, tokenizes, runs
-attention and sampling, and obeys grammars; it just has nothing to say. Real users register real GGUF
+attention and sampling, and obeys grammars; it just has nothing to say. Real users register real
+GGUF
 files through the same code paths.
 
 Dimensions are multiples of 256 (k-quant super-blocks) and the vocabulary is padded to a multiple of
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 _WORDS = [
     "the",

@@ -146,36 +146,67 @@ def _create_ticket(ctx: ToolContext, args: dict) -> dict:
 
 
 BUILTIN = [
-    Tool("clock", "Current date and time (UTC and local).", {"type": "object", "properties": {}, "additionalProperties": False}, _clock),
     Tool(
-        "read_file", "Read a text file inside the node's sandbox directory.",
-        {"type": "object", "properties": {"path": {"type": "string", "minLength": 1, "maxLength": 300},
-                                          "max_chars": {"type": "integer", "minimum": 1, "maximum": MAX_RESULT_CHARS}},
-         "required": ["path"], "additionalProperties": False},
+        "clock",
+        "Current date and time (UTC and local).",
+        {"type": "object", "properties": {}, "additionalProperties": False},
+        _clock,
+    ),
+    Tool(
+        "read_file",
+        "Read a text file inside the node's sandbox directory.",
+        {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1, "maxLength": 300},
+                "max_chars": {"type": "integer", "minimum": 1, "maximum": MAX_RESULT_CHARS},
+            },
+            "required": ["path"],
+            "additionalProperties": False,
+        },
         _read_file,
     ),
     Tool(
-        "http_get", "HTTP GET a URL on an allow-listed host.",
-        {"type": "object", "properties": {"url": {"type": "string", "pattern": "^https?://", "maxLength": 2000}},
-         "required": ["url"], "additionalProperties": False},
+        "http_get",
+        "HTTP GET a URL on an allow-listed host.",
+        {
+            "type": "object",
+            "properties": {"url": {"type": "string", "pattern": "^https?://", "maxLength": 2000}},
+            "required": ["url"],
+            "additionalProperties": False,
+        },
         _http_get,
     ),
     Tool(
-        "sql_query", "Run a read-only SQL query on the node's configured SQLite database.",
-        {"type": "object", "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 2000},
-                                          "limit": {"type": "integer", "minimum": 1, "maximum": 500}},
-         "required": ["query"], "additionalProperties": False},
+        "sql_query",
+        "Run a read-only SQL query on the node's configured SQLite database.",
+        {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+            "required": ["query"],
+            "additionalProperties": False,
+        },
         _sql_query,
     ),
     Tool(
-        "create_ticket", "File a ticket in the node's local queue for a person to handle.",
-        {"type": "object", "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 200},
-                                          "body": {"type": "string", "maxLength": 4000},
-                                          "priority": {"type": "string", "enum": ["low", "normal", "high"]}},
-         "required": ["title"], "additionalProperties": False},
+        "create_ticket",
+        "File a ticket in the node's local queue for a person to handle.",
+        {
+            "type": "object",
+            "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                "body": {"type": "string", "maxLength": 4000},
+                "priority": {"type": "string", "enum": ["low", "normal", "high"]},
+            },
+            "required": ["title"],
+            "additionalProperties": False,
+        },
         _create_ticket,
     ),
-]  # fmt: skip
+]
 
 
 def registry() -> dict[str, Tool]:
@@ -210,8 +241,15 @@ Auditor = Callable[[str, dict[str, Any]], None]
 
 
 class ToolGate:
-    def __init__(self, policy: ToolPolicy, tools: dict[str, Tool], sandbox: Path, *,
-                 approver: Approver | None = None, audit: Auditor | None = None):  # fmt: skip
+    def __init__(
+        self,
+        policy: ToolPolicy,
+        tools: dict[str, Tool],
+        sandbox: Path,
+        *,
+        approver: Approver | None = None,
+        audit: Auditor | None = None,
+    ):
         self.policy = policy
         self.tools = tools
         self.sandbox = sandbox

@@ -5,7 +5,8 @@
    calling llama-cpp-python directly on the same GGUF with the same messages, alternating, same run.
    The model is a generated llama (4 layers, 1024 wide, Q4_K_M) so that compute, not Python, sets
    the pace, as with real models. Temperature 0: both paths generate the same tokens.
-2. Permission check and tool dispatch (ToolGate.check / .call with the outbox as audit sink): p50/p99.
+2. Permission check and tool dispatch (ToolGate.check / .call with the outbox as audit sink):
+p50/p99.
 3. Outbox: enqueue rate with synchronous=NORMAL (crash-safe; the default) and FULL (power-safe), and
    the drain rate of a 20,000-event backlog into the real control plane (gunicorn, PostgreSQL).
 
@@ -62,11 +63,17 @@ def bench_tokens(work: Path) -> dict:
         {"server": "http://127.0.0.1:9", "node_id": "bench", "credential": "efn_unused"}
     )
     runtime = Runtime(state)
-    runtime.active = runtime._build({
-        "node_id": "bench", "revision": 1, "poll_interval_s": 30,
-        "model": {"name": "bench", "url": model.as_uri(), "sha256": digest, "n_ctx": 1024},
-        "agents": {"helper": {"role": role, "max_tokens": TOKENS, "temperature": 0, "default": True}},
-    })  # fmt: skip
+    runtime.active = runtime._build(
+        {
+            "node_id": "bench",
+            "revision": 1,
+            "poll_interval_s": 30,
+            "model": {"name": "bench", "url": model.as_uri(), "sha256": digest, "n_ctx": 1024},
+            "agents": {
+                "helper": {"role": role, "max_tokens": TOKENS, "temperature": 0, "default": True}
+            },
+        }
+    )
     direct = Llama(str(model), n_ctx=1024, verbose=False)
     direct_msgs = [{"role": "system", "content": role}, *messages]
     runtime_tps, direct_tps, ratios, tokens = [], [], [], []
@@ -95,9 +102,15 @@ def bench_tokens(work: Path) -> dict:
         ratios.append((n_r / r_s) / (n_d / d_s))
     runtime.shutdown(flush_timeout_s=0)
     r, d = statistics.median(runtime_tps), statistics.median(direct_tps)
-    return {"model": "generated llama 4x1024, Q4_K_M", "rounds": ROUNDS, "tokens": tokens,
-            "runtime_tokens_per_s": r, "direct_tokens_per_s": d, "ratio": statistics.median(ratios),
-            "ratios": ratios}  # fmt: skip
+    return {
+        "model": "generated llama 4x1024, Q4_K_M",
+        "rounds": ROUNDS,
+        "tokens": tokens,
+        "runtime_tokens_per_s": r,
+        "direct_tokens_per_s": d,
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+    }
 
 
 def bench_gate(work: Path) -> dict:
@@ -107,14 +120,28 @@ def bench_gate(work: Path) -> dict:
 
     (work / "sandbox" / "notes").mkdir(parents=True, exist_ok=True)
     outbox = Outbox(work / "gate-outbox.db")
-    policy = ToolPolicy.model_validate({"rules": {
-        "clock": {"mode": "allow"}, "read_file": {"mode": "allow", "path_prefix": "notes"},
-        "http_get": {"mode": "allow", "hosts": ["intranet.local"]}}})  # fmt: skip
-    gate = ToolGate(policy, registry(), work / "sandbox",
-                    audit=lambda kind, data: outbox.enqueue("events", {"kind": kind, "data": data}))  # fmt: skip
+    policy = ToolPolicy.model_validate(
+        {
+            "rules": {
+                "clock": {"mode": "allow"},
+                "read_file": {"mode": "allow", "path_prefix": "notes"},
+                "http_get": {"mode": "allow", "hosts": ["intranet.local"]},
+            }
+        }
+    )
+    gate = ToolGate(
+        policy,
+        registry(),
+        work / "sandbox",
+        audit=lambda kind, data: outbox.enqueue("events", {"kind": kind, "data": data}),
+    )
     tools = ["clock", "read_file", "http_get"]
-    cases = [("read_file", {"path": "notes/a.txt"}), ("http_get", {"url": "http://intranet.local/x"}),
-             ("read_file", {"path": "../etc/passwd"}), ("clock", {})]  # fmt: skip
+    cases = [
+        ("read_file", {"path": "notes/a.txt"}),
+        ("http_get", {"url": "http://intranet.local/x"}),
+        ("read_file", {"path": "../etc/passwd"}),
+        ("clock", {}),
+    ]
     checks = []
     for i in range(20000):
         tool, args = cases[i % len(cases)]
@@ -126,8 +153,12 @@ def bench_gate(work: Path) -> dict:
         t = time.perf_counter_ns()
         gate.call("ops", tools, "clock", {})
         calls.append((time.perf_counter_ns() - t) / 1e6)
-    return {"check_p50_ms": pct(checks, 50), "check_p99_ms": pct(checks, 99),
-            "dispatch_p50_ms": pct(calls, 50), "dispatch_p99_ms": pct(calls, 99)}  # fmt: skip
+    return {
+        "check_p50_ms": pct(checks, 50),
+        "check_p99_ms": pct(checks, 99),
+        "dispatch_p50_ms": pct(calls, 50),
+        "dispatch_p99_ms": pct(calls, 99),
+    }
 
 
 def bench_outbox(work: Path) -> dict:
@@ -203,21 +234,27 @@ def main() -> None:
         log("== tokens/s: runtime vs direct llama-cpp-python")
         tok = bench_tokens(work)
         log(
-            f"  runtime {tok['runtime_tokens_per_s']:.1f} tok/s, direct {tok['direct_tokens_per_s']:.1f} tok/s, ratio {tok['ratio']:.3f}"
+            f"  runtime {tok['runtime_tokens_per_s']:.1f} tok/s, direct "
+            f"{tok['direct_tokens_per_s']:.1f} tok/s, ratio {tok['ratio']:.3f}"
         )
         log("== permission check and tool dispatch")
         gate = bench_gate(work)
-        log(f"  check p50 {gate['check_p50_ms']:.3f} ms p99 {gate['check_p99_ms']:.3f} ms; "
-            f"dispatch p50 {gate['dispatch_p50_ms']:.3f} ms p99 {gate['dispatch_p99_ms']:.3f} ms")  # fmt: skip
+        log(
+            f"  check p50 {gate['check_p50_ms']:.3f} ms p99 {gate['check_p99_ms']:.3f} ms; "
+            f"dispatch p50 {gate['dispatch_p50_ms']:.3f} ms p99 {gate['dispatch_p99_ms']:.3f} ms"
+        )
         log("== outbox")
         ob = bench_outbox(work)
         log(
-            f"  enqueue {ob['enqueue_per_s_normal']:.0f}/s (synchronous=NORMAL), {ob['enqueue_per_s_full']:.0f}/s (FULL)"
+            f"  enqueue {ob['enqueue_per_s_normal']:.0f}/s (synchronous=NORMAL), "
+            f"{ob['enqueue_per_s_full']:.0f}/s (FULL)"
         )
         drain = bench_drain(work) if os.environ.get("DATABASE_URL") else None
         if drain:
-            log(f"  drain of {drain['backlog']} events: {drain['drain_events_per_s']:.0f} events/s "
-                f"({drain['stored']} stored)")  # fmt: skip
+            log(
+                f"  drain of {drain['backlog']} events: {drain['drain_events_per_s']:.0f} events/s "
+                f"({drain['stored']} stored)"
+            )
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "tokens": tok,
@@ -227,18 +264,29 @@ def main() -> None:
     }
     (RESULTS / "agent.json").write_text(json.dumps(result, indent=2))
     lines = [
-        "# Edge runtime benchmark", "", f"{result['when']}, {os.cpu_count()} cores.", "",
-        "| figure | value | target |", "|---|---:|---|",
-        f"| tokens/s through the runtime / direct llama-cpp-python ({tok['model']}, {TOKENS} tokens, median of {ROUNDS} paired rounds) "
-        f"| {tok['ratio']:.3f} ({tok['runtime_tokens_per_s']:.1f} / {tok['direct_tokens_per_s']:.1f}) | >= 0.97 |",
-        f"| permission check p99 | {gate['check_p99_ms']:.3f} ms (p50 {gate['check_p50_ms']:.3f}) | < 1 ms |",
-        f"| tool dispatch p99 (clock, audit event into the outbox) | {gate['dispatch_p99_ms']:.3f} ms (p50 {gate['dispatch_p50_ms']:.3f}) | < 1 ms |",
-        f"| outbox enqueue, synchronous=NORMAL (default) | {ob['enqueue_per_s_normal']:.0f} events/s | >= 5,000/s |",
+        "# Edge runtime benchmark",
+        "",
+        f"{result['when']}, {os.cpu_count()} cores.",
+        "",
+        "| figure | value | target |",
+        "|---|---:|---|",
+        f"| tokens/s through the runtime / direct llama-cpp-python ({tok['model']}, {TOKENS} "
+        f"tokens, median of {ROUNDS} paired rounds) "
+        f"| {tok['ratio']:.3f} ({tok['runtime_tokens_per_s']:.1f} / "
+        f"{tok['direct_tokens_per_s']:.1f}) | >= 0.97 |",
+        f"| permission check p99 | {gate['check_p99_ms']:.3f} ms (p50 {gate['check_p50_ms']:.3f}) "
+        "| < 1 ms |",
+        f"| tool dispatch p99 (clock, audit event into the outbox) | {gate['dispatch_p99_ms']:.3f} "
+        f"ms (p50 {gate['dispatch_p50_ms']:.3f}) | < 1 ms |",
+        f"| outbox enqueue, synchronous=NORMAL (default) | {ob['enqueue_per_s_normal']:.0f} "
+        "events/s | >= 5,000/s |",
         f"| outbox enqueue, synchronous=FULL | {ob['enqueue_per_s_full']:.0f} events/s | |",
-    ]  # fmt: skip
+    ]
     if drain:
-        lines.append(f"| drain of a {drain['backlog']}-event backlog into the control plane (PostgreSQL) "
-                     f"| {drain['drain_events_per_s']:.0f} events/s | |")  # fmt: skip
+        lines.append(
+            f"| drain of a {drain['backlog']}-event backlog into the control plane (PostgreSQL) "
+            f"| {drain['drain_events_per_s']:.0f} events/s | |"
+        )
     (RESULTS / "agent.md").write_text("\n".join(lines) + "\n")
     log(f"results in {RESULTS / 'agent.md'}")
 

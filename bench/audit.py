@@ -51,8 +51,14 @@ def database() -> str:
 
 def setup_django(db_url: str, key_file: str) -> None:
     # One plain connection per process (no pool: each writer is a process with one connection).
-    os.environ.update(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="controlplane.settings",
-                      EDGEFLEET_SIGNING_KEY_FILE=key_file, LOG_LEVEL="ERROR", DB_POOL="0", DEBUG="0")  # fmt: skip
+    os.environ.update(
+        DATABASE_URL=db_url,
+        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        EDGEFLEET_SIGNING_KEY_FILE=key_file,
+        LOG_LEVEL="ERROR",
+        DB_POOL="0",
+        DEBUG="0",
+    )
     import django
 
     django.setup()
@@ -71,8 +77,13 @@ def writer(db_url: str, key_file: str, index: int, start, out) -> None:
     start.wait()
     t0 = time.perf_counter()
     for i in range(PER_WRITER):
-        record("bench.append", ("bench", f"{index}-{i}"), user=user, fleet=fleet,
-               after={"writer": index, "i": i, "note": "a typical small change record"})  # fmt: skip
+        record(
+            "bench.append",
+            ("bench", f"{index}-{i}"),
+            user=user,
+            fleet=fleet,
+            after={"writer": index, "i": i, "note": "a typical small change record"},
+        )
     out.put(time.perf_counter() - t0)
 
 
@@ -98,10 +109,16 @@ def bench_appends(db_url: str, key_file: str) -> dict:
         p.join()
     checked, problem = verify_all()
     total = WRITERS * PER_WRITER
-    return {"writers": WRITERS, "appends": total, "wall_s": round(wall, 2),
-            "appends_per_s": round(total / wall), "slowest_writer_s": round(max(times), 2),
-            "left_pending_at_end": left_pending, "chain_intact": problem is None,
-            "records_verified": checked}  # fmt: skip
+    return {
+        "writers": WRITERS,
+        "appends": total,
+        "wall_s": round(wall, 2),
+        "appends_per_s": round(total / wall),
+        "slowest_writer_s": round(max(times), 2),
+        "left_pending_at_end": left_pending,
+        "chain_intact": problem is None,
+        "records_verified": checked,
+    }
 
 
 def fill(n: int) -> float:
@@ -119,9 +136,15 @@ def fill(n: int) -> float:
     actor = entry("x", ("x", ""), user=user).actor
     while have < n:
         batch = min(5000, n - have)
-        records = [entry("tool.allowed", ("node_event", f"n:{have + i}"), fleet=fleet,
-                         after={"agent": "triage", "tool": "clock", "arguments_keys": ["tz"]})
-                   for i in range(batch)]  # fmt: skip
+        records = [
+            entry(
+                "tool.allowed",
+                ("node_event", f"n:{have + i}"),
+                fleet=fleet,
+                after={"agent": "triage", "tool": "clock", "arguments_keys": ["tz"]},
+            )
+            for i in range(batch)
+        ]
         for rec in records:
             rec.actor = actor
         append(records)
@@ -136,8 +159,13 @@ def bench_verify() -> dict:
     t0 = time.perf_counter()
     checked, problem = verify_all()
     wall = time.perf_counter() - t0
-    return {"records": checked, "wall_s": round(wall, 2), "rows_per_s": round(checked / wall),
-            "ok": problem is None, "checkpoints": AuditCheckpoint.objects.count()}  # fmt: skip
+    return {
+        "records": checked,
+        "wall_s": round(wall, 2),
+        "rows_per_s": round(checked / wall),
+        "ok": problem is None,
+        "checkpoints": AuditCheckpoint.objects.count(),
+    }
 
 
 def bench_export(db_url: str, key_file: str, work: Path) -> dict:
@@ -150,9 +178,20 @@ def bench_export(db_url: str, key_file: str, work: Path) -> dict:
     # is the peak). Not ru_maxrss: on Linux a child inherits the RSS high-water mark of the
     # (forked) parent it was exec'd from, which here holds a million records' worth of fill.
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "audit", "export", "--format", "jsonl",
-         "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     peak_kb = 0
     while proc.poll() is None:
         try:
@@ -170,17 +209,37 @@ def bench_export(db_url: str, key_file: str, work: Path) -> dict:
     manifest = json.loads((work / "audit.jsonl.manifest.json").read_text())["manifest"]
     t1 = time.perf_counter()
     pub = work / "key.pub"
-    pub.write_text(subprocess.run([sys.executable, str(ROOT / "manage.py"), "audit", "public-key"],
-                                  env=env, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    pub.write_text(
+        subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "audit", "public-key"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     check = subprocess.run(
-        [sys.executable, str(ROOT / "controlplane" / "audit" / "verify_export.py"), str(out),
-         str(work / "audit.jsonl.manifest.json"), "--public-key", str(pub)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    return {"records": manifest["records"], "wall_s": round(wall, 2),
-            "records_per_s": round(manifest["records"] / wall), "peak_rss_mb": round(peak_mb),
-            "file_mb": round(out.stat().st_size / 1e6), "offline_verify_s": round(time.perf_counter() - t1, 2),
-            "offline_verify": check.stdout.strip() or check.stderr.strip()}  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "controlplane" / "audit" / "verify_export.py"),
+            str(out),
+            str(work / "audit.jsonl.manifest.json"),
+            "--public-key",
+            str(pub),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return {
+        "records": manifest["records"],
+        "wall_s": round(wall, 2),
+        "records_per_s": round(manifest["records"] / wall),
+        "peak_rss_mb": round(peak_mb),
+        "file_mb": round(out.stat().st_size / 1e6),
+        "offline_verify_s": round(time.perf_counter() - t1, 2),
+        "offline_verify": check.stdout.strip() or check.stderr.strip(),
+    }
 
 
 def main() -> None:
@@ -212,12 +271,18 @@ def main() -> None:
         export = bench_export(db_url, key_file, work)
         log(f"export: {export}")
     results = {
-        "appends": appends, "batched_fill_records_per_s": round(RECORDS / fill_s),
-        "verify": verify, "export": export,
-        "targets": {"appends_per_s": 2000, "verify_rows_per_s": 200_000, "export_s": 60,
-                    "export_peak_mb": 150},
+        "appends": appends,
+        "batched_fill_records_per_s": round(RECORDS / fill_s),
+        "verify": verify,
+        "export": export,
+        "targets": {
+            "appends_per_s": 2000,
+            "verify_rows_per_s": 200_000,
+            "export_s": 60,
+            "export_peak_mb": 150,
+        },
         "machine": f"{os.cpu_count()} cores, PostgreSQL on the same machine",
-    }  # fmt: skip
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "audit.json").write_text(json.dumps(results, indent=2))
     a, v, e = appends, verify, export
@@ -227,11 +292,17 @@ def main() -> None:
 
 | measure | result | target |
 |---|---|---|
-| appends/s, {a["writers"]} writer processes, one transaction each, until all are chained | **{a["appends_per_s"]:,}** ({a["appends"]:,} in {a["wall_s"]} s; {a["left_pending_at_end"]} left pending at the end), chain intact: {a["chain_intact"]} | >= 2,000 |
-| verification rows/s ({v["records"]:,} records, {v["checkpoints"]} signed checkpoints) | **{v["rows_per_s"]:,}** ({v["wall_s"]} s) | >= 200,000 |
-| export of {e["records"]:,} records as JSON Lines | **{e["wall_s"]} s**, peak RSS **{e["peak_rss_mb"]} MB**, {e["file_mb"]} MB file | < 60 s, < 150 MB |
-| offline verification of that export (verify_export.py) | {e["offline_verify_s"]} s: {e["offline_verify"]} | |
-| batched appends (edge events: one lock per batch) | {results["batched_fill_records_per_s"]:,} records/s | |
+| appends/s, {a["writers"]} writer processes, one transaction each, until all are chained |
+**{a["appends_per_s"]:,}** ({a["appends"]:,} in {a["wall_s"]} s; {a["left_pending_at_end"]} left
+pending at the end), chain intact: {a["chain_intact"]} | >= 2,000 |
+| verification rows/s ({v["records"]:,} records, {v["checkpoints"]} signed checkpoints) |
+**{v["rows_per_s"]:,}** ({v["wall_s"]} s) | >= 200,000 |
+| export of {e["records"]:,} records as JSON Lines | **{e["wall_s"]} s**, peak RSS
+**{e["peak_rss_mb"]} MB**, {e["file_mb"]} MB file | < 60 s, < 150 MB |
+| offline verification of that export (verify_export.py) | {e["offline_verify_s"]} s:
+{e["offline_verify"]} | |
+| batched appends (edge events: one lock per batch) | {results["batched_fill_records_per_s"]:,}
+records/s | |
 
 As ratios of the targets: appends {a["appends_per_s"] / 2000:.2f}x, verification
 {v["rows_per_s"] / 200_000:.2f}x; the export took {e["wall_s"] / 60:.2f} of its time budget and

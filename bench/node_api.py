@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Node API benchmark: the real server on loopback, on PostgreSQL, against its own bare endpoint.
 
-1. Seeds a fresh PostgreSQL database with NODES enrolled nodes (credentials hashed as in production).
-2. For each server setup (gunicorn sync, gunicorn gthread, uvicorn ASGI), measures with wrk (a C load
+1. Seeds a fresh PostgreSQL database with NODES enrolled nodes (credentials hashed as in
+production).
+2. For each server setup (gunicorn sync, gunicorn gthread, uvicorn ASGI), measures with wrk (a C
+load
    generator, so the client does not starve the server of the 2 cores):
    - the bare `/healthz` endpoint (full middleware stack, no work): the stack's own limit;
    - authenticated conditional polls (`If-None-Match` with each node's current ETag -> 304);
@@ -78,7 +80,7 @@ def server_env(db_url: str) -> dict[str, str]:
 
 
 def seed(db_url: str, nodes_file: Path, prop_file: Path) -> None:
-    """Create a fleet of NODES nodes and a propagation fleet, through the ORM (fast bulk inserts)."""
+    """Create a fleet of NODES nodes and a propagation fleet through the ORM (fast bulk inserts)."""
     os.environ.update(server_env(db_url))
     import django
 
@@ -121,7 +123,7 @@ def seed(db_url: str, nodes_file: Path, prop_file: Path) -> None:
 
 
 def settle(db_url: str) -> None:
-    """Let PostgreSQL finish what the previous run left (dead rows, dirty pages) before measuring."""
+    """Let PostgreSQL finish what the last run left (dead rows, dirty pages) before measuring."""
     import psycopg
 
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -141,9 +143,20 @@ def free_port() -> int:
 def gunicorn(workers: int, worker_class: str, threads: int = 1):
     extra = ["--threads", str(threads), "--keep-alive", "30"] if worker_class == "gthread" else []
     return lambda port: [
-        str(BIN / "gunicorn"), "controlplane.wsgi:application", "-b", f"127.0.0.1:{port}",
-        "-w", str(workers), "-k", worker_class, "--log-level", "warning", "--backlog", "2048", *extra,
-    ]  # fmt: skip
+        str(BIN / "gunicorn"),
+        "controlplane.wsgi:application",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "-k",
+        worker_class,
+        "--log-level",
+        "warning",
+        "--backlog",
+        "2048",
+        *extra,
+    ]
 
 
 SERVERS = {
@@ -164,7 +177,7 @@ SERVERS = {
         "--no-access-log",
         "--lifespan",
         "off",
-    ],  # fmt: skip
+    ],
 }
 
 
@@ -351,16 +364,19 @@ def main() -> None:
             wrk(server.url, "poll.lua", nodes_file, connections=8)  # warm-up
             light = wrk(server.url, "poll.lua", nodes_file, connections=4)
             log(
-                f"  poll, 4 connections: {light['rate']:8.0f}/s  p50 {light['p50_ms']:.1f} ms  p99 {light['p99_ms']:.1f} ms"
+                f"  poll, 4 connections: {light['rate']:8.0f}/s  p50 {light['p50_ms']:.1f} ms  p99 "
+                f"{light['p99_ms']:.1f} ms"
             )
             poll = wrk(server.url, "poll.lua", nodes_file)
             log(
-                f"  poll  : {poll['rate']:8.0f}/s  p99 {poll['p99_ms']:.1f} ms  statuses {poll['statuses']}"
+                f"  poll  : {poll['rate']:8.0f}/s  p99 {poll['p99_ms']:.1f} ms  statuses "
+                f"{poll['statuses']}"
             )
             ingest = wrk(server.url, "ingest.lua", nodes_file, connections=16)
             ingest["samples_per_s"] = ingest["rate"] * 50
             log(
-                f"  ingest: {ingest['samples_per_s']:8.0f} samples/s  p99 {ingest['p99_ms']:.1f} ms/batch  statuses {ingest['statuses']}"
+                f"  ingest: {ingest['samples_per_s']:8.0f} samples/s  p99 {ingest['p99_ms']:.1f} "
+                f"ms/batch  statuses {ingest['statuses']}"
             )
         finally:
             server.stop()
@@ -380,8 +396,10 @@ def main() -> None:
     finally:
         server.stop()
     log(
-        f"  {prop['share_within_1_5_intervals']:.1%} of affected nodes had the change within 1.5 intervals; "
-        f"p99 {prop['p99_delay_intervals']:.2f} intervals; unaffected nodes' 200s after the change: "
+        f"  {prop['share_within_1_5_intervals']:.1%} of affected nodes had the change within 1.5 "
+        "intervals; "
+        f"p99 {prop['p99_delay_intervals']:.2f} intervals; unaffected nodes' 200s after the "
+        "change: "
         f"{prop['unaffected_nodes_200_after_change']}"
     )
 
@@ -406,27 +424,36 @@ def write_markdown(r: dict) -> None:
         "# Node API benchmark",
         "",
         f"{r['when']}, {r['machine']}; PostgreSQL on loopback; wrk ({WRK_THREADS} threads, "
-        f"{r['connections']} connections, {r['duration']} per figure) on the same machine, so server, "
+        f"{r['connections']} connections, {r['duration']} per figure) on the same machine, so "
+        "server, "
         f"database and load generator share the cores; {r['nodes']} enrolled nodes.",
         "",
-        "| server | hello /s | polls (304) /s | polls / hello | poll p99 ms | poll p99 ms at 4 conns (rate) "
+        "| server | hello /s | polls (304) /s | polls / hello | poll p99 ms | poll p99 ms at 4 "
+        "conns (rate) "
         "| ingest samples/s | ingest p99 ms/batch |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in r["servers"].items():
         lines.append(
-            f"| {name} | {s['hello']['rate']:.0f} | {s['poll']['rate']:.0f} | {s['poll_to_hello']:.2f} "
-            f"| {s['poll']['p99_ms']:.1f} | {s['poll_light']['p99_ms']:.1f} ({s['poll_light']['rate']:.0f}/s) "
+            f"| {name} | {s['hello']['rate']:.0f} | {s['poll']['rate']:.0f} | "
+            f"{s['poll_to_hello']:.2f} "
+            f"| {s['poll']['p99_ms']:.1f} | {s['poll_light']['p99_ms']:.1f} "
+            f"({s['poll_light']['rate']:.0f}/s) "
             f"| {s['ingest']['samples_per_s']:.0f} | {s['ingest']['p99_ms']:.1f} |"
         )
     p = r["propagation"]
     lines += [
         "",
-        f"Propagation ({p['nodes']} simulated nodes, async httpx, {p['interval_s']} s interval with server "
-        f"jitter, on {r['best_poll_server']}): an admin changed a label layer through the admin API, "
-        f"affecting {p['affected']} nodes; {p['share_within_1_5_intervals']:.1%} had the new revision "
-        f"within 1.5 intervals (p99 {p['p99_delay_intervals']:.2f}, max {p['max_delay_intervals']:.2f} "
-        f"intervals); the unaffected nodes got {p['unaffected_nodes_200_after_change']} full documents "
+        f"Propagation ({p['nodes']} simulated nodes, async httpx, {p['interval_s']} s interval "
+        "with server "
+        f"jitter, on {r['best_poll_server']}): an admin changed a label layer through the admin "
+        "API, "
+        f"affecting {p['affected']} nodes; {p['share_within_1_5_intervals']:.1%} had the new "
+        "revision "
+        f"within 1.5 intervals (p99 {p['p99_delay_intervals']:.2f}, max "
+        f"{p['max_delay_intervals']:.2f} "
+        f"intervals); the unaffected nodes got {p['unaffected_nodes_200_after_change']} full "
+        "documents "
         f"after the change (they kept getting 304).",
     ]
     (RESULTS / "node_api.md").write_text("\n".join(lines) + "\n")

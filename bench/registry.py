@@ -51,8 +51,13 @@ def free_port() -> int:
 
 def setup(var: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(EDGEFLEET_VAR_DIR=str(var), DJANGO_SETTINGS_MODULE="controlplane.settings",
-               LOG_LEVEL="ERROR", DEBUG="0", ALLOWED_HOSTS="127.0.0.1,localhost")  # fmt: skip
+    env.update(
+        EDGEFLEET_VAR_DIR=str(var),
+        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        LOG_LEVEL="ERROR",
+        DEBUG="0",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+    )
     os.environ.clear()
     os.environ.update(env)
     import django
@@ -86,8 +91,15 @@ def main() -> None:
 
         results: dict = {"layers": LAYERS}
         log(f"writing an F32 llama GGUF ({LAYERS} layers of width 1024) ...")
-        f32_path = write_tiny_llama(var / "bench-F32.gguf", n_embd=1024, n_ff=2816, n_layer=LAYERS,
-                                    n_head=8, vocab_size=8192, context_length=4096)  # fmt: skip
+        f32_path = write_tiny_llama(
+            var / "bench-F32.gguf",
+            n_embd=1024,
+            n_ff=2816,
+            n_layer=LAYERS,
+            n_head=8,
+            vocab_size=8192,
+            context_length=4096,
+        )
         size = f32_path.stat().st_size
         f32, secs = timed(lambda: registry.do_register_artifact(None, f32_path, name="bench"))
         results["register"] = {"mb": size / MB, "s": secs, "mb_per_s": size / MB / secs}
@@ -98,10 +110,17 @@ def main() -> None:
             (job,) = registry.do_quantize(None, f32, [variant])
             _, secs = timed(lambda job=job: registry.run_quantization(job.pk))
             a = Artifact.objects.get(name="bench", variant=variant)
-            quant[variant] = {"s": secs, "input_mb_per_s": size / MB / secs, "mb": a.size / MB,
-                              "bits_per_weight": a.bits_per_weight}  # fmt: skip
-            log(f"  {variant:7} {secs:6.2f} s  {size / MB / secs:7.1f} MB/s  -> {a.size / MB:7.1f} MB, "
-                f"{a.bits_per_weight:.2f} bits/weight")  # fmt: skip
+            quant[variant] = {
+                "s": secs,
+                "input_mb_per_s": size / MB / secs,
+                "mb": a.size / MB,
+                "bits_per_weight": a.bits_per_weight,
+            }
+            log(
+                f"  {variant:7} {secs:6.2f} s  {size / MB / secs:7.1f} MB/s  -> {a.size / MB:7.1f} "
+                "MB, "
+                f"{a.bits_per_weight:.2f} bits/weight"
+            )
         results["quantize"] = quant
 
         # --- download vs copy ---------------------------------------------------------------------
@@ -113,10 +132,20 @@ def main() -> None:
         stored = Path(storages["artifacts"].path(f32.file))
         port = free_port()
         server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "controlplane.wsgi:application", "-b", f"127.0.0.1:{port}",
-             "-w", "2", "--log-level", "warning"],
-            cwd=ROOT, env=env, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(BIN / "gunicorn"),
+                "controlplane.wsgi:application",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             import httpx
 
@@ -145,9 +174,23 @@ def main() -> None:
             if shutil.which("curl"):
                 dest = var / "curl.gguf"
                 url = f"http://127.0.0.1:{port}/api/node/v1/artifacts/{f32.sha256}"
-                curl_s = min(timed(lambda dest=dest, url=url: subprocess.run(
-                    ["curl", "-sf", "-o", str(dest), "-H", f"Authorization: Bearer {credential}", url],
-                    check=True))[1] for _ in range(3))  # fmt: skip
+                curl_s = min(
+                    timed(
+                        lambda dest=dest, url=url: subprocess.run(
+                            [
+                                "curl",
+                                "-sf",
+                                "-o",
+                                str(dest),
+                                "-H",
+                                f"Authorization: Bearer {credential}",
+                                url,
+                            ],
+                            check=True,
+                        )
+                    )[1]
+                    for _ in range(3)
+                )
                 dest.unlink()
             # Resume from the middle.
             half = var / "half.gguf"
@@ -159,13 +202,21 @@ def main() -> None:
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
-        results["download"] = {"mb": size / MB, "copy_s": copy_s, "download_s": dl_s,
-                               "copy_mb_per_s": size / MB / copy_s, "download_mb_per_s": size / MB / dl_s,
-                               "download_vs_copy": copy_s / dl_s, "resumed_from_half_ok": resumed_ok,
-                               "curl_mb_per_s": size / MB / curl_s if curl_s else None}  # fmt: skip
+        results["download"] = {
+            "mb": size / MB,
+            "copy_s": copy_s,
+            "download_s": dl_s,
+            "copy_mb_per_s": size / MB / copy_s,
+            "download_mb_per_s": size / MB / dl_s,
+            "download_vs_copy": copy_s / dl_s,
+            "resumed_from_half_ok": resumed_ok,
+            "curl_mb_per_s": size / MB / curl_s if curl_s else None,
+        }
         log(f"curl: {results['download']['curl_mb_per_s'] or 0:,.0f} MB/s")
-        log(f"download {size / MB / dl_s:,.0f} MB/s vs copy {size / MB / copy_s:,.0f} MB/s: "
-            f"{copy_s / dl_s:.2f}x of a plain copy; resumed download verified: {resumed_ok}")  # fmt: skip
+        log(
+            f"download {size / MB / dl_s:,.0f} MB/s vs copy {size / MB / copy_s:,.0f} MB/s: "
+            f"{copy_s / dl_s:.2f}x of a plain copy; resumed download verified: {resumed_ok}"
+        )
 
         # --- resolver -----------------------------------------------------------------------------
         variants = registry_queries.variants_of(["bench"])["bench"]
@@ -186,14 +237,25 @@ def main() -> None:
             [Node(fleet=fleet, name=f"n{i:05}", hardware=hw) for i, hw in enumerate(hardware)],
             batch_size=2000,
         )
-        services.do_put_layer(None, fleet, name="model", scope="fleet",
-                              sections={"model": {"name": "bench", "variant": "auto", "n_ctx": 4096}})  # fmt: skip
+        services.do_put_layer(
+            None,
+            fleet,
+            name="model",
+            scope="fleet",
+            sections={"model": {"name": "bench", "variant": "auto", "n_ctx": 4096}},
+        )
         Node.objects.filter(fleet=fleet).update(desired_digest="")
         _, refresh_s = timed(lambda: desired_state.refresh(fleet))
-        results["resolver"] = {"nodes": NODES, "resolve_s": resolve_s, "choices": picks,
-                               "target_s": 1.0, "refresh_fleet_s": refresh_s}  # fmt: skip
+        results["resolver"] = {
+            "nodes": NODES,
+            "resolve_s": resolve_s,
+            "choices": picks,
+            "target_s": 1.0,
+            "refresh_fleet_s": refresh_s,
+        }
         log(
-            f"full refresh of a {NODES:,}-node fleet (compose, resolve, sign, digest, save): {refresh_s:.2f} s"
+            f"full refresh of a {NODES:,}-node fleet (compose, resolve, sign, digest, save): "
+            f"{refresh_s:.2f} s"
         )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -202,26 +264,33 @@ def main() -> None:
     lines = [
         "# Model registry benchmark (bench/registry.py)",
         "",
-        f"F32 llama GGUF, {LAYERS} layers of width 1024: {results['register']['mb']:,.0f} MB. 2 CPU cores.",
+        f"F32 llama GGUF, {LAYERS} layers of width 1024: {results['register']['mb']:,.0f} MB. 2 "
+        "CPU cores.",
         "",
         "| measure | result |",
         "|---|---|",
-        f"| registration (sha256 + copy into storage + metadata) | {results['register']['mb_per_s']:,.0f} MB/s |",
-        f"| download through the node API (gunicorn, agent client) | {d['download_mb_per_s']:,.0f} MB/s |",
+        "| registration (sha256 + copy into storage + metadata) | "
+        f"{results['register']['mb_per_s']:,.0f} MB/s |",
+        f"| download through the node API (gunicorn, agent client) | {d['download_mb_per_s']:,.0f} "
+        "MB/s |",
         f"| plain file copy of the same file | {d['copy_mb_per_s']:,.0f} MB/s |",
         f"| download / copy | **{d['download_vs_copy']:.2f}x** |",
         f"| the same download with curl (C client) | {d['curl_mb_per_s'] or 0:,.0f} MB/s |",
         f"| download resumed from the middle, sha256 verified | {d['resumed_from_half_ok']} |",
-        f"| auto resolver, {r['nodes']:,} nodes | **{r['resolve_s'] * 1000:.0f} ms** (target < 1,000 ms) |",
+        f"| auto resolver, {r['nodes']:,} nodes | **{r['resolve_s'] * 1000:.0f} ms** (target < "
+        "1,000 ms) |",
         f"| full desired-state refresh, {r['nodes']:,} nodes | {r['refresh_fleet_s']:.2f} s |",
         "",
         "| variant | time | F32 MB/s | size | bits/weight |",
         "|---|---|---|---|---|",
-        *[f"| {v} | {q['s']:.1f} s | {q['input_mb_per_s']:,.0f} | {q['mb']:,.1f} MB | {q['bits_per_weight']:.2f} |"
-          for v, q in results["quantize"].items()],
+        *[
+            f"| {v} | {q['s']:.1f} s | {q['input_mb_per_s']:,.0f} | {q['mb']:,.1f} MB | "
+            f"{q['bits_per_weight']:.2f} |"
+            for v, q in results["quantize"].items()
+        ],
         "",
         f"Resolver choices over mixed RAM sizes (n_ctx 4096): {r['choices']}",
-    ]  # fmt: skip
+    ]
     (RESULTS / "registry.md").write_text("\n".join(lines) + "\n")
     log(f"results in {RESULTS / 'registry.md'}")
 

@@ -19,7 +19,8 @@ from edgenodes.registry.api import router as registry_router
 
 
 class PersonalTokenAuth(HttpBearer):
-    """`Authorization: Bearer efp_…` for automation. The token's role and fleets narrow its user's."""
+    """`Authorization: Bearer efp_…` for automation; the token's role and fleets narrow its user's
+    rights."""
 
     openapi_description = "Personal API token (prefix efp_)."
 
@@ -65,7 +66,9 @@ node_api = NinjaAPI(
     title="edgefleet node API",
     version="1",
     urls_namespace="node-api",
-    description="What edge nodes call: enroll, poll desired state, report state, send metrics and events.",
+    description=(
+        "What edge nodes call: enroll, poll desired state, report state, send metrics and events."
+    ),
 )
 node_api.add_router("/", node_router)
 _install_handlers(node_api)
@@ -75,7 +78,9 @@ admin_api = NinjaAPI(
     version="1",
     urls_namespace="admin-api",
     auth=[PersonalTokenAuth(), SessionAuth()],
-    description="Fleets, nodes, enrollment tokens, desired state. Session or personal API token auth.",
+    description=(
+        "Fleets, nodes, enrollment tokens, desired state. Session or personal API token auth."
+    ),
 )
 admin_api.add_router("/", fleet_router)
 admin_api.add_router("/tokens", tokens_router)

@@ -47,7 +47,8 @@ class NodeApiGuardMiddleware:
         if length > cfg["NODE_MAX_BODY_BYTES"]:
             return JsonResponse(
                 {
-                    "detail": f"request body of {length} bytes exceeds the limit of {cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"
+                    "detail": f"request body of {length} bytes exceeds the limit of "
+                    f"{cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"
                 },
                 status=413,
             )

@@ -84,9 +84,10 @@ class Context:
             overrides = {node.pk: node.rollout_model} if node.rollout_model is not None else {}
         else:
             rollout_nodes = RolloutNode.objects.filter(
-                rollout__fleet=fleet, rollout__status__in=ACTIVE_ROLLOUT,
+                rollout__fleet=fleet,
+                rollout__status__in=ACTIVE_ROLLOUT,
                 state=RolloutNodeState.UPDATED,
-            )  # fmt: skip
+            )
             if node is not None:
                 rollout_nodes = rollout_nodes.filter(node=node)
             overrides = dict(rollout_nodes.values_list("node_id", "rollout__model"))
@@ -130,8 +131,11 @@ def compose(node: Node, ctx: Context) -> dict[str, Any]:
 def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
     """Fill a registry assignment in for one node: the variant's URL (on the node API), sha256 and
     signed manifest, and why this variant; or `error` saying why none can run here."""
-    model = {k: v for k, v in model.items() if k not in ("url", "sha256", "manifest", "signature",
-                                                         "choice", "error")}  # fmt: skip
+    model = {
+        k: v
+        for k, v in model.items()
+        if k not in ("url", "sha256", "manifest", "signature", "choice", "error")
+    }
     name = str(model.get("name", ""))
     choice = resolver.choose(
         ctx.variants.get(name, []),
@@ -144,8 +148,14 @@ def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
     v = choice.variant
     if v is None:
         return {**model, "error": f"model '{name}': {choice.explanation}"[:1000]}
-    return {**model, "url": f"artifacts/{v.sha256}", "sha256": v.sha256, "manifest": v.manifest,
-            "signature": v.signature, "choice": choice.explanation[:1000]}  # fmt: skip
+    return {
+        **model,
+        "url": f"artifacts/{v.sha256}",
+        "sha256": v.sha256,
+        "manifest": v.manifest,
+        "signature": v.signature,
+        "choice": choice.explanation[:1000],
+    }
 
 
 @lru_cache(maxsize=1024)
@@ -199,9 +209,16 @@ def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
     ctx = Context.load(fleet)
     if nodes is None:
         nodes = fleet.nodes.only(
-            "id", "name", "fleet_id", "labels", "hardware", "desired_revision", "desired_digest",
-            "desired_model_digest", "model_choice",
-        )  # fmt: skip
+            "id",
+            "name",
+            "fleet_id",
+            "labels",
+            "hardware",
+            "desired_revision",
+            "desired_digest",
+            "desired_model_digest",
+            "model_choice",
+        )
     changed = []
     for node in nodes:
         sections = compose(node, ctx)
@@ -237,9 +254,14 @@ def _save(nodes: list[Node]) -> None:
     pk = Node._meta.pk
     assert pk is not None
     rows = [
-        (n.desired_revision, n.desired_digest, n.desired_model_digest, n.model_choice,
-         pk.get_db_prep_value(n.pk, connection))
+        (
+            n.desired_revision,
+            n.desired_digest,
+            n.desired_model_digest,
+            n.model_choice,
+            pk.get_db_prep_value(n.pk, connection),
+        )
         for n in nodes
-    ]  # fmt: skip
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)

@@ -31,8 +31,14 @@ def do_escalate(node: Node, req: schemas.EscalateIn, *, request=None) -> schemas
             policy, req.endpoint, [m.model_dump() for m in req.messages]
         )
     except compliance.EscalationRefused as exc:
-        record("escalation.refused", ("escalation", req.endpoint), node=node, fleet=node.fleet,
-               after={**audit, "reason": str(exc)}, request=request)  # fmt: skip
+        record(
+            "escalation.refused",
+            ("escalation", req.endpoint),
+            node=node,
+            fleet=node.fleet,
+            after={**audit, "reason": str(exc)},
+            request=request,
+        )
         raise Forbidden(str(exc)) from None
     import openai  # imported on first use: it adds ~30 MB to every control-plane process otherwise
 
@@ -52,16 +58,31 @@ def do_escalate(node: Node, req: schemas.EscalateIn, *, request=None) -> schemas
             max_tokens=req.max_tokens,
         )
     except openai.OpenAIError as exc:
-        record("escalation.failed", ("escalation", endpoint.name), node=node, fleet=node.fleet,
-               after={**audit, "error": type(exc).__name__}, request=request)  # fmt: skip
+        record(
+            "escalation.failed",
+            ("escalation", endpoint.name),
+            node=node,
+            fleet=node.fleet,
+            after={**audit, "error": type(exc).__name__},
+            request=request,
+        )
         raise UpstreamError(f"cloud endpoint '{endpoint.name}' failed: {exc}") from None
     usage = reply.usage
-    record("escalation.forward", ("escalation", endpoint.name), node=node, fleet=node.fleet,
-           after={**audit, "region": endpoint.region, "baa": endpoint.baa,
-                  "redactions": allowed.redactions,
-                  "prompt_tokens": usage.prompt_tokens if usage else None,
-                  "completion_tokens": usage.completion_tokens if usage else None},
-           request=request)  # fmt: skip
+    record(
+        "escalation.forward",
+        ("escalation", endpoint.name),
+        node=node,
+        fleet=node.fleet,
+        after={
+            **audit,
+            "region": endpoint.region,
+            "baa": endpoint.baa,
+            "redactions": allowed.redactions,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+        },
+        request=request,
+    )
     return schemas.EscalateOut(
         content=reply.choices[0].message.content or "",
         endpoint=endpoint.name,

@@ -124,7 +124,8 @@ class Node(models.Model):
 
     @property
     def model_unplaceable(self) -> bool:
-        """The assignment cannot run here (no variant fits, or none exists): `model_choice` says why."""
+        """The assignment cannot run here (no variant fits, or none exists): `model_choice` says
+        why."""
         return bool(self.model_choice) and not self.desired_model_digest
 
     @property
@@ -307,8 +308,10 @@ class NodeEventRecord(models.Model):
 
 
 class RollupCursor(models.Model):
-    """Singleton: raw samples with id <= `last_sample_id` have been folded into rollups. Cursoring on
-    the id (arrival order), not on the sample time, folds in samples that arrive late from a node that
+    """Singleton: raw samples with id <= `last_sample_id` have been folded into rollups. Cursoring
+    on
+    the id (arrival order), not on the sample time, folds in samples that arrive late from a node
+    that
     was offline for hours."""
 
     last_sample_id = models.BigIntegerField(default=0)
@@ -371,7 +374,8 @@ class Rollout(models.Model):
     """A staged change of the model a fleet's nodes run (edgenodes/rollouts.py).
 
     While it is active, nodes of the waves reached so far run `model` instead of what their layers
-    say; the others keep their layers' model. When the last wave passes its gates, `model` is written
+    say; the others keep their layers' model. When the last wave passes its gates, `model` is
+    written
     into the layer `layer` and the rollout completes (no node's document changes at that moment).
     A failing gate or an abort rolls the updated nodes back to their layers' model."""
 

@@ -33,7 +33,8 @@ def buckets() -> TokenBuckets:
 
 
 class NodeAuth(HttpBearer):
-    """`Authorization: Bearer efn_…`. One indexed query; revocation takes effect on the next request."""
+    """`Authorization: Bearer efn_…`. One indexed query; revocation takes effect on the next
+    request."""
 
     openapi_description = "Node credential from enrollment (prefix efn_)."
 
@@ -109,7 +110,8 @@ ERRORS = {
     response={201: schemas.EnrollOut, 409: schemas.ErrorOut, **ERRORS},
 )
 def enroll(request, payload: schemas.EnrollIn):
-    """Trade an enrollment token and a hardware profile for a node id and a credential (shown once)."""
+    """Trade an enrollment token and a hardware profile for a node id and a credential (shown
+    once)."""
     node, credential = services.do_enroll_node(payload, request=request)
     return Status(
         201,
@@ -180,7 +182,8 @@ def _check_batch(size: int) -> None:
 
 @router.post("/metrics", auth=NodeAuth(), response={200: schemas.AckOut, **ERRORS})
 def post_metrics(request, payload: schemas.MetricBatchIn):
-    """A batch of metric samples. Idempotent per (node, seq); `acked_seq` is what the node may drop."""
+    """A batch of metric samples. Idempotent per (node, seq); `acked_seq` is what the node may
+    drop."""
     _check_batch(len(payload.samples))
     node = request.auth
     return services.do_ingest_metrics(node, payload)
@@ -207,7 +210,8 @@ def escalate(request, payload: schemas.EscalateIn):
 
 @router.post("/credentials/rotate", auth=NodeAuth(), response={200: schemas.RotateOut, **ERRORS})
 def rotate_credential(request):
-    """Issue a new credential (shown once); the one used for this call stays valid for the overlap window."""
+    """Issue a new credential (shown once); the one used for this call stays valid for the overlap
+    window."""
     node = request.auth
     credential, valid_until = services.do_rotate_node_credential(
         node, request.node_credential, request=request

@@ -38,7 +38,8 @@ class PollTarget:
 def _sql() -> str:
     n, c, f = Node._meta.db_table, NodeCredential._meta.db_table, Fleet._meta.db_table
     return (
-        f"SELECT {n}.id, {n}.fleet_id, {n}.desired_revision, {n}.desired_digest, {f}.poll_interval_s "
+        f"SELECT {n}.id, {n}.fleet_id, {n}.desired_revision, {n}.desired_digest, "
+        f"{f}.poll_interval_s "
         f"FROM {c} JOIN {n} ON {n}.id = {c}.node_id JOIN {f} ON {f}.id = {n}.fleet_id "
         f"WHERE {c}.token_hash = %s AND {c}.revoked_at IS NULL "
         f"AND ({c}.expires_at IS NULL OR {c}.expires_at > %s)"

@@ -91,7 +91,8 @@ def access_rollout(user, rollout_id: int, action: str = VIEW) -> Rollout:
     )
 
 
-# --- lists ------------------------------------------------------------------------------------------
+# --- lists
+# ------------------------------------------------------------------------------------------
 
 
 def fleets(user, action: str = VIEW) -> QuerySet[Fleet]:
@@ -123,7 +124,7 @@ def nodes(
 
 
 def drifted_nodes(user, *, fleet: str | None = None) -> QuerySet[Node]:
-    """Nodes whose reported state differs from their desired state (`Node.drift_reason` says why)."""
+    """Nodes whose reported state differs from their desired state (`Node.drift_reason`: why)."""
     qs = access.restrict(Node.objects.select_related("fleet").drifted(), user, VIEW)
     if fleet:
         qs = qs.filter(fleet__slug=fleet)

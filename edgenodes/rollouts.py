@@ -81,9 +81,16 @@ def wave_sizes(waves: list[int | str], total: int) -> list[int]:
 
 
 def _snapshot(r: Rollout) -> dict[str, Any]:
-    return {"model": r.model, "layer": r.layer, "selector": r.selector, "waves": r.waves,
-            "gates": r.gates, "wave_wait_s": r.wave_wait_s, "status": r.status,
-            "current_wave": r.current_wave}  # fmt: skip
+    return {
+        "model": r.model,
+        "layer": r.layer,
+        "selector": r.selector,
+        "waves": r.waves,
+        "gates": r.gates,
+        "wave_wait_s": r.wave_wait_s,
+        "status": r.status,
+        "current_wave": r.current_wave,
+    }
 
 
 def measure(node_ids: list[Any], since: datetime, until: datetime | None = None) -> dict[str, Any]:
@@ -175,10 +182,13 @@ def do_start_rollout(
         raise ServiceError(f"invalid model: {schemas.first_error(exc)}") from None
     selector = selector or {}
     nodes = sorted(
-        (n for n in fleet.nodes.only("id", "name", "labels", "reported_model_digest")
-         if labels_match(n.labels, selector)),
+        (
+            n
+            for n in fleet.nodes.only("id", "name", "labels", "reported_model_digest")
+            if labels_match(n.labels, selector)
+        ),
         key=lambda n: (n.name, str(n.pk)),
-    )  # fmt: skip
+    )
     if not nodes:
         raise ServiceError("no node of this fleet matches the rollout's selector")
     waves = list(waves or [1, "100%"])
@@ -186,10 +196,16 @@ def do_start_rollout(
     gates = {**DEFAULT_GATES, **(gates or {})}
     now = timezone.now()
     rollout = Rollout.objects.create(
-        fleet=fleet, model=model, layer=layer, selector=selector, waves=waves, gates=gates,
-        wave_wait_s=wave_wait_s, created_by=user if user and user.is_authenticated else None,
+        fleet=fleet,
+        model=model,
+        layer=layer,
+        selector=selector,
+        waves=waves,
+        gates=gates,
+        wave_wait_s=wave_wait_s,
+        created_by=user if user and user.is_authenticated else None,
         baseline=measure([n.pk for n in nodes], now - BASELINE_WINDOW, now),
-    )  # fmt: skip
+    )
     wave_of = [next(w for w, size in enumerate(sizes) if i < size) for i in range(len(nodes))]
     RolloutNode.objects.bulk_create(
         RolloutNode(rollout=rollout, node=n, wave=w, previous_digest=n.reported_model_digest)
@@ -197,11 +213,27 @@ def do_start_rollout(
     )
     changed = _start_wave(rollout, 0)
     rollout.save()
-    record("rollout.start", rollout, user=user, fleet=fleet, request=request,
-           after={**_snapshot(rollout), "nodes": len(nodes), "wave_sizes": sizes,
-                  "baseline": rollout.baseline})  # fmt: skip
-    publish_on_commit(fleet.pk, "rollout.changed", rollout=rollout.pk, status=rollout.status,
-                      wave=0, nodes_changed=changed)  # fmt: skip
+    record(
+        "rollout.start",
+        rollout,
+        user=user,
+        fleet=fleet,
+        request=request,
+        after={
+            **_snapshot(rollout),
+            "nodes": len(nodes),
+            "wave_sizes": sizes,
+            "baseline": rollout.baseline,
+        },
+    )
+    publish_on_commit(
+        fleet.pk,
+        "rollout.changed",
+        rollout=rollout.pk,
+        status=rollout.status,
+        wave=0,
+        nodes_changed=changed,
+    )
     _schedule(rollout)
     return rollout
 
@@ -217,8 +249,14 @@ def do_pause_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
         raise Conflict(f"rollout {rollout.pk} is {rollout.status}, not running")
     rollout.status = RolloutStatus.PAUSED
     rollout.save(update_fields=["status"])
-    record("rollout.pause", rollout, user=user, fleet=rollout.fleet, request=request,
-           after={"wave": rollout.current_wave})  # fmt: skip
+    record(
+        "rollout.pause",
+        rollout,
+        user=user,
+        fleet=rollout.fleet,
+        request=request,
+        after={"wave": rollout.current_wave},
+    )
     publish_on_commit(
         rollout.fleet_id, "rollout.changed", rollout=rollout.pk, status=rollout.status
     )
@@ -234,8 +272,14 @@ def do_resume_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
     rollout.status = RolloutStatus.RUNNING
     rollout.wave_started_at = timezone.now()
     rollout.save(update_fields=["status", "wave_started_at"])
-    record("rollout.resume", rollout, user=user, fleet=rollout.fleet, request=request,
-           after={"wave": rollout.current_wave})  # fmt: skip
+    record(
+        "rollout.resume",
+        rollout,
+        user=user,
+        fleet=rollout.fleet,
+        request=request,
+        after={"wave": rollout.current_wave},
+    )
     publish_on_commit(
         rollout.fleet_id, "rollout.changed", rollout=rollout.pk, status=rollout.status
     )
@@ -253,10 +297,21 @@ def do_abort_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
     rollout.reason = "aborted by an admin"
     rollout.finished_at = timezone.now()
     changed = _roll_back(rollout)
-    record("rollout.abort", rollout, user=user, fleet=rollout.fleet, request=request,
-           after={"wave": rollout.current_wave, "nodes_rolled_back": changed})  # fmt: skip
-    publish_on_commit(rollout.fleet_id, "rollout.changed", rollout=rollout.pk,
-                      status=rollout.status, nodes_changed=changed)  # fmt: skip
+    record(
+        "rollout.abort",
+        rollout,
+        user=user,
+        fleet=rollout.fleet,
+        request=request,
+        after={"wave": rollout.current_wave, "nodes_rolled_back": changed},
+    )
+    publish_on_commit(
+        rollout.fleet_id,
+        "rollout.changed",
+        rollout=rollout.pk,
+        status=rollout.status,
+        nodes_changed=changed,
+    )
     return rollout
 
 
@@ -295,24 +350,36 @@ def judge(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
     seen = measure([t.node_id for t in targets], rollout.wave_started_at)
     base = rollout.baseline
     if seen["error_rate"] > (base.get("error_rate") or 0.0) + gates["max_error_rate_increase"]:
-        failures.append(f"error rate {seen['error_rate']:.3f} against a baseline of "
-                        f"{base.get('error_rate') or 0:.3f}")  # fmt: skip
+        failures.append(
+            f"error rate {seen['error_rate']:.3f} against a baseline of "
+            f"{base.get('error_rate') or 0:.3f}"
+        )
     if (
         base.get("p95_ms")
         and seen["p95_ms"]
         and seen["p95_ms"] > base["p95_ms"] * gates["max_p95_ratio"]
     ):
-        failures.append(f"p95 latency {seen['p95_ms']:.0f} ms against a baseline of "
-                        f"{base['p95_ms']:.0f} ms (limit x{gates['max_p95_ratio']})")  # fmt: skip
+        failures.append(
+            f"p95 latency {seen['p95_ms']:.0f} ms against a baseline of "
+            f"{base['p95_ms']:.0f} ms (limit x{gates['max_p95_ratio']})"
+        )
     if (
         seen["escalation_rate"]
         > (base.get("escalation_rate") or 0.0) + gates["max_escalation_rate_increase"]
     ):
-        failures.append(f"escalation rate {seen['escalation_rate']:.3f} against a baseline of "
-                        f"{base.get('escalation_rate') or 0:.3f}")  # fmt: skip
+        failures.append(
+            f"escalation rate {seen['escalation_rate']:.3f} against a baseline of "
+            f"{base.get('escalation_rate') or 0:.3f}"
+        )
     verdict = "fail" if failures else ("pass" if window_over else "wait")
-    return {"verdict": verdict, "at": now.isoformat(), "wave": rollout.current_wave,
-            "observed": seen, "load_failures": load, "failures": failures}  # fmt: skip
+    return {
+        "verdict": verdict,
+        "at": now.isoformat(),
+        "wave": rollout.current_wave,
+        "observed": seen,
+        "load_failures": load,
+        "failures": failures,
+    }
 
 
 @transaction.atomic
@@ -329,9 +396,17 @@ def do_check_rollout(rollout: Rollout, now: datetime | None = None) -> Rollout:
         rollout.reason = "; ".join(check["failures"])[:2000]
         rollout.finished_at = timezone.now()
         changed = _roll_back(rollout)
-        record("rollout.halt", rollout, fleet=fleet,
-               after={"wave": rollout.current_wave, "reason": rollout.reason,
-                      "nodes_rolled_back": changed, "observed": check["observed"]})  # fmt: skip
+        record(
+            "rollout.halt",
+            rollout,
+            fleet=fleet,
+            after={
+                "wave": rollout.current_wave,
+                "reason": rollout.reason,
+                "nodes_rolled_back": changed,
+                "observed": check["observed"],
+            },
+        )
     elif check["verdict"] == "pass":
         last = (
             RolloutNode.objects.filter(rollout=rollout)
@@ -342,17 +417,30 @@ def do_check_rollout(rollout: Rollout, now: datetime | None = None) -> Rollout:
         if rollout.current_wave < (last or 0):
             changed = _start_wave(rollout, rollout.current_wave + 1)
             rollout.save()
-            record("rollout.wave", rollout, fleet=fleet,
-                   after={"wave": rollout.current_wave, "nodes_changed": changed,
-                          "previous_wave": check["observed"]})  # fmt: skip
+            record(
+                "rollout.wave",
+                rollout,
+                fleet=fleet,
+                after={
+                    "wave": rollout.current_wave,
+                    "nodes_changed": changed,
+                    "previous_wave": check["observed"],
+                },
+            )
         else:
             _complete(rollout)
             changed = 0
     else:
         rollout.save(update_fields=["last_check"])
         return rollout
-    publish_on_commit(fleet.pk, "rollout.changed", rollout=rollout.pk, status=rollout.status,
-                      wave=rollout.current_wave, nodes_changed=changed)  # fmt: skip
+    publish_on_commit(
+        fleet.pk,
+        "rollout.changed",
+        rollout=rollout.pk,
+        status=rollout.status,
+        wave=rollout.current_wave,
+        nodes_changed=changed,
+    )
     return rollout
 
 
@@ -362,15 +450,31 @@ def _complete(rollout: Rollout) -> None:
     rollout.save()
     layer = DesiredStateLayer.objects.filter(fleet=rollout.fleet, name=rollout.layer).first()
     if layer is not None:
-        do_put_layer(None, rollout.fleet, name=layer.name, scope=layer.scope, selector=layer.selector,
-                     node=layer.node, priority=layer.priority,
-                     sections={**layer.sections, "model": rollout.model})  # fmt: skip
+        do_put_layer(
+            None,
+            rollout.fleet,
+            name=layer.name,
+            scope=layer.scope,
+            selector=layer.selector,
+            node=layer.node,
+            priority=layer.priority,
+            sections={**layer.sections, "model": rollout.model},
+        )
     else:
-        do_put_layer(None, rollout.fleet, name=rollout.layer,
-                     scope="label" if rollout.selector else "fleet", selector=rollout.selector,
-                     sections={"model": rollout.model})  # fmt: skip
-    record("rollout.complete", rollout, fleet=rollout.fleet,
-           after={"layer": rollout.layer, "model": rollout.model})  # fmt: skip
+        do_put_layer(
+            None,
+            rollout.fleet,
+            name=rollout.layer,
+            scope="label" if rollout.selector else "fleet",
+            selector=rollout.selector,
+            sections={"model": rollout.model},
+        )
+    record(
+        "rollout.complete",
+        rollout,
+        fleet=rollout.fleet,
+        after={"layer": rollout.layer, "model": rollout.model},
+    )
 
 
 def check_running(now: datetime | None = None) -> int:

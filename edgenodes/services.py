@@ -612,11 +612,18 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn, *, request=None) -
 
     ack = _ingest(node, "events_acked_seq", NodeEventRecord, batch.events, to_row)
     audited = [
-        audit_entry(row.kind, ("node_event", f"{node.pk}:{row.seq}"), node=node,
-                    fleet=node.fleet_id, after=compliance.minimise(row.data, NO_CONTENT),
-                    request=request, edge=True)
-        for row in rows if row.kind.startswith(AUDITED_EVENTS)
-    ]  # fmt: skip
+        audit_entry(
+            row.kind,
+            ("node_event", f"{node.pk}:{row.seq}"),
+            node=node,
+            fleet=node.fleet_id,
+            after=compliance.minimise(row.data, NO_CONTENT),
+            request=request,
+            edge=True,
+        )
+        for row in rows
+        if row.kind.startswith(AUDITED_EVENTS)
+    ]
     audit_append(audited)
     if ack.accepted:
         publish_on_commit(node.fleet_id, "node.events", node=str(node.pk), count=ack.accepted)
@@ -650,12 +657,22 @@ def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) ->
     # Under HIPAA, or GDPR without opting in, the approver sees the argument names, not values.
     arguments = compliance.minimise({"arguments": req.arguments}, node.fleet.compliance_policy())
     approval = ToolApproval.objects.create(
-        node=node, fleet_id=node.fleet_id, agent=req.agent, tool=req.tool,
+        node=node,
+        fleet_id=node.fleet_id,
+        agent=req.agent,
+        tool=req.tool,
         arguments=arguments.get("arguments", arguments),
-        reason=req.reason, expires_at=timezone.now() + timedelta(seconds=req.timeout_s),
-    )  # fmt: skip
-    record("approval.request", approval, node=node, fleet=node.fleet,
-           after={"tool": req.tool, "agent": req.agent, "timeout_s": req.timeout_s}, request=request)  # fmt: skip
+        reason=req.reason,
+        expires_at=timezone.now() + timedelta(seconds=req.timeout_s),
+    )
+    record(
+        "approval.request",
+        approval,
+        node=node,
+        fleet=node.fleet,
+        after={"tool": req.tool, "agent": req.agent, "timeout_s": req.timeout_s},
+        request=request,
+    )
     publish_on_commit(
         node.fleet_id, "approval.requested", approval=approval.pk, node=str(node.pk), tool=req.tool
     )
@@ -673,8 +690,14 @@ def do_decide_approval(
     approval.decided_at = timezone.now()
     approval.decided_by = user
     approval.save(update_fields=["decision", "decided_at", "decided_by"])
-    record(f"approval.{approval.decision}", approval, user=user, fleet=approval.fleet,
-           after={"tool": approval.tool, "agent": approval.agent, "node": str(approval.node_id)}, request=request)  # fmt: skip
+    record(
+        f"approval.{approval.decision}",
+        approval,
+        user=user,
+        fleet=approval.fleet,
+        after={"tool": approval.tool, "agent": approval.agent, "node": str(approval.node_id)},
+        request=request,
+    )
     publish_on_commit(
         approval.fleet_id, "approval.decided", approval=approval.pk, decision=approval.decision
     )

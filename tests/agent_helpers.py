@@ -1,4 +1,5 @@
-"""Helpers for the agent tests: generated models and a TCP proxy that can take the control plane away."""
+"""Helpers for the agent tests: generated models and a TCP proxy that can take the control plane
+away."""
 
 from __future__ import annotations
 
@@ -26,14 +27,21 @@ def offline_node(state) -> None:
     pem = TEST_KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused",
-                     "signing_key": pem.decode()})  # fmt: skip
+    state.save_node(
+        {
+            "server": "http://127.0.0.1:9",
+            "node_id": "n",
+            "credential": "efn_unused",
+            "signing_key": pem.decode(),
+        }
+    )
 
 
 def signed(model: dict, key: Ed25519PrivateKey = TEST_KEY) -> dict:
     """A model section with a manifest signed by `key`, as the control plane sends it."""
-    m = manifest.build(name=model["name"], variant="custom", sha256=model["sha256"], size=None,
-                       key_id="test")  # fmt: skip
+    m = manifest.build(
+        name=model["name"], variant="custom", sha256=model["sha256"], size=None, key_id="test"
+    )
     return {**model, "manifest": m, "signature": manifest.sign(m, key)}
 
 

@@ -1,7 +1,8 @@
 """Named personas and the fixtures every test file shares.
 
 alice: global admin. olivia: operator of "north". carol: compliance officer of "north".
-victor: viewer of "north". mallory: no role anywhere. "south" is the other fleet, for wrong-fleet tests.
+victor: viewer of "north". mallory: no role anywhere. "south" is the other fleet, for wrong-fleet
+tests.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def test_settings(settings, artifact_dir):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {
         **settings.STORAGES,
-        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                      "OPTIONS": {"location": str(artifact_dir)}},
-    }  # fmt: skip
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(artifact_dir)},
+        },
+    }
     settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 0}
     # Each test's database starts over (and reuses primary keys): so does the actor cache.
     audit_services._actor_refs.clear()
@@ -183,10 +186,24 @@ def cloud_llm(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            "tiny",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -34,8 +34,13 @@ def targets(fleet: Fleet):
     token = EnrollmentToken.objects.filter(fleet=fleet).first()
     approval = ToolApproval.objects.filter(fleet=fleet).first()
     rollout = Rollout.objects.filter(fleet=fleet).first()
-    return {"slug": fleet.slug, "node": node.pk, "token": token.pk, "approval": approval.pk,
-            "rollout": rollout.pk}  # fmt: skip
+    return {
+        "slug": fleet.slug,
+        "node": node.pk,
+        "token": token.pk,
+        "approval": approval.pk,
+        "rollout": rollout.pk,
+    }
 
 
 ENDPOINTS = [
@@ -315,11 +320,26 @@ def test_a_node_metric_can_be_read_raw_and_per_minute_and_events_listed(world, a
 
     node = Node.objects.get(fleet__slug="north")
     minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)
-    services.do_ingest_metrics(node, MetricBatchIn(samples=[
-        {"seq": i, "ts": minute + timedelta(seconds=10 * i), "name": "request.latency_ms", "value": float(10 * i)}
-        for i in range(1, 4)]))  # fmt: skip
-    services.do_ingest_events(node, EventBatchIn(events=[
-        {"seq": 1, "ts": minute, "kind": "tool.denied", "data": {"tool": "http_get"}}]))  # fmt: skip
+    services.do_ingest_metrics(
+        node,
+        MetricBatchIn(
+            samples=[
+                {
+                    "seq": i,
+                    "ts": minute + timedelta(seconds=10 * i),
+                    "name": "request.latency_ms",
+                    "value": float(10 * i),
+                }
+                for i in range(1, 4)
+            ]
+        ),
+    )
+    services.do_ingest_events(
+        node,
+        EventBatchIn(
+            events=[{"seq": 1, "ts": minute, "kind": "tool.denied", "data": {"tool": "http_get"}}]
+        ),
+    )
     metrics.rollup()
     api = admin_api(victor)
     raw = api.get(f"/nodes/{node.pk}/metrics?name=request.latency_ms").json()

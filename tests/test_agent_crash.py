@@ -29,10 +29,12 @@ print("applied", flush=True)
 
 def document(revision: int, model_url: str, digest: str) -> dict:
     return {
-        "node_id": "n", "revision": revision, "poll_interval_s": 30,
+        "node_id": "n",
+        "revision": revision,
+        "poll_interval_s": 30,
         "model": signed({"name": "tiny", "url": model_url, "sha256": digest, "n_ctx": 512}),
         "agents": {"helper": {"max_tokens": 8, "default": True}},
-    }  # fmt: skip
+    }
 
 
 def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
@@ -49,8 +51,17 @@ def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
     hang.bind(("127.0.0.1", 0))
     hang.listen(8)
     url = f"http://127.0.0.1:{hang.getsockname()[1]}/model.gguf"
-    proc = subprocess.Popen([sys.executable, "-c", APPLY_AND_HANG, str(state.path),
-                             json.dumps(document(2, url, "a" * 64))], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            APPLY_AND_HANG,
+            str(state.path),
+            json.dumps(document(2, url, "a" * 64)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "applying"
     time.sleep(1.0)  # inside the download
     assert proc.poll() is None

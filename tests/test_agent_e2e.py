@@ -54,11 +54,20 @@ def model_file(tmp_path):
 
 def assignment(model_file, **extra):
     return {
-        "model": {"name": "tiny", "url": model_file.as_uri(), "sha256": sha256(model_file), "n_ctx": 1024, **extra},
-        "agents": {"front": {"routes": {"ops": "time", "helper": "other"}, "default": True},
-                   "ops": {"tools": ["clock"], "max_tokens": 64}, "helper": {"max_tokens": 16}},
+        "model": {
+            "name": "tiny",
+            "url": model_file.as_uri(),
+            "sha256": sha256(model_file),
+            "n_ctx": 1024,
+            **extra,
+        },
+        "agents": {
+            "front": {"routes": {"ops": "time", "helper": "other"}, "default": True},
+            "ops": {"tools": ["clock"], "max_tokens": 64},
+            "helper": {"max_tokens": 16},
+        },
         "tools": {"rules": {"clock": {"mode": "allow"}}},
-    }  # fmt: skip
+    }
 
 
 def prepare(north, alice, sections) -> str:
@@ -264,17 +273,31 @@ def test_sigterm_finishes_the_current_request_flushes_the_outbox_and_exits_clean
     enroll(live_server.url, token, state_dir)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "--state-dir", str(state_dir), "run", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "agents.cli",
+            "--state-dir",
+            str(state_dir),
+            "run",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _loaded(url), what="agent serving")
         answer = {}
 
         def ask():
-            answer["r"] = httpx.post(f"{url}/v1/chat/completions", timeout=60,
-                                     json={"model": "ops", "messages": [{"role": "user", "content": "time?"}]})  # fmt: skip
+            answer["r"] = httpx.post(
+                f"{url}/v1/chat/completions",
+                timeout=60,
+                json={"model": "ops", "messages": [{"role": "user", "content": "time?"}]},
+            )
 
         t = threading.Thread(target=ask)
         t.start()
@@ -289,8 +312,11 @@ def test_sigterm_finishes_the_current_request_flushes_the_outbox_and_exits_clean
     assert "shutting down" in out
     assert answer["r"].status_code == 200
     node = Node.objects.get(name="n")
-    wait_for(lambda: MetricSample.objects.filter(node=node, name="request.latency_ms").exists(), timeout=5,
-             what="the request's metrics, flushed on shutdown")  # fmt: skip
+    wait_for(
+        lambda: MetricSample.objects.filter(node=node, name="request.latency_ms").exists(),
+        timeout=5,
+        what="the request's metrics, flushed on shutdown",
+    )
 
 
 def _loaded(url: str) -> bool:
@@ -315,8 +341,11 @@ def test_events_accepted_before_a_sigkill_arrive_exactly_once_after_restart(
     assert enroll(live_server.url, token, state_dir) == 0
     accepted: list[int] = []
     for _ in range(3):  # the agent is killed while enqueueing, three times
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(state_dir / "outbox.db")],
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(state_dir / "outbox.db")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         accepted += [int(proc.stdout.readline()) for _ in range(200)]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

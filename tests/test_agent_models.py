@@ -60,8 +60,12 @@ def test_a_schema_constrained_tool_call_from_the_model_parses_and_is_enforced(
     spec = AgentSpec(tools=["clock", "read_file"])
     tool_only = {"oneOf": step_schema(spec, g)["oneOf"][1:]}  # force a tool call
     for _ in range(3):
-        out = backend.chat([{"role": "user", "content": "what time is it"}], max_tokens=800, temperature=0.8,
-                           json_schema=tool_only)  # fmt: skip
+        out = backend.chat(
+            [{"role": "user", "content": "what time is it"}],
+            max_tokens=800,
+            temperature=0.8,
+            json_schema=tool_only,
+        )
         call = json.loads(out.text, strict=False)  # parses: decoding was constrained to the schema
         assert call["tool"] in ("clock", "read_file")
         result = g.call("ops", spec.tools, call["tool"], call["arguments"])

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible backend against a real server on loopback: llama_cpp.server on a tiny model.
+"""The OpenAI-compatible backend against a real server on loopback: llama_cpp.server on a tiny
+model.
 
 (No cloud or Ollama is reachable here; llama.cpp's server speaks the same protocol.)
 """
@@ -21,8 +22,12 @@ def test_the_openai_backend_talks_to_an_openai_compatible_server(cloud_llm):
 
 def test_the_openai_backend_constrains_output_to_a_json_schema(cloud_llm):
     backend = OpenAICompatBackend(cloud_llm, "tiny")
-    schema = {"type": "object", "properties": {"route": {"type": "string", "enum": ["ops", "helper"]}},
-              "required": ["route"], "additionalProperties": False}  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"route": {"type": "string", "enum": ["ops", "helper"]}},
+        "required": ["route"],
+        "additionalProperties": False,
+    }
     out = backend.chat(
         [{"role": "user", "content": "route me"}],
         max_tokens=32,
@@ -44,12 +49,24 @@ def test_a_node_runs_its_agents_on_a_local_openai_compatible_server(cloud_llm, t
     state = StateDir(tmp_path / "state").ensure()
     state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused"})
     runtime = Runtime(state)
-    runtime.active = runtime._build({
-        "node_id": "n", "revision": 3, "poll_interval_s": 30,
-        "model": {"name": "tiny", "backend": "openai", "base_url": cloud_llm, "remote_model": "tiny"},
-        "agents": {"front": {"routes": {"ops": "time"}, "default": True}, "ops": {"tools": ["clock"], "max_tokens": 48}},
-        "tools": {"rules": {"clock": {"mode": "allow"}}},
-    })  # fmt: skip
+    runtime.active = runtime._build(
+        {
+            "node_id": "n",
+            "revision": 3,
+            "poll_interval_s": 30,
+            "model": {
+                "name": "tiny",
+                "backend": "openai",
+                "base_url": cloud_llm,
+                "remote_model": "tiny",
+            },
+            "agents": {
+                "front": {"routes": {"ops": "time"}, "default": True},
+                "ops": {"tools": ["clock"], "max_tokens": 48},
+            },
+            "tools": {"rules": {"clock": {"mode": "allow"}}},
+        }
+    )
     assert runtime.active.model_digest == f"openai:{cloud_llm}#tiny"
     turn = runtime.ask([{"role": "user", "content": "what time is it?"}])
     assert turn.agent == "ops"

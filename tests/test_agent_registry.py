@@ -1,5 +1,6 @@
 """A real agent and the registry: download (interrupted once, resumed with Range), verify the signed
-manifest and sha256, load the variant chosen for it; refuse and report a tampered manifest or file."""
+manifest and sha256, load the variant chosen for it; refuse and report a tampered manifest or file.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 AGENTS = {"helper": {"max_tokens": 8, "default": True}}
 
 
-def test_an_agent_resumes_an_interrupted_download_verifies_and_loads_its_variant_and_refuses_tampering(
+def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refuses_tampering(
     live_server, north, alice, tmp_path, tiny_f32
 ):
     f32 = registry.do_register_artifact(alice, tiny_f32, name="tiny")
@@ -32,21 +33,44 @@ def test_an_agent_resumes_an_interrupted_download_verifies_and_loads_its_variant
     q4 = Artifact.objects.get(variant="Q4_K_M")
     north.poll_interval_s = 1
     north.save()
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections={
-        "model": {"name": "tiny", "variant": "auto", "n_ctx": 512}, "agents": AGENTS})  # fmt: skip
+    services.do_put_layer(
+        alice,
+        north,
+        name="base",
+        scope="fleet",
+        sections={"model": {"name": "tiny", "variant": "auto", "n_ctx": 512}, "agents": AGENTS},
+    )
     token = services.do_create_enrollment_token(alice, north)[1]
     u = urlsplit(live_server.url)
     proxy = CuttingProxy(u.hostname, u.port, cut_after=1_000_000)
     state = tmp_path / "state"
-    assert cli.main(["--state-dir", str(state), "enroll", "--server", proxy.url, "--token", token,
-                     "--name", "edge"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "--state-dir",
+                str(state),
+                "enroll",
+                "--server",
+                proxy.url,
+                "--token",
+                token,
+                "--name",
+                "edge",
+            ]
+        )
+        == 0
+    )
     runtime = Runtime(StateDir(state), send_interval_s=0.2)
     runtime.start()
     try:
         node = wait_for(
-            lambda: Node.objects.filter(name="edge", reported_health="ok").exclude(reported_model_digest="").first(),
+            lambda: (
+                Node.objects.filter(name="edge", reported_health="ok")
+                .exclude(reported_model_digest="")
+                .first()
+            ),
             what="the model applied",
-        )  # fmt: skip
+        )
         assert node.model_choice.startswith("F32")  # plenty of memory here: the best variant
         assert node.reported_model_digest == node.desired_model_digest == f"sha256:{f32.sha256}"
         assert proxy.cuts == 1 and b"range: bytes=" in bytes(proxy.sent).lower()
@@ -54,10 +78,20 @@ def test_an_agent_resumes_an_interrupted_download_verifies_and_loads_its_variant
 
         # A manifest whose signature does not verify (someone rewrote it in the database).
         Artifact.objects.filter(pk=q4.pk).update(signature=f32.signature)
-        services.do_put_layer(alice, north, name="base", scope="fleet", sections={
-            "model": {"name": "tiny", "variant": "Q4_K_M", "n_ctx": 512}, "agents": AGENTS})  # fmt: skip
-        node = wait_for(lambda: Node.objects.filter(name="edge", reported_health="error").first(),
-                        what="the refusal reported")  # fmt: skip
+        services.do_put_layer(
+            alice,
+            north,
+            name="base",
+            scope="fleet",
+            sections={
+                "model": {"name": "tiny", "variant": "Q4_K_M", "n_ctx": 512},
+                "agents": AGENTS,
+            },
+        )
+        node = wait_for(
+            lambda: Node.objects.filter(name="edge", reported_health="error").first(),
+            what="the refusal reported",
+        )
         assert "signature does not verify" in node.reported_errors[0]
         assert node.reported_model_digest == f"sha256:{f32.sha256}"  # still serving F32
         wait_for(
@@ -73,19 +107,33 @@ def test_an_agent_resumes_an_interrupted_download_verifies_and_loads_its_variant
             f.write(b"\x00" * 64)
         desired_state.refresh(north)
         node = wait_for(
-            lambda: Node.objects.filter(name="edge", reported_errors__icontains="failed verification").first(),
+            lambda: Node.objects.filter(
+                name="edge", reported_errors__icontains="failed verification"
+            ).first(),
             what="the sha256 refusal reported",
-        )  # fmt: skip
+        )
         assert node.reported_model_digest == f"sha256:{f32.sha256}"
         assert runtime.active.model_digest == f"sha256:{f32.sha256}"
 
         # Put right, the node moves on to the variant.
         with open(path, "wb") as f:
             f.write(original)
-        services.do_put_layer(alice, north, name="base", scope="fleet", sections={
-            "model": {"name": "tiny", "variant": "Q4_K_M", "n_ctx": 256}, "agents": AGENTS})  # fmt: skip
-        wait_for(lambda: Node.objects.filter(name="edge", reported_model_digest=f"sha256:{q4.sha256}",
-                                             reported_health="ok").exists(), what="Q4_K_M loaded")  # fmt: skip
+        services.do_put_layer(
+            alice,
+            north,
+            name="base",
+            scope="fleet",
+            sections={
+                "model": {"name": "tiny", "variant": "Q4_K_M", "n_ctx": 256},
+                "agents": AGENTS,
+            },
+        )
+        wait_for(
+            lambda: Node.objects.filter(
+                name="edge", reported_model_digest=f"sha256:{q4.sha256}", reported_health="ok"
+            ).exists(),
+            what="Q4_K_M loaded",
+        )
     finally:
         runtime.shutdown()
         proxy.down()

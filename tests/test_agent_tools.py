@@ -67,8 +67,13 @@ def test_an_allowed_call_runs_and_is_audited(sandbox):
     ],
 )
 def test_a_refused_call_explains_why_and_records_an_audit_event(sandbox, tool, args, reason):
-    g, events = make_gate(sandbox, {"read_file": {"mode": "allow", "path_prefix": "notes"},
-                                    "http_get": {"mode": "allow", "hosts": ["intranet.local"]}})  # fmt: skip
+    g, events = make_gate(
+        sandbox,
+        {
+            "read_file": {"mode": "allow", "path_prefix": "notes"},
+            "http_get": {"mode": "allow", "hosts": ["intranet.local"]},
+        },
+    )
     r = g.call("ops", ALL + ["teleport"], tool, args)
     assert not r.ok and r.decision == "denied"
     assert r.content.startswith("DENIED: ") and reason in r.content
@@ -148,8 +153,17 @@ def test_a_site_tool_from_the_entry_point_group_is_available_and_gated(sandbox, 
     from agents.tools import Tool
 
     global ECHO
-    ECHO = Tool("echo", "Echo text back.", {"type": "object", "properties": {"text": {"type": "string"}},
-                                           "required": ["text"], "additionalProperties": False}, _echo)  # fmt: skip
+    ECHO = Tool(
+        "echo",
+        "Echo text back.",
+        {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+        _echo,
+    )
     ep = EntryPoint(name="echo", value="tests.test_agent_tools:ECHO", group="edgefleet.tools")
     monkeypatch.setattr(
         tools_module, "entry_points", lambda group: [ep] if group == "edgefleet.tools" else []

@@ -1,4 +1,4 @@
-"""The audit trail is a hash chain; `manage.py audit verify` finds tampering and names the record."""
+"""The audit trail is a hash chain; `manage.py audit verify` finds tampering, naming the record."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def raw(sql, params=()):
 
 def as_attacker_with_table_owner_rights():
     """On PostgreSQL the append-only trigger stops the application; a tamperer who owns the table
-    can switch it off (rolled back with the test's transaction). Verification must still catch them."""
+    can switch it off (rolled back with the test's transaction). Verification must still catch them.
+    """
     if connection.vendor == "postgresql":
         raw(f"ALTER TABLE {AuditRecord._meta.db_table} DISABLE TRIGGER audit_append_only")
 
@@ -66,9 +67,16 @@ TABLE = AuditRecord._meta.db_table
 
 
 KINDS = [
-    "edit column", "edit content", "delete", "reorder", "insert", "recompute", "truncate",
-    "delete checkpoint", "forge checkpoint",
-]  # fmt: skip
+    "edit column",
+    "edit content",
+    "delete",
+    "reorder",
+    "insert",
+    "recompute",
+    "truncate",
+    "delete checkpoint",
+    "forge checkpoint",
+]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -107,8 +115,10 @@ def test_randomized_tampering_of_every_kind_is_detected_and_named(trail, kind, s
                 rec.action = "nothing.happened"
             rec.prev_hash, rec.content = prev, chain.canonical(chain.content_of(rec))
             rec.hash = prev = chain.link(rec.prev_hash, rec.content)
-            raw(f"UPDATE {TABLE} SET action=%s, prev_hash=%s, content=%s, hash=%s WHERE seq=%s",
-                [rec.action, rec.prev_hash, rec.content, rec.hash, rec.seq])  # fmt: skip
+            raw(
+                f"UPDATE {TABLE} SET action=%s, prev_hash=%s, content=%s, hash=%s WHERE seq=%s",
+                [rec.action, rec.prev_hash, rec.content, rec.hash, rec.seq],
+            )
         # ... and rewrites the chain head to match: only the signed checkpoints betray it.
         AuditHead.objects.filter(pk=1).update(hash=prev)
     elif kind == "truncate":
@@ -162,8 +172,11 @@ def test_verification_with_another_public_key_fails_and_names_the_checkpoint(tra
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     other = tmp_path / "other.pub"
-    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     with pytest.raises(CommandError, match="record #4: its signed checkpoint has an invalid"):
         call_command("audit", "verify", "--public-key", str(other))
 
@@ -198,7 +211,8 @@ def _backdate_on_postgresql(old):
     raw(f"ALTER TABLE {TABLE} ENABLE TRIGGER audit_append_only")
 
 
-# --- concurrent writers (PostgreSQL: real commits in separate connections) -------------------------
+# --- concurrent writers (PostgreSQL: real commits in separate connections)
+# -------------------------
 
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"
@@ -263,8 +277,12 @@ def test_the_trigger_lets_a_pending_record_be_chained_but_not_edited(alice):
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_parallel_verification_in_segments_names_the_first_edited_record(alice, north, settings):
-    settings.EDGEFLEET = {**settings.EDGEFLEET, "AUDIT_CHECKPOINT_EVERY": 4,
-                          "AUDIT_VERIFY_WORKERS": 3, "AUDIT_VERIFY_SEGMENT_MIN": 4}  # fmt: skip
+    settings.EDGEFLEET = {
+        **settings.EDGEFLEET,
+        "AUDIT_CHECKPOINT_EVERY": 4,
+        "AUDIT_VERIFY_WORKERS": 3,
+        "AUDIT_VERIFY_SEGMENT_MIN": 4,
+    }
     for i in range(12):
         services.do_update_fleet(alice, north, poll_interval_s=30 + i)
     assert services_audit.verify_all() == (12, None)

@@ -34,9 +34,17 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1280,800"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,800",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
@@ -97,9 +105,11 @@ class DashboardInABrowser(ChannelsLiveServerTestCase):
             "websocket did not connect"
         )
 
-        r = httpx.post(f"{self.live_server_url}/api/node/v1/reported-state",
-                       headers={"Authorization": f"Bearer {self.credential}"},
-                       json={"applied_revision": 1, "model_digest": "sha256:abc", "health": "ok"})  # fmt: skip
+        r = httpx.post(
+            f"{self.live_server_url}/api/node/v1/reported-state",
+            headers={"Authorization": f"Bearer {self.credential}"},
+            json={"applied_revision": 1, "model_digest": "sha256:abc", "health": "ok"},
+        )
         assert r.status_code == 200
         assert wait_until(lambda: " ok" in row()), f"row did not update live: {row()!r}"
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -34,10 +34,12 @@ PHI_TEXT = (
 
 
 def events(node_api, credential, *items, start=1):
-    body = {"events": [
-        {"seq": start + i, "ts": datetime.now(UTC).isoformat(), "kind": kind, "data": data}
-        for i, (kind, data) in enumerate(items)
-    ]}  # fmt: skip
+    body = {
+        "events": [
+            {"seq": start + i, "ts": datetime.now(UTC).isoformat(), "kind": kind, "data": data}
+            for i, (kind, data) in enumerate(items)
+        ]
+    }
     r = node_api(credential).post("/events", body)
     assert r.status_code == 200, r.content
     return r.json()
@@ -57,10 +59,18 @@ def offline_verify(tmp_path, body: bytes, manifest: dict, public_key: str, fmt: 
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "key.pub").write_text(public_key)
     return subprocess.run(
-        [sys.executable, str(VERIFIER), str(tmp_path / f"audit.{fmt}"),
-         str(tmp_path / "manifest.json"), "--public-key", str(tmp_path / "key.pub")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(VERIFIER),
+            str(tmp_path / f"audit.{fmt}"),
+            str(tmp_path / "manifest.json"),
+            "--public-key",
+            str(tmp_path / "key.pub"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -163,8 +173,12 @@ def test_an_erased_edge_subject_loses_their_events_and_their_pseudonym(
     north, north_node, carol, node_api, admin_api
 ):
     node, credential = north_node
-    events(node_api, credential, ("tool.allowed", {"tool": "clock", "subject": "patient-7"}),
-           ("tool.allowed", {"tool": "clock", "subject": "patient-8"}))  # fmt: skip
+    events(
+        node_api,
+        credential,
+        ("tool.allowed", {"tool": "clock", "subject": "patient-7"}),
+        ("tool.allowed", {"tool": "clock", "subject": "patient-8"}),
+    )
     stored = list(NodeEventRecord.objects.values_list("data", flat=True))
     assert all(
         d["subject"].startswith("subject:") and "patient" not in d["subject"] for d in stored
@@ -189,20 +203,37 @@ def test_changing_a_fleets_mode_is_audited_and_reaches_its_nodes_with_the_next_p
 ):
     node, credential = north_node
     etag = node_api(credential).get("/desired-state")["ETag"]
-    r = admin_api(alice).patch("/fleets/north/compliance", {
-        "mode": "hipaa", "phi_action": "refuse",
-        "cloud_endpoints": [{"name": "azure-east", "region": "us-east-1", "baa": True,
-                             "base_url": "https://example.invalid/v1", "api_key_env": "AZ_KEY"}],
-    })  # fmt: skip
+    r = admin_api(alice).patch(
+        "/fleets/north/compliance",
+        {
+            "mode": "hipaa",
+            "phi_action": "refuse",
+            "cloud_endpoints": [
+                {
+                    "name": "azure-east",
+                    "region": "us-east-1",
+                    "baa": True,
+                    "base_url": "https://example.invalid/v1",
+                    "api_key_env": "AZ_KEY",
+                }
+            ],
+        },
+    )
     assert r.status_code == 200, r.content
     assert r.json()["nodes_changed"] == 1 and r.json()["effective"]["store_content"] is False
     poll = node_api(credential).get("/desired-state", **{"If-None-Match": etag})
     assert poll.status_code == 200
     pushed = poll.json()["compliance"]
     assert pushed["mode"] == "hipaa" and pushed["endpoints"] == [
-        {"name": "azure-east", "region": "us-east-1", "baa": True, "base_url": None,
-         "model": "", "api_key_env": None}
-    ]  # the URL and the key's name stay on the control plane  # fmt: skip
+        {
+            "name": "azure-east",
+            "region": "us-east-1",
+            "baa": True,
+            "base_url": None,
+            "model": "",
+            "api_key_env": None,
+        }
+    ]  # the URL and the key's name stay on the control plane
     rec = AuditRecord.objects.get(action="fleet.compliance")
     assert rec.before["mode"] == "none" and rec.after["mode"] == "hipaa"
 
@@ -212,8 +243,10 @@ def test_bad_compliance_settings_get_a_clear_400(alice, north, admin_api):
     assert r.status_code == 400 and "never stores content" in r.json()["detail"]
     r = admin_api(alice).patch("/fleets/north/compliance", {"cloud_endpoints": [{"name": "x"}]})
     assert r.status_code == 422
-    r = admin_api(alice).put("/fleets/north/layers/sneaky",
-                             {"scope": "fleet", "sections": {"compliance": {"mode": "none"}}})  # fmt: skip
+    r = admin_api(alice).put(
+        "/fleets/north/layers/sneaky",
+        {"scope": "fleet", "sections": {"compliance": {"mode": "none"}}},
+    )
     assert r.status_code == 400 and "set per fleet" in r.json()["detail"]
 
 
@@ -222,9 +255,12 @@ def test_under_hipaa_no_content_reaches_the_control_plane_and_audit_records_neve
 ):
     node, credential = north_node
     services.do_set_compliance(alice, north, mode="hipaa")
-    events(node_api, credential,
-           ("tool.allowed", {"tool": "create_ticket", "arguments": {"title": PHI_TEXT}}),
-           ("request.served", {"content": PHI_TEXT}))  # fmt: skip
+    events(
+        node_api,
+        credential,
+        ("tool.allowed", {"tool": "create_ticket", "arguments": {"title": PHI_TEXT}}),
+        ("request.served", {"content": PHI_TEXT}),
+    )
     stored = NodeEventRecord.objects.get(seq=1).data
     assert "arguments" not in stored and stored["arguments_keys"] == ["title"]
     assert "John" not in json.dumps(list(NodeEventRecord.objects.values_list("data", flat=True)))
@@ -246,8 +282,13 @@ def test_a_gdpr_fleet_stores_content_only_when_it_opts_in(alice, north, north_no
 def test_audited_edge_events_enter_the_chain_in_one_batch(north_node, node_api):
     node, credential = north_node
     before = AuditRecord.objects.count()
-    ack = events(node_api, credential, *[("tool.denied", {"tool": "http_get"})] * 20,
-                 ("model.swap", {"to": "abc"}), ("request.served", {}))  # fmt: skip
+    ack = events(
+        node_api,
+        credential,
+        *[("tool.denied", {"tool": "http_get"})] * 20,
+        ("model.swap", {"to": "abc"}),
+        ("request.served", {}),
+    )
     assert ack["accepted"] == 22
     assert AuditRecord.objects.count() == before + 21
     events(node_api, credential, ("tool.denied", {"tool": "http_get"}))  # a replay of seq 1
@@ -258,8 +299,13 @@ def test_audited_edge_events_enter_the_chain_in_one_batch(north_node, node_api):
 def test_the_records_of_processing_describe_each_fleet_as_configured(
     alice, north, carol, admin_api
 ):
-    services.do_set_compliance(alice, north, mode="gdpr", allowed_regions=["eu-west-1"],
-        cloud_endpoints=[{"name": "openai-us", "region": "us-east-1"}])  # fmt: skip
+    services.do_set_compliance(
+        alice,
+        north,
+        mode="gdpr",
+        allowed_regions=["eu-west-1"],
+        cloud_endpoints=[{"name": "openai-us", "region": "us-east-1"}],
+    )
     r = admin_api(carol).get("/privacy/records-of-processing")
     assert r.status_code == 200
     (activity,) = r.json()["activities"]
@@ -281,8 +327,15 @@ def test_hipaa_keeps_audit_records_at_least_six_years(alice, north, settings):
 def test_phi_is_detected_with_presidio_including_names_mrns_and_addresses():
     assert phi.available()
     kinds = {f.kind for f in phi.detect(PHI_TEXT)}
-    assert {"PERSON", "MEDICAL_RECORD_NUMBER", "DATE_TIME", "US_SSN", "PHONE_NUMBER",
-            "EMAIL_ADDRESS", "STREET_ADDRESS"} <= kinds, kinds  # fmt: skip
+    assert {
+        "PERSON",
+        "MEDICAL_RECORD_NUMBER",
+        "DATE_TIME",
+        "US_SSN",
+        "PHONE_NUMBER",
+        "EMAIL_ADDRESS",
+        "STREET_ADDRESS",
+    } <= kinds, kinds
     redacted = phi.redact(PHI_TEXT, phi.detect(PHI_TEXT))
     for secret in ("John Smith", "48213377", "536-22-1234", "123-4567", "john.smith", "42 Elm"):
         assert secret not in redacted
@@ -329,11 +382,25 @@ def test_the_control_plane_forwards_only_redacted_phi_to_a_cloud_without_a_baa(
     node, credential = north_node
     upstream = cloud_llm.split("//")[1].split("/")[0].split(":")
     proxy = OnOffProxy(upstream[0], int(upstream[1]))
-    services.do_set_compliance(alice, north, mode="hipaa", cloud_endpoints=[
-        {"name": "plain-cloud", "region": "us-east-1", "base_url": proxy.url + "/v1", "model": "tiny"},
-    ])  # fmt: skip
-    body = {"agent": "triage", "endpoint": "plain-cloud", "max_tokens": 4,
-            "messages": [{"role": "user", "content": PHI_TEXT}]}  # fmt: skip
+    services.do_set_compliance(
+        alice,
+        north,
+        mode="hipaa",
+        cloud_endpoints=[
+            {
+                "name": "plain-cloud",
+                "region": "us-east-1",
+                "base_url": proxy.url + "/v1",
+                "model": "tiny",
+            },
+        ],
+    )
+    body = {
+        "agent": "triage",
+        "endpoint": "plain-cloud",
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": PHI_TEXT}],
+    }
     r = node_api(credential).post("/escalate", body)
     assert r.status_code == 200, r.content
     assert r.json()["redactions"]["PERSON"] >= 1
@@ -392,8 +459,10 @@ def test_sessions_time_out_when_idle_and_sooner_for_people_who_see_a_hipaa_fleet
     alice, olivia, victor, north, south, settings
 ):
     services.do_set_compliance(alice, south, mode="hipaa")
-    for user, expected in ((olivia, settings.SESSION_COOKIE_AGE),
-                           (alice, settings.EDGEFLEET["HIPAA_SESSION_IDLE_S"])):  # fmt: skip
+    for user, expected in (
+        (olivia, settings.SESSION_COOKIE_AGE),
+        (alice, settings.EDGEFLEET["HIPAA_SESSION_IDLE_S"]),
+    ):
         client = Client()
         r = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
         assert r.status_code == 302, r.content

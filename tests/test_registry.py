@@ -24,8 +24,15 @@ from .conftest import enroll
 
 
 def run_worker():
-    call_command("db_worker", "--batch", "--no-startup-delay", "--queue-name", "*", "--no-reload",
-                 verbosity=0)  # fmt: skip
+    call_command(
+        "db_worker",
+        "--batch",
+        "--no-startup-delay",
+        "--queue-name",
+        "*",
+        "--no-reload",
+        verbosity=0,
+    )
 
 
 @pytest.fixture
@@ -165,8 +172,13 @@ def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
     Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
     Node.objects.filter(pk=tiny_node.pk).update(hardware={"ram_mb": 4})
-    services.do_put_layer(alice, north, name="model", scope="fleet",
-                          sections={"model": {"name": "tiny", "variant": "auto"}})  # fmt: skip
+    services.do_put_layer(
+        alice,
+        north,
+        name="model",
+        scope="fleet",
+        sections={"model": {"name": "tiny", "variant": "auto"}},
+    )
     docs = {
         n.name: desired_state.document(n)["model"] for n in Node.objects.select_related("fleet")
     }
@@ -187,8 +199,13 @@ def test_a_new_variant_changes_the_revision_only_of_nodes_whose_choice_changes(a
     small, _ = enroll(north, "small")
     Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
-    services.do_put_layer(alice, north, name="model", scope="fleet",
-                          sections={"model": {"name": "tiny", "variant": "auto"}})  # fmt: skip
+    services.do_put_layer(
+        alice,
+        north,
+        name="model",
+        scope="fleet",
+        sections={"model": {"name": "tiny", "variant": "auto"}},
+    )
     before = dict(Node.objects.values_list("name", "desired_revision"))
     registry.run_quantization(registry.do_quantize(alice, tiny, ["Q4_K_M"])[0].pk)
     after = dict(Node.objects.values_list("name", "desired_revision"))
@@ -226,8 +243,12 @@ def test_nodes_get_the_signing_key_at_enrollment_and_on_request(north, node_api,
 def test_registry_permissions(admin_api, alice, olivia, victor, mallory, carol, tiny_f32, tiny):
     upload = lambda: {"file": SimpleUploadedFile("x.gguf", tiny_f32.read_bytes()), "name": "again"}  # noqa: E731
     for user, list_status, upload_status in [
-        (alice, 200, 201), (olivia, 200, 403), (carol, 200, 403), (victor, 200, 403), (mallory, 404, 404),
-    ]:  # fmt: skip
+        (alice, 200, 201),
+        (olivia, 200, 403),
+        (carol, 200, 403),
+        (victor, 200, 403),
+        (mallory, 404, 404),
+    ]:
         assert admin_api(user).get("/models").status_code == list_status, user
         assert admin_api(user).get("/models/tiny/variants/F32").status_code == list_status, user
         r = admin_api(user).client.post("/api/v1/models", upload())

@@ -22,8 +22,13 @@ def fleet(alice, north, tiny_f32):
     f32 = registry.do_register_artifact(alice, tiny_f32, name="tiny")
     registry.run_quantization(registry.do_quantize(alice, f32, ["Q4_K_M"])[0].pk)
     nodes = [enroll(north, f"n{i}")[0] for i in range(4)]
-    services.do_put_layer(alice, north, name="model", scope="fleet",
-                          sections={"model": {"name": "tiny", "variant": "F32"}})  # fmt: skip
+    services.do_put_layer(
+        alice,
+        north,
+        name="model",
+        scope="fleet",
+        sections={"model": {"name": "tiny", "variant": "F32"}},
+    )
     for node in nodes:
         report(node, "ok")
     return north
@@ -31,10 +36,15 @@ def fleet(alice, north, tiny_f32):
 
 def report(node: Node, health: str = "ok", errors=()) -> None:
     node = Node.objects.select_related("fleet").get(pk=node.pk)
-    services.do_report_state(node, schemas.ReportedStateIn(
-        applied_revision=node.desired_revision, model_digest=node.desired_model_digest,
-        health=health, errors=list(errors),
-    ))  # fmt: skip
+    services.do_report_state(
+        node,
+        schemas.ReportedStateIn(
+            applied_revision=node.desired_revision,
+            model_digest=node.desired_model_digest,
+            health=health,
+            errors=list(errors),
+        ),
+    )
 
 
 def requests(node: Node, n: int, *, error: float = 0, latency_ms: float = 100, start_seq: int = 1):
@@ -67,9 +77,14 @@ def test_a_healthy_canary_proceeds_wave_by_wave_and_lands_in_the_layer(alice, fl
     for node in Node.objects.all():
         requests(node, 5)
     before = dict(Node.objects.values_list("name", "desired_revision"))
-    r = admin_api(alice).post("/fleets/north/rollouts", {
-        "model": {"name": "tiny", "variant": "Q4_K_M"}, "waves": [1, "50%", "100%"], "wave_wait_s": 60,
-    })  # fmt: skip
+    r = admin_api(alice).post(
+        "/fleets/north/rollouts",
+        {
+            "model": {"name": "tiny", "variant": "Q4_K_M"},
+            "waves": [1, "50%", "100%"],
+            "wave_wait_s": 60,
+        },
+    )
     assert r.status_code == 201, r.content
     body = r.json()
     assert body["baseline"]["requests"] == 20 and body["status"] == "running"
@@ -103,8 +118,13 @@ def test_a_healthy_canary_proceeds_wave_by_wave_and_lands_in_the_layer(alice, fl
 
 
 def test_a_canary_that_fails_to_load_halts_the_rollout_and_rolls_it_back(alice, fleet, admin_api):
-    rollout = rollouts.do_start_rollout(alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"},
-                                        waves=[1, "100%"], wave_wait_s=600)  # fmt: skip
+    rollout = rollouts.do_start_rollout(
+        alice,
+        fleet,
+        model={"name": "tiny", "variant": "Q4_K_M"},
+        waves=[1, "100%"],
+        wave_wait_s=600,
+    )
     canary = Node.objects.get(name="n0")
     f32_digest = RolloutNode.objects.get(node=canary).previous_digest
     assert model_of("n0") == "Q4_K_M"
@@ -122,8 +142,9 @@ def test_a_canary_that_fails_to_load_halts_the_rollout_and_rolls_it_back(alice, 
 def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
     for node in Node.objects.all():
         requests(node, 10, latency_ms=100)
-    rollout = rollouts.do_start_rollout(alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"},
-                                        wave_wait_s=60)  # fmt: skip
+    rollout = rollouts.do_start_rollout(
+        alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=60
+    )
     canary = Node.objects.get(name="n0")
     report(canary)
     requests(canary, 10, latency_ms=400)
@@ -133,10 +154,16 @@ def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
         and "p95 latency 400 ms against a baseline of 100 ms" in rollout.reason
     )
 
-    services.do_put_layer(alice, fleet, name="model", scope="fleet",
-                          sections={"model": {"name": "tiny", "variant": "F32"}})  # fmt: skip
-    rollout = rollouts.do_start_rollout(alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"},
-                                        wave_wait_s=60)  # fmt: skip
+    services.do_put_layer(
+        alice,
+        fleet,
+        name="model",
+        scope="fleet",
+        sections={"model": {"name": "tiny", "variant": "F32"}},
+    )
+    rollout = rollouts.do_start_rollout(
+        alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=60
+    )
     report(Node.objects.get(name="n0"))
     requests(Node.objects.get(name="n0"), 10, error=1)
     rollout = rollouts.do_check_rollout(rollout)
@@ -144,8 +171,9 @@ def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
 
 
 def test_a_canary_that_never_applies_fails_at_the_end_of_its_window(alice, fleet):
-    rollout = rollouts.do_start_rollout(alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"},
-                                        wave_wait_s=30)  # fmt: skip
+    rollout = rollouts.do_start_rollout(
+        alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=30
+    )
     assert rollouts.do_check_rollout(rollout).status == "running"
     rollout = rollouts.do_check_rollout(rollout, later(rollout))
     assert rollout.status == "halted" and "had not applied revision" in rollout.reason

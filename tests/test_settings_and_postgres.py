@@ -1,4 +1,5 @@
-"""Settings behaviour and the PostgreSQL-only guarantees (run when DATABASE_URL points at PostgreSQL)."""
+"""Settings behaviour and the PostgreSQL-only guarantees (run when DATABASE_URL points at
+PostgreSQL)."""
 
 from __future__ import annotations
 

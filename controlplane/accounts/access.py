@@ -88,7 +88,8 @@ def restrict(queryset: QuerySet[M], user, action: str) -> QuerySet[M]:
 
 def get(queryset: QuerySet[M], user, action: str, missing: str, **lookup: Any) -> M:
     """The one object `lookup` names among those `user` may `action`, or NotFound(`missing`) for a
-    missing and a forbidden one alike. The per-type access functions (access_node, ...) call this."""
+    missing and a forbidden one alike. The per-type access functions (access_node, ...) call this.
+    """
     obj = restrict(queryset, user, action).filter(**lookup).first()
     if obj is None:
         raise NotFound(missing)

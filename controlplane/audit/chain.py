@@ -22,10 +22,17 @@ def link(prev_hash: str, content: str) -> str:
 def content_of(rec) -> dict[str, Any]:
     """What the hash covers: no personal data (people are keyed pseudonyms; no source address)."""
     return {
-        "seq": rec.seq, "ts": rec.ts.isoformat(), "actor": rec.actor, "fleet": rec.fleet_id,
-        "action": rec.action, "object_type": rec.object_type, "object_id": rec.object_id,
-        "before": rec.before, "after": rec.after, "request_id": rec.request_id,
-    }  # fmt: skip
+        "seq": rec.seq,
+        "ts": rec.ts.isoformat(),
+        "actor": rec.actor,
+        "fleet": rec.fleet_id,
+        "action": rec.action,
+        "object_type": rec.object_type,
+        "object_id": rec.object_id,
+        "before": rec.before,
+        "after": rec.after,
+        "request_id": rec.request_id,
+    }
 
 
 def checkpoint_payload(seq: int, hash_: str, ts: str, key_id: str) -> bytes:
@@ -157,9 +164,10 @@ def verify(
     beyond = [s for s in checkpoints if s > expected - 1]
     if beyond:
         return checked, Problem(
-            expected, f"chain ends at #{expected - 1} but a signed checkpoint exists for "
+            expected,
+            f"chain ends at #{expected - 1} but a signed checkpoint exists for "
             f"#{max(beyond)} (tail cut)",
-        )  # fmt: skip
+        )
     if head is not None and head.seq == expected - 1 and head.hash != prev and head.seq:
         return checked, Problem(
             head.seq, "the last record's hash is not the chain head's (edited or replaced)"

@@ -27,9 +27,18 @@ from .models import AuditCheckpoint, AuditExport
 from .services import record, user_ref
 
 FIELDS = [
-    "seq", "ts", "actor", "fleet", "action", "object_type", "object_id", "request_id",
-    "prev_hash", "hash", "content",
-]  # fmt: skip
+    "seq",
+    "ts",
+    "actor",
+    "fleet",
+    "action",
+    "object_type",
+    "object_id",
+    "request_id",
+    "prev_hash",
+    "hash",
+    "content",
+]
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 CHUNK = 5000
 
@@ -50,7 +59,8 @@ def do_export(
     """Start an export of the records `actor` may read (None: the system, e.g. `manage.py audit
     export`, reads all): its row and audit record are written now, in one transaction; the body is
     streamed by the caller, and the signed manifest is stored on the row once it is all out.
-    The export is `complete` (the whole chain) only with no filter and by someone who sees it all."""
+    The export is `complete` (the whole chain) only with no filter and by someone who sees it all.
+    """
     if fmt not in FORMATS:
         raise ServiceError(f"unknown format '{fmt}'; allowed: {sorted(FORMATS)}")
     upto = queries.head_seq()
@@ -87,15 +97,29 @@ def do_export(
 
 def _rows(qs: QuerySet) -> Iterator[tuple]:
     return qs.values_list(
-        "seq", "ts", "actor", "fleet_id", "action", "object_type", "object_id", "request_id",
-        "prev_hash", "hash", "content",
-    ).iterator(chunk_size=CHUNK)  # fmt: skip
+        "seq",
+        "ts",
+        "actor",
+        "fleet_id",
+        "action",
+        "object_type",
+        "object_id",
+        "request_id",
+        "prev_hash",
+        "hash",
+        "content",
+    ).iterator(chunk_size=CHUNK)
 
 
 def stream(
-    qs: QuerySet, fmt: str, *, complete: bool, filters: dict[str, Any], upto_seq: int,
+    qs: QuerySet,
+    fmt: str,
+    *,
+    complete: bool,
+    filters: dict[str, Any],
+    upto_seq: int,
     on_done: Callable[[dict[str, Any]], None] | None = None,
-) -> Iterator[bytes]:  # fmt: skip
+) -> Iterator[bytes]:
     """Yield the export in chunks; when it is all out, sign the manifest and hand it to on_done."""
     sha = hashlib.sha256()
     count, first, last = 0, None, None
@@ -125,9 +149,15 @@ def stream(
     sha.update(data)
     yield data
     manifest = build_manifest(
-        format=fmt, file_sha256=sha.hexdigest(), records=count, first_seq=first, last_seq=last,
-        complete=complete, filters=filters, upto_seq=upto_seq,
-    )  # fmt: skip
+        format=fmt,
+        file_sha256=sha.hexdigest(),
+        records=count,
+        first_seq=first,
+        last_seq=last,
+        complete=complete,
+        filters=filters,
+        upto_seq=upto_seq,
+    )
     if on_done is not None:
         on_done(manifest)
 
@@ -136,10 +166,15 @@ def build_manifest(*, first_seq, last_seq, **fields: Any) -> dict[str, Any]:
     cps = []
     if first_seq is not None:
         cps = [
-            {"seq": c.seq, "hash": c.hash, "ts": c.ts.isoformat(), "key_id": c.key_id,
-             "signature": c.signature}
+            {
+                "seq": c.seq,
+                "hash": c.hash,
+                "ts": c.ts.isoformat(),
+                "key_id": c.key_id,
+                "signature": c.signature,
+            }
             for c in AuditCheckpoint.objects.filter(seq__gte=first_seq, seq__lte=last_seq)
-        ]  # fmt: skip
+        ]
     body = {
         "version": 1,
         "created_at": timezone.now().isoformat(),

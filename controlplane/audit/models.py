@@ -47,7 +47,8 @@ class AuditRecord(models.Model):
         ordering = ["seq"]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.ts:%Y-%m-%d %H:%M:%S} {self.action} {self.object_type}:{self.object_id}"
+        when = f"{self.ts:%Y-%m-%d %H:%M:%S}"
+        return f"#{self.seq} {when} {self.action} {self.object_type}:{self.object_id}"
 
 
 class AuditHead(models.Model):

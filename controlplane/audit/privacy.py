@@ -66,8 +66,13 @@ def do_erase_user(actor, *, username: str, request=None) -> str:
     if key is not None:
         key.delete()
     forget_user_ref(target.pk)
-    record("privacy.erase", ("subject", pseud or "none"), user=actor,
-           after={"kind": "user", "had_pseudonym": bool(pseud)}, request=request)  # fmt: skip
+    record(
+        "privacy.erase",
+        ("subject", pseud or "none"),
+        user=actor,
+        after={"kind": "user", "had_pseudonym": bool(pseud)},
+        request=request,
+    )
     return pseud
 
 
@@ -85,8 +90,14 @@ def do_erase_subject(actor, fleet, ref: str, *, request=None) -> str:
     pseud = key.pseudonym
     deleted = sum(erase(fleet, f"subject:{pseud}") for erase in SUBJECT_DATA)
     key.delete()
-    record("privacy.erase", ("subject", pseud), user=actor, fleet=fleet,
-           after={"kind": "subject", "events_deleted": deleted}, request=request)  # fmt: skip
+    record(
+        "privacy.erase",
+        ("subject", pseud),
+        user=actor,
+        fleet=fleet,
+        after={"kind": "subject", "events_deleted": deleted},
+        request=request,
+    )
     return pseud
 
 
@@ -97,45 +108,55 @@ def records_of_processing(fleets) -> dict[str, Any]:
     for fleet in fleets:
         policy = fleet.compliance_policy()
         recipients = [
-            {"endpoint": e.name, "region": e.region, "baa": e.baa,
-             "transfer_outside_allow_list": bool(policy.regions) and e.region not in policy.regions}
+            {
+                "endpoint": e.name,
+                "region": e.region,
+                "baa": e.baa,
+                "transfer_outside_allow_list": bool(policy.regions)
+                and e.region not in policy.regions,
+            }
             for e in policy.endpoints
-        ]  # fmt: skip
-        activities.append({
-            "fleet": fleet.slug,
-            "name": f"Edge AI agents of fleet '{fleet.name}'",
-            "compliance_mode": policy.mode,
-            "purposes": [
-                "answering users' requests with language models on edge devices",
-                "operating and securing the devices (telemetry, audit trail)",
-                *(["escalating hard requests to a cloud LLM"] if recipients else []),
-            ],
-            "data_subjects": ["staff with dashboard accounts", "end users served by the agents"],
-            "personal_data": {
-                "accounts": "username, e-mail, role memberships",
-                "audit trail": "keyed pseudonyms of actors; source IP addresses",
-                "node events": "pseudonymised end-user identifiers; "
-                + ("request content" if policy.store_content else "no content (hashes only)"),
-                "metrics": "none (device figures)",
-            },
-            "content_stored_centrally": policy.store_content,
-            "recipients": recipients,
-            "cloud_region_allow_list": policy.regions,
-            "retention": {
-                "audit_records_days": cfg["AUDIT_RETENTION_DAYS"],
-                "audit_source_addresses_days": cfg["RETENTION_SOURCE_IP_DAYS"],
-                "node_events_days": fleet.events_retention.days,
-                "raw_metrics_hours": cfg["METRICS_RAW_RETENTION_H"],
-                "metric_rollups_days": cfg["METRICS_ROLLUP_RETENTION_DAYS"],
-                "login_failures_days": cfg["RETENTION_LOGIN_FAILURES_DAYS"],
-            },
-            "security_measures": [
-                "role-based access per fleet; hashed, expiring, revocable tokens",
-                "hash-chained audit trail with Ed25519-signed checkpoints",
-                "pseudonymisation with per-subject keys; erasure by key destruction",
-                "PHI/personal data redaction before cloud escalation (HIPAA mode)",
-            ],
-        })  # fmt: skip
+        ]
+        activities.append(
+            {
+                "fleet": fleet.slug,
+                "name": f"Edge AI agents of fleet '{fleet.name}'",
+                "compliance_mode": policy.mode,
+                "purposes": [
+                    "answering users' requests with language models on edge devices",
+                    "operating and securing the devices (telemetry, audit trail)",
+                    *(["escalating hard requests to a cloud LLM"] if recipients else []),
+                ],
+                "data_subjects": [
+                    "staff with dashboard accounts",
+                    "end users served by the agents",
+                ],
+                "personal_data": {
+                    "accounts": "username, e-mail, role memberships",
+                    "audit trail": "keyed pseudonyms of actors; source IP addresses",
+                    "node events": "pseudonymised end-user identifiers; "
+                    + ("request content" if policy.store_content else "no content (hashes only)"),
+                    "metrics": "none (device figures)",
+                },
+                "content_stored_centrally": policy.store_content,
+                "recipients": recipients,
+                "cloud_region_allow_list": policy.regions,
+                "retention": {
+                    "audit_records_days": cfg["AUDIT_RETENTION_DAYS"],
+                    "audit_source_addresses_days": cfg["RETENTION_SOURCE_IP_DAYS"],
+                    "node_events_days": fleet.events_retention.days,
+                    "raw_metrics_hours": cfg["METRICS_RAW_RETENTION_H"],
+                    "metric_rollups_days": cfg["METRICS_ROLLUP_RETENTION_DAYS"],
+                    "login_failures_days": cfg["RETENTION_LOGIN_FAILURES_DAYS"],
+                },
+                "security_measures": [
+                    "role-based access per fleet; hashed, expiring, revocable tokens",
+                    "hash-chained audit trail with Ed25519-signed checkpoints",
+                    "pseudonymisation with per-subject keys; erasure by key destruction",
+                    "PHI/personal data redaction before cloud escalation (HIPAA mode)",
+                ],
+            }
+        )
     return {
         "controller": {"name": cfg["CONTROLLER_NAME"], "contact": cfg["CONTROLLER_CONTACT"]},
         "generated_at": timezone.now().isoformat(),

@@ -167,7 +167,8 @@ def append(records: Sequence[AuditRecord]) -> list[AuditRecord]:
 
 _RECORD_FIELDS = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
 _INSERT_SQL = (
-    f"INSERT INTO {AuditRecord._meta.db_table} ({', '.join(str(f.column) for f in _RECORD_FIELDS)}) "
+    f"INSERT INTO {AuditRecord._meta.db_table} "
+    f"({', '.join(str(f.column) for f in _RECORD_FIELDS)}) "
     f"VALUES ({', '.join(['%s'] * len(_RECORD_FIELDS))}) RETURNING id"
 )
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Verify an edgefleet audit export offline: no Django, no database; Python 3.10+ and `cryptography`.
+"""Verify an edgefleet audit export offline: no Django, no database; Python 3.10+ and
+`cryptography`.
 
     python verify_export.py audit.jsonl audit.manifest.json --public-key edgefleet-signing.pub
 
@@ -76,7 +77,10 @@ def verify(path: str, manifest_path: str, public_pem: bytes) -> str | None:
         signed = json.load(f)
     body, signature = signed["manifest"], signed["signature"]
     if not _signature_ok(public, canonical(body).encode(), signature):
-        return "the manifest's signature is not valid for this public key (manifest altered or another key)"
+        return (
+            "the manifest's signature is not valid for this public key "
+            "(manifest altered or another key)"
+        )
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -60,9 +60,18 @@ def variants_of(names: list[str] | None = None) -> dict[str, list[Variant]]:
         rows = rows.filter(name__in=names)
     out: dict[str, list[Variant]] = defaultdict(list)
     for a in rows.only(
-        "name", "variant", "sha256", "size", "bits_per_weight", "n_layer", "n_embd", "n_head",
-        "n_head_kv", "manifest", "signature",
-    ):  # fmt: skip
+        "name",
+        "variant",
+        "sha256",
+        "size",
+        "bits_per_weight",
+        "n_layer",
+        "n_embd",
+        "n_head",
+        "n_head_kv",
+        "manifest",
+        "signature",
+    ):
         out[a.name].append(
             Variant(
                 a.name,
@@ -76,7 +85,7 @@ def variants_of(names: list[str] | None = None) -> dict[str, list[Variant]]:
                 a.n_head_kv,
                 a.manifest,
                 a.signature,
-            )  # fmt: skip
+            )
         )
     for vs in out.values():
         vs.sort(key=lambda v: (-v.bits_per_weight, v.variant))

@@ -34,7 +34,8 @@ class Variant:
     signature: str
 
     def kv_cache_bytes(self, n_ctx: int) -> int:
-        """K and V, f16, for every layer: 2 * layers * context * (embedding * kv heads / heads) * 2."""
+        """K and V, f16, for every layer: 2 * layers * context * (embedding * kv heads / heads) *
+        2 bytes."""
         if not (self.n_layer and self.n_embd and self.n_head):
             return 0
         n_embd_kv = self.n_embd * (self.n_head_kv or self.n_head) // self.n_head
@@ -83,9 +84,10 @@ def choose(
     total, kind = budget(hardware, n_gpu_layers)
     if not total:
         return Choice(
-            None, "the node reported no memory size, so no variant can be chosen automatically; "
-            "name a variant in the assignment"
-        )  # fmt: skip
+            None,
+            "the node reported no memory size, so no variant can be chosen automatically; "
+            "name a variant in the assignment",
+        )
     usable = int(total * (1 - headroom))
     too_big: Variant | None = None
     for v in variants:

@@ -130,17 +130,39 @@ def do_register_artifact(
             stored = storage().save(stored, File(f))
     signed, signature = signing.sign_manifest(name=name, variant=variant, sha256=digest, size=size)
     artifact = Artifact.objects.create(
-        name=name, variant=variant, sha256=digest, size=size, file=stored,
-        architecture=info["architecture"], parameters=info["parameters"],
+        name=name,
+        variant=variant,
+        sha256=digest,
+        size=size,
+        file=stored,
+        architecture=info["architecture"],
+        parameters=info["parameters"],
         bits_per_weight=round(size * 8 / max(info["parameters"], 1), 3),
-        context_length=info["context_length"], n_layer=info["n_layer"], n_embd=info["n_embd"],
-        n_head=info["n_head"], n_head_kv=info["n_head_kv"], file_type=info["file_type"],
-        chat_template=info["chat_template"], source=source, manifest=signed, signature=signature,
+        context_length=info["context_length"],
+        n_layer=info["n_layer"],
+        n_embd=info["n_embd"],
+        n_head=info["n_head"],
+        n_head_kv=info["n_head_kv"],
+        file_type=info["file_type"],
+        chat_template=info["chat_template"],
+        source=source,
+        manifest=signed,
+        signature=signature,
         created_by=user if user is not None and user.is_authenticated else None,
-    )  # fmt: skip
-    record("artifact.register", artifact, user=user, request=request,
-           after={"name": name, "variant": variant, "sha256": digest, "size": size,
-                  "source": source.pk if source else None})  # fmt: skip
+    )
+    record(
+        "artifact.register",
+        artifact,
+        user=user,
+        request=request,
+        after={
+            "name": name,
+            "variant": variant,
+            "sha256": digest,
+            "size": size,
+            "source": source.pk if source else None,
+        },
+    )
     refresh_assigned(name)
     return artifact
 
@@ -153,12 +175,16 @@ def refresh_assigned(name: str) -> int:
         return isinstance(model, dict) and model.get("name") == name and bool(model.get("variant"))
 
     fleet_ids = {
-        fid for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
+        fid
+        for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
         if names((sections or {}).get("model"))
     } | {
-        fid for fid, model in Rollout.objects.filter(status__in=ACTIVE_ROLLOUT)
-        .values_list("fleet_id", "model") if names(model)
-    }  # fmt: skip
+        fid
+        for fid, model in Rollout.objects.filter(status__in=ACTIVE_ROLLOUT).values_list(
+            "fleet_id", "model"
+        )
+        if names(model)
+    }
     changed = 0
     for fleet in Fleet.objects.filter(pk__in=fleet_ids):
         changed += len(desired_state.refresh(fleet))
@@ -201,21 +227,28 @@ def do_quantize(
         if Artifact.objects.filter(name=source.name, variant=variant).exists():
             raise Conflict(f"model '{source.name}' already has a {variant} variant")
         busy = QuantizationJob.objects.filter(
-            source__name=source.name, variant=variant,
+            source__name=source.name,
+            variant=variant,
             status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
-        ).exists()  # fmt: skip
+        ).exists()
         if busy:
             raise Conflict(
                 f"a {variant} job for model '{source.name}' is already queued or running"
             )
         job = QuantizationJob.objects.create(
-            source=source, variant=variant,
+            source=source,
+            variant=variant,
             created_by=user if user is not None and user.is_authenticated else None,
-        )  # fmt: skip
+        )
         job.task_id = str(quantize_artifact.enqueue(job.pk).id)
         job.save(update_fields=["task_id"])
-        record("artifact.quantize", job, user=user, request=request,
-               after={"source": str(source), "variant": variant})  # fmt: skip
+        record(
+            "artifact.quantize",
+            job,
+            user=user,
+            request=request,
+            after={"source": str(source), "variant": variant},
+        )
         jobs.append(job)
     return jobs
 

@@ -64,20 +64,35 @@ class Command(BaseCommand):
                 "sense) as edgefleet-tiny, with F32, Q8_0 and Q4_K_M variants"
             )
         if not fleet.layers.filter(name="demo-assignment").exists():
-            services.do_put_layer(user, fleet, name="demo-assignment", scope="fleet", sections={
-                "model": {"name": "edgefleet-tiny", "variant": "auto", "n_ctx": 2048},
-                "agents": {
-                    "front": {"role": "Route the request.", "default": True,
-                              "routes": {"ops": "time, files and tickets", "helper": "anything else"}},
-                    "ops": {"role": "You help the site staff.", "tools": ["clock", "read_file", "create_ticket"]},
-                    "helper": {"role": "You are a helpful assistant.", "max_tokens": 64},
+            services.do_put_layer(
+                user,
+                fleet,
+                name="demo-assignment",
+                scope="fleet",
+                sections={
+                    "model": {"name": "edgefleet-tiny", "variant": "auto", "n_ctx": 2048},
+                    "agents": {
+                        "front": {
+                            "role": "Route the request.",
+                            "default": True,
+                            "routes": {"ops": "time, files and tickets", "helper": "anything else"},
+                        },
+                        "ops": {
+                            "role": "You help the site staff.",
+                            "tools": ["clock", "read_file", "create_ticket"],
+                        },
+                        "helper": {"role": "You are a helpful assistant.", "max_tokens": 64},
+                    },
+                    "tools": {
+                        "default": "deny",
+                        "rules": {
+                            "clock": {"mode": "allow"},
+                            "read_file": {"mode": "allow", "path_prefix": "notes"},
+                            "create_ticket": {"mode": "approval", "approval_timeout_s": 120},
+                        },
+                    },
                 },
-                "tools": {"default": "deny", "rules": {
-                    "clock": {"mode": "allow"},
-                    "read_file": {"mode": "allow", "path_prefix": "notes"},
-                    "create_ticket": {"mode": "approval", "approval_timeout_s": 120},
-                }},
-            })  # fmt: skip
+            )
         state = settings.VAR_DIR / "demo-node"
         if not (state / "node.json").exists():
             _, token = services.do_create_enrollment_token(
