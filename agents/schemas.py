@@ -32,8 +32,6 @@ def _json_clean(value: Any, depth: int = 0) -> Any:
         return _no_nul(value)
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise ValueError("NaN and infinity are not allowed")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SEQ:
-        raise ValueError("integer out of range")
     if isinstance(value, dict):
         return {_no_nul(str(k)): _json_clean(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
@@ -70,7 +68,18 @@ LabelKey = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 ]
 LabelValue = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9._/-]*$")]
-Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=32)]
+LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+# The JSON schema says what the validation does: keys that do not match are refused, not ignored.
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    Field(
+        max_length=32,
+        json_schema_extra={
+            "additionalProperties": False,
+            "propertyNames": {"minLength": 1, "maxLength": 63, "pattern": LABEL_KEY},
+        },
+    ),
+]
 
 
 class Strict(BaseModel):

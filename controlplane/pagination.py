@@ -14,8 +14,18 @@ from typing import Any, Generic, TypeVar
 
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from ninja import Field, Schema
 
 T = TypeVar("T")
+
+MAX_LIMIT = 1000  # the most items one page of an admin-API list holds (the audit log: 500)
+
+
+class PageQuery(Schema):
+    """Offset pagination: the total is in `X-Total-Count`, the next page in `Link: rel="next"`."""
+
+    limit: int = Field(200, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0, le=10_000_000)
 
 
 @dataclass

@@ -26,7 +26,8 @@ from agents.schemas import (
 )
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
 from controlplane.errors import ERRORS
-from controlplane.pagination import headers, offset_page
+from controlplane.pagination import PageQuery, headers, offset_page
+from controlplane.schemas import IsoTime, Slug
 
 from . import desired_state, queries, rollouts, services
 from .models import (
@@ -41,8 +42,6 @@ from .models import (
 )
 
 router = Router(tags=["fleet"])
-
-Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
 # --- schemas ------------------------------------------------------------------------------------
@@ -194,13 +193,6 @@ class LayerPutOut(Schema):
 
 class RevokedOut(Schema):
     credentials_revoked: int
-
-
-class PageQuery(Schema):
-    """Offset pagination: the total is in `X-Total-Count`, the next page in `Link: rel="next"`."""
-
-    limit: Annotated[int, Field(ge=1, le=1000)] = 200
-    offset: Annotated[int, Field(ge=0, le=10_000_000)] = 0
 
 
 class NodeFilter(PageQuery):
@@ -398,10 +390,10 @@ class MetricSeriesOut(Schema):
 
 class MetricQuery(Schema):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")]
-    since: datetime | None = Field(
+    since: IsoTime | None = Field(
         None, description="default: 1 hour ago (raw) or 7 days ago (minute)"
     )
-    until: datetime | None = None
+    until: IsoTime | None = None
     resolution: Literal["raw", "minute"] = "raw"
     limit: Annotated[int, Field(ge=1, le=10_000)] = 2_000
 

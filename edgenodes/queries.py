@@ -14,7 +14,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTransform
-from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from controlplane.accounts import access
@@ -119,7 +118,7 @@ def nodes(
         qs = qs.with_status(status)
     if label:
         key, value = parse_label(label)
-        qs = qs.filter(Exact(KeyTransform(key, "labels"), value))
+        qs = qs.alias(_label=KeyTransform(key, "labels")).filter(_label=value)
     return qs.order_by("fleet__slug", "name")
 
 

@@ -1,8 +1,8 @@
 """Named personas and the fixtures every test file shares.
 
-alice: global admin. olivia: operator of "north". carol: compliance officer of "north".
-victor: viewer of "north". mallory: no role anywhere. "south" is the other fleet, for wrong-fleet
-tests.
+alice: global admin. fiona: admin of "north" only (not a superuser). olivia: operator of "north".
+carol: compliance officer of "north". victor: viewer of "north". mallory: no role anywhere.
+"south" is the other fleet, for wrong-fleet tests.
 """
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ def alice(db):
 
 
 @pytest.fixture
+def fiona(north):
+    user = _user("fiona")
+    Membership.objects.create(user=user, fleet=north, role=Role.ADMIN)
+    return user
+
+
+@pytest.fixture
 def olivia(north):
     user = _user("olivia")
     Membership.objects.create(user=user, fleet=north, role=Role.OPERATOR)
@@ -108,11 +115,10 @@ def mallory(db):
 
 
 @pytest.fixture
-def persona(request, alice, olivia, carol, victor, mallory):
+def persona(request, alice, fiona, olivia, carol, victor, mallory):
     """Parametrize indirectly with a persona name."""
-    return {"alice": alice, "olivia": olivia, "carol": carol, "victor": victor, "mallory": mallory}[
-        request.param
-    ]
+    people = [alice, fiona, olivia, carol, victor, mallory]
+    return {user.username: user for user in people}[request.param]
 
 
 class Api:

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 VIEW, OPERATE, ADMINISTER, AUDIT, ERASE = "view", "operate", "administer", "view_audit", "erase"
 RIGHTS = {
     "alice": {VIEW, OPERATE, ADMINISTER, AUDIT, ERASE},
+    "fiona": {VIEW, OPERATE, ADMINISTER, AUDIT, ERASE},
     "olivia": {VIEW, OPERATE},
     "carol": {VIEW, AUDIT, ERASE},
     "victor": {VIEW},

@@ -13,18 +13,16 @@ from typing import Annotated, Any, Literal
 
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
-from pydantic import model_validator
 
 from controlplane import signing
 from controlplane.accounts.access import ERASE, access_fleet
 from controlplane.errors import ERRORS, ServiceError
 from controlplane.pagination import cursor_page, headers
+from controlplane.schemas import IsoTime, Slug
 
 from . import actions, export, privacy, queries
 
 router = Router(tags=["audit"])
-
-Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
 class AuditFilter(Schema):
@@ -35,8 +33,8 @@ class AuditFilter(Schema):
     action: Annotated[str, Field(max_length=64)] = Field(
         "", description="exact, or a prefix ending in '.'"
     )
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoTime | None = None
+    until: IsoTime | None = None
 
 
 class RecordQuery(AuditFilter):
@@ -73,12 +71,6 @@ class ErasureIn(Schema):
         description="the username, or the subject's identifier as the edge knew it"
     )
     fleet: Slug | None = Field(None, description="required for kind 'subject'")
-
-    @model_validator(mode="after")
-    def _fleet_for_subjects(self) -> ErasureIn:
-        if self.kind == "subject" and not self.fleet:
-            raise ValueError("'fleet' is required to erase an edge data subject")
-        return self
 
 
 class ErasureOut(Schema):
@@ -167,7 +159,9 @@ def erase(request, payload: ErasureIn):
     if payload.kind == "user":
         pseud = privacy.do_erase_user(request.auth, username=payload.ref, request=request)
     else:
-        fleet = access_fleet(request.auth, payload.fleet or "", ERASE)
+        if not payload.fleet:
+            raise ServiceError("'fleet' is required to erase an edge data subject")
+        fleet = access_fleet(request.auth, payload.fleet, ERASE)
         pseud = privacy.do_erase_subject(request.auth, fleet, payload.ref, request=request)
     return {"erased": True, "pseudonym": pseud}
 

@@ -11,7 +11,7 @@ from ninja.files import UploadedFile
 
 from controlplane.accounts.access import ADMINISTER, VIEW
 from controlplane.errors import ERRORS
-from controlplane.pagination import headers, offset_page
+from controlplane.pagination import PageQuery, headers, offset_page
 
 from . import queries, services
 from .models import Artifact, QuantizationJob
@@ -73,10 +73,8 @@ class JobOut(Schema):
         return obj.source.variant
 
 
-class ModelFilter(Schema):
+class ModelFilter(PageQuery):
     name: Annotated[str, Field(max_length=63)] | None = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 200
-    offset: Annotated[int, Field(ge=0, le=10_000_000)] = 0
 
 
 @router.get("/models", response={200: list[ArtifactOut], **ERRORS})
@@ -86,7 +84,31 @@ def list_models(request, response: HttpResponse, filters: Query[ModelFilter]):
     return headers(request, response, offset_page(rows, limit=filters.limit, offset=filters.offset))
 
 
-@router.post("/models", response={201: ArtifactOut, **ERRORS})
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "minLength": 1,
+                        "description": "a GGUF file",
+                    },
+                    "name": {"type": "string", "maxLength": 63, "default": ""},
+                },
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/models", response={201: ArtifactOut, **ERRORS}, openapi_extra={"requestBody": UPLOAD_BODY}
+)
 def upload_model(request, file: File[UploadedFile], name: str = Form("", max_length=63)):
     """Register a GGUF file (multipart field `file`; optional `name`, else the file's own name).
     The metadata is read from the file; a file that is not valid GGUF is refused with the reason."""
