@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/build-llama-whee
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint pytest bench bench-node-api services clean
+.PHONY: install run test lint pytest bench bench-smoke fuzz services clean
 
 install: $(STAMP)
 
@@ -48,14 +48,30 @@ lint: install
 pytest: install
 	$(BIN)/pytest
 
-test: lint pytest
+test: lint pytest bench-smoke
 
 # Start a real PostgreSQL and Redis (installing them with apt if needed).
 services:
 	@scripts/services.sh
 
+BENCHMARKS := node_api agent audit registry
+
+# Every benchmark on a real PostgreSQL (and Redis) that this starts; figures in bench/results/.
 bench: install
-	@eval "$$(scripts/services.sh)"; $(BIN)/python bench/node_api.py && $(BIN)/python bench/agent.py && $(BIN)/python bench/audit.py && $(BIN)/python bench/registry.py
+	@scripts/install-bench-tools.sh
+	@eval "$$(scripts/services.sh)"; for b in $(BENCHMARKS); do $(BIN)/python bench/$$b.py || exit 1; done
+
+# The same benchmarks at tiny sizes, in seconds (part of `make test`, so none rots unseen).
+bench-smoke: install
+	@scripts/install-bench-tools.sh
+	@mkdir -p var; eval "$$(scripts/services.sh)"; for b in $(BENCHMARKS); do \
+	  echo "=== bench smoke: $$b"; BENCH_SMOKE=1 $(BIN)/python bench/$$b.py > var/bench-smoke-$$b.log 2>&1 \
+	  || { tail -40 var/bench-smoke-$$b.log; echo "bench/$$b.py failed (log: var/bench-smoke-$$b.log)"; exit 1; }; \
+	done
+
+# The schemathesis runs of both APIs with many more examples than the suite's bounded ones.
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/test_admin_api_fuzz.py tests/test_node_api_fuzz.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -25,26 +25,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "11"))
-TOKENS = int(os.environ.get("BENCH_TOKENS", "256"))
-BACKLOG = int(os.environ.get("BENCH_BACKLOG", "20000"))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import RESULTS, log, pct, size  # noqa: E402
 
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+ROUNDS = size("BENCH_ROUNDS", 11, 1)
+TOKENS = size("BENCH_TOKENS", 256, 16)
+BACKLOG = size("BENCH_BACKLOG", 20000, 200)
 
 
 def bench_tokens(work: Path) -> dict:
     import hashlib
 
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from llama_cpp import Llama
 
+    from agents import manifest
     from agents.backends import quiet_llama_logs
     from agents.quantize import quantize
     from agents.runtime import Runtime, StateDir
@@ -56,11 +52,24 @@ def bench_tokens(work: Path) -> dict:
     )
     model = quantize(f32, work / "bench-Q4_K_M.gguf", "Q4_K_M")
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    # Nodes load only models whose manifest the control plane signed: sign one as it does.
+    key = Ed25519PrivateKey.generate()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    signed = manifest.build(name="bench", variant="Q4_K_M", sha256=digest, size=None, key_id="b")
     role = "You are a helpful assistant."
     messages = [{"role": "user", "content": "Tell me about the edge."}]
     state = StateDir(work / "state").ensure()
     state.save_node(
-        {"server": "http://127.0.0.1:9", "node_id": "bench", "credential": "efn_unused"}
+        {
+            "server": "http://127.0.0.1:9",
+            "node_id": "bench",
+            "credential": "efn_unused",
+            "signing_key": public_pem,
+        }
     )
     runtime = Runtime(state)
     runtime.active = runtime._build(
@@ -68,7 +77,14 @@ def bench_tokens(work: Path) -> dict:
             "node_id": "bench",
             "revision": 1,
             "poll_interval_s": 30,
-            "model": {"name": "bench", "url": model.as_uri(), "sha256": digest, "n_ctx": 1024},
+            "model": {
+                "name": "bench",
+                "url": model.as_uri(),
+                "sha256": digest,
+                "n_ctx": 1024,
+                "manifest": signed,
+                "signature": manifest.sign(signed, key),
+            },
             "agents": {
                 "helper": {"role": role, "max_tokens": TOKENS, "temperature": 0, "default": True}
             },

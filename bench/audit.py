@@ -26,15 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "bench"))
+from common import RESULTS, log, size  # noqa: E402
+
 WRITERS = 8
-PER_WRITER = int(os.environ.get("BENCH_AUDIT_APPENDS", "1500"))
-RECORDS = int(os.environ.get("BENCH_AUDIT_RECORDS", "1000000"))
+PER_WRITER = size("BENCH_AUDIT_APPENDS", 1500, 20)
+RECORDS = size("BENCH_AUDIT_RECORDS", 1_000_000, 3000)
 DB = "edgefleet_bench_audit"
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def database() -> str:
@@ -73,13 +71,13 @@ def writer(db_url: str, key_file: str, index: int, start, out) -> None:
 
     user = get_user_model().objects.get(username="bench-admin")
     fleet = Fleet.objects.get(slug="bench")
-    record("bench.warmup", ("bench", f"{index}-w"), user=user, fleet=fleet)
+    record("fleet.update", ("fleet", f"{index}-w"), user=user, fleet=fleet)
     start.wait()
     t0 = time.perf_counter()
     for i in range(PER_WRITER):
         record(
-            "bench.append",
-            ("bench", f"{index}-{i}"),
+            "fleet.update",
+            ("fleet", f"{index}-{i}"),
             user=user,
             fleet=fleet,
             after={"writer": index, "i": i, "note": "a typical small change record"},
@@ -133,7 +131,7 @@ def fill(n: int) -> float:
     fleet = Fleet.objects.get(slug="bench")
     t0 = time.perf_counter()
     have = AuditRecord.objects.count()
-    actor = entry("x", ("x", ""), user=user).actor
+    actor = entry("fleet.update", ("fleet", ""), user=user).actor
     while have < n:
         batch = min(5000, n - have)
         records = [

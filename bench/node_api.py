@@ -25,25 +25,22 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "bench"))
+from common import RESULTS, SMOKE, free_port, log, size  # noqa: E402
+
 BIN = Path(sys.executable).parent
-NODES = int(os.environ.get("BENCH_NODES", "20000"))
-PROP_NODES = int(os.environ.get("BENCH_PROP_NODES", "1500"))
-PROP_INTERVAL = int(os.environ.get("BENCH_PROP_INTERVAL", "6"))
-DURATION = os.environ.get("BENCH_DURATION", "10s")
+NODES = size("BENCH_NODES", 20000, 200)
+PROP_NODES = size("BENCH_PROP_NODES", 1500, 40)
+PROP_INTERVAL = size("BENCH_PROP_INTERVAL", 6, 2)
+DURATION = os.environ.get("BENCH_DURATION", "1s" if SMOKE else "10s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 WRK_THREADS = 2
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # --- database -------------------------------------------------------------------------------------
@@ -132,12 +129,6 @@ def settle(db_url: str) -> None:
 
 
 # --- servers --------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gunicorn(workers: int, worker_class: str, threads: int = 1):
@@ -352,7 +343,7 @@ def main() -> None:
     env = server_env(db_url)
 
     runs = {}
-    only = os.environ.get("BENCH_SERVERS")
+    only = os.environ.get("BENCH_SERVERS", "gunicorn sync" if SMOKE else "")
     for name in [n for n in SERVERS if not only or any(o in n for o in only.split(","))]:
         log(f"== {name}")
         settle(db_url)

@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,21 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "bench"))
+from common import RESULTS, free_port, log, size  # noqa: E402
+
 BIN = Path(sys.executable).parent
-LAYERS = int(os.environ.get("BENCH_REGISTRY_LAYERS", "4"))
-NODES = 10_000
+LAYERS = size("BENCH_REGISTRY_LAYERS", 4, 1)
+NODES = size("BENCH_REGISTRY_NODES", 10_000, 200)
 MB = 1 << 20
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup(var: Path) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -60,6 +62,15 @@ def _install_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(HttpError)
     def http_error(request, exc: HttpError):
         return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+    @api.exception_handler(MultiPartParserError)
+    def malformed_multipart(request, exc: MultiPartParserError):
+        detail = f"malformed multipart body: {exc}"
+        return api.create_response(request, {"detail": detail}, status=400)
+
+    @api.exception_handler(BadRequest)
+    def bad_request(request, exc: BadRequest):
+        return api.create_response(request, {"detail": f"bad request: {exc}"}, status=400)
 
 
 node_api = NinjaAPI(

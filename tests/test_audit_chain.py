@@ -247,7 +247,7 @@ def test_a_writer_does_not_wait_for_another_writers_commit_and_its_record_is_cha
         services.do_update_fleet(alice, north, poll_interval_s=41)  # holds the chain head
         # Another writer appends meanwhile: it is not blocked; its record is stored pending.
         other = _in_thread(
-            lambda: services_audit.record("bench.note", ("note", "1"), user=alice).pk
+            lambda: services_audit.record("membership.set", ("membership", "1"), user=alice).pk
         )
         assert AuditRecord.objects.get(pk=other).seq is None
     # The first writer's commit chains the pending record right after its own.
@@ -263,7 +263,7 @@ def test_a_writer_does_not_wait_for_another_writers_commit_and_its_record_is_cha
 def test_the_trigger_lets_a_pending_record_be_chained_but_not_edited(alice):
     from django.db import IntegrityError, InternalError, ProgrammingError, transaction
 
-    rec = services_audit.entry("bench.note", ("note", "1"), user=alice)
+    rec = services_audit.entry("membership.set", ("membership", "1"), user=alice)
     rec.save()  # stored pending, as under contention
     with pytest.raises((ProgrammingError, InternalError, IntegrityError)), transaction.atomic():
         raw(f"UPDATE {TABLE} SET action = 'forged' WHERE id = %s", [rec.pk])

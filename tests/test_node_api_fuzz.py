@@ -6,6 +6,8 @@ WSGI application: no 5xx, and every response conforms to the schema (status, con
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -28,7 +30,7 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
 
 def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_violations(

@@ -1,0 +1,36 @@
+"""What every benchmark shares: where results go, how big a run is, logging, ports, percentiles.
+
+`BENCH_SMOKE=1` (`make bench-smoke`, part of `make test`) runs every benchmark end to end at tiny
+sizes, in seconds, so that none can rot unseen; its figures go to bench/results/smoke/ (ignored by
+git) and mean nothing. A full run (`make bench`) writes bench/results/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+RESULTS = ROOT / "bench" / "results" / ("smoke" if SMOKE else "")
+
+
+def size(name: str, full: int, smoke: int) -> int:
+    """A size knob: the environment variable `name`, else the full or the smoke default."""
+    return int(os.environ.get(name, smoke if SMOKE else full))
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
