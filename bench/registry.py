@@ -92,13 +92,13 @@ def main() -> None:
             context_length=4096,
         )
         size = f32_path.stat().st_size
-        f32, secs = timed(lambda: registry.do_register_artifact(None, f32_path, name="bench"))
+        f32, secs = timed(lambda: registry.do_register_artifact(f32_path, name="bench", actor=None))
         results["register"] = {"mb": size / MB, "s": secs, "mb_per_s": size / MB / secs}
         log(f"registered {size / MB:,.0f} MB in {secs:.2f} s ({size / MB / secs:,.0f} MB/s)")
 
         quant = {}
         for variant in registry.TARGETS:
-            (job,) = registry.do_quantize(None, f32, [variant])
+            (job,) = registry.do_quantize(f32, [variant], actor=None)
             _, secs = timed(lambda job=job: registry.run_quantization(job.pk))
             a = Artifact.objects.get(name="bench", variant=variant)
             quant[variant] = {
@@ -116,7 +116,7 @@ def main() -> None:
 
         # --- download vs copy ---------------------------------------------------------------------
         fleet = Fleet.objects.create(slug="bench", name="bench")
-        _, token = services.do_create_enrollment_token(None, fleet)
+        _, token = services.do_create_enrollment_token(fleet, actor=None)
         _, credential = services.do_enroll_node(EnrollIn(token=token, name="dl"))
         from django.core.files.storage import storages
 
@@ -229,11 +229,11 @@ def main() -> None:
             batch_size=2000,
         )
         services.do_put_layer(
-            None,
             fleet,
             name="model",
             scope="fleet",
             sections={"model": {"name": "bench", "variant": "auto", "n_ctx": 4096}},
+            actor=None,
         )
         Node.objects.filter(fleet=fleet).update(desired_digest="")
         _, refresh_s = timed(lambda: desired_state.refresh(fleet))

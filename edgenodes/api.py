@@ -229,7 +229,9 @@ def list_fleets(request, response: HttpResponse, page: Query[PageQuery]):
 
 @router.post("/fleets", response={201: FleetOut, **ERRORS})
 def create_fleet(request, payload: FleetIn):
-    return Status(201, services.do_create_fleet(request.auth, request=request, **payload.dict()))
+    return Status(
+        201, services.do_create_fleet(request=request, **payload.dict(), actor=request.auth)
+    )
 
 
 @router.get("/fleets/{slug}", response={200: FleetOut, **ERRORS})
@@ -241,7 +243,7 @@ def get_fleet(request, slug: str):
 def update_fleet(request, slug: str, payload: FleetPatch):
     fleet = access_fleet(request.auth, slug, ADMINISTER)
     return services.do_update_fleet(
-        request.auth, fleet, request=request, **payload.dict(exclude_unset=True)
+        fleet, request=request, **payload.dict(exclude_unset=True), actor=request.auth
     )
 
 
@@ -287,7 +289,9 @@ def set_compliance(request, slug: str, payload: CompliancePatch):
     next poll."""
     fleet = access_fleet(request.auth, slug, ADMINISTER)
     changes = payload.model_dump(mode="json", exclude_unset=True)
-    fleet, changed = services.do_set_compliance(request.auth, fleet, request=request, **changes)
+    fleet, changed = services.do_set_compliance(
+        fleet, request=request, **changes, actor=request.auth
+    )
     return _compliance_out(fleet, changed)
 
 
@@ -307,13 +311,13 @@ def list_enrollment_tokens(request, response: HttpResponse, slug: str, page: Que
 def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
     fleet = access_fleet(request.auth, slug, OPERATE)
     token, plaintext = services.do_create_enrollment_token(
-        request.auth,
         fleet,
         labels=payload.labels,
         ttl=timedelta(hours=payload.ttl_hours),
         max_uses=payload.max_uses,
         note=payload.note,
         request=request,
+        actor=request.auth,
     )
     token.token = plaintext  # type: ignore[attr-defined]
     return Status(201, token)
@@ -322,7 +326,7 @@ def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
 @router.post("/enrollment-tokens/{token_id}/revoke", response={200: EnrollmentTokenOut, **ERRORS})
 def revoke_enrollment_token(request, token_id: int):
     token = queries.access_enrollment_token(request.auth, token_id, OPERATE)
-    return services.do_revoke_enrollment_token(request.auth, token, request=request)
+    return services.do_revoke_enrollment_token(token, request=request, actor=request.auth)
 
 
 # --- nodes --------------------------------------------------------------------------------------
@@ -356,7 +360,7 @@ def get_node(request, node_id: str):
 def update_node(request, node_id: str, payload: NodePatch):
     node = queries.access_node(request.auth, node_id, OPERATE)
     return services.do_update_node(
-        request.auth, node, request=request, **payload.dict(exclude_unset=True)
+        node, request=request, **payload.dict(exclude_unset=True), actor=request.auth
     )
 
 
@@ -364,7 +368,9 @@ def update_node(request, node_id: str, payload: NodePatch):
 def revoke_node(request, node_id: str):
     """Revoke every credential of the node; its next request is answered 401."""
     node = queries.access_node(request.auth, node_id, OPERATE)
-    return {"credentials_revoked": services.do_revoke_node(request.auth, node, request=request)}
+    return {
+        "credentials_revoked": services.do_revoke_node(node, request=request, actor=request.auth)
+    }
 
 
 @router.get("/nodes/{node_id}/desired-state", response={200: dict[str, Any], **ERRORS})
@@ -442,7 +448,6 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
     fleet)."""
     fleet = access_fleet(request.auth, slug, OPERATE)
     layer, changed = services.do_put_layer(
-        request.auth,
         fleet,
         name=name,
         scope=payload.scope,
@@ -451,6 +456,7 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
         node=payload.node,
         priority=payload.priority,
         request=request,
+        actor=request.auth,
     )
     return {"layer": layer, "nodes_changed": changed}
 
@@ -458,7 +464,7 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
 @router.delete("/fleets/{slug}/layers/{name}", response={200: dict[str, int], **ERRORS})
 def delete_layer(request, slug: str, name: str):
     layer = queries.access_layer(request.auth, slug, name, OPERATE)
-    return {"nodes_changed": services.do_delete_layer(request.auth, layer, request=request)}
+    return {"nodes_changed": services.do_delete_layer(layer, request=request, actor=request.auth)}
 
 
 # --- tool approvals -----------------------------------------------------------------------------
@@ -506,13 +512,13 @@ def list_approvals(request, response: HttpResponse, filters: Query[ApprovalFilte
 @router.post("/approvals/{approval_id}/approve", response={200: ApprovalOut, **ERRORS})
 def approve(request, approval_id: int):
     approval = queries.access_approval(request.auth, approval_id, OPERATE)
-    return services.do_decide_approval(request.auth, approval, approve=True, request=request)
+    return services.do_decide_approval(approval, approve=True, request=request, actor=request.auth)
 
 
 @router.post("/approvals/{approval_id}/deny", response={200: ApprovalOut, **ERRORS})
 def deny(request, approval_id: int):
     approval = queries.access_approval(request.auth, approval_id, OPERATE)
-    return services.do_decide_approval(request.auth, approval, approve=False, request=request)
+    return services.do_decide_approval(approval, approve=False, request=request, actor=request.auth)
 
 
 # --- rollouts -----------------------------------------------------------------------------------
@@ -602,7 +608,6 @@ def start_rollout(request, slug: str, payload: RolloutIn):
     The first wave (the canary) gets the model at once; see docs/models.md for the gates."""
     fleet = access_fleet(request.auth, slug, OPERATE)
     rollout = rollouts.do_start_rollout(
-        request.auth,
         fleet,
         model=payload.model,
         layer=payload.layer,
@@ -611,6 +616,7 @@ def start_rollout(request, slug: str, payload: RolloutIn):
         gates=payload.gates.dict(),
         wave_wait_s=payload.wave_wait_s,
         request=request,
+        actor=request.auth,
     )
     return Status(201, rollout)
 
@@ -623,17 +629,17 @@ def get_rollout(request, rollout_id: int):
 @router.post("/rollouts/{rollout_id}/pause", response={200: RolloutOut, **ERRORS})
 def pause_rollout(request, rollout_id: int):
     rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
-    return rollouts.do_pause_rollout(request.auth, rollout, request=request)
+    return rollouts.do_pause_rollout(rollout, request=request, actor=request.auth)
 
 
 @router.post("/rollouts/{rollout_id}/resume", response={200: RolloutOut, **ERRORS})
 def resume_rollout(request, rollout_id: int):
     rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
-    return rollouts.do_resume_rollout(request.auth, rollout, request=request)
+    return rollouts.do_resume_rollout(rollout, request=request, actor=request.auth)
 
 
 @router.post("/rollouts/{rollout_id}/abort", response={200: RolloutOut, **ERRORS})
 def abort_rollout(request, rollout_id: int):
     """Stop and roll every updated node back to the model it ran before."""
     rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
-    return rollouts.do_abort_rollout(request.auth, rollout, request=request)
+    return rollouts.do_abort_rollout(rollout, request=request, actor=request.auth)

@@ -160,9 +160,9 @@ def _roll_back(rollout: Rollout) -> int:
 
 @transaction.atomic
 def do_start_rollout(
-    user,
     fleet: Fleet,
     *,
+    actor,
     model: dict[str, Any],
     layer: str = "model",
     selector: dict[str, str] | None = None,
@@ -203,7 +203,7 @@ def do_start_rollout(
         waves=waves,
         gates=gates,
         wave_wait_s=wave_wait_s,
-        created_by=user if user and user.is_authenticated else None,
+        created_by=actor if actor and actor.is_authenticated else None,
         baseline=measure([n.pk for n in nodes], now - BASELINE_WINDOW, now),
     )
     wave_of = [next(w for w, size in enumerate(sizes) if i < size) for i in range(len(nodes))]
@@ -216,7 +216,7 @@ def do_start_rollout(
     record(
         "rollout.start",
         rollout,
-        user=user,
+        user=actor,
         fleet=fleet,
         request=request,
         after={
@@ -243,7 +243,7 @@ def _locked(rollout: Rollout) -> Rollout:
 
 
 @transaction.atomic
-def do_pause_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
+def do_pause_rollout(rollout: Rollout, *, actor, request=None) -> Rollout:
     rollout = _locked(rollout)
     if rollout.status != RolloutStatus.RUNNING:
         raise Conflict(f"rollout {rollout.pk} is {rollout.status}, not running")
@@ -252,7 +252,7 @@ def do_pause_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
     record(
         "rollout.pause",
         rollout,
-        user=user,
+        user=actor,
         fleet=rollout.fleet,
         request=request,
         after={"wave": rollout.current_wave},
@@ -264,7 +264,7 @@ def do_pause_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
 
 
 @transaction.atomic
-def do_resume_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
+def do_resume_rollout(rollout: Rollout, *, actor, request=None) -> Rollout:
     """Resume a paused rollout: the current wave is observed for a full window again."""
     rollout = _locked(rollout)
     if rollout.status != RolloutStatus.PAUSED:
@@ -275,7 +275,7 @@ def do_resume_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
     record(
         "rollout.resume",
         rollout,
-        user=user,
+        user=actor,
         fleet=rollout.fleet,
         request=request,
         after={"wave": rollout.current_wave},
@@ -288,7 +288,7 @@ def do_resume_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
 
 
 @transaction.atomic
-def do_abort_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
+def do_abort_rollout(rollout: Rollout, *, actor, request=None) -> Rollout:
     """Stop the rollout and roll every updated node back to the model it ran before."""
     rollout = _locked(rollout)
     if rollout.status not in ACTIVE_ROLLOUT:
@@ -300,7 +300,7 @@ def do_abort_rollout(user, rollout: Rollout, *, request=None) -> Rollout:
     record(
         "rollout.abort",
         rollout,
-        user=user,
+        user=actor,
         fleet=rollout.fleet,
         request=request,
         after={"wave": rollout.current_wave, "nodes_rolled_back": changed},
@@ -451,7 +451,6 @@ def _complete(rollout: Rollout) -> None:
     layer = DesiredStateLayer.objects.filter(fleet=rollout.fleet, name=rollout.layer).first()
     if layer is not None:
         do_put_layer(
-            None,
             rollout.fleet,
             name=layer.name,
             scope=layer.scope,
@@ -459,15 +458,16 @@ def _complete(rollout: Rollout) -> None:
             node=layer.node,
             priority=layer.priority,
             sections={**layer.sections, "model": rollout.model},
+            actor=None,
         )
     else:
         do_put_layer(
-            None,
             rollout.fleet,
             name=rollout.layer,
             scope="label" if rollout.selector else "fleet",
             selector=rollout.selector,
             sections={"model": rollout.model},
+            actor=None,
         )
     record(
         "rollout.complete",

@@ -68,8 +68,8 @@ def _check_fleet_fields(name: str, description: str, poll_interval_s: int | None
 
 @transaction.atomic
 def do_create_fleet(
-    actor,
     *,
+    actor,
     slug: str,
     name: str,
     description: str = "",
@@ -100,9 +100,9 @@ def do_create_fleet(
 
 @transaction.atomic
 def do_update_fleet(
-    actor,
     fleet: Fleet,
     *,
+    actor,
     name: str | Unset = UNSET,
     description: str | Unset = UNSET,
     poll_interval_s: int | None | Unset = UNSET,
@@ -139,9 +139,9 @@ def do_update_fleet(
 
 @transaction.atomic
 def do_set_compliance(
-    actor,
     fleet: Fleet,
     *,
+    actor,
     mode: str | Unset = UNSET,
     phi_action: str | Unset = UNSET,
     store_content: bool | None | Unset = UNSET,
@@ -200,9 +200,9 @@ def do_set_compliance(
 
 @transaction.atomic
 def do_create_enrollment_token(
-    user,
     fleet: Fleet,
     *,
+    actor,
     labels: dict[str, str] | None = None,
     ttl: timedelta | None = None,
     max_uses: int = 1,
@@ -220,12 +220,12 @@ def do_create_enrollment_token(
         note=note,
         expires_at=timezone.now() + ttl,
         max_uses=max_uses,
-        created_by=user if user and user.is_authenticated else None,
+        created_by=actor if actor and actor.is_authenticated else None,
     )
     record(
         "enrollment_token.create",
         token,
-        user=user,
+        user=actor,
         fleet=fleet,
         after={
             "prefix": prefix,
@@ -239,11 +239,11 @@ def do_create_enrollment_token(
 
 
 @transaction.atomic
-def do_revoke_enrollment_token(user, token: EnrollmentToken, *, request=None) -> EnrollmentToken:
+def do_revoke_enrollment_token(token: EnrollmentToken, *, actor, request=None) -> EnrollmentToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        record("enrollment_token.revoke", token, user=user, fleet=token.fleet, request=request)
+        record("enrollment_token.revoke", token, user=actor, fleet=token.fleet, request=request)
     return token
 
 
@@ -324,7 +324,7 @@ def do_rotate_node_credential(
 
 
 @transaction.atomic
-def do_revoke_node(user, node: Node, *, request=None) -> int:
+def do_revoke_node(node: Node, *, actor, request=None) -> int:
     """Revoke every credential of the node: its next request gets 401."""
     revoked = NodeCredential.objects.filter(node=node, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
@@ -332,7 +332,7 @@ def do_revoke_node(user, node: Node, *, request=None) -> int:
     record(
         "node.revoke",
         node,
-        user=user,
+        user=actor,
         fleet=node.fleet,
         after={"credentials_revoked": revoked},
         request=request,
@@ -343,7 +343,12 @@ def do_revoke_node(user, node: Node, *, request=None) -> int:
 
 @transaction.atomic
 def do_update_node(
-    user, node: Node, *, labels: dict[str, str] | None = None, name: str | None = None, request=None
+    node: Node,
+    *,
+    actor,
+    labels: dict[str, str] | None = None,
+    name: str | None = None,
+    request=None,
 ) -> Node:
     before = {"name": node.name, "labels": node.labels}
     if name is not None and name != node.name:
@@ -357,7 +362,7 @@ def do_update_node(
     record(
         "node.update",
         node,
-        user=user,
+        user=actor,
         fleet=node.fleet,
         before=before,
         after={"name": node.name, "labels": node.labels},
@@ -408,9 +413,9 @@ def _layer_node(fleet: Fleet, scope: str, node: Node | uuid.UUID | str | None) -
 
 @transaction.atomic
 def do_put_layer(
-    actor,
     fleet: Fleet,
     *,
+    actor,
     name: str,
     scope: str,
     sections: dict[str, Any],
@@ -475,13 +480,13 @@ def do_put_layer(
 
 
 @transaction.atomic
-def do_delete_layer(user, layer: DesiredStateLayer, *, request=None) -> int:
+def do_delete_layer(layer: DesiredStateLayer, *, actor, request=None) -> int:
     fleet = layer.fleet
     targets = _affected(fleet, layer)
     before = _layer_snapshot(layer)
     layer.delete()
     changed = desired_state.refresh(fleet, targets)
-    record("layer.delete", layer, user=user, fleet=fleet, before=before, request=request)
+    record("layer.delete", layer, user=actor, fleet=fleet, before=before, request=request)
     publish_on_commit(
         fleet.pk, "desired_state.changed", layer=before["name"], nodes_changed=len(changed)
     )
@@ -681,19 +686,19 @@ def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) ->
 
 @transaction.atomic
 def do_decide_approval(
-    user, approval: ToolApproval, *, approve: bool, request=None
+    approval: ToolApproval, *, actor, approve: bool, request=None
 ) -> ToolApproval:
     approval = ToolApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval {approval.pk} is already {approval.status}")
     approval.decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
     approval.decided_at = timezone.now()
-    approval.decided_by = user
+    approval.decided_by = actor
     approval.save(update_fields=["decision", "decided_at", "decided_by"])
     record(
         f"approval.{approval.decision}",
         approval,
-        user=user,
+        user=actor,
         fleet=approval.fleet,
         after={"tool": approval.tool, "agent": approval.agent, "node": str(approval.node_id)},
         request=request,

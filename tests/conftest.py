@@ -163,7 +163,7 @@ def admin_api():
 
 def enroll(fleet: Fleet, name: str = "node-1", labels=None):
     """Enroll a node through the service layer; returns (node, credential)."""
-    _, token = services.do_create_enrollment_token(None, fleet, labels=labels or {})
+    _, token = services.do_create_enrollment_token(fleet, labels=labels or {}, actor=None)
     return services.do_enroll_node(EnrollIn(token=token, name=name, hardware=HARDWARE))
 
 

@@ -112,15 +112,15 @@ def world(north, south, alice):
         node, _ = enroll(fleet, f"{fleet.slug}-1")
         services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
         pseudonym("subject", f"{fleet.pk}:patient-7")  # a data subject the edge reported
-        services.do_create_enrollment_token(alice, fleet)
+        services.do_create_enrollment_token(fleet, actor=alice)
         services.do_put_layer(
-            alice,
             fleet,
             name="existing",
             scope="fleet",
             sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
+            actor=alice,
         )
-        rollouts.do_start_rollout(alice, fleet, model=ROLLOUT_MODEL)
+        rollouts.do_start_rollout(fleet, model=ROLLOUT_MODEL, actor=alice)
     return {"north": north, "south": south}
 
 
@@ -131,7 +131,7 @@ ROLLOUT_MODEL = {"name": "custom", "url": "file:///models/custom.gguf", "sha256"
 @pytest.mark.parametrize("where", ["own fleet", "other fleet"])
 def test_starting_a_rollout_needs_the_operate_right_in_that_fleet(world, admin_api, persona, where):
     fleet = world["north"] if where == "own fleet" else world["south"]
-    rollouts.do_abort_rollout(None, Rollout.objects.get(fleet=fleet))
+    rollouts.do_abort_rollout(Rollout.objects.get(fleet=fleet), actor=None)
     r = admin_api(persona).post(f"/fleets/{fleet.slug}/rollouts", {"model": ROLLOUT_MODEL})
     allowed = OPERATE in RIGHTS[persona.username] and (
         where == "own fleet" or persona.username == "alice"

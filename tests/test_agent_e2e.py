@@ -74,8 +74,8 @@ def prepare(north, alice, sections) -> str:
     """A fleet polled every second with `sections` assigned; returns an enrollment token."""
     north.poll_interval_s = 1
     north.save()
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections=sections)
-    return services.do_create_enrollment_token(alice, north)[1]
+    services.do_put_layer(north, name="base", scope="fleet", sections=sections, actor=alice)
+    return services.do_create_enrollment_token(north, actor=alice)[1]
 
 
 def enroll(server_url: str, token: str, state_dir, name: str = "n") -> int:
@@ -215,7 +215,7 @@ def test_a_tool_call_that_needs_approval_waits_for_an_operator(
     approval = wait_for(
         lambda: ToolApproval.objects.filter(tool="clock").first(), what="approval request"
     )
-    services.do_decide_approval(olivia, approval, approve=True)
+    services.do_decide_approval(approval, approve=True, actor=olivia)
     t.join(timeout=30)
     assert results["r"].decision == "approved"
     wait_for(
@@ -239,7 +239,7 @@ def test_a_model_that_fails_verification_is_refused_and_the_node_keeps_its_previ
     good_revision = node.reported_revision
     tampered = assignment(model_file)
     tampered["model"]["sha256"] = "0" * 64
-    services.do_put_layer(alice, north, name="base", scope="fleet", sections=tampered)
+    services.do_put_layer(north, name="base", scope="fleet", sections=tampered, actor=alice)
     node = wait_for(
         lambda: Node.objects.filter(name="n", reported_health="error").first(),
         what="refusal reported",

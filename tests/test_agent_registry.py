@@ -28,19 +28,19 @@ AGENTS = {"helper": {"max_tokens": 8, "default": True}}
 def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refuses_tampering(
     live_server, north, alice, tmp_path, tiny_f32
 ):
-    f32 = registry.do_register_artifact(alice, tiny_f32, name="tiny")
-    registry.run_quantization(registry.do_quantize(alice, f32, ["Q4_K_M"])[0].pk)
+    f32 = registry.do_register_artifact(tiny_f32, name="tiny", actor=alice)
+    registry.run_quantization(registry.do_quantize(f32, ["Q4_K_M"], actor=alice)[0].pk)
     q4 = Artifact.objects.get(variant="Q4_K_M")
     north.poll_interval_s = 1
     north.save()
     services.do_put_layer(
-        alice,
         north,
         name="base",
         scope="fleet",
         sections={"model": {"name": "tiny", "variant": "auto", "n_ctx": 512}, "agents": AGENTS},
+        actor=alice,
     )
-    token = services.do_create_enrollment_token(alice, north)[1]
+    token = services.do_create_enrollment_token(north, actor=alice)[1]
     u = urlsplit(live_server.url)
     proxy = CuttingProxy(u.hostname, u.port, cut_after=1_000_000)
     state = tmp_path / "state"
@@ -79,7 +79,6 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
         # A manifest whose signature does not verify (someone rewrote it in the database).
         Artifact.objects.filter(pk=q4.pk).update(signature=f32.signature)
         services.do_put_layer(
-            alice,
             north,
             name="base",
             scope="fleet",
@@ -87,6 +86,7 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
                 "model": {"name": "tiny", "variant": "Q4_K_M", "n_ctx": 512},
                 "agents": AGENTS,
             },
+            actor=alice,
         )
         node = wait_for(
             lambda: Node.objects.filter(name="edge", reported_health="error").first(),
@@ -119,7 +119,6 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
         with open(path, "wb") as f:
             f.write(original)
         services.do_put_layer(
-            alice,
             north,
             name="base",
             scope="fleet",
@@ -127,6 +126,7 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
                 "model": {"name": "tiny", "variant": "Q4_K_M", "n_ctx": 256},
                 "agents": AGENTS,
             },
+            actor=alice,
         )
         wait_for(
             lambda: Node.objects.filter(

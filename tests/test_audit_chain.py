@@ -27,7 +27,7 @@ def trail(alice, north, settings):
         "AUDIT_VERIFY_SEGMENT_MIN": 4,
     }
     for i in range(12):
-        services.do_update_fleet(alice, north, poll_interval_s=30 + i)
+        services.do_update_fleet(north, poll_interval_s=30 + i, actor=alice)
     assert AuditRecord.objects.count() == 12
     return list(AuditRecord.objects.order_by("seq"))
 
@@ -159,9 +159,9 @@ def test_a_checkpoint_is_signed_when_the_interval_passed_even_with_few_records(a
 
     from django.utils import timezone
 
-    services.do_update_fleet(alice, north, poll_interval_s=31)
+    services.do_update_fleet(north, poll_interval_s=31, actor=alice)
     assert services_audit.checkpoint() is not None  # first one: nothing signed yet
-    services.do_update_fleet(alice, north, poll_interval_s=32)
+    services.do_update_fleet(north, poll_interval_s=32, actor=alice)
     assert services_audit.checkpoint() is None  # not due yet
     AuditHead.objects.filter(pk=1).update(checkpoint_at=timezone.now() - timedelta(minutes=6))
     assert services_audit.checkpoint().seq == 2
@@ -242,9 +242,9 @@ def test_a_writer_does_not_wait_for_another_writers_commit_and_its_record_is_cha
 ):
     from django.db import transaction
 
-    services.do_update_fleet(alice, north, poll_interval_s=40)
+    services.do_update_fleet(north, poll_interval_s=40, actor=alice)
     with transaction.atomic():
-        services.do_update_fleet(alice, north, poll_interval_s=41)  # holds the chain head
+        services.do_update_fleet(north, poll_interval_s=41, actor=alice)  # holds the chain head
         # Another writer appends meanwhile: it is not blocked; its record is stored pending.
         other = _in_thread(
             lambda: services_audit.record("membership.set", ("membership", "1"), user=alice).pk
@@ -284,7 +284,7 @@ def test_parallel_verification_in_segments_names_the_first_edited_record(alice, 
         "AUDIT_VERIFY_SEGMENT_MIN": 4,
     }
     for i in range(12):
-        services.do_update_fleet(alice, north, poll_interval_s=30 + i)
+        services.do_update_fleet(north, poll_interval_s=30 + i, actor=alice)
     assert services_audit.verify_all() == (12, None)
     raw(f"ALTER TABLE {TABLE} DISABLE TRIGGER audit_append_only")
     try:

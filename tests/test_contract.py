@@ -80,24 +80,24 @@ def test_an_undeclared_audit_action_is_refused_and_the_declared_ones_are_listed(
 def test_the_services_hold_the_rules_for_every_caller_not_just_the_api(alice, olivia, north, south):
     # The rollout completion and demo_setup call do_put_layer directly: same rules, same message.
     with pytest.raises(ServiceError, match=r"unknown sections \['nonsense'\]"):
-        services.do_put_layer(None, north, name="x", scope="fleet", sections={"nonsense": {}})
+        services.do_put_layer(north, name="x", scope="fleet", sections={"nonsense": {}}, actor=None)
     with pytest.raises(ServiceError, match="layer name must be"):
-        services.do_put_layer(None, north, name="bad name", scope="fleet", sections={})
+        services.do_put_layer(north, name="bad name", scope="fleet", sections={}, actor=None)
     with pytest.raises(ServiceError, match="a label layer needs a non-empty 'selector'"):
-        services.do_put_layer(None, north, name="x", scope="label", sections={})
+        services.do_put_layer(north, name="x", scope="label", sections={}, actor=None)
     other, _ = enroll(south, "south-1")
     with pytest.raises(NotFound, match="not found in fleet 'north'"):
-        services.do_put_layer(None, north, name="x", scope="node", node=other, sections={})
+        services.do_put_layer(north, name="x", scope="node", node=other, sections={}, actor=None)
     with pytest.raises(Forbidden, match="only global admins create fleets"):
-        services.do_create_fleet(olivia, slug="east", name="East")
+        services.do_create_fleet(slug="east", name="East", actor=olivia)
     with pytest.raises(ServiceError, match="description must be text"):
-        services.do_update_fleet(alice, north, description=None)  # type: ignore[arg-type]
+        services.do_update_fleet(north, description=None, actor=alice)  # type: ignore[arg-type]
     with pytest.raises(ServiceError, match="invalid compliance settings: mode"):
-        services.do_set_compliance(alice, north, mode=None)  # type: ignore[arg-type]
+        services.do_set_compliance(north, mode=None, actor=alice)  # type: ignore[arg-type]
     with pytest.raises(ServiceError, match="you cannot erase your own account"):
-        do_erase_user(alice, username="alice")
+        do_erase_user(username="alice", actor=alice)
     with pytest.raises(Forbidden, match="only global admins erase accounts"):
-        do_erase_user(olivia, username="alice")
+        do_erase_user(username="alice", actor=olivia)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_lists_paginate_with_a_total_and_a_next_link(alice, north, admin_api):
 
 def test_the_audit_log_pages_by_cursor(alice, north, admin_api):
     for i in range(3):
-        services.do_update_fleet(alice, north, poll_interval_s=10 + i)
+        services.do_update_fleet(north, poll_interval_s=10 + i, actor=alice)
     first = admin_api(alice).get("/audit/records?action=fleet.update&limit=2")
     seqs = [r["seq"] for r in first.json()]
     assert len(seqs) == 2 and f"after_seq={seqs[-1]}" in first["Link"]

@@ -82,7 +82,7 @@ def test_an_export_has_a_signed_manifest_that_the_offline_verifier_accepts(
 ):
     settings.EDGEFLEET = {**settings.EDGEFLEET, "AUDIT_CHECKPOINT_EVERY": 5}
     for i in range(12):
-        services.do_update_fleet(alice, north, poll_interval_s=40 + i)
+        services.do_update_fleet(north, poll_interval_s=40 + i, actor=alice)
     body, manifest = download(admin_api, alice, f"format={fmt}")
     # 12 updates and alice's login; not the export's own record, which comes after its snapshot.
     assert manifest["manifest"]["complete"] and manifest["manifest"]["records"] == 13
@@ -106,8 +106,8 @@ def test_an_export_has_a_signed_manifest_that_the_offline_verifier_accepts(
 def test_the_export_itself_is_audited_and_a_compliance_officer_sees_only_their_fleet(
     alice, carol, north, south, admin_api, tmp_path
 ):
-    services.do_update_fleet(alice, north, poll_interval_s=41)
-    services.do_update_fleet(alice, south, poll_interval_s=42)
+    services.do_update_fleet(north, poll_interval_s=41, actor=alice)
+    services.do_update_fleet(south, poll_interval_s=42, actor=alice)
     body, manifest = download(admin_api, carol, "format=jsonl")
     lines = [json.loads(x) for x in body.decode().splitlines()]
     assert lines and {x["fleet"] for x in lines} == {north.pk}
@@ -119,7 +119,7 @@ def test_the_export_itself_is_audited_and_a_compliance_officer_sees_only_their_f
 
 
 def test_someone_elses_export_manifest_is_not_found(alice, carol, north, admin_api):
-    services.do_update_fleet(alice, north, poll_interval_s=41)
+    services.do_update_fleet(north, poll_interval_s=41, actor=alice)
     r = admin_api(carol).get("/audit/export?format=csv")
     b"".join(r.streaming_content)
     other = admin_api(alice).get(f"/audit/exports/{r['X-Export-Id']}/manifest")
@@ -132,8 +132,8 @@ def test_the_cli_export_and_the_audit_log_filters_by_actor(
 ):
     from django.core.management import call_command
 
-    services.do_update_fleet(alice, north, poll_interval_s=41)
-    services.do_create_enrollment_token(olivia, north)
+    services.do_update_fleet(north, poll_interval_s=41, actor=alice)
+    services.do_create_enrollment_token(north, actor=olivia)
     records = admin_api(alice).get("/audit/records?actor=user:olivia").json()
     assert [r["action"] for r in records] == ["enrollment_token.create"]
     assert records[0]["actor_name"] == "olivia" and "olivia" not in json.dumps(
@@ -151,7 +151,7 @@ def test_the_cli_export_and_the_audit_log_filters_by_actor(
 def test_an_erased_account_leaves_unlinkable_records_and_the_chain_still_verifies(
     alice, olivia, north, admin_api
 ):
-    services.do_create_enrollment_token(olivia, north)
+    services.do_create_enrollment_token(north, actor=olivia)
     ref = audit.user_ref(olivia)
     r = admin_api(alice).post("/privacy/erasure", {"kind": "user", "ref": "olivia"})
     assert r.status_code == 200, r.content
@@ -254,7 +254,7 @@ def test_under_hipaa_no_content_reaches_the_control_plane_and_audit_records_neve
     alice, north, north_node, node_api
 ):
     node, credential = north_node
-    services.do_set_compliance(alice, north, mode="hipaa")
+    services.do_set_compliance(north, mode="hipaa", actor=alice)
     events(
         node_api,
         credential,
@@ -271,10 +271,10 @@ def test_under_hipaa_no_content_reaches_the_control_plane_and_audit_records_neve
 
 def test_a_gdpr_fleet_stores_content_only_when_it_opts_in(alice, north, north_node, node_api):
     node, credential = north_node
-    services.do_set_compliance(alice, north, mode="gdpr", allowed_regions=["eu-west-1"])
+    services.do_set_compliance(north, mode="gdpr", allowed_regions=["eu-west-1"], actor=alice)
     events(node_api, credential, ("request.served", {"content": "hello"}))
     assert "content" not in NodeEventRecord.objects.get(seq=1).data
-    services.do_set_compliance(alice, north, store_content=True)
+    services.do_set_compliance(north, store_content=True, actor=alice)
     events(node_api, credential, ("request.served", {"content": "hello"}), start=2)
     assert NodeEventRecord.objects.get(seq=2).data["content"] == "hello"
 
@@ -300,11 +300,11 @@ def test_the_records_of_processing_describe_each_fleet_as_configured(
     alice, north, carol, admin_api
 ):
     services.do_set_compliance(
-        alice,
         north,
         mode="gdpr",
         allowed_regions=["eu-west-1"],
         cloud_endpoints=[{"name": "openai-us", "region": "us-east-1"}],
+        actor=alice,
     )
     r = admin_api(carol).get("/privacy/records-of-processing")
     assert r.status_code == 200
@@ -317,7 +317,7 @@ def test_the_records_of_processing_describe_each_fleet_as_configured(
 def test_hipaa_keeps_audit_records_at_least_six_years(alice, north, settings):
     settings.EDGEFLEET = {**settings.EDGEFLEET, "AUDIT_RETENTION_DAYS": 30}
     assert audit.retention_days() == 30
-    services.do_set_compliance(alice, north, mode="hipaa")
+    services.do_set_compliance(north, mode="hipaa", actor=alice)
     assert audit.retention_days() >= 6 * 365
 
 
@@ -383,7 +383,6 @@ def test_the_control_plane_forwards_only_redacted_phi_to_a_cloud_without_a_baa(
     upstream = cloud_llm.split("//")[1].split("/")[0].split(":")
     proxy = OnOffProxy(upstream[0], int(upstream[1]))
     services.do_set_compliance(
-        alice,
         north,
         mode="hipaa",
         cloud_endpoints=[
@@ -394,6 +393,7 @@ def test_the_control_plane_forwards_only_redacted_phi_to_a_cloud_without_a_baa(
                 "model": "tiny",
             },
         ],
+        actor=alice,
     )
     body = {
         "agent": "triage",
@@ -410,7 +410,7 @@ def test_the_control_plane_forwards_only_redacted_phi_to_a_cloud_without_a_baa(
     rec = AuditRecord.objects.get(action="escalation.forward")
     assert rec.after["endpoint"] == "plain-cloud" and "lisinopril" not in rec.content
 
-    services.do_set_compliance(alice, north, phi_action="refuse")
+    services.do_set_compliance(north, phi_action="refuse", actor=alice)
     r = node_api(credential).post("/escalate", body)
     assert r.status_code == 403 and "business associate agreement" in r.json()["detail"]
     assert AuditRecord.objects.filter(action="escalation.refused").count() == 1
@@ -458,7 +458,7 @@ def test_failed_logins_are_recorded_and_rate_limited_with_a_clear_message(olivia
 def test_sessions_time_out_when_idle_and_sooner_for_people_who_see_a_hipaa_fleet(
     alice, olivia, victor, north, south, settings
 ):
-    services.do_set_compliance(alice, south, mode="hipaa")
+    services.do_set_compliance(south, mode="hipaa", actor=alice)
     for user, expected in (
         (olivia, settings.SESSION_COOKIE_AGE),
         (alice, settings.EDGEFLEET["HIPAA_SESSION_IDLE_S"]),

@@ -29,7 +29,7 @@ def test_enrolling_with_a_valid_token_returns_a_node_id_and_a_credential_shown_o
     north, node_api
 ):
     token, plaintext = services.do_create_enrollment_token(
-        None, north, labels={"site": "oslo"}, max_uses=2
+        north, labels={"site": "oslo"}, max_uses=2, actor=None
     )
     r = node_api().post("/enroll", enroll_body(plaintext))
     assert r.status_code == 201, r.content
@@ -57,7 +57,7 @@ def test_enrolling_with_a_valid_token_returns_a_node_id_and_a_credential_shown_o
 def test_enrolling_with_an_unusable_token_is_refused_with_the_reason(
     north, node_api, change, message
 ):
-    token, plaintext = services.do_create_enrollment_token(None, north)
+    token, plaintext = services.do_create_enrollment_token(north, actor=None)
     EnrollmentToken.objects.filter(pk=token.pk).update(**change)
     r = node_api().post("/enroll", enroll_body(plaintext))
     assert r.status_code == 401
@@ -72,14 +72,14 @@ def test_enrolling_with_an_unknown_token_is_refused(north, node_api):
 
 
 def test_a_token_with_one_use_enrolls_exactly_one_node(north, node_api):
-    _, plaintext = services.do_create_enrollment_token(None, north, max_uses=1)
+    _, plaintext = services.do_create_enrollment_token(north, max_uses=1, actor=None)
     assert node_api().post("/enroll", enroll_body(plaintext, "a")).status_code == 201
     assert node_api().post("/enroll", enroll_body(plaintext, "b")).status_code == 401
     assert Node.objects.count() == 1
 
 
 def test_enrolling_a_second_node_with_the_same_name_in_a_fleet_is_a_conflict(north, node_api):
-    _, plaintext = services.do_create_enrollment_token(None, north, max_uses=5)
+    _, plaintext = services.do_create_enrollment_token(north, max_uses=5, actor=None)
     node_api().post("/enroll", enroll_body(plaintext, "same"))
     r = node_api().post("/enroll", enroll_body(plaintext, "same"))
     assert r.status_code == 409
@@ -120,7 +120,7 @@ def test_a_revoked_node_gets_401_at_once(north_node, node_api, alice):
     node, cred = north_node
     api = node_api(cred)
     assert api.get("/desired-state").status_code == 200
-    services.do_revoke_node(alice, node)
+    services.do_revoke_node(node, actor=alice)
     r = api.get("/desired-state")
     assert r.status_code == 401
     assert "revoked" in r.json()["detail"]
@@ -198,12 +198,12 @@ def test_a_layer_change_reaches_only_the_nodes_whose_document_changed(north, oli
         for n, c in [("oslo", oslo_cred), ("bergen", bergen_cred)]
     }
     _, changed = services.do_put_layer(
-        olivia,
         north,
         name="oslo-routing",
         scope="label",
         selector={"site": "oslo"},
         sections={"routing": {"escalate_above": 0.7}},
+        actor=olivia,
     )
     assert changed == 1
     r = node_api(oslo_cred).get("/desired-state", **{"If-None-Match": etags["oslo"]})
@@ -223,7 +223,6 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
 ):
     node, cred = enroll(north, "n", {"site": "oslo"})
     services.do_put_layer(
-        olivia,
         north,
         name="base",
         scope="fleet",
@@ -231,22 +230,23 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
             "routing": {"mode": "local", "threshold": 0.5},
             "tools": {"rules": {"clock": {"mode": "allow"}}},
         },
+        actor=olivia,
     )
     services.do_put_layer(
-        olivia,
         north,
         name="oslo",
         scope="label",
         selector={"site": "oslo"},
         sections={"routing": {"threshold": 0.8}},
+        actor=olivia,
     )
     services.do_put_layer(
-        olivia,
         north,
         name="this-node",
         scope="node",
         node=node,
         sections={"tools": {"rules": {"http_get": {"mode": "deny"}}}},
+        actor=olivia,
     )
     doc = node_api(cred).get("/desired-state").json()
     assert doc["routing"] == {"mode": "local", "threshold": 0.8}
@@ -257,9 +257,11 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
 def test_rewriting_a_layer_with_the_same_content_does_not_bump_the_revision(north_node, olivia):
     node, _ = north_node
     fleet = node.fleet
-    services.do_put_layer(olivia, fleet, name="base", scope="fleet", sections={"routing": {"a": 1}})
+    services.do_put_layer(
+        fleet, name="base", scope="fleet", sections={"routing": {"a": 1}}, actor=olivia
+    )
     _, changed = services.do_put_layer(
-        olivia, fleet, name="base", scope="fleet", sections={"routing": {"a": 1}}
+        fleet, name="base", scope="fleet", sections={"routing": {"a": 1}}, actor=olivia
     )
     assert changed == 0
     node.refresh_from_db()
@@ -270,7 +272,7 @@ def test_a_slower_fleet_poll_interval_reaches_nodes_on_their_next_304(north_node
     node, cred = north_node
     api = node_api(cred)
     etag = api.get("/desired-state")["ETag"]
-    services.do_update_fleet(alice, node.fleet, poll_interval_s=300)
+    services.do_update_fleet(node.fleet, poll_interval_s=300, actor=alice)
     r = api.get("/desired-state", **{"If-None-Match": etag})
     assert r.status_code == 304
     assert 270 <= float(r["X-Poll-Interval"]) <= 330
@@ -499,7 +501,7 @@ def test_every_node_endpoint_refuses_a_bad_credential_with_401_and_changes_nothi
 ):
     node, cred = north_node
     if credential == "revoked":
-        services.do_revoke_node(alice, node)
+        services.do_revoke_node(node, actor=alice)
     elif credential == "expired":
         NodeCredential.objects.filter(node=node).update(expires_at=timezone.now())
     bearer = {"none": None, "unknown": "efn_" + "x" * 43}.get(credential, cred)

@@ -37,7 +37,7 @@ def run_worker():
 
 @pytest.fixture
 def tiny(db, alice, tiny_f32):
-    return registry.do_register_artifact(alice, tiny_f32, name="tiny")
+    return registry.do_register_artifact(tiny_f32, name="tiny", actor=alice)
 
 
 def test_registering_a_gguf_reads_its_metadata_and_signs_a_manifest(alice, tiny_f32, db):
@@ -117,7 +117,7 @@ def test_quantization_runs_on_the_task_worker_and_records_size_and_bits_per_weig
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_quantization_is_recorded_on_the_job(alice, tiny, monkeypatch):
-    (job,) = registry.do_quantize(alice, tiny, ["Q2_K"])
+    (job,) = registry.do_quantize(tiny, ["Q2_K"], actor=alice)
 
     def broken(*args, **kwargs):
         raise RuntimeError("llama_model_quantize failed with code 1 for Q2_K")
@@ -162,7 +162,7 @@ def test_auto_picks_the_best_variant_that_fits_with_its_kv_cache_and_says_why():
 def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
     alice, admin_api, north, tiny
 ):
-    registry.run_quantization(registry.do_quantize(alice, tiny, ["Q4_K_M"])[0].pk)
+    registry.run_quantization(registry.do_quantize(tiny, ["Q4_K_M"], actor=alice)[0].pk)
     q4 = Artifact.objects.get(variant="Q4_K_M")
     big, _ = enroll(north, "big")
     small, _ = enroll(north, "small")
@@ -173,11 +173,11 @@ def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
     Node.objects.filter(pk=tiny_node.pk).update(hardware={"ram_mb": 4})
     services.do_put_layer(
-        alice,
         north,
         name="model",
         scope="fleet",
         sections={"model": {"name": "tiny", "variant": "auto"}},
+        actor=alice,
     )
     docs = {
         n.name: desired_state.document(n)["model"] for n in Node.objects.select_related("fleet")
@@ -200,14 +200,14 @@ def test_a_new_variant_changes_the_revision_only_of_nodes_whose_choice_changes(a
     Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
     services.do_put_layer(
-        alice,
         north,
         name="model",
         scope="fleet",
         sections={"model": {"name": "tiny", "variant": "auto"}},
+        actor=alice,
     )
     before = dict(Node.objects.values_list("name", "desired_revision"))
-    registry.run_quantization(registry.do_quantize(alice, tiny, ["Q4_K_M"])[0].pk)
+    registry.run_quantization(registry.do_quantize(tiny, ["Q4_K_M"], actor=alice)[0].pk)
     after = dict(Node.objects.values_list("name", "desired_revision"))
     assert after["big"] == before["big"]  # still F32
     assert after["small"] == before["small"] + 1  # nothing fitted; now Q4_K_M does

@@ -19,15 +19,15 @@ from .conftest import enroll
 @pytest.fixture
 def fleet(alice, north, tiny_f32):
     """Four nodes on tiny:F32 (a layer), with tiny:Q4_K_M registered to roll out."""
-    f32 = registry.do_register_artifact(alice, tiny_f32, name="tiny")
-    registry.run_quantization(registry.do_quantize(alice, f32, ["Q4_K_M"])[0].pk)
+    f32 = registry.do_register_artifact(tiny_f32, name="tiny", actor=alice)
+    registry.run_quantization(registry.do_quantize(f32, ["Q4_K_M"], actor=alice)[0].pk)
     nodes = [enroll(north, f"n{i}")[0] for i in range(4)]
     services.do_put_layer(
-        alice,
         north,
         name="model",
         scope="fleet",
         sections={"model": {"name": "tiny", "variant": "F32"}},
+        actor=alice,
     )
     for node in nodes:
         report(node, "ok")
@@ -119,11 +119,11 @@ def test_a_healthy_canary_proceeds_wave_by_wave_and_lands_in_the_layer(alice, fl
 
 def test_a_canary_that_fails_to_load_halts_the_rollout_and_rolls_it_back(alice, fleet, admin_api):
     rollout = rollouts.do_start_rollout(
-        alice,
         fleet,
         model={"name": "tiny", "variant": "Q4_K_M"},
         waves=[1, "100%"],
         wave_wait_s=600,
+        actor=alice,
     )
     canary = Node.objects.get(name="n0")
     f32_digest = RolloutNode.objects.get(node=canary).previous_digest
@@ -143,7 +143,7 @@ def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
     for node in Node.objects.all():
         requests(node, 10, latency_ms=100)
     rollout = rollouts.do_start_rollout(
-        alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=60
+        fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=60, actor=alice
     )
     canary = Node.objects.get(name="n0")
     report(canary)
@@ -155,14 +155,14 @@ def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
     )
 
     services.do_put_layer(
-        alice,
         fleet,
         name="model",
         scope="fleet",
         sections={"model": {"name": "tiny", "variant": "F32"}},
+        actor=alice,
     )
     rollout = rollouts.do_start_rollout(
-        alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=60
+        fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=60, actor=alice
     )
     report(Node.objects.get(name="n0"))
     requests(Node.objects.get(name="n0"), 10, error=1)
@@ -172,7 +172,7 @@ def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
 
 def test_a_canary_that_never_applies_fails_at_the_end_of_its_window(alice, fleet):
     rollout = rollouts.do_start_rollout(
-        alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=30
+        fleet, model={"name": "tiny", "variant": "Q4_K_M"}, wave_wait_s=30, actor=alice
     )
     assert rollouts.do_check_rollout(rollout).status == "running"
     rollout = rollouts.do_check_rollout(rollout, later(rollout))
@@ -233,7 +233,7 @@ def test_the_rollout_task_checks_and_reschedules_itself(
 
     with django_capture_on_commit_callbacks(execute=True):
         rollout = rollouts.do_start_rollout(
-            alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"}
+            fleet, model={"name": "tiny", "variant": "Q4_K_M"}, actor=alice
         )
     assert DBTaskResult.objects.filter(task_path__endswith="check_rollout").count() == 1
     with django_capture_on_commit_callbacks(execute=True):
@@ -244,7 +244,7 @@ def test_the_rollout_task_checks_and_reschedules_itself(
 def test_a_full_poll_gives_a_node_the_rollouts_model_once_its_wave_starts(alice, fleet, node_api):
     canary, credential = enroll(fleet, "a0")  # sorts first: the canary
     assert node_api(credential).get("/desired-state").json()["model"]["variant"] == "F32"
-    rollouts.do_start_rollout(alice, fleet, model={"name": "tiny", "variant": "Q4_K_M"})
+    rollouts.do_start_rollout(fleet, model={"name": "tiny", "variant": "Q4_K_M"}, actor=alice)
     model = node_api(credential).get("/desired-state").json()["model"]
     assert model["variant"] == "Q4_K_M"
     assert Node.objects.get(pk=canary.pk).desired_model_digest == f"sha256:{model['sha256']}"

@@ -72,7 +72,7 @@ postgres_only = pytest.mark.skipif(
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_enrollments_never_spend_a_token_beyond_its_use_limit(north):
-    _, plaintext = services.do_create_enrollment_token(None, north, max_uses=3)
+    _, plaintext = services.do_create_enrollment_token(north, max_uses=3, actor=None)
     results: list[str] = []
     barrier = threading.Barrier(8)
 
@@ -142,7 +142,7 @@ def test_concurrent_audit_writers_keep_the_chain_intact(north, alice):
         try:
             fleet = Fleet.objects.get(pk=north.pk)
             for j in range(25):
-                services.do_update_fleet(alice, fleet, poll_interval_s=10 + i * 100 + j)
+                services.do_update_fleet(fleet, poll_interval_s=10 + i * 100 + j, actor=alice)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:

@@ -62,7 +62,7 @@ def do_revoke_personal_token(user, token: PersonalToken, *, request=None) -> Per
 
 
 @transaction.atomic
-def do_set_membership(actor, *, user, fleet, role: str | None, request=None) -> Membership | None:
+def do_set_membership(*, actor, user, fleet, role: str | None, request=None) -> Membership | None:
     """Give `user` a role in `fleet` (None removes it)."""
     current = Membership.objects.filter(user=user, fleet=fleet).first()
     before = {"role": current.role} if current else None

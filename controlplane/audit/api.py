@@ -113,7 +113,6 @@ def export_records(request, q: Query[ExportQuery]):
     """Stream the selected records (CSV or JSON Lines). The signed manifest is ready once the body
     has been read: GET /audit/exports/{X-Export-Id}/manifest."""
     row, body = export.do_export(
-        request.auth,
         fmt=q.format,
         fleet=q.fleet,
         who=q.actor,
@@ -121,6 +120,7 @@ def export_records(request, q: Query[ExportQuery]):
         since=q.since,
         until=q.until,
         request=request,
+        actor=request.auth,
     )
     response = StreamingHttpResponse(body, content_type=export.FORMATS[q.format])
     response["Content-Disposition"] = f'attachment; filename="audit-{row.pk}.{q.format}"'
@@ -157,12 +157,12 @@ def verifier(request):
 @router.post("/privacy/erasure", response={200: ErasureOut, **ERRORS})
 def erase(request, payload: ErasureIn):
     if payload.kind == "user":
-        pseud = privacy.do_erase_user(request.auth, username=payload.ref, request=request)
+        pseud = privacy.do_erase_user(username=payload.ref, request=request, actor=request.auth)
     else:
         if not payload.fleet:
             raise ServiceError("'fleet' is required to erase an edge data subject")
         fleet = access_fleet(request.auth, payload.fleet, ERASE)
-        pseud = privacy.do_erase_subject(request.auth, fleet, payload.ref, request=request)
+        pseud = privacy.do_erase_subject(fleet, payload.ref, request=request, actor=request.auth)
     return {"erased": True, "pseudonym": pseud}
 
 

@@ -45,8 +45,8 @@ CHUNK = 5000
 
 @transaction.atomic
 def do_export(
-    actor,
     *,
+    actor,
     fmt: str,
     fleet: str | None = None,
     who: str = "",

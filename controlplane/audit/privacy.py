@@ -40,7 +40,7 @@ SUBJECT_DATA: list[SubjectDataEraser] = []
 
 
 @transaction.atomic
-def do_erase_user(actor, *, username: str, request=None) -> str:
+def do_erase_user(*, actor, username: str, request=None) -> str:
     """Erase a person with an account: anonymise the account, drop their access, and destroy their
     pseudonym key. Their audit records stay (and verify) but no longer lead to them. Only global
     admins erase accounts (an account belongs to no fleet), never their own."""
@@ -77,7 +77,7 @@ def do_erase_user(actor, *, username: str, request=None) -> str:
 
 
 @transaction.atomic
-def do_erase_subject(actor, fleet, ref: str, *, request=None) -> str:
+def do_erase_subject(fleet, ref: str, *, actor, request=None) -> str:
     """Erase a data subject the edge reported (the `user` a node's agent served): delete the events
     that name them (SUBJECT_DATA) and destroy their pseudonym key."""
     key = (

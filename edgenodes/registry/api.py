@@ -113,7 +113,7 @@ def upload_model(request, file: File[UploadedFile], name: str = Form("", max_len
     """Register a GGUF file (multipart field `file`; optional `name`, else the file's own name).
     The metadata is read from the file; a file that is not valid GGUF is refused with the reason."""
     queries.access_registry(request.auth, ADMINISTER)
-    artifact = services.register_upload(request.auth, file, name=name, request=request)
+    artifact = services.register_upload(file, name=name, request=request, actor=request.auth)
     return Status(201, artifact)
 
 
@@ -128,7 +128,7 @@ def quantize(request, name: str, payload: QuantizeIn):
     /quantization-jobs/{id}."""
     source = queries.access_artifact(request.auth, name, payload.source, ADMINISTER)
     return Status(
-        202, services.do_quantize(request.auth, source, payload.variants, request=request)
+        202, services.do_quantize(source, payload.variants, request=request, actor=request.auth)
     )
 
 

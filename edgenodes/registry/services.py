@@ -105,7 +105,7 @@ def slug(text: str) -> str:
 
 @transaction.atomic
 def do_register_artifact(
-    user, path: Path, *, name: str = "", source: Artifact | None = None, request=None
+    path: Path, *, actor, name: str = "", source: Artifact | None = None, request=None
 ) -> Artifact:
     """Register the GGUF file at `path` (kept by the caller; the registry stores its own copy).
 
@@ -148,12 +148,12 @@ def do_register_artifact(
         source=source,
         manifest=signed,
         signature=signature,
-        created_by=user if user is not None and user.is_authenticated else None,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
     )
     record(
         "artifact.register",
         artifact,
-        user=user,
+        user=actor,
         request=request,
         after={
             "name": name,
@@ -191,19 +191,19 @@ def refresh_assigned(name: str) -> int:
     return changed
 
 
-def register_upload(user, upload, *, name: str = "", request=None) -> Artifact:
+def register_upload(upload, *, actor, name: str = "", request=None) -> Artifact:
     """An uploaded file (Django spools large ones to disk); small ones are written out first."""
     temp_path = getattr(upload, "temporary_file_path", None)
     if temp_path is not None:
         return do_register_artifact(
-            user, Path(temp_path()), name=name or Path(upload.name).stem, request=request
+            Path(temp_path()), name=name or Path(upload.name).stem, request=request, actor=actor
         )
     with tempfile.NamedTemporaryFile(suffix=".gguf") as tmp:
         for chunk in upload.chunks():
             tmp.write(chunk)
         tmp.flush()
         return do_register_artifact(
-            user, Path(tmp.name), name=name or Path(upload.name or "").stem, request=request
+            Path(tmp.name), name=name or Path(upload.name or "").stem, request=request, actor=actor
         )
 
 
@@ -212,7 +212,7 @@ def register_upload(user, upload, *, name: str = "", request=None) -> Artifact:
 
 @transaction.atomic
 def do_quantize(
-    user, source: Artifact, variants: list[str], *, request=None
+    source: Artifact, variants: list[str], *, actor, request=None
 ) -> list[QuantizationJob]:
     if source.variant not in QUANTIZABLE_SOURCES:
         raise ServiceError(
@@ -238,14 +238,14 @@ def do_quantize(
         job = QuantizationJob.objects.create(
             source=source,
             variant=variant,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=actor if actor is not None and actor.is_authenticated else None,
         )
         job.task_id = str(quantize_artifact.enqueue(job.pk).id)
         job.save(update_fields=["task_id"])
         record(
             "artifact.quantize",
             job,
-            user=user,
+            user=actor,
             request=request,
             after={"source": str(source), "variant": variant},
         )
@@ -298,7 +298,9 @@ def run_quantization(job_id: int) -> int | None:
                     _set_job(job, progress=round(min(out.stat().st_size / expected, 0.99), 3))
             if failure:
                 raise failure[0]
-            artifact = do_register_artifact(job.created_by, out, name=source.name, source=source)
+            artifact = do_register_artifact(
+                out, name=source.name, source=source, actor=job.created_by
+            )
         except Exception as exc:
             log.exception("quantization job %s failed", job.pk)
             _set_job(

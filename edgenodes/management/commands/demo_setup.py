@@ -6,8 +6,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from agents.tinymodel import write_tiny_llama
 from edgenodes import services
 from edgenodes.models import Fleet
+from edgenodes.registry import services as registry
+from edgenodes.registry.models import Artifact
 
 
 class Command(BaseCommand):
@@ -42,22 +45,18 @@ class Command(BaseCommand):
         demo = Fleet.objects.filter(slug=fleet).first()
         if demo is None:
             demo = services.do_create_fleet(
-                user, slug=fleet, name="Demo fleet", description="Created by make run"
+                slug=fleet, name="Demo fleet", description="Created by make run", actor=user
             )
         self.demo_node(user, demo)
 
     def demo_node(self, user, fleet) -> None:
         """A generated tiny model assigned to the fleet, and an enrollment token for the demo node
         (scripts/demo-node.sh enrolls it and runs it)."""
-        from agents.tinymodel import write_tiny_llama
-        from edgenodes.registry import services as registry
-        from edgenodes.registry.models import Artifact
-
         if not Artifact.objects.filter(name="edgefleet-tiny").exists():
             f32 = write_tiny_llama(settings.VAR_DIR / "models" / "edgefleet-tiny-F32.gguf")
-            source = registry.do_register_artifact(user, f32, name="edgefleet-tiny")
+            source = registry.do_register_artifact(f32, name="edgefleet-tiny", actor=user)
             # The same background jobs an admin queues; run here at once so the demo starts ready.
-            for job in registry.do_quantize(user, source, ["Q8_0", "Q4_K_M"]):
+            for job in registry.do_quantize(source, ["Q8_0", "Q4_K_M"], actor=user):
                 registry.run_quantization(job.pk)
             self.stdout.write(
                 "Registered a generated tiny model (random weights: it answers, but makes no "
@@ -65,7 +64,6 @@ class Command(BaseCommand):
             )
         if not fleet.layers.filter(name="demo-assignment").exists():
             services.do_put_layer(
-                user,
                 fleet,
                 name="demo-assignment",
                 scope="fleet",
@@ -92,11 +90,12 @@ class Command(BaseCommand):
                         },
                     },
                 },
+                actor=user,
             )
         state = settings.VAR_DIR / "demo-node"
         if not (state / "node.json").exists():
             _, token = services.do_create_enrollment_token(
-                user, fleet, labels={"role": "demo"}, note="demo node"
+                fleet, labels={"role": "demo"}, note="demo node", actor=user
             )
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
             token_file = settings.VAR_DIR / "demo-node-token"

@@ -96,7 +96,6 @@ class Command(BaseCommand):
         path = Path(out)
         try:
             row, body = export.do_export(
-                None,
                 fmt=format,
                 fleet=fleet,
                 who=actor or "",
@@ -104,6 +103,7 @@ class Command(BaseCommand):
                 since=_when(since),
                 until=_when(until),
                 via="cli",
+                actor=None,
             )
             with path.open("wb") as f:
                 for chunk in body:

@@ -18,7 +18,7 @@ class Command(BaseCommand):
         if not p.is_file():
             raise CommandError(f"{path}: no such file")
         try:
-            a = do_register_artifact(None, p, name=name)
+            a = do_register_artifact(p, name=name, actor=None)
         except ServiceError as exc:
             raise CommandError(f"{path}: {exc.message}") from None
         self.stdout.write(
