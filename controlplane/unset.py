@@ -5,7 +5,7 @@ default)."""
 from __future__ import annotations
 
 from enum import Enum
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 
 class _Unset(Enum):
@@ -17,3 +17,8 @@ class _Unset(Enum):
 
 UNSET: Final = _Unset.UNSET
 Unset = Literal[_Unset.UNSET]
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that are not UNSET: what a PATCH asks to change."""
+    return {k: v for k, v in values.items() if v is not UNSET}

@@ -30,7 +30,7 @@ from controlplane.audit.services import entry as audit_entry
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import Conflict, Forbidden, NotFound, ServiceError, Unauthorized
 from controlplane.events import publish_on_commit
-from controlplane.unset import UNSET, Unset
+from controlplane.unset import UNSET, Unset, given
 
 from . import desired_state
 from .models import (
@@ -110,15 +110,7 @@ def do_update_fleet(
 ) -> Fleet:
     """Change what is given (UNSET: unchanged; a poll interval of None: the global default)."""
     before = _fleet_snapshot(fleet)
-    changes = {
-        k: v
-        for k, v in {
-            "name": name,
-            "description": description,
-            "poll_interval_s": poll_interval_s,
-        }.items()
-        if v is not UNSET
-    }
+    changes = given(name=name, description=description, poll_interval_s=poll_interval_s)
     for key, value in changes.items():
         setattr(fleet, key, value)
     _check_fleet_fields(fleet.name, fleet.description, fleet.poll_interval_s)
@@ -155,15 +147,15 @@ def do_set_compliance(
     nodes changed)."""
     fleet = Fleet.objects.select_for_update().get(pk=fleet.pk)
     current = fleet.compliance_settings()
-    given = {
-        "mode": mode,
-        "phi_action": phi_action,
-        "store_content": store_content,
-        "allowed_regions": allowed_regions,
-        "cloud_endpoints": cloud_endpoints,
-        "events_retention_days": events_retention_days,
-    }
-    merged = {**current.model_dump(), **{k: v for k, v in given.items() if v is not UNSET}}
+    changes = given(
+        mode=mode,
+        phi_action=phi_action,
+        store_content=store_content,
+        allowed_regions=allowed_regions,
+        cloud_endpoints=cloud_endpoints,
+        events_retention_days=events_retention_days,
+    )
+    merged = {**current.model_dump(), **changes}
     try:
         new = ComplianceSettings.model_validate(merged)
     except ValidationError as exc:

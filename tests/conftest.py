@@ -16,6 +16,8 @@ import time
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 
 from agents.quantize import quantize
@@ -227,3 +229,14 @@ def cloud_llm(tmp_path_factory):
 def tiny_f32(tmp_path_factory):
     """A generated F32 llama GGUF (random weights), written once per test session."""
     return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "edgefleet-tiny-F32.gguf")
+
+
+@pytest.fixture
+def wsgi_in_test_transaction():
+    """Like Django's test client: WSGI calls (the fuzz) must not close the test transaction's
+    connection."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

@@ -91,7 +91,9 @@ def test_a_service_write_publishes_its_event_after_commit(north, alice, victor):
     async def scenario():
         comm = await connect(victor)
         await comm.connect()
-        await database_sync_to_async(services.do_update_fleet)(north, poll_interval_s=45, actor=alice)
+        await database_sync_to_async(services.do_update_fleet)(
+            north, poll_interval_s=45, actor=alice
+        )
         event = await comm.receive_json_from(timeout=2)
         assert event == {"event": "fleet.updated", "fleet": north.pk, "slug": "north"}
         await comm.disconnect()

@@ -39,6 +39,7 @@ FIELDS = [
     "hash",
     "content",
 ]
+COLUMNS = ["fleet_id" if f == "fleet" else f for f in FIELDS]  # what each field is read from
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 CHUNK = 5000
 
@@ -96,19 +97,7 @@ def do_export(
 
 
 def _rows(qs: QuerySet) -> Iterator[tuple]:
-    return qs.values_list(
-        "seq",
-        "ts",
-        "actor",
-        "fleet_id",
-        "action",
-        "object_type",
-        "object_id",
-        "request_id",
-        "prev_hash",
-        "hash",
-        "content",
-    ).iterator(chunk_size=CHUNK)
+    return qs.values_list(*COLUMNS).iterator(chunk_size=CHUNK)
 
 
 def stream(
