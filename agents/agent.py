@@ -1,11 +1,10 @@
 """Agents: a role, a model, permitted tools; a router agent in front of specialists.
 
 Small models produce malformed tool calls, so each step is decoded under a JSON schema built from
-the
-agent's tools (llama.cpp grammars through llama-cpp-python, `response_format` on OpenAI-compatible
-servers): the model can only emit `{"answer": "..."}` or `{"tool": "<one of its tools>",
-"arguments": {...that tool's schema...}}`. Arguments are still validated by the ToolGate before any
-tool runs (the schema constrains the shape; the gate enforces policy and constraints).
+the agent's tools (llama.cpp grammars through llama-cpp-python, `response_format` on
+OpenAI-compatible servers): the model can only emit `{"answer": "..."}` or `{"tool": "<one of its
+tools>", "arguments": {...that tool's schema...}}`. Arguments are still validated by the ToolGate
+before any tool runs (the schema constrains the shape; the gate enforces policy and constraints).
 """
 
 from __future__ import annotations
@@ -75,8 +74,7 @@ def route_schema(spec: AgentSpec) -> dict[str, Any]:
 
 def system_prompt(spec: AgentSpec, gate: ToolGate) -> str:
     """The role, then the agent's tools in the OpenAI tools format (as tool-calling chat templates
-    of
-    local models present them) and the reply protocol the grammar enforces."""
+    of local models present them) and the reply protocol the grammar enforces."""
     lines = [spec.role]
     tools = [gate.tools[t].openai_spec() for t in spec.tools if t in gate.tools]
     if tools:

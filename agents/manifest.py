@@ -1,5 +1,4 @@
-"""Signed artifact manifests: the control plane vouches for a model file, the node checks the
-voucher.
+"""Signed artifact manifests: the control plane vouches for a model file, the node checks.
 
 A manifest names one artifact (model name, variant, sha256, size) and is signed with the control
 plane's Ed25519 key over its canonical JSON. A node pins that key's public half at enrollment and

@@ -1,20 +1,17 @@
-"""The long-running edge agent: poll desired state, apply it safely, serve, report, deliver
-telemetry.
+"""The long-running edge agent: poll desired state, apply it safely, serve, report, send telemetry.
 
 State directory layout (created 0700, files 0600):
     node.json      server URL, node id, credential (written by `enroll`)
-    applied.json   the last revision applied successfully, written atomically only after a complete
-    apply
+    applied.json   the last revision applied completely, written atomically only after the apply
     status.json    what `status` shows (last contact, desired revision, last error)
     outbox.db      metrics and events waiting for the control plane (outbox.py)
     models/        verified model files, named by sha256
     sandbox/       the only directory file tools can see
 
 Applying a revision is all-or-nothing: fetch and verify the model, load it (with a smoke test),
-build
-the agents and the tool gate, and only then swap them in and record the revision in applied.json. On
-any failure the node keeps serving what it had and reports the error. A crash mid-apply leaves
-applied.json untouched, so a restart comes back on the previous state.
+build the agents and the tool gate, and only then swap them in and record the revision in
+applied.json. On any failure the node keeps serving what it had and reports the error. A crash
+mid-apply leaves applied.json untouched, so a restart comes back on the previous state.
 """
 
 from __future__ import annotations
@@ -81,8 +78,7 @@ class Runtime:
         self.threads: list[threading.Thread] = []
         self.listen = ""  # the local API's URL, once serving
 
-    # --- what the parts hold, for the CLI, the local server and tests
-    # ------------------------------
+    # --- what the parts hold, for the CLI, the local server and tests -----------------------------
 
     @property
     def node(self) -> dict[str, Any]:
@@ -133,8 +129,7 @@ class Runtime:
     ) -> Turn:
         return self.escalator.escalate(messages, endpoint, agent, subject)
 
-    # --- answering
-    # ---------------------------------------------------------------------------------
+    # --- answering --------------------------------------------------------------------------------
 
     def ask(
         self, messages: list[dict[str, Any]], agent: str | None = None, subject: str = ""
@@ -176,8 +171,7 @@ class Runtime:
         )
         return turn
 
-    # --- loops
-    # -------------------------------------------------------------------------------------
+    # --- loops ------------------------------------------------------------------------------------
 
     def _save_status(self) -> None:
         active, applier = self.active, self.applier

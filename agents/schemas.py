@@ -1,5 +1,4 @@
-"""The node API wire contract: the one set of schemas both the control plane and the edge agent
-import.
+"""The node API wire contract: the one set of schemas the control plane and the edge agent share.
 
 Plain pydantic, no Django. Every string is bounded and free of NUL bytes, numbers are finite and fit
 the database columns, so a malformed or hostile payload is a 422 with a message and never reaches
@@ -146,8 +145,7 @@ class DesiredState(BaseModel):
     compliance: dict[str, Any] = {}
 
 
-# --- sections of desired state
-# ----------------------------------------------------------------------
+# --- sections of desired state --------------------------------------------------------------------
 
 Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
@@ -162,8 +160,7 @@ class ModelAssignment(Strict):
     n_ctx: Annotated[int, Field(ge=64, le=1_048_576)] = 2048
     n_threads: Annotated[int, Field(ge=0, le=512)] = 0
     n_gpu_layers: Annotated[int, Field(ge=-1, le=1000)] = 0
-    # For backend "openai": any OpenAI-compatible server on the node (Ollama, Foundry Local,
-    # vLLM...).
+    # For backend "openai": an OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM).
     base_url: Annotated[str, Field(max_length=2000)] = ""
     remote_model: Annotated[str, Field(max_length=200)] = ""
     # From the model registry: an admin writes `name` and `variant` ("auto" or a quantization such
@@ -360,8 +357,7 @@ def validate_sections(sections: dict[str, Any]) -> None:
     CompliancePolicy.model_validate(sections.get("compliance") or {})
 
 
-# --- tool approvals
-# -----------------------------------------------------------------------------------
+# --- tool approvals -------------------------------------------------------------------------------
 
 
 class ApprovalIn(Strict):

@@ -4,8 +4,7 @@ Model weights cannot be downloaded here, so tests and `make run` write a small r
 model with the `gguf` package and quantize it with llama.cpp's own quantizer
 (`llama_cpp.llama_model_quantize`). It is a real model file: llama.cpp loads it, tokenizes, runs
 attention and sampling, and obeys grammars; it just has nothing to say. Real users register real
-GGUF
-files through the same code paths.
+GGUF files through the same code paths.
 
 Dimensions are multiples of 256 (k-quant super-blocks) and the vocabulary is padded to a multiple of
 256: the 3 control tokens, 256 byte tokens, then word pieces.

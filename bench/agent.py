@@ -5,8 +5,7 @@
    calling llama-cpp-python directly on the same GGUF with the same messages, alternating, same run.
    The model is a generated llama (4 layers, 1024 wide, Q4_K_M) so that compute, not Python, sets
    the pace, as with real models. Temperature 0: both paths generate the same tokens.
-2. Permission check and tool dispatch (ToolGate.check / .call with the outbox as audit sink):
-p50/p99.
+2. Permission check and tool dispatch (ToolGate.check / .call, outbox as audit sink): p50/p99.
 3. Outbox: enqueue rate with synchronous=NORMAL (crash-safe; the default) and FULL (power-safe), and
    the drain rate of a 20,000-event backlog into the real control plane (gunicorn, PostgreSQL).
 

@@ -21,8 +21,7 @@ from edgenodes.registry.api import router as registry_router
 
 
 class PersonalTokenAuth(HttpBearer):
-    """`Authorization: Bearer efp_…` for automation; the token's role and fleets narrow its user's
-    rights."""
+    """`Authorization: Bearer efp_…` for automation; the token's role and fleets narrow its user."""
 
     openapi_description = "Personal API token (prefix efp_)."
 

@@ -1,15 +1,13 @@
 """Last-contact timestamps, buffered per worker and written in bulk.
 
 Every poll is a contact, and a fleet polls all the time: writing `last_seen_at` on each poll would
-make
-the hottest, otherwise read-only request a write with a WAL flush. Instead each worker process keeps
-the latest contact per node in memory, and a background thread of that worker writes them all with
-one bulk UPDATE every CONTACT_FLUSH_S seconds, off the request path (written inline by a request,
-the
-flush stalled that request and its worker: poll p99 went from ~3 ms to ~100 ms). Status is still
-derived from last contact; it is at most CONTACT_FLUSH_S late (a few seconds, against poll intervals
-of tens of seconds), and a crashed worker loses at most that much contact history, never data.
-CONTACT_FLUSH_S = 0 writes every contact at once, in the request.
+make the hottest, otherwise read-only request a write with a WAL flush. Instead each worker process
+keeps the latest contact per node in memory, and a background thread of that worker writes them all
+with one bulk UPDATE every CONTACT_FLUSH_S seconds, off the request path (written inline by a
+request, the flush stalled that request and its worker: poll p99 went from ~3 ms to ~100 ms). Status
+is still derived from last contact; it is at most CONTACT_FLUSH_S late (a few seconds, against poll
+intervals of tens of seconds), and a crashed worker loses at most that much contact history, never
+data. CONTACT_FLUSH_S = 0 writes every contact at once, in the request.
 """
 
 from __future__ import annotations

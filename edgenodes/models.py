@@ -124,8 +124,7 @@ class Node(models.Model):
 
     @property
     def model_unplaceable(self) -> bool:
-        """The assignment cannot run here (no variant fits, or none exists): `model_choice` says
-        why."""
+        """The assignment cannot run here (no variant fits, or none exists); `model_choice`: why."""
         return bool(self.model_choice) and not self.desired_model_digest
 
     @property
@@ -375,9 +374,8 @@ class Rollout(models.Model):
 
     While it is active, nodes of the waves reached so far run `model` instead of what their layers
     say; the others keep their layers' model. When the last wave passes its gates, `model` is
-    written
-    into the layer `layer` and the rollout completes (no node's document changes at that moment).
-    A failing gate or an abort rolls the updated nodes back to their layers' model."""
+    written into the layer `layer` and the rollout completes (no node's document changes at that
+    moment). A failing gate or an abort rolls the updated nodes back to their layers' model."""
 
     fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="rollouts")
     model = models.JSONField()

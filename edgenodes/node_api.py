@@ -33,8 +33,7 @@ def buckets() -> TokenBuckets:
 
 
 class NodeAuth(HttpBearer):
-    """`Authorization: Bearer efn_…`. One indexed query; revocation takes effect on the next
-    request."""
+    """`Authorization: Bearer efn_…`: one indexed query; revocation counts from the next request."""
 
     openapi_description = "Node credential from enrollment (prefix efn_)."
 
@@ -110,8 +109,7 @@ ERRORS = {
     response={201: schemas.EnrollOut, 409: schemas.ErrorOut, **ERRORS},
 )
 def enroll(request, payload: schemas.EnrollIn):
-    """Trade an enrollment token and a hardware profile for a node id and a credential (shown
-    once)."""
+    """Trade an enrollment token and hardware for a node id and a credential (shown once)."""
     node, credential = services.do_enroll_node(payload, request=request)
     return Status(
         201,
@@ -182,8 +180,7 @@ def _check_batch(size: int) -> None:
 
 @router.post("/metrics", auth=NodeAuth(), response={200: schemas.AckOut, **ERRORS})
 def post_metrics(request, payload: schemas.MetricBatchIn):
-    """A batch of metric samples. Idempotent per (node, seq); `acked_seq` is what the node may
-    drop."""
+    """Metric samples, idempotent per (node, seq); the node may drop those up to `acked_seq`."""
     _check_batch(len(payload.samples))
     node = request.auth
     return services.do_ingest_metrics(node, payload)
@@ -210,8 +207,7 @@ def escalate(request, payload: schemas.EscalateIn):
 
 @router.post("/credentials/rotate", auth=NodeAuth(), response={200: schemas.RotateOut, **ERRORS})
 def rotate_credential(request):
-    """Issue a new credential (shown once); the one used for this call stays valid for the overlap
-    window."""
+    """Issue a new credential (shown once); the one used here stays valid for the overlap window."""
     node = request.auth
     credential, valid_until = services.do_rotate_node_credential(
         node, request.node_credential, request=request

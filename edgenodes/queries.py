@@ -90,8 +90,7 @@ def access_rollout(user, rollout_id: int, action: str = VIEW) -> Rollout:
     )
 
 
-# --- lists
-# ------------------------------------------------------------------------------------------
+# --- lists ----------------------------------------------------------------------------------------
 
 
 def fleets(user, action: str = VIEW) -> QuerySet[Fleet]:

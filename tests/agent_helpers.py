@@ -1,5 +1,4 @@
-"""Helpers for the agent tests: generated models and a TCP proxy that can take the control plane
-away."""
+"""Helpers for the agent tests: generated models, and a TCP proxy that can cut the control plane."""
 
 from __future__ import annotations
 

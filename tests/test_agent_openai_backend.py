@@ -1,5 +1,4 @@
-"""The OpenAI-compatible backend against a real server on loopback: llama_cpp.server on a tiny
-model.
+"""The OpenAI-compatible backend against a real server on loopback: llama_cpp.server, tiny model.
 
 (No cloud or Ollama is reachable here; llama.cpp's server speaks the same protocol.)
 """

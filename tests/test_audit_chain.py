@@ -211,8 +211,7 @@ def _backdate_on_postgresql(old):
     raw(f"ALTER TABLE {TABLE} ENABLE TRIGGER audit_append_only")
 
 
-# --- concurrent writers (PostgreSQL: real commits in separate connections)
-# -------------------------
+# --- concurrent writers (PostgreSQL: real commits in separate connections) ------------------------
 
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"

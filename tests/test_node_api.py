@@ -472,8 +472,7 @@ def test_a_metric_batch_is_stored_with_a_bounded_number_of_queries(north_node, n
     with CaptureQueriesContext(connection) as queries:
         assert api.post("/metrics", {"samples": samples(51, 50)}).status_code == 200
     sql = [q["sql"] for q in queries]
-    # credential lookup, one bulk INSERT, one acknowledgement UPDATE (plus the transaction's
-    # savepoint)
+    # credential lookup, one bulk INSERT, one acknowledgement UPDATE (and the savepoint)
     assert sum(s.startswith("INSERT") for s in sql) == 1
     assert sum(s.startswith("UPDATE") for s in sql) == 1, sql
     assert len([s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE"))]) == 3, sql

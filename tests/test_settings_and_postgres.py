@@ -1,5 +1,4 @@
-"""Settings behaviour and the PostgreSQL-only guarantees (run when DATABASE_URL points at
-PostgreSQL)."""
+"""Settings behaviour and the PostgreSQL-only guarantees (run when DATABASE_URL is PostgreSQL)."""
 
 from __future__ import annotations
 

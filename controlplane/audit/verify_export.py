@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""Verify an edgefleet audit export offline: no Django, no database; Python 3.10+ and
-`cryptography`.
+"""Verify an edgefleet audit export offline: no Django or database; Python 3.10+ and cryptography.
 
     python verify_export.py audit.jsonl audit.manifest.json --public-key edgefleet-signing.pub
 

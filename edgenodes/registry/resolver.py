@@ -34,8 +34,7 @@ class Variant:
     signature: str
 
     def kv_cache_bytes(self, n_ctx: int) -> int:
-        """K and V, f16, for every layer: 2 * layers * context * (embedding * kv heads / heads) *
-        2 bytes."""
+        """K and V in f16, every layer: 2 * layers * n_ctx * (n_embd * kv heads / heads) * 2 B."""
         if not (self.n_layer and self.n_embd and self.n_head):
             return 0
         n_embd_kv = self.n_embd * (self.n_head_kv or self.n_head) // self.n_head
