@@ -91,7 +91,7 @@ def cmd_enroll(args) -> int:
         f"Enrolled as node {out.node_id} in fleet '{out.fleet}'. Credential stored in "
         f"{state.path / 'node.json'} (mode 600)."
     )
-    print(f"Start it with: edgefleet-agent run --state-dir {state.path}")
+    print(f"Start it with: edgefleet-agent --state-dir {state.path} run")
     return 0
 
 
@@ -205,8 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         default=str(default_state_dir()),
         help="state directory (default: %(default)s)",
     )
+    # `--state-dir` is accepted after the subcommand too (`edgefleet-agent run --state-dir DIR`):
+    # each subcommand knows it without a default of its own, so the one given anywhere wins.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir", default=argparse.SUPPRESS, help="state directory (as before the command)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("enroll", help="enroll this node with a control plane")
+    e = sub.add_parser("enroll", parents=[common], help="enroll this node with a control plane")
     e.add_argument(
         "--server", required=True, help="control plane URL, e.g. https://edgefleet.example.com"
     )
@@ -215,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument(
         "--force", action="store_true", help="re-enroll even if this state directory is enrolled"
     )
-    r = sub.add_parser("run", help="run the agent (poll, apply, serve, report)")
+    r = sub.add_parser("run", parents=[common], help="run the agent (poll, apply, serve, report)")
     r.add_argument("--listen", default="127.0.0.1:8471", help="local OpenAI-compatible API address")
     s = sub.add_parser(
-        "status", help="what is loaded, desired vs applied revision, queue depth, last contact"
+        "status",
+        parents=[common],
+        help="what is loaded, desired vs applied revision, queue depth, last contact",
     )
     s.add_argument("--json", action="store_true")
-    c = sub.add_parser("chat", help="ask the node's agent from the terminal")
+    c = sub.add_parser("chat", parents=[common], help="ask the node's agent from the terminal")
     c.add_argument("--agent", help="agent name (default: the node's default agent)")
     c.add_argument("--url", help="local API URL (default: the running agent's)")
     c.add_argument("message", nargs="*", help="one message (default: interactive)")

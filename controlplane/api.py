@@ -11,7 +11,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
 from controlplane import tokens
-from controlplane.accounts.api import router as tokens_router
+from controlplane.accounts.api import router as accounts_router
 from controlplane.accounts.models import PersonalToken
 from controlplane.audit.api import router as audit_router
 from controlplane.errors import RateLimited, ServiceError, Unauthorized
@@ -93,7 +93,7 @@ admin_api = NinjaAPI(
     ),
 )
 admin_api.add_router("/", fleet_router)
-admin_api.add_router("/tokens", tokens_router)
+admin_api.add_router("/", accounts_router)
 admin_api.add_router("/", audit_router)
 admin_api.add_router("/", registry_router)
 _install_handlers(admin_api)

@@ -24,11 +24,14 @@ from agents.schemas import ErrorOut
 
 
 class ServiceError(Exception):
+    """`field`, where the rule is about one input, lets a form show the message next to it."""
+
     status = 400
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class NotFound(ServiceError):

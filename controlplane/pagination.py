@@ -44,10 +44,24 @@ def offset_page(queryset: QuerySet, *, limit: int, offset: int = 0) -> Page:
     return Page(items, limit, total, {"offset": offset + limit, "limit": limit} if more else None)
 
 
-def cursor_page(queryset: QuerySet, *, key: str, after: Any, limit: int, param: str) -> Page:
+def cursor_page(
+    queryset: QuerySet,
+    *,
+    key: str,
+    after: Any,
+    limit: int,
+    param: str,
+    newest_first: bool = False,
+) -> Page:
     """`limit` items whose `key` is above `after` (the queryset is ordered by `key`), without a
-    count: for tables too large to count on every page (the audit log)."""
-    rows = list(queryset.filter(**{f"{key}__gt": after})[: limit + 1])
+    count: for tables too large to count on every page (the audit log). `newest_first` walks the
+    other way: items below `after` (None: from the newest), ordered by `-key`."""
+    if newest_first:
+        if after is not None:
+            queryset = queryset.filter(**{f"{key}__lt": after})
+        rows = list(queryset.order_by(f"-{key}")[: limit + 1])
+    else:
+        rows = list(queryset.filter(**{f"{key}__gt": after})[: limit + 1])
     items = rows[:limit]
     more = len(rows) > limit
     return Page(

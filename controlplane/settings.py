@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "ninja",  # Swagger UI for /api/*/docs from ninja's own static files, never a CDN
     "template_partials",
     "controlplane.fleets",
     "controlplane.accounts",
@@ -90,6 +91,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "controlplane.context_processors.rights",
             ],
         },
     }

@@ -23,5 +23,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("audit/", include("controlplane.audit.urls")),
+    path("access/", include("controlplane.accounts.urls")),
     path("", include("edgenodes.urls")),
 ]

@@ -63,6 +63,15 @@ class FleetPatch(Schema):
     name: Name = None  # type: ignore[assignment]
     description: Description = None  # type: ignore[assignment]
     poll_interval_s: Annotated[int, Field(ge=5, le=86_400)] | None = None
+    alert_p95_latency_ms: Annotated[float, Field(ge=1, le=600_000)] = Field(
+        None, description="alert when the p95 latency exceeds this (ms)"
+    )  # type: ignore[assignment]
+    alert_error_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+        None, description="alert when the error rate exceeds this fraction"
+    )  # type: ignore[assignment]
+    alert_memory_fraction: Annotated[float, Field(ge=0.05, le=1)] = Field(
+        None, description="alert when a node uses more than this fraction of its memory"
+    )  # type: ignore[assignment]
 
 
 class FleetOut(Schema):
@@ -70,6 +79,9 @@ class FleetOut(Schema):
     name: str
     description: str
     poll_interval_s: int
+    alert_p95_latency_ms: float
+    alert_error_rate: float
+    alert_memory_fraction: float
     created_at: datetime
 
     @staticmethod
@@ -129,7 +141,9 @@ class DriftOut(Schema):
 
 class EnrollmentTokenIn(Schema):
     labels: Labels = {}
-    ttl_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24
+    ttl_hours: Annotated[float, Field(gt=0, le=24 * 365)] | None = Field(
+        24, description="hours until it expires; null: it never expires (an explicit choice)"
+    )
     max_uses: Annotated[int, Field(ge=1, le=100_000)] = 1
     note: Annotated[str, Field(max_length=200)] = ""
 
@@ -140,7 +154,7 @@ class EnrollmentTokenOut(Schema):
     prefix: str
     note: str
     labels: dict[str, str]
-    expires_at: datetime
+    expires_at: datetime | None
     max_uses: int
     uses: int
     revoked_at: datetime | None
@@ -313,7 +327,8 @@ def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
     token, plaintext = services.do_create_enrollment_token(
         fleet,
         labels=payload.labels,
-        ttl=timedelta(hours=payload.ttl_hours),
+        ttl=timedelta(hours=payload.ttl_hours) if payload.ttl_hours is not None else None,
+        never_expires=payload.ttl_hours is None,
         max_uses=payload.max_uses,
         note=payload.note,
         request=request,
@@ -483,6 +498,7 @@ class ApprovalOut(Schema):
     created_at: datetime
     expires_at: datetime
     decided_by: str
+    decision_reason: str
 
     @staticmethod
     def resolve_fleet(obj: ToolApproval) -> str:
@@ -509,16 +525,26 @@ def list_approvals(request, response: HttpResponse, filters: Query[ApprovalFilte
     )
 
 
+class DecisionIn(Schema):
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
 @router.post("/approvals/{approval_id}/approve", response={200: ApprovalOut, **ERRORS})
-def approve(request, approval_id: int):
+def approve(request, approval_id: int, payload: DecisionIn | None = None):
     approval = queries.access_approval(request.auth, approval_id, OPERATE)
-    return services.do_decide_approval(approval, approve=True, request=request, actor=request.auth)
+    reason = payload.reason if payload else ""
+    return services.do_decide_approval(
+        approval, approve=True, reason=reason, request=request, actor=request.auth
+    )
 
 
 @router.post("/approvals/{approval_id}/deny", response={200: ApprovalOut, **ERRORS})
-def deny(request, approval_id: int):
+def deny(request, approval_id: int, payload: DecisionIn | None = None):
     approval = queries.access_approval(request.auth, approval_id, OPERATE)
-    return services.do_decide_approval(approval, approve=False, request=request, actor=request.auth)
+    reason = payload.reason if payload else ""
+    return services.do_decide_approval(
+        approval, approve=False, reason=reason, request=request, actor=request.auth
+    )
 
 
 # --- rollouts -----------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -189,7 +191,7 @@ class EnrollmentToken(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     note = models.CharField(max_length=200, blank=True)
     labels = models.JSONField(default=dict, blank=True)
-    expires_at = models.DateTimeField(default=default_token_expiry)
+    expires_at = models.DateTimeField(default=default_token_expiry, null=True, blank=True)
     max_uses = models.PositiveIntegerField(default=1)
     uses = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -208,11 +210,30 @@ class EnrollmentToken(models.Model):
         now = now or timezone.now()
         if self.revoked_at is not None:
             return "enrollment token has been revoked"
-        if self.expires_at <= now:
+        if self.expires_at is not None and self.expires_at <= now:
             return "enrollment token has expired"
         if self.uses >= self.max_uses:
             return "enrollment token has no uses left"
         return ""
+
+
+SECRET_KEYS = re.compile(
+    r"pass(word)?|secret|token|api[_-]?key|authori[sz]ation|credential|cookie|private", re.I
+)
+SECRET_VALUES = re.compile(r"^(efp_|efn_|efe_|sk-|ghp_|xox[bp]-|AKIA)|^Bearer\s", re.I)
+
+
+def mask_secrets(value, key: str = ""):
+    """A copy of `value` with secrets replaced by '••••' (tool arguments shown to approvers)."""
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, key) for v in value]
+    if key and SECRET_KEYS.search(key) and value not in (None, ""):
+        return "••••"
+    if isinstance(value, str) and SECRET_VALUES.search(value):
+        return "••••"
+    return value
 
 
 def labels_match(labels: dict[str, str], selector: dict[str, str]) -> bool:
@@ -338,6 +359,7 @@ class ToolApproval(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=500, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -349,6 +371,12 @@ class ToolApproval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} for {self.agent} on {self.node_id}: {self.status}"
+
+    @property
+    def masked_arguments(self) -> str:
+        """The arguments as the approver sees them: values under secret-looking keys, and values
+        that look like credentials, are masked."""
+        return json.dumps(mask_secrets(self.arguments), indent=2, ensure_ascii=False)
 
     @property
     def status(self) -> str:

@@ -12,7 +12,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -35,6 +36,7 @@ from .models import (
     RolloutNode,
     ToolApproval,
 )
+from .registry.models import Artifact
 
 # --- access: one function per object type ---------------------------------------------------------
 
@@ -105,11 +107,32 @@ def parse_label(label: str) -> tuple[str, str]:
     return key, value
 
 
+NODE_SORTS = {
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "fleet": ("fleet__slug", "name", "id"),
+    "last_seen": ("last_seen_at", "id"),
+    "-last_seen": ("-last_seen_at", "-id"),
+    "enrolled": ("enrolled_at", "id"),
+    "-enrolled": ("-enrolled_at", "-id"),
+}
+
+
 def nodes(
-    user, *, fleet: str | None = None, status: str | None = None, label: str | None = None
+    user,
+    *,
+    fleet: str | None = None,
+    status: str | None = None,
+    label: str | None = None,
+    model: str | None = None,
+    drifted: bool = False,
+    search: str | None = None,
+    sort: str = "fleet",
 ) -> NodeQuerySet:
     """The nodes `user` may see, filtered in SQL: the label as a JSON key lookup that works on
-    SQLite and PostgreSQL alike (no scan of every node's labels in Python)."""
+    SQLite and PostgreSQL alike (no scan of every node's labels in Python); `model` a digest
+    prefix (reported or desired) or a word of the model choice; `search` part of the name or the
+    whole id; `sort` one of NODE_SORTS."""
     qs: NodeQuerySet = access.restrict(Node.objects.select_related("fleet"), user, VIEW)  # type: ignore[assignment]
     if fleet:
         qs = qs.filter(fleet__slug=fleet)
@@ -118,7 +141,22 @@ def nodes(
     if label:
         key, value = parse_label(label)
         qs = qs.alias(_label=KeyTransform(key, "labels")).filter(_label=value)
-    return qs.order_by("fleet__slug", "name")
+    if model:
+        qs = qs.filter(
+            Q(reported_model_digest__startswith=model)
+            | Q(desired_model_digest__startswith=model)
+            | Q(model_choice__icontains=model)
+        )
+    if drifted:
+        qs = qs.drifted()
+    if search:
+        try:
+            qs = qs.filter(pk=uuid.UUID(search))
+        except ValueError:
+            qs = qs.filter(name__icontains=search)
+    if sort not in NODE_SORTS:
+        raise ServiceError(f"unknown sort '{sort}'; one of {', '.join(NODE_SORTS)}", field="sort")
+    return qs.order_by(*NODE_SORTS[sort])
 
 
 def drifted_nodes(user, *, fleet: str | None = None) -> QuerySet[Node]:
@@ -201,3 +239,138 @@ def metric_series(
             for r in rollups
         ]
     return {"node": node.pk, "name": name, "resolution": resolution, "points": points}
+
+
+# --- the fleet overview ---------------------------------------------------------------------------
+
+FIGURE_WINDOW = timedelta(minutes=5)
+
+
+def status_counts(fleets: list[Fleet]) -> dict[int, dict[str, int]]:
+    """fleet id -> {online, stale, offline, never}: one grouped query; the cut-offs depend on each
+    fleet's poll interval, as Node.status does."""
+    cfg = settings.EDGEFLEET
+    now = timezone.now()
+    online, stale = Q(pk__in=[]), Q(pk__in=[])
+    for fleet in fleets:
+        interval = fleet.effective_poll_interval_s
+        online_cut = now - timedelta(seconds=interval * cfg["ONLINE_FACTOR"])
+        stale_cut = now - timedelta(seconds=interval * cfg["STALE_FACTOR"])
+        online |= Q(fleet_id=fleet.pk, last_seen_at__gte=online_cut)
+        stale |= Q(fleet_id=fleet.pk, last_seen_at__lt=online_cut, last_seen_at__gte=stale_cut)
+    rows = (
+        Node.objects.filter(fleet__in=fleets)
+        .values("fleet_id")
+        .annotate(
+            total=Count("id"),
+            online=Count("id", filter=online),
+            stale=Count("id", filter=stale),
+            never=Count("id", filter=Q(last_seen_at__isnull=True)),
+        )
+    )
+    counts = {f.pk: {"online": 0, "stale": 0, "offline": 0, "never": 0, "total": 0} for f in fleets}
+    for row in rows:
+        c = counts[row["fleet_id"]]
+        c.update({k: row[k] for k in ("online", "stale", "never", "total")})
+        c["offline"] = row["total"] - row["online"] - row["stale"] - row["never"]
+    return counts
+
+
+def fleet_figures(fleets: list[Fleet], window: timedelta = FIGURE_WINDOW) -> dict[int, dict]:
+    """fleet id -> what its nodes reported over the last `window`: requests/s, tokens/s, the
+    local and escalated shares, the error rate, p95 latency and the nodes over their memory
+    threshold, each with the alerts its thresholds raise. Aggregated in SQL (a handful of queries,
+    whatever the fleet's size)."""
+    since = timezone.now() - window
+    seconds = window.total_seconds()
+    samples = MetricSample.objects.filter(node__fleet__in=fleets, ts__gte=since)
+    sums: dict[int, dict[str, tuple[int, float]]] = {f.pk: {} for f in fleets}
+    for row in (
+        samples.filter(name__in=["request.error", "request.escalated", "request.completion_tokens"])
+        .values("node__fleet_id", "name")
+        .annotate(n=Count("id"), total=Sum("value"))
+    ):
+        sums[row["node__fleet_id"]][row["name"]] = (row["n"], row["total"] or 0.0)
+    figures: dict[int, dict] = {}
+    for fleet in fleets:
+        s = sums[fleet.pk]
+        requests, errors = s.get("request.error", (0, 0.0))
+        answered, escalated = s.get("request.escalated", (0, 0.0))
+        latencies = samples.filter(node__fleet=fleet, name="request.latency_ms")
+        n = latencies.count()
+        p95 = (
+            latencies.order_by("value").values_list("value", flat=True)[
+                max(0, -(-n * 95 // 100) - 1)
+            ]
+            if n
+            else None
+        )
+        memory = (
+            samples.filter(node__fleet=fleet, name="process.rss_mb")
+            .values("node_id", "node__name", "node__hardware__ram_mb")
+            .annotate(rss=Max("value"))
+        )
+        hot = [
+            {"node": m["node_id"], "name": m["node__name"], "fraction": m["rss"] / ram}
+            for m in memory
+            if (ram := m["node__hardware__ram_mb"]) and m["rss"] / ram > fleet.alert_memory_fraction
+        ]
+        error_rate = errors / requests if requests else None
+        f: dict[str, Any] = {
+            "requests_per_s": requests / seconds,
+            "tokens_per_s": s.get("request.completion_tokens", (0, 0.0))[1] / seconds,
+            "error_rate": error_rate,
+            "escalated_share": escalated / answered if answered else None,
+            "local_share": 1 - escalated / answered if answered else None,
+            "p95_latency_ms": p95,
+            "memory_hot": hot,
+        }
+        alerts: list[str] = []
+        if p95 is not None and p95 > fleet.alert_p95_latency_ms:
+            alerts.append(f"p95 latency {p95:.0f} ms is over {fleet.alert_p95_latency_ms:g} ms")
+        if error_rate is not None and error_rate > fleet.alert_error_rate:
+            alerts.append(f"error rate {error_rate:.1%} is over {fleet.alert_error_rate:.1%}")
+        for h in hot:
+            alerts.append(
+                f"{h['name']} uses {h['fraction']:.0%} of its memory "
+                f"(over {fleet.alert_memory_fraction:.0%})"
+            )
+        f["alerts"] = alerts
+        figures[fleet.pk] = f
+    return figures
+
+
+def recent_events(user, limit: int = 10) -> list[NodeEventRecord]:
+    """The latest events of the nodes `user` may see (the overview's activity for those who may
+    not read the audit log)."""
+    qs = NodeEventRecord.objects.filter(
+        node__in=access.restrict(Node.objects.all(), user, VIEW)
+    ).select_related("node")
+    return list(qs.order_by("-received_at", "-id")[:limit])
+
+
+def artifact_names(digests: list[str]) -> dict[str, str]:
+    """ "sha256:<hex>" -> "name variant" of registered models (pages show names, not hashes)."""
+    hexes = [d.removeprefix("sha256:") for d in digests if d]
+    return {
+        f"sha256:{a.sha256}": f"{a.name} {a.variant}"
+        for a in Artifact.objects.filter(sha256__in=hexes).only("name", "variant", "sha256")
+    }
+
+
+def model_placement(user) -> tuple[dict[str, int], list[Node]]:
+    """(reported model digest -> how many visible nodes run it; visible nodes where no variant of
+    their model fits, with the reason in model_choice)."""
+    visible = access.restrict(Node.objects.all(), user, VIEW)
+    running = dict(
+        visible.exclude(reported_model_digest="")
+        .values("reported_model_digest")
+        .annotate(n=Count("id"))
+        .values_list("reported_model_digest", "n")
+    )
+    unplaceable = list(
+        visible.filter(desired_model_digest="")
+        .exclude(model_choice="")
+        .select_related("fleet")[:50]
+    )
+    return running, unplaceable

@@ -48,12 +48,23 @@ from .models import (
 
 
 def _fleet_snapshot(fleet: Fleet) -> dict[str, Any]:
-    return {"slug": fleet.slug, "name": fleet.name, "poll_interval_s": fleet.poll_interval_s}
+    return {
+        "slug": fleet.slug,
+        "name": fleet.name,
+        "poll_interval_s": fleet.poll_interval_s,
+        **{field: getattr(fleet, field) for field in ALERT_FIELDS},
+    }
 
 
 # --- fleets ---------------------------------------------------------------------------------------
 
 POLL_INTERVAL_RANGE = (5, 86_400)
+# Alert thresholds: field -> (lowest, highest) allowed.
+ALERT_FIELDS = {
+    "alert_p95_latency_ms": (1.0, 600_000.0),
+    "alert_error_rate": (0.0, 1.0),
+    "alert_memory_fraction": (0.05, 1.0),
+}
 
 
 def _check_fleet_fields(name: str, description: str, poll_interval_s: int | None) -> None:
@@ -106,14 +117,28 @@ def do_update_fleet(
     name: str | Unset = UNSET,
     description: str | Unset = UNSET,
     poll_interval_s: int | None | Unset = UNSET,
+    alert_p95_latency_ms: float | Unset = UNSET,
+    alert_error_rate: float | Unset = UNSET,
+    alert_memory_fraction: float | Unset = UNSET,
     request=None,
 ) -> Fleet:
     """Change what is given (UNSET: unchanged; a poll interval of None: the global default)."""
     before = _fleet_snapshot(fleet)
-    changes = given(name=name, description=description, poll_interval_s=poll_interval_s)
+    changes = given(
+        name=name,
+        description=description,
+        poll_interval_s=poll_interval_s,
+        alert_p95_latency_ms=alert_p95_latency_ms,
+        alert_error_rate=alert_error_rate,
+        alert_memory_fraction=alert_memory_fraction,
+    )
     for key, value in changes.items():
         setattr(fleet, key, value)
     _check_fleet_fields(fleet.name, fleet.description, fleet.poll_interval_s)
+    for field, (lo, hi) in ALERT_FIELDS.items():
+        value = getattr(fleet, field)
+        if not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ServiceError(f"{field} must be between {lo:g} and {hi:g}", field=field)
     if changes:
         fleet.save(update_fields=list(changes))
     record(
@@ -197,11 +222,15 @@ def do_create_enrollment_token(
     actor,
     labels: dict[str, str] | None = None,
     ttl: timedelta | None = None,
+    never_expires: bool = False,
     max_uses: int = 1,
     note: str = "",
     request=None,
 ) -> tuple[EnrollmentToken, str]:
-    """Returns the token and its plaintext, which is never stored and never shown again."""
+    """Returns the token and its plaintext, which is never stored and never shown again. A token
+    without expiry is only made when asked for explicitly (`never_expires`), never by default."""
+    if never_expires and ttl is not None:
+        raise ServiceError("a token either expires after a time or never", field="ttl_hours")
     plaintext, token_hash, prefix = tokens.new_token(tokens.ENROLLMENT_PREFIX)
     ttl = ttl or timedelta(hours=settings.EDGEFLEET["ENROLLMENT_TOKEN_DEFAULT_TTL_H"])
     token = EnrollmentToken.objects.create(
@@ -210,7 +239,7 @@ def do_create_enrollment_token(
         token_hash=token_hash,
         labels=labels or {},
         note=note,
-        expires_at=timezone.now() + ttl,
+        expires_at=None if never_expires else timezone.now() + ttl,
         max_uses=max_uses,
         created_by=actor if actor and actor.is_authenticated else None,
     )
@@ -223,7 +252,7 @@ def do_create_enrollment_token(
             "prefix": prefix,
             "labels": token.labels,
             "max_uses": max_uses,
-            "expires_at": token.expires_at.isoformat(),
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
         },
         request=request,
     )
@@ -557,13 +586,24 @@ def _ingest(node: Node, field: str, model, items, to_row) -> schemas.AckOut:
 
 @transaction.atomic
 def do_ingest_metrics(node: Node, batch: schemas.MetricBatchIn) -> schemas.AckOut:
-    return _ingest(
+    ack = _ingest(
         node,
         "metrics_acked_seq",
         MetricSample,
         batch.samples,
         lambda s: MetricSample(node_id=node.pk, seq=s.seq, ts=s.ts, name=s.name, value=s.value),
     )
+    if ack.accepted:
+        # One small event per batch (the latest value of each metric): dashboards move one chart
+        # point and one row, they do not refetch the fleet.
+        latest = {s.name: s.value for s in batch.samples[-LIVE_METRICS_MAX:]}
+        publish_on_commit(
+            node.fleet_id, "node.metrics", node=str(node.pk), count=ack.accepted, latest=latest
+        )
+    return ack
+
+
+LIVE_METRICS_MAX = 16  # samples of a batch whose values ride along with its websocket event
 
 
 # Edge events that are also audit records: tool decisions, escalations, model swaps, failed applies
@@ -678,21 +718,31 @@ def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) ->
 
 @transaction.atomic
 def do_decide_approval(
-    approval: ToolApproval, *, actor, approve: bool, request=None
+    approval: ToolApproval, *, actor, approve: bool, reason: str = "", request=None
 ) -> ToolApproval:
+    """Approve or deny a pending tool call, once; `reason` (at most 500 characters) is kept with
+    the decision and in its audit record."""
+    if not isinstance(reason, str) or len(reason) > 500 or "\x00" in reason:
+        raise ServiceError("reason must be text of at most 500 characters", field="reason")
     approval = ToolApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval {approval.pk} is already {approval.status}")
     approval.decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
     approval.decided_at = timezone.now()
     approval.decided_by = actor
-    approval.save(update_fields=["decision", "decided_at", "decided_by"])
+    approval.decision_reason = reason.strip()
+    approval.save(update_fields=["decision", "decided_at", "decided_by", "decision_reason"])
     record(
         f"approval.{approval.decision}",
         approval,
         user=actor,
         fleet=approval.fleet,
-        after={"tool": approval.tool, "agent": approval.agent, "node": str(approval.node_id)},
+        after={
+            "tool": approval.tool,
+            "agent": approval.agent,
+            "node": str(approval.node_id),
+            "reason": approval.decision_reason,
+        },
         request=request,
     )
     publish_on_commit(

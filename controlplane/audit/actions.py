@@ -14,6 +14,7 @@ ACTIONS: dict[str, str] = {
     "auth.login": "Signed in",
     "auth.login_failed": "Failed sign-in",
     "membership.set": "Role in a fleet set or removed",
+    "user.invite": "Account created by invitation",
     "personal_token.create": "Personal API token created",
     "personal_token.revoke": "Personal API token revoked",
     # fleets, nodes, tokens, desired state

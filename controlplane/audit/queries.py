@@ -18,6 +18,7 @@ from controlplane.accounts.access import VIEW_AUDIT
 from controlplane.errors import NotFound
 from controlplane.fleets.models import Fleet
 
+from . import chain
 from .models import AuditExport, AuditHead, AuditRecord, SubjectKey
 from .services import user_ref
 
@@ -154,3 +155,37 @@ def auditable_fleets(user, slug: str | None = None) -> list[Fleet]:
     if not fleets:
         raise NotFound("no fleet visible to you for auditing")
     return fleets
+
+
+def check_shown(rows: list[AuditRecord]) -> str:
+    """Verify what a page shows: each record's hash recomputes from its previous hash and its
+    content, its columns are what was hashed, and records next to each other in the chain link.
+    Returns '' or the first problem (the whole chain, with signed checkpoints: `audit verify`)."""
+    by_seq = {r.seq: r for r in rows}
+    for r in rows:
+        if r.hash != chain.link(r.prev_hash, r.content):
+            return f"record #{r.seq}: its hash does not match its content"
+        if not chain.columns_agree(r):
+            return f"record #{r.seq}: its columns differ from what was hashed"
+        prev = by_seq.get((r.seq or 0) - 1)
+        if prev is not None and r.prev_hash != prev.hash:
+            return f"record #{r.seq} does not link to record #{prev.seq}"
+    return ""
+
+
+def changes(before: Any, after: Any) -> list[dict[str, Any]]:
+    """A readable diff of two snapshots: [{field, before, after}] for what differs (top level)."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        if before == after:
+            return []
+        return [{"field": "", "before": before, "after": after}]
+    return [
+        {"field": k, "before": before.get(k), "after": after.get(k)}
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    ]
+
+
+def exports_of(user) -> QuerySet[AuditExport]:
+    """The exports `user` made (their manifests are theirs to download)."""
+    return AuditExport.objects.filter(actor=user_ref(user)).order_by("-id")

@@ -45,6 +45,10 @@ class Fleet(models.Model):
     allowed_regions = models.JSONField(default=list, blank=True)
     cloud_endpoints = models.JSONField(default=list, blank=True)
     events_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    # Alert thresholds for the fleet overview (over the last minutes of metrics).
+    alert_p95_latency_ms = models.FloatField(default=2000)
+    alert_error_rate = models.FloatField(default=0.05)
+    alert_memory_fraction = models.FloatField(default=0.85)
 
     fleet_field = (
         "id"  # how access.restrict reaches the fleet (see controlplane/accounts/access.py)

@@ -53,6 +53,12 @@ def artifacts(user, *, name: str | None = None) -> QuerySet[Artifact]:
     return rows
 
 
+def jobs(user) -> QuerySet[QuantizationJob]:
+    """Quantization jobs, newest first."""
+    access_registry(user, VIEW)
+    return QuantizationJob.objects.select_related("source").order_by("-created_at", "-id")
+
+
 def variants_of(names: list[str] | None = None) -> dict[str, list[Variant]]:
     """Registered variants by model name, most bits per weight first (one query)."""
     rows = Artifact.objects.all()
