@@ -107,7 +107,8 @@ def fleet_alerts(request, slug: str):
     fleet = access_fleet(request.user, slug, ADMINISTER)
 
     def data():
-        return {k: request.POST.get(k) for k in FleetPatch.model_fields if k.startswith("alert_")}
+        fields = [k for k in FleetPatch.model_fields if k.startswith("alert_")]
+        return {k: request.POST[k] for k in fields if request.POST.get(k, "") != ""}
 
     _, errors = submit(
         FleetPatch,
@@ -183,6 +184,14 @@ def _desired_vs_reported(node, document: dict[str, Any]) -> list[dict[str, Any]]
     reported_agents = sorted((node.reported_details or {}).get("agents", []))
     desired_agents = sorted((document.get("agents") or {}).keys())
     tools = document.get("tools") or {}
+    rules = tools.get("rules") or {}
+    policy = (
+        "; ".join(
+            [f"{name}: {(rule or {}).get('mode', '?')}" for name, rule in sorted(rules.items())]
+            + ([f"others: {tools['default']}"] if tools.get("default") else [])
+        )
+        or "—"
+    )
     applied = node.reported_revision == node.desired_revision
     rows = [
         ("Revision", f"r{node.desired_revision}", _r(node.reported_revision)),
@@ -199,10 +208,8 @@ def _desired_vs_reported(node, document: dict[str, Any]) -> list[dict[str, Any]]
         ("Agents", ", ".join(desired_agents) or "—", ", ".join(reported_agents) or "—"),
         (
             "Tool policy",
-            ", ".join(sorted(tools)) or "—",
-            (", ".join(sorted(tools)) or "—") + " (applied with the revision)"
-            if applied
-            else "not applied yet",
+            policy,
+            f"{policy} (applied with the revision)" if applied else "not applied yet",
         ),
         ("Health", "ok", node.reported_health or "—"),
     ]
@@ -253,8 +260,9 @@ def node_series(request, node_id):
     """The chart data of the node page (JSON for uPlot): latency, tokens/s, memory."""
     node = queries.access_node(request.user, node_id, VIEW)
     span, resolution = CHART_RANGES.get(request.GET.get("range", "15m"), CHART_RANGES["15m"])
-    since = timezone.now() - span
-    out = {}
+    now = timezone.now()
+    since = now - span
+    out: dict[str, Any] = {"since": since.timestamp(), "until": now.timestamp()}
     for name in ("request.latency_ms", "request.tokens_per_s", "process.rss_mb"):
         series = queries.metric_series(node, name, resolution=resolution, since=since)
         out[name] = [
@@ -564,8 +572,11 @@ def rollout_action(request, rollout_id: int, action: str):
 @login_required
 def approvals(request):
     pending = request.GET.get("all") != "1"
+    fleet = request.GET.get("fleet") or None
+    if fleet:
+        access_fleet(request.user, fleet, VIEW)  # the 404 page for a fleet they cannot see
     page = offset_page(
-        queries.approvals(request.user, fleet=request.GET.get("fleet") or None, pending=pending),
+        queries.approvals(request.user, fleet=fleet, pending=pending),
         limit=PAGE,
         offset=_page_number(request),
     )

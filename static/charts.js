@@ -5,8 +5,10 @@
   const box = document.getElementById("charts");
   if (!box || typeof uPlot === "undefined") return;
   const plots = {};
+  let range = [null, null];  // the chosen window, so one point does not stretch the axis to years
   function size(el) { return { width: Math.max(280, el.clientWidth || 600), height: 200 }; }
   function draw(data) {
+    range = [data.since, data.until];
     box.querySelectorAll(".chart").forEach((el) => {
       const metric = el.dataset.metric;
       const series = data[metric] || [[], []];
@@ -15,6 +17,7 @@
       el.textContent = "";
       plots[metric] = new uPlot({
         ...size(el),
+        scales: { x: { time: true, range: (u, min, max) => (range[0] ? range : [min, max]) } },
         series: [{}, { label: metric, stroke: getComputedStyle(document.body).getPropertyValue("--accent") || "#1f5fbf", width: 2 }],
         axes: [{ stroke: "currentColor" }, { stroke: "currentColor" }],
       }, series, el);

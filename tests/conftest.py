@@ -21,12 +21,13 @@ from django.db import close_old_connections
 from django.test import Client
 
 from agents.quantize import quantize
-from agents.schemas import EnrollIn, HardwareProfile
+from agents.schemas import ApprovalIn, EnrollIn, HardwareProfile
 from agents.tinymodel import write_tiny_llama
 from controlplane.accounts.models import Membership, Role
 from controlplane.audit import services as audit_services
-from edgenodes import services
-from edgenodes.models import Fleet
+from controlplane.audit.services import pseudonym
+from edgenodes import rollouts, services
+from edgenodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
 
 HARDWARE = HardwareProfile(
     cpu_model="Test CPU",
@@ -240,3 +241,52 @@ def wsgi_in_test_transaction():
     yield
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
+
+
+# --- the permission matrix: every persona x own fleet / other fleet ---------------------------
+
+VIEW, OPERATE, ADMINISTER, AUDIT, ERASE = "view", "operate", "administer", "view_audit", "erase"
+RIGHTS = {
+    "alice": {VIEW, OPERATE, ADMINISTER, AUDIT, ERASE},
+    "fiona": {VIEW, OPERATE, ADMINISTER, AUDIT, ERASE},
+    "olivia": {VIEW, OPERATE},
+    "carol": {VIEW, AUDIT, ERASE},
+    "victor": {VIEW},
+    "mallory": set(),
+}
+
+
+def targets(fleet: Fleet):
+    node = Node.objects.get(fleet=fleet)
+    token = EnrollmentToken.objects.filter(fleet=fleet).first()
+    approval = ToolApproval.objects.filter(fleet=fleet).first()
+    rollout = Rollout.objects.filter(fleet=fleet).first()
+    return {
+        "slug": fleet.slug,
+        "node": node.pk,
+        "token": token.pk,
+        "approval": approval.pk,
+        "rollout": rollout.pk,
+    }
+
+
+@pytest.fixture
+def world(north, south, alice):
+    get_user_model().objects.create_user(username="bob", password="correct horse battery staple")
+    for fleet in (north, south):
+        node, _ = enroll(fleet, f"{fleet.slug}-1")
+        services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
+        pseudonym("subject", f"{fleet.pk}:patient-7")  # a data subject the edge reported
+        services.do_create_enrollment_token(fleet, actor=alice)
+        services.do_put_layer(
+            fleet,
+            name="existing",
+            scope="fleet",
+            sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
+            actor=alice,
+        )
+        rollouts.do_start_rollout(fleet, model=ROLLOUT_MODEL, actor=alice)
+    return {"north": north, "south": south}
+
+
+ROLLOUT_MODEL = {"name": "custom", "url": "file:///models/custom.gguf", "sha256": "a" * 64}

@@ -173,7 +173,7 @@ def test_a_dashboard_view_answers_a_missing_or_forbidden_object_with_its_error_p
 ):
     client = Client()
     client.force_login(olivia)
-    r = client.get("/" + query)
+    r = client.get("/nodes/" + query)
     assert r.status_code == status and text in r.content.decode()
     assert b"Back to the dashboard" in r.content
 
@@ -183,8 +183,8 @@ def test_the_dashboard_filters_by_fleet_and_label_through_the_read_layer(alice, 
     enroll(south, "bergen-1", {"site": "bergen"})
     client = Client()
     client.force_login(alice)
-    body = client.get("/?label=site=oslo").content.decode()
+    body = client.get("/nodes/?label=site=oslo").content.decode()
     assert "oslo-1" in body and "bergen-1" not in body
-    body = client.get("/?fleet=south").content.decode()
+    body = client.get("/nodes/?fleet=south").content.decode()
     assert "bergen-1" in body and "oslo-1" not in body
     assert Node.objects.count() == 2

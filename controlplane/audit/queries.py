@@ -7,6 +7,7 @@ pending records (not chained yet) are never listed.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -174,13 +175,21 @@ def check_shown(rows: list[AuditRecord]) -> str:
 
 
 def changes(before: Any, after: Any) -> list[dict[str, Any]]:
-    """A readable diff of two snapshots: [{field, before, after}] for what differs (top level)."""
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        if before == after:
-            return []
-        return [{"field": "", "before": before, "after": after}]
+    """A readable diff of two snapshots: [{field, before, after}] for each top-level field that
+    differs, values as compact JSON (None where the field was absent: created or removed)."""
+
+    def shown(value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+    if not isinstance(before, dict | None) or not isinstance(after, dict | None):
+        return (
+            []
+            if before == after
+            else [{"field": "", "before": shown(before), "after": shown(after)}]
+        )
+    before, after = before or {}, after or {}
     return [
-        {"field": k, "before": before.get(k), "after": after.get(k)}
+        {"field": k, "before": shown(before.get(k)), "after": shown(after.get(k))}
         for k in sorted(set(before) | set(after))
         if before.get(k) != after.get(k)
     ]
