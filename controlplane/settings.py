@@ -206,6 +206,8 @@ EDGEFLEET: dict[str, Any] = {
     # STALE_FACTOR, "offline" after that.
     "ONLINE_FACTOR": 2.0,
     "STALE_FACTOR": 10.0,
+    # Bearer token for the Prometheus endpoint /metrics; unset: /metrics answers 404 (off).
+    "METRICS_TOKEN": os.environ.get("EDGEFLEET_METRICS_TOKEN", ""),
     # Last-contact times are buffered per worker and written in bulk at most this often (seconds).
     "CONTACT_FLUSH_S": float(os.environ.get("EDGEFLEET_CONTACT_FLUSH_S", "2")),
     # Per-node requests per minute on the node API (a token bucket per worker process).

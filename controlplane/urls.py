@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from controlplane.accounts.auth import LoginForm
 from controlplane.api import admin_api, node_api
+from edgenodes.prometheus import metrics
 
 
 def healthz(request):
@@ -14,6 +15,7 @@ def healthz(request):
 
 urlpatterns = [
     path("healthz", healthz),
+    path("metrics", metrics),
     path("api/node/v1/", node_api.urls),
     path("api/v1/", admin_api.urls),
     path("admin/", admin.site.urls),

@@ -369,3 +369,18 @@ def test_the_api_docs_load_swagger_from_the_apps_own_static_files(alice):
     body = client_for(alice).get("/api/v1/docs").content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in body and "cdn" not in body.lower()
     assert ToolApproval.objects.count() == 0
+
+
+def test_the_prometheus_endpoint_is_off_without_a_token_and_needs_it_when_on(
+    world, settings, client
+):
+    assert client.get("/metrics").status_code == 404
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "METRICS_TOKEN": "scrape-secret"}
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    body = r.content.decode()
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/plain")
+    assert 'edgefleet_nodes{fleet="north",status="never"} 1.0' in body
+    assert 'edgefleet_pending_approvals{fleet="south"} 1.0' in body
+    assert 'edgefleet_active_rollouts{fleet="north"} 1.0' in body

