@@ -9,6 +9,7 @@
   function size(el) { return { width: Math.max(280, el.clientWidth || 600), height: 200 }; }
   function draw(data) {
     range = [data.since, data.until];
+    box.dataset.points = Object.values(data).reduce((n, s) => n + (Array.isArray(s) ? s[0].length : 0), 0);
     box.querySelectorAll(".chart").forEach((el) => {
       const metric = el.dataset.metric;
       const series = data[metric] || [[], []];
