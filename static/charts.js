@@ -13,8 +13,8 @@
     box.querySelectorAll(".chart").forEach((el) => {
       const metric = el.dataset.metric;
       const series = data[metric] || [[], []];
-      if (plots[metric]) { plots[metric].setData(series); return; }
-      if (!series[0].length) { el.textContent = "No data in this range yet."; }
+      if (plots[metric]) { el.dataset.empty = series[0].length ? "" : "1"; plots[metric].setData(series); return; }
+      el.dataset.empty = series[0].length ? "" : "1";
       el.textContent = "";
       plots[metric] = new uPlot({
         ...size(el),

@@ -56,7 +56,7 @@
       if (everOpen) document.querySelectorAll("[data-live]").forEach(refresh);  // resync
       everOpen = true;
     };
-    ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
+    ws.onmessage = (msg) => JSON.parse(msg.data).events.forEach(onEvent);  // coalesced frames
     ws.onclose = () => {
       failures += 1;
       setState(failures > 3 || !navigator.onLine ? "offline" : "reconnecting");

@@ -51,7 +51,7 @@ def test_the_node_table_says_when_no_model_variant_fits_and_why(north_node, vict
 
 def test_an_htmx_refresh_gets_only_the_node_table_partial(north_node, victor):
     body = page(victor, htmx=True).content.decode()
-    assert body.lstrip().startswith('<div class="table-wrap" id="node-table">')
+    assert body.lstrip().startswith('<div class="table-wrap" tabindex="0" id="node-table">')
     assert "<html" not in body
     full = page(victor).content.decode()
     assert 'src="/static/vendor/htmx.min.js"' in full
@@ -79,7 +79,7 @@ def test_websocket_subscribers_get_events_only_for_fleets_they_may_see(
         await layer.group_send(
             fleet_group(north.pk), {"type": "fleet.event", "payload": {"event": "x"}}
         )
-        assert await seen.receive_json_from(timeout=2) == {"event": "x"}
+        assert await seen.receive_json_from(timeout=2) == {"events": [{"event": "x"}]}
         assert await unseen.receive_nothing(timeout=0.3)
         for comm in (seen, unseen):
             await comm.disconnect()
@@ -94,8 +94,36 @@ def test_a_service_write_publishes_its_event_after_commit(north, alice, victor):
         await database_sync_to_async(services.do_update_fleet)(
             north, poll_interval_s=45, actor=alice
         )
-        event = await comm.receive_json_from(timeout=2)
-        assert event == {"event": "fleet.updated", "fleet": north.pk, "slug": "north"}
+        frame = await comm.receive_json_from(timeout=2)
+        assert frame == {"events": [{"event": "fleet.updated", "fleet": north.pk, "slug": "north"}]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_burst_of_metric_events_reaches_a_dashboard_as_one_frame_with_the_newest_per_node(
+    north, victor
+):
+    async def scenario():
+        comm = await connect(victor)
+        await comm.connect()
+        layer = get_channel_layer()
+        for i in range(20):
+            for node in ("a", "b"):
+                payload = {"event": "node.metrics", "node": node, "latest": {"x": i}}
+                await layer.group_send(
+                    fleet_group(north.pk), {"type": "fleet.event", "payload": payload}
+                )
+        await layer.group_send(
+            fleet_group(north.pk), {"type": "fleet.event", "payload": {"event": "node.revoked"}}
+        )
+        frame = await comm.receive_json_from(timeout=2)
+        assert [(e["event"], e.get("node"), e.get("latest")) for e in frame["events"]] == [
+            ("node.metrics", "a", {"x": 19}),
+            ("node.metrics", "b", {"x": 19}),
+            ("node.revoked", None, None),
+        ]
+        assert await comm.receive_nothing(timeout=0.3)
         await comm.disconnect()
 
     async_to_sync(scenario)()
