@@ -1,8 +1,21 @@
-"""Publish websocket events through the channel layer, only once the transaction commits."""
+"""Publish websocket events through the channel layer, only once the transaction commits.
+
+Each event carries `at`, the time it was published (seconds since the epoch), so a dashboard can say
+how old what it shows is, and bench/live.py measures from it.
+
+With Redis (several processes), events leave through one event loop per process, on a background
+thread, without blocking the request: `async_to_sync` would start a new loop, and so a new Redis
+connection, for every event (bench/live.py: ~30 ingests/s per two sync workers). The in-memory
+layer lives in the serving process's own loop, which `async_to_sync` reaches from a sync view.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -11,18 +24,48 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+
 
 def fleet_group(fleet_id: int) -> str:
     return f"fleet.{fleet_id}"
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """This process's publishing loop (started lazily, so also after a fork)."""
+    global _loop, _loop_pid
+    if _loop_pid != os.getpid() or _loop is None:
+        with _lock:
+            if _loop_pid != os.getpid() or _loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="event-publisher", daemon=True
+                ).start()
+                _loop, _loop_pid = loop, os.getpid()
+    return _loop
+
+
+def _failed(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not publish an event", exc_info=future.exception())
 
 
 def _send(group: str, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "fleet.event", "payload": {**payload, "at": time.time()}}
     try:
-        async_to_sync(layer.group_send)(group, {"type": "fleet.event", "payload": payload})
-    except Exception:  # a dashboard that misses an event reloads; a write must not fail for it
+        if type(layer).__module__.startswith("channels_redis"):
+            future = asyncio.run_coroutine_threadsafe(
+                layer.group_send(group, message), _publisher_loop()
+            )
+            future.add_done_callback(_failed)
+        else:
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:  # a dashboard that misses an event resyncs; a write must not fail for it
         log.warning("could not publish %s to %s", payload.get("event"), group, exc_info=True)
 
 

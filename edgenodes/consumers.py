@@ -20,6 +20,9 @@ from controlplane.events import fleet_group
 from . import queries
 
 FLUSH_S = 0.1
+# Group memberships are re-asserted this often: after a Redis restart (which forgets every group)
+# a dashboard receives events again within this time, without reconnecting.
+REJOIN_S = 10.0
 COALESCED = {"node.metrics"}  # newest per node wins within a frame
 
 
@@ -31,6 +34,7 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined = []
         self.pending: dict[Any, dict[str, Any]] = {}
         self.flusher: asyncio.TimerHandle | None = None
+        self.rejoin: asyncio.Task | None = None
         self.serial = 0
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
@@ -41,6 +45,16 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
+        self.rejoin = asyncio.ensure_future(self._rejoin_forever())
+
+    async def _rejoin_forever(self):
+        while True:
+            await asyncio.sleep(REJOIN_S)
+            for group in self.groups_joined:
+                try:
+                    await self.channel_layer.group_add(group, self.channel_name)
+                except Exception:  # noqa: S112 - the layer is down: try again next round
+                    continue
 
     @staticmethod
     def _visible_fleet_ids(user) -> list[int]:
@@ -49,6 +63,8 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if self.flusher is not None:
             self.flusher.cancel()
+        if self.rejoin is not None:
+            self.rejoin.cancel()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
