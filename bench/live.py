@@ -1,9 +1,10 @@
 """The live dashboard under load (issue 12), on a real PostgreSQL (and Redis).
 
 1. Ingest to socket: DASHBOARDS websocket clients, each signed in, watch a fleet while NODES nodes
-   report metric batches through the node API at RATE batches/s in all, for DURATION seconds. Each
-   batch carries the time it was sent; every dashboard records, for each `node.metrics` event it
-   receives, how long after the send it arrived. Two setups:
+   report RATE metric samples/s in all through the node API, in batches of BATCH (as the agent's
+   outbox sends them), for DURATION seconds. Each batch carries the time it was sent; every
+   dashboard records, for each `node.metrics` event it receives, how long after the send it
+   arrived. Two setups:
    - in-memory channel layer: one Daphne process serves the node API and the websockets;
    - Redis: gunicorn (sync workers) serves the node API and Daphne the websockets, as the documented
      production setup does, with the events crossing Redis.
@@ -37,7 +38,8 @@ from node_api import fresh_database, server_env
 
 DASHBOARDS = size("BENCH_DASHBOARDS", 50, 3)
 NODES = size("BENCH_LIVE_NODES", 40, 4)
-RATE = size("BENCH_LIVE_RATE", 200, 20)  # metric batches per second, all nodes together
+RATE = size("BENCH_LIVE_RATE", 200, 20)  # metric samples per second, all nodes together
+BATCH = size("BENCH_LIVE_BATCH", 5, 5)  # samples per batch: agents send their outbox in batches
 DURATION = size("BENCH_LIVE_DURATION", 20, 2)
 LIST_NODES = size("BENCH_LIST_NODES", 20_000, 300)
 REPEAT = size("BENCH_LIST_REPEAT", 40, 5)
@@ -196,26 +198,23 @@ async def dashboard(ws_url: str, session: str, origin: str, sink: dict, stop: as
 
 
 async def reporters(url: str, credentials: list[str], rate: int, seconds: float, out: dict):
-    """NODES nodes sending one metric batch each in turn, RATE batches a second in all."""
+    """NODES nodes sending one batch of BATCH samples each in turn, `rate` samples a second."""
     import httpx
 
     seqs = SEQS.setdefault(id(credentials), [0] * len(credentials))  # rising across runs
-    interval = 1 / rate
+    interval = BATCH / rate
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
 
         async def send(i: int) -> None:
-            seqs[i] += 1
             sent = time.time()
-            body = {
-                "samples": [
-                    {
-                        "seq": seqs[i],
-                        "ts": datetime.now(UTC).isoformat(),
-                        "name": "bench.sent_at",
-                        "value": sent,
-                    }
-                ]
-            }
+            now = datetime.now(UTC).isoformat()
+            samples = []
+            for name, value in [("request.latency_ms", 120.0)] * (BATCH - 1) + [
+                ("bench.sent_at", sent)
+            ]:
+                seqs[i] += 1
+                samples.append({"seq": seqs[i], "ts": now, "name": name, "value": value})
+            body = {"samples": samples}
             try:
                 r = await client.post(
                     f"{url}/api/node/v1/metrics",
@@ -268,6 +267,7 @@ async def live_run(ingest_url: str, ws_base: str, seed_info: dict, restart_redis
         "nodes": NODES,
         "batches_sent": out["sent"],
         "batches_per_s": round(out["achieved_rate"], 1),
+        "samples_per_s": round(out["achieved_rate"] * BATCH, 1),
         "ingest_failed": out["failed"],
         "events_received": len(ages),
         "events_expected": out["sent"] * DASHBOARDS,
@@ -438,7 +438,7 @@ def write_markdown(r: dict) -> None:
         "",
         f"Run {r['when']}{' (smoke sizes: figures mean nothing)' if r['smoke'] else ''}.",
         "",
-        "| setup | dashboards | batches/s sent | commit → socket p50 / p95 / p99 ms |"
+        "| setup | dashboards | samples/s (batches/s) | commit → socket p50 / p95 / p99 ms |"
         " send → socket p99 ms | ingest round trip p99 ms | p99 ratio (send → socket / ingest) |"
         " events received / sent × dashboards | frames per dashboard/s |",
         "|---|---:|---:|---|---:|---:|---:|---|---:|",
@@ -449,7 +449,8 @@ def write_markdown(r: dict) -> None:
             continue
         s = x["socket_ms"]
         rows.append(
-            f"| {label} | {x['dashboards_connected']} | {x['batches_per_s']} | {s['p50']} / "
+            f"| {label} | {x['dashboards_connected']} | {x['samples_per_s']} "
+            f"({x['batches_per_s']}) | {s['p50']} / "
             f"{s['p95']} / {s['p99']} | {x['send_to_socket_ms']['p99']} | "
             f"{x['ingest_round_trip_ms']['p99']} | {x['p99_ratio_to_ingest']} | "
             f"{x['events_received']} / {x['events_expected']} | "
