@@ -8,7 +8,10 @@ git) and mean nothing. A full run (`make bench`) writes bench/results/.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,3 +37,27 @@ def free_port() -> int:
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, what: str, seconds: float = 60) -> None:
+    """Wait for `url` to answer 200; stop `proc` and raise if it does not in time."""
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    stop_group(proc)
+    raise RuntimeError(f"{what} did not start")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True, with all its workers."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -26,14 +26,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import RESULTS, ROOT, SMOKE, free_port, log, pct, size
+from common import RESULTS, ROOT, SMOKE, free_port, log, pct, size, stop_group, wait_until_up
 from node_api import fresh_database, server_env
 
 DASHBOARDS = size("BENCH_DASHBOARDS", 50, 3)
@@ -111,24 +110,10 @@ class Proc:
             stderr=logfile.open("w"),
         )
         self.url = f"http://127.0.0.1:{port}"
-        import httpx
-
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.url + health, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"{argv[0]} did not start")
+        wait_until_up(self.url + health, self.proc, argv[0])
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc)
 
 
 def daphne(env: dict[str, str]) -> Proc:
@@ -400,19 +385,21 @@ def main() -> None:
     results["node_list"] = node_list()
     log(json.dumps(results["node_list"]))
 
+    setups = os.environ.get("BENCH_LIVE_SETUPS", "memory,redis").split(",")
     env = server_env(db_url)
     env.pop("REDIS_URL", None)
-    log("in-memory channel layer: one Daphne process ...")
-    server = daphne(env)
-    try:
-        ws = server.url.replace("http://", "ws://")
-        results["in_memory"] = asyncio.run(live_run(server.url, ws, info, restart_redis=False))
-    finally:
-        server.stop()
-    log(json.dumps(results["in_memory"]))
+    if "memory" in setups:
+        log("in-memory channel layer: one Daphne process ...")
+        server = daphne(env)
+        try:
+            ws = server.url.replace("http://", "ws://")
+            results["in_memory"] = asyncio.run(live_run(server.url, ws, info, restart_redis=False))
+        finally:
+            server.stop()
+        log(json.dumps(results["in_memory"]))
 
     redis_url = os.environ.get("REDIS_URL")
-    if redis_url:
+    if redis_url and "redis" in setups:
         log("Redis channel layer: gunicorn for the node API, Daphne for the websockets ...")
         env = {**server_env(db_url), "REDIS_URL": redis_url}
         api, sockets = gunicorn(env), daphne(env)

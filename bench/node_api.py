@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from common import RESULTS, SMOKE, free_port, log, size  # noqa: E402
+from common import RESULTS, SMOKE, free_port, log, size, stop_group, wait_until_up  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NODES = size("BENCH_NODES", 20000, 200)
@@ -180,26 +180,10 @@ class Server:
             SERVERS[name](self.port), cwd=ROOT, env=env, start_new_session=True
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 60
-        import httpx
-
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"{name} did not start")
+        wait_until_up(self.url + "/healthz", self.proc, name)
 
     def stop(self) -> None:
-        import signal
-
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc)
 
 
 def wrk(url: str, script: str, nodes_file: Path, connections: int = CONNECTIONS) -> dict:

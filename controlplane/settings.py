@@ -206,6 +206,8 @@ EDGEFLEET: dict[str, Any] = {
     # STALE_FACTOR, "offline" after that.
     "ONLINE_FACTOR": 2.0,
     "STALE_FACTOR": 10.0,
+    # Dashboards get their websocket events in frames collected over this many milliseconds.
+    "LIVE_FLUSH_MS": env_int("EDGEFLEET_LIVE_FLUSH_MS", 50),
     # Bearer token for the Prometheus endpoint /metrics; unset: /metrics answers 404 (off).
     "METRICS_TOKEN": os.environ.get("EDGEFLEET_METRICS_TOKEN", ""),
     # Last-contact times are buffered per worker and written in bulk at most this often (seconds).
