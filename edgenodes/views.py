@@ -643,10 +643,10 @@ def models_page(request):
         "can_write": _may_write_registry(request.user),
         "errors": {},
     }
+    ctx["sources"] = [a for a in artifacts if a.variant in registry_services.QUANTIZABLE_SOURCES]
     if request.method == "POST":
-        source = registry_queries.access_artifact(
-            request.user, request.POST.get("name", ""), request.POST.get("source", ""), ADMINISTER
-        )
+        name, _, variant = request.POST.get("source", "").rpartition(":")
+        source = registry_queries.access_artifact(request.user, name, variant, ADMINISTER)
         _, ctx["errors"] = submit(
             QuantizeIn,
             lambda: {"source": source.variant, "variants": request.POST.getlist("variants")},

@@ -46,7 +46,7 @@ def artifact_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def test_settings(settings, artifact_dir):
+def test_settings(settings, artifact_dir, tmp_path):
     """PBKDF2 is slow by design; tests do not need that. Contacts are written through (no buffer
     delay) unless a test asks for the buffered steady state. Registered models go to a temporary
     directory."""
@@ -59,6 +59,7 @@ def test_settings(settings, artifact_dir):
         },
     }
     settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 0}
+    settings.VAR_DIR = tmp_path / "var"  # uploads in progress, demo files
     # Each test's database starts over (and reuses primary keys): so does the actor cache.
     audit_services._actor_refs.clear()
 

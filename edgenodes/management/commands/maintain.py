@@ -6,6 +6,7 @@ from controlplane.accounts.auth import purge_failures
 from controlplane.audit import services as audit
 from edgenodes import rollouts, services
 from edgenodes.metrics import maintain
+from edgenodes.registry import uploads
 
 
 def run_once() -> dict[str, int]:
@@ -15,6 +16,7 @@ def run_once() -> dict[str, int]:
     result = maintain()
     result["events_purged"] = services.purge_events()
     result["login_failures_purged"] = purge_failures()
+    result["uploads_purged"] = uploads.purge()
     result["rollouts_checked"] = rollouts.check_running()
     result["audit_sealed"] = audit.seal_pending()
     result["audit_sources_forgotten"] = audit.forget_sources()
