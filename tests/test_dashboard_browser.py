@@ -29,6 +29,7 @@ import pytest
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from controlplane.audit import verify_export
 from edgenodes import services
@@ -113,11 +114,22 @@ class BrowserCase(ChannelsLiveServerTestCase):
         cls.artifacts = tempfile.mkdtemp(prefix="edgefleet-artifacts-")
         settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 0}
         settings.STORAGES = {**settings.STORAGES, "artifacts": cls.storage()}
+        # No open database connection may cross the fork: with psycopg's pool both processes
+        # would talk over the same sockets (PostgreSQL; the parent hangs). Each opens its own.
+        for connection in connections.all():
+            connection.close()
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
+        # The server process names its database from TEST.NAME: the test database in use here.
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        cls._test_name = test.get("NAME")
+        test["NAME"] = connections["default"].settings_dict["NAME"]
         super().setUpClass()
 
     @classmethod
     def tearDownClass(cls):
         super().tearDownClass()
+        settings.DATABASES["default"]["TEST"]["NAME"] = cls._test_name
         shutil.rmtree(cls.artifacts, ignore_errors=True)
 
     @classmethod
