@@ -10,9 +10,13 @@ last=${ports##* }
 for port in $ports; do
   for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.5; done
 done
-ask() {  # ask PORT AGENT QUESTION
-  curl -s -m 600 "http://127.0.0.1:$1/v1/chat/completions" -H 'Content-Type: application/json' \
-    -d "{\"model\": \"$2\", \"messages\": [{\"role\": \"user\", \"content\": \"$3\"}]}" >/dev/null
+ask() {  # ask PORT AGENT QUESTION; until the node has loaded its model, it answers with an error
+  for _ in $(seq 1 100); do
+    curl -sf -m 3700 "http://127.0.0.1:$1/v1/chat/completions" -H 'Content-Type: application/json' \
+      -d "{\"model\": \"$2\", \"messages\": [{\"role\": \"user\", \"content\": \"$3\"}]}" \
+      >/dev/null && return 0
+    sleep 3
+  done
 }
 # A ticket for the service desk: its create_ticket call waits for approval (an hour at most).
 ask "$last" desk "The printer in room 2 is broken and shows error E42." &
