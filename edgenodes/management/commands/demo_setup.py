@@ -86,11 +86,11 @@ class Command(BaseCommand):
                         "front": {
                             "role": "Route the request.",
                             "default": True,
-                            "routes": {"ops": "time, files and tickets", "helper": "anything else"},
+                            "routes": {"ops": "time and files", "helper": "anything else"},
                         },
                         "ops": {
                             "role": "You help the site staff.",
-                            "tools": ["clock", "read_file", "create_ticket"],
+                            "tools": ["clock", "read_file"],  # tickets: the desk agent
                         },
                         "helper": {"role": "You are a helpful assistant.", "max_tokens": 64},
                         "desk": {
