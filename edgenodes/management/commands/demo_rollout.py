@@ -48,3 +48,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Started rollout {rollout.pk}: {artifact.name} {artifact.variant} pinned, in 2 waves"
         )
+        # Until it ends (its waves are judged by the task worker), so that nothing else keeps the
+        # nodes busy meanwhile: a node applies a revision between requests.
+        deadline = time.monotonic() + 10 * rollout.wave_wait_s
+        while time.monotonic() < deadline:
+            rollout.refresh_from_db()
+            if rollout.status not in ("running", "paused"):
+                break
+            time.sleep(2)
+        self.stdout.write(f"Rollout {rollout.pk}: {rollout.status} {rollout.reason}".rstrip())
