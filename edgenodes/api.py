@@ -147,6 +147,17 @@ class EnrollmentTokenIn(Schema):
     max_uses: Annotated[int, Field(ge=1, le=100_000)] = 1
     note: Annotated[str, Field(max_length=200)] = ""
 
+    def service_kwargs(self) -> dict[str, Any]:
+        """do_create_enrollment_token's keywords (the API and the enrollment page alike)."""
+        never = self.ttl_hours is None
+        return {
+            "labels": self.labels,
+            "ttl": None if never else timedelta(hours=self.ttl_hours),  # type: ignore[arg-type]
+            "never_expires": never,
+            "max_uses": self.max_uses,
+            "note": self.note,
+        }
+
 
 class EnrollmentTokenOut(Schema):
     id: int
@@ -325,14 +336,7 @@ def list_enrollment_tokens(request, response: HttpResponse, slug: str, page: Que
 def create_enrollment_token(request, slug: str, payload: EnrollmentTokenIn):
     fleet = access_fleet(request.auth, slug, OPERATE)
     token, plaintext = services.do_create_enrollment_token(
-        fleet,
-        labels=payload.labels,
-        ttl=timedelta(hours=payload.ttl_hours) if payload.ttl_hours is not None else None,
-        never_expires=payload.ttl_hours is None,
-        max_uses=payload.max_uses,
-        note=payload.note,
-        request=request,
-        actor=request.auth,
+        fleet, **payload.service_kwargs(), request=request, actor=request.auth
     )
     token.token = plaintext  # type: ignore[attr-defined]
     return Status(201, token)
@@ -569,6 +573,10 @@ class RolloutIn(Schema):
     gates: GatesIn = GatesIn()
     wave_wait_s: Annotated[int, Field(ge=1, le=7 * 86_400)] = 300
 
+    def service_kwargs(self) -> dict[str, Any]:
+        """do_start_rollout's keywords (the API and the rollouts page alike)."""
+        return {**self.dict(exclude={"gates"}), "gates": self.gates.dict()}
+
 
 class RolloutNodeOut(Schema):
     node: UUID
@@ -634,15 +642,7 @@ def start_rollout(request, slug: str, payload: RolloutIn):
     The first wave (the canary) gets the model at once; see docs/models.md for the gates."""
     fleet = access_fleet(request.auth, slug, OPERATE)
     rollout = rollouts.do_start_rollout(
-        fleet,
-        model=payload.model,
-        layer=payload.layer,
-        selector=payload.selector,
-        waves=payload.waves,
-        gates=payload.gates.dict(),
-        wave_wait_s=payload.wave_wait_s,
-        request=request,
-        actor=request.auth,
+        fleet, **payload.service_kwargs(), request=request, actor=request.auth
     )
     return Status(201, rollout)
 

@@ -328,14 +328,7 @@ def enrollment(request):
 
         def create(p):
             return services.do_create_enrollment_token(
-                fleet,
-                labels=p.labels,
-                ttl=timedelta(hours=p.ttl_hours) if p.ttl_hours is not None else None,
-                never_expires=p.ttl_hours is None,
-                max_uses=p.max_uses,
-                note=p.note,
-                actor=request.user,
-                request=request,
+                fleet, **p.service_kwargs(), actor=request.user, request=request
             )
 
         created, ctx["errors"] = submit(EnrollmentTokenIn, data, create)
@@ -514,15 +507,7 @@ def rollouts_page(request):
             RolloutIn,
             data,
             lambda p: rollouts.do_start_rollout(
-                fleet,
-                model=p.model,
-                layer=p.layer,
-                selector=p.selector,
-                waves=p.waves,
-                gates=p.gates.dict(),
-                wave_wait_s=p.wave_wait_s,
-                actor=request.user,
-                request=request,
+                fleet, **p.service_kwargs(), actor=request.user, request=request
             ),
         )
         if started:
