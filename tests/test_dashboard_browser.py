@@ -268,6 +268,10 @@ class TheAdminAndComplianceJourney(BrowserCase):
         super().tearDown()
 
     def test_an_admin_and_a_compliance_officer_do_their_work_in_the_browser(self):
+        from selenium.common.exceptions import (
+            ElementNotInteractableException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import Select
 
@@ -342,16 +346,32 @@ class TheAdminAndComplianceJourney(BrowserCase):
         )
         self.check_page("approvals")
         d.find_element(By.CSS_SELECTOR, "li.approval input[name=reason]").send_keys("fine")
-        d.find_element(By.CSS_SELECTOR, "li.approval button[data-key=a]").click()
+        # A live refresh of the queue (another request arriving) keeps a half-typed reason.
+        d.execute_script(
+            "const q = document.getElementById('queue');"
+            "q.addEventListener('htmx:afterSettle', () => { window.queueSwapped = true; },"
+            " {once: true}); htmx.trigger(q, 'live');"
+        )
+        assert wait_until(lambda: d.execute_script("return window.queueSwapped === true"))
+        reason = d.find_element(By.CSS_SELECTOR, "li.approval input[name=reason]")
+        assert reason.get_attribute("value") == "fine"
+        assert wait_until(
+            lambda: (
+                d.find_element(By.CSS_SELECTOR, "li.approval button[data-key=a]").click() is None
+            )
+        )
         first = ToolApproval.objects.order_by("pk").first()
         assert wait_until(lambda: ToolApproval.objects.get(pk=first.pk).decision == "approved")
         # The small model may call the tool again (at most MAX_STEPS times): each call waits for
         # its own approval, which arrives in the queue live and is approved from the keyboard.
+        # A live refresh may swap the queue between finding a card and pressing its key.
         while ask.is_alive():
-            if d.find_elements(By.CSS_SELECTOR, "li.approval"):
-                card = d.find_element(By.CSS_SELECTOR, "li.approval")
-                d.execute_script("arguments[0].focus()", card)
-                card.send_keys("a")
+            for card in d.find_elements(By.CSS_SELECTOR, "li.approval")[:1]:
+                try:
+                    d.execute_script("arguments[0].focus()", card)
+                    card.send_keys("a")
+                except (StaleElementReferenceException, ElementNotInteractableException):
+                    pass
             time.sleep(0.5)
         ask.join(timeout=10)
         assert answers and getattr(answers[0], "status_code", None) == 200, answers

@@ -63,6 +63,24 @@ def test_redis_url_selects_the_redis_channel_layer():
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
 
 
+def test_a_socket_waiting_on_redis_longer_than_the_blocking_pop_keeps_waiting():
+    """channels_redis blocks 5 s per pop; redis-py 8's default read timeout is also 5 s."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set")
+
+    async def wait_idle() -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        with pytest.raises(asyncio.TimeoutError):  # ours, not redis.exceptions.TimeoutError
+            await asyncio.wait_for(layer.receive(channel), timeout=12)
+
+    asyncio.run(wait_idle())
+
+
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"
 )
