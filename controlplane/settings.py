@@ -266,6 +266,11 @@ EDGEFLEET: dict[str, Any] = {
     "QUANTIZE_THREADS": env_int("EDGEFLEET_QUANTIZE_THREADS", 0),
     # Cloud calls made for escalations time out after this many seconds.
     "CLOUD_TIMEOUT_S": env_int("EDGEFLEET_CLOUD_TIMEOUT_S", 60),
+    # --- router training (docs/routing.md) ---
+    # RouteLLM's outcome tables (the project's ../shared/router_data/routellm by default).
+    "ROUTER_DATA_DIR": os.environ.get(
+        "EDGEFLEET_ROUTER_DATA_DIR", str(BASE_DIR.parent / "shared" / "router_data" / "routellm")
+    ),
 }
 SESSION_COOKIE_AGE = EDGEFLEET["SESSION_IDLE_S"]
 SESSION_SAVE_EVERY_REQUEST = True  # the expiry slides with activity: an idle timeout
