@@ -94,6 +94,7 @@ class Turn:
     tool_calls: dict[str, int] = field(
         default_factory=lambda: {"allowed": 0, "denied": 0, "approved": 0, "failed": 0}
     )
+    routing: dict[str, Any] = field(default_factory=dict)  # local or cloud, and why (route.py)
 
 
 class AgentRunner:

@@ -24,6 +24,8 @@ from .agent import AgentRunner
 from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
 from .client import ControlPlaneError, NodeClient, backoff
 from .manifest import sha256_file
+from .route import Router, load_scorer
+from .router import RouterError
 from .state import StateDir
 from .telemetry import Telemetry
 from .tools import Approver, ToolGate, registry
@@ -38,6 +40,7 @@ class Active:
     backend: Backend | None
     runner: AgentRunner | None
     model_digest: str
+    router: Router | None = None
 
 
 class ApplyError(Exception):
@@ -203,7 +206,26 @@ class Applier:
             audit=self.telemetry.event,
         )
         runner = AgentRunner(specs, backend, gate) if backend and specs else None
-        return Active(doc.revision, document, backend, runner, digest)
+        return Active(doc.revision, document, backend, runner, digest, self._router(doc.routing))
+
+    def _router(self, section: dict[str, Any]) -> Router:
+        """The routing section's router; a router that cannot be fetched or verified is refused
+        (an event says why) and the node answers locally, saying so in its answers."""
+        policy = schemas.RoutingPolicy.model_validate(section or {})
+        current = self.active.router if self.active else None
+        if current is not None and current.policy == policy:
+            return current  # same section: keep the loaded router and its budget state
+        ref = policy.router if isinstance(policy.router, schemas.RouterRef) else None
+        if ref is None:
+            return Router(policy, None, policy.error or "")
+        try:
+            scorer = load_scorer(
+                ref, self.state.path / "routers", self.client.fetch, self.signing_key()
+            )
+        except (RouterError, ControlPlaneError, ApplyError, OSError) as exc:
+            self.telemetry.event("router.refused", {"version": ref.version, "reason": str(exc)})
+            return Router(policy, None, f"router {ref.version} refused: {exc}")
+        return Router(policy, scorer)
 
     def apply(self, document: dict[str, Any], etag: str) -> None:
         previous = self.active

@@ -100,9 +100,18 @@ class NodeClient:
             self._call("POST", f"/{stream}", json={key: items}).json()
         )
 
-    def escalate(self, req: schemas.EscalateIn) -> schemas.EscalateOut:
-        r = self._call("POST", "/escalate", json=req.model_dump(mode="json"))
-        return schemas.EscalateOut.model_validate(r.json())
+    def escalate(self, req: schemas.RelayIn) -> schemas.EscalateOut:
+        """Through the control plane's cloud relay (non-streaming)."""
+        reply = self._call("POST", "/chat/completions", json=req.model_dump(mode="json")).json()
+        meta = reply.get("edgefleet", {})
+        return schemas.EscalateOut(
+            content=reply["choices"][0]["message"].get("content") or "",
+            endpoint=meta.get("endpoint", req.model.removeprefix("cloud:")),
+            model=reply.get("model", ""),
+            redactions=meta.get("redactions", {}),
+            cost_usd=meta.get("cost_usd"),
+            budget_warning=meta.get("budget_warning", ""),
+        )
 
     def signing_key(self) -> schemas.SigningKeyOut:
         return schemas.SigningKeyOut.model_validate(self._call("GET", "/signing-key").json())
@@ -119,6 +128,10 @@ class NodeClient:
         return schemas.ApprovalOut.model_validate(
             self._call("GET", f"/approvals/{approval_id}").json()
         )
+
+    def fetch(self, url: str) -> bytes:
+        """A small file from the node API (a router artifact), whole."""
+        return self._call("GET", url).content
 
     def download(self, url: str, dest) -> None:
         """Download to `dest`, resuming a partial file with an HTTP Range request. Bytes are written

@@ -43,9 +43,9 @@ class Escalator:
                 event("phi.redacted", {"endpoint": endpoint, "counts": allowed.redactions})
             started = time.perf_counter()
             out = self.client.escalate(
-                schemas.EscalateIn(
+                schemas.RelayIn(
                     agent=agent or "edge",
-                    endpoint=endpoint,
+                    model=f"cloud:{endpoint}",
                     messages=[schemas.ChatMessage.model_validate(m) for m in allowed.messages],
                 )
             )

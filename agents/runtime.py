@@ -31,6 +31,7 @@ from .approvals import Approvals
 from .client import ControlPlaneError, NodeClient
 from .escalate import Escalator
 from .outbox import Outbox
+from .route import Decision
 from .state import StateDir, default_state_dir, read_json, write_json_atomic
 from .telemetry import SUBJECT, Telemetry
 
@@ -133,6 +134,67 @@ class Runtime:
 
     def ask(
         self, messages: list[dict[str, Any]], agent: str | None = None, subject: str = ""
+    ) -> Turn:
+        """Answer locally or in the cloud, as the routing section says (agents/route.py); the
+        turn's `routing` says which and why, and a `router.decision` event reports it."""
+        active = self.active
+        router = active.router if active else None
+        question = next(
+            (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        decision = None
+        if router is not None:
+            decision = router.before(question, online=self.online(), compliance=self.policy())
+            if decision is not None and decision.route == "cloud":
+                outcome = self._escalate(router, messages, agent, subject, decision)
+                if isinstance(outcome, Turn):
+                    return outcome
+                decision = outcome
+        turn = self._answer_locally(messages, agent, subject)
+        if router is not None and decision is None:  # a cascade: judge the local answer
+            decision = router.after(question, turn.answer)
+            if decision.route == "cloud":
+                outcome = self._escalate(router, messages, agent, subject, decision, paid=turn)
+                if isinstance(outcome, Turn):
+                    return outcome
+                decision = outcome
+        if decision is not None:
+            turn.routing = decision.meta()
+            self.event("router.decision", turn.routing)
+        return turn
+
+    def online(self) -> bool:
+        """Whether the control plane answered recently (the relay is reached through it)."""
+        last = self.applier.last_contact
+        interval = float((self.active.document if self.active else {}).get("poll_interval_s", 30))
+        return last is not None and time.time() - last < max(3 * interval, 90)
+
+    def _escalate(
+        self, router, messages, agent, subject, decision: Decision, paid: Turn | None = None
+    ) -> Turn | Decision:
+        """The cloud's answer, or the decision to answer locally after all, saying why."""
+        try:
+            turn = self.escalate(messages, router.endpoint, agent or "", subject)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the request local
+            status = getattr(exc, "status", None)
+            if status == 429 and "budget" in str(exc):
+                router.budget_exhausted()
+            return Decision(
+                "local",
+                "fallback",
+                decision.score,
+                decision.threshold,
+                note=f"answered locally: escalation failed ({str(exc)[:200]})",
+            )
+        meta = decision.meta()
+        if paid is not None:  # a cascade paid for the local answer too
+            meta["local_completion_tokens"] = paid.usage.completion_tokens
+        turn.routing = meta
+        self.event("router.decision", meta)
+        return turn
+
+    def _answer_locally(
+        self, messages: list[dict[str, Any]], agent: str | None, subject: str
     ) -> Turn:
         token = SUBJECT.set(subject)
         try:

@@ -218,6 +218,17 @@ class CloudEndpoint(Strict):
     base_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] | None = None
     model: Annotated[str, Field(max_length=200)] = ""
     api_key_env: Annotated[str, Field(max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    # Or a file holding the key (a mounted secret), read on the control plane at call time.
+    api_key_file: Annotated[str, Field(max_length=500, pattern=r"^/")] | None = None
+    # US dollars per 1,000 prompt and completion tokens: what budgets count.
+    price_in_per_1k: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    price_out_per_1k: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    timeout_s: Annotated[int, Field(ge=1, le=600)] | None = (
+        None  # default EDGEFLEET_CLOUD_TIMEOUT_S
+    )
+    # When this endpoint fails (after its retries), the relay tries this one (policy and budget
+    # checked again for it).
+    fallback: Slug | None = None
 
 
 class ComplianceMode(StrEnum):
@@ -265,6 +276,25 @@ class ComplianceSettings(Strict):
     cloud_endpoints: Endpoints = []
     events_retention_days: RetentionDays | None = None
 
+    @field_validator("cloud_endpoints")
+    @classmethod
+    def _fallbacks_name_other_endpoints(cls, endpoints: list[CloudEndpoint]) -> list[CloudEndpoint]:
+        names = [e.name for e in endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError("cloud endpoint names must be unique")
+        by_name = {e.name: e for e in endpoints}
+        for e in endpoints:
+            seen = {e.name}
+            nxt = e.fallback
+            while nxt is not None:
+                if nxt not in by_name:
+                    raise ValueError(f"endpoint '{e.name}' falls back to unknown '{nxt}'")
+                if nxt in seen:
+                    raise ValueError(f"endpoint '{e.name}': its fallbacks form a loop")
+                seen.add(nxt)
+                nxt = by_name[nxt].fallback
+        return endpoints
+
     def policy(self, for_node: bool = False) -> CompliancePolicy:
         """The effective policy. For nodes, endpoints carry only name, region and BAA status: URLs
         and key names stay on the control plane."""
@@ -282,6 +312,27 @@ class ComplianceSettings(Strict):
             regions=self.allowed_regions,
             endpoints=endpoints,  # type: ignore[arg-type]
         )
+
+
+Limit = Annotated[float, Field(ge=0, le=1e12)] | None
+
+
+class CloudBudgets(Strict):
+    """A fleet's cloud spending limits (control plane only): for the whole fleet and for each of
+    its nodes, per UTC day and calendar month, in US dollars and in tokens; null is no limit. The
+    relay refuses an escalation that would take usage past a limit (the hard stop: the node
+    answers locally) and marks answers once usage reaches `soft_fraction` of one (the warning).
+    A budget never blocks local inference."""
+
+    fleet_day_usd: Limit = None
+    fleet_month_usd: Limit = None
+    fleet_day_tokens: Limit = None
+    fleet_month_tokens: Limit = None
+    node_day_usd: Limit = None
+    node_month_usd: Limit = None
+    node_day_tokens: Limit = None
+    node_month_tokens: Limit = None
+    soft_fraction: Annotated[float, Field(ge=0.1, le=1)] = 0.8
 
 
 class CompliancePolicy(Strict):
@@ -307,24 +358,71 @@ class ChatMessage(Strict):
     content: Annotated[str, Field(max_length=100_000)]
 
 
-class EscalateIn(Strict):
-    """A request the node could not answer well locally, for a cloud endpoint of its fleet's policy.
-    The node has applied the policy (redaction) already; the control plane applies it again."""
+class RelayIn(BaseModel):
+    """A chat completion request a node sends the control plane's cloud relay
+    (`POST /api/node/v1/chat/completions`): OpenAI's shape, `model` naming a cloud endpoint of the
+    fleet ("cloud:<endpoint>" or "<endpoint>"). The node has applied the policy (redaction)
+    already; the control plane applies it again. Fields OpenAI clients add and the relay does not
+    use are ignored."""
 
-    agent: Slug
-    endpoint: Slug
+    model_config = ConfigDict(extra="ignore")
+
+    model: Annotated[str, Field(min_length=1, max_length=100)]
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)]
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    stream: bool = False
+    agent: Slug = "edge"  # which of the node's agents asks: costs are counted per agent
 
 
 class EscalateOut(BaseModel):
+    """What the node keeps of the relay's answer."""
+
     content: str
     endpoint: str
     model: str
     redactions: dict[str, int] = {}
+    cost_usd: float | None = None
+    budget_warning: str = ""
 
 
-SECTION_SCHEMAS: dict[str, Any] = {"model": ModelAssignment, "tools": ToolPolicy}
+class RouterRef(Strict):
+    """A registered router as a node receives it (the control plane resolves a layer's version)."""
+
+    version: Annotated[str, Field(max_length=100)]
+    kind: Literal["query", "cascade"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    signature: Annotated[str, Field(max_length=200)]
+    url: Annotated[str, Field(max_length=2000)]
+
+
+class RoutingPolicy(Strict):
+    """The routing section: when a node sends a request to the cloud (agents/route.py).
+
+    - mode "local": never on its own (a caller may still name "cloud:<endpoint>");
+      "query": the router scores the question and escalates above the threshold;
+      "cascade": the node answers locally first, and escalates when the router, reading the
+      question and the local answer, judges it unreliable.
+    - the threshold: `threshold` when given, else the one that sends `target_cloud_share` of
+      queries (or reaches `target_quality`, a share of the local-to-cloud quality gap, on the
+      router's held-out data).
+    - `router`: in a layer, a registered router's version; nodes get it resolved (RouterRef).
+    """
+
+    mode: Literal["local", "query", "cascade"] = "local"
+    endpoint: Slug | None = None
+    router: RouterRef | Annotated[str, Field(max_length=100)] | None = None
+    threshold: Annotated[float, Field(ge=-1, le=1)] | None = None
+    target_cloud_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    target_quality: Annotated[float, Field(ge=0, le=1.5)] | None = None
+    error: Annotated[str, Field(max_length=1000)] | None = None  # why the router cannot be used
+
+
+SECTION_SCHEMAS: dict[str, Any] = {
+    "model": ModelAssignment,
+    "tools": ToolPolicy,
+    "routing": RoutingPolicy,
+}
 
 
 def model_digest(model: dict[str, Any] | None) -> str:
@@ -355,6 +453,7 @@ def validate_sections(sections: dict[str, Any]) -> None:
     for spec in (sections.get("agents") or {}).values():
         AgentSpec.model_validate(spec)
     CompliancePolicy.model_validate(sections.get("compliance") or {})
+    RoutingPolicy.model_validate(sections.get("routing") or {})
 
 
 # --- tool approvals -------------------------------------------------------------------------------

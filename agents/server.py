@@ -135,6 +135,7 @@ class LocalAPI:
                         }
                     ],
                     "usage": usage,
+                    **({"edgefleet": {"routing": turn.routing}} if turn.routing else {}),
                 },
             )
         await send(
@@ -144,6 +145,11 @@ class LocalAPI:
                 "headers": [
                     (b"content-type", b"text/event-stream"),
                     (b"cache-control", b"no-cache"),
+                    *(
+                        [(b"x-edgefleet-routing", json.dumps(turn.routing).encode())]
+                        if turn.routing
+                        else []
+                    ),
                 ],
             }
         )

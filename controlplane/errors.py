@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils.deprecation import MiddlewareMixin
 
 from agents.schemas import ErrorOut
 
@@ -83,14 +84,8 @@ def error_page(request: HttpRequest, exc: ServiceError) -> HttpResponse:
     return response
 
 
-class ServiceErrorMiddleware:
+class ServiceErrorMiddleware(MiddlewareMixin):
     """Turns a ServiceError escaping a Django view into its status and message, never a 500."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if isinstance(exc, ServiceError):

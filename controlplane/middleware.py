@@ -1,49 +1,63 @@
-"""Guards in front of the node API: request ids, body size, and load shedding."""
+"""Guards in front of the node API: request ids, body size, and load shedding.
+
+Both run sync under WSGI and async under ASGI (Django's MiddlewareMixin and the dual pattern of
+its docs), so that the async cloud relay (edgenodes/relay.py) stays async end to end: one sync-only
+middleware would put every ASGI request on a thread.
+"""
 
 from __future__ import annotations
 
 import threading
 import uuid
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 
 NODE_API_PREFIX = "/api/node/"
+RELAY_PATH = "/api/node/v1/chat/completions"
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(MiddlewareMixin):
     """Give every request an id (kept from X-Request-ID when the caller sends a sane one)."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def process_request(self, request):
         rid = request.META.get("HTTP_X_REQUEST_ID", "")
         if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
             rid = uuid.uuid4().hex
         request.META["HTTP_X_REQUEST_ID"] = rid
-        response = self.get_response(request)
-        response["X-Request-ID"] = rid
+
+    def process_response(self, request, response):
+        response["X-Request-ID"] = request.META["HTTP_X_REQUEST_ID"]
         return response
 
 
 class NodeApiGuardMiddleware:
     """Refuse oversize bodies with 413 before reading them, and shed load with 429 + Retry-After
-    when more node-API requests are in flight in this worker than it should hold."""
+    when more node-API requests are in flight in this worker than it should hold. Relayed cloud
+    calls (RELAY_PATH) are not counted: they wait on the upstream without holding a worker."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
         self.lock = threading.Lock()
         self.in_flight = 0
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request):
+    def refuse(self, request) -> tuple[JsonResponse | None, bool]:
+        """(a refusal, or None; whether the request now counts as in flight)."""
         if not request.path.startswith(NODE_API_PREFIX):
-            return self.get_response(request)
+            return None, False
         cfg = settings.EDGEFLEET
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return JsonResponse({"detail": "invalid Content-Length header"}, status=400)
+            return JsonResponse({"detail": "invalid Content-Length header"}, status=400), False
         if length > cfg["NODE_MAX_BODY_BYTES"]:
             return JsonResponse(
                 {
@@ -51,17 +65,41 @@ class NodeApiGuardMiddleware:
                     f"{cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"
                 },
                 status=413,
-            )
+            ), False
+        if request.path == RELAY_PATH:
+            return None, False
         with self.lock:
             if self.in_flight >= cfg["MAX_IN_FLIGHT"]:
                 response = JsonResponse(
                     {"detail": "control plane is overloaded; retry later"}, status=429
                 )
                 response["Retry-After"] = str(cfg["OVERLOAD_RETRY_AFTER_S"])
-                return response
+                return response, False
             self.in_flight += 1
+        return None, True
+
+    def done(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        refusal, counted = self.refuse(request)
+        if refusal is not None:
+            return refusal
         try:
             return self.get_response(request)
         finally:
-            with self.lock:
-                self.in_flight -= 1
+            if counted:
+                self.done()
+
+    async def __acall__(self, request):
+        refusal, counted = self.refuse(request)
+        if refusal is not None:
+            return refusal
+        try:
+            return await self.get_response(request)
+        finally:
+            if counted:
+                self.done()

@@ -266,6 +266,10 @@ EDGEFLEET: dict[str, Any] = {
     "QUANTIZE_THREADS": env_int("EDGEFLEET_QUANTIZE_THREADS", 0),
     # Cloud calls made for escalations time out after this many seconds.
     "CLOUD_TIMEOUT_S": env_int("EDGEFLEET_CLOUD_TIMEOUT_S", 60),
+    # The relay retries a failing endpoint this many times (timeouts, connection errors, 429,
+    # 5xx), waiting RELAY_BACKOFF_S, then twice that, ..., before its fallback.
+    "RELAY_RETRIES": env_int("EDGEFLEET_RELAY_RETRIES", 2),
+    "RELAY_BACKOFF_S": float(os.environ.get("EDGEFLEET_RELAY_BACKOFF_S", "0.25")),
     # --- router training (docs/routing.md) ---
     # RouteLLM's outcome tables (the project's ../shared/router_data/routellm by default).
     "ROUTER_DATA_DIR": os.environ.get(

@@ -6,6 +6,7 @@ from django.urls import include, path
 from controlplane.accounts.auth import LoginForm
 from controlplane.api import admin_api, node_api
 from edgenodes.prometheus import metrics
+from edgenodes.relay import chat_completions
 
 
 def healthz(request):
@@ -16,6 +17,8 @@ def healthz(request):
 urlpatterns = [
     path("healthz", healthz),
     path("metrics", metrics),
+    # The cloud relay is a plain async view (streamed, OpenAI's shape), before the ninja routes.
+    path("api/node/v1/chat/completions", chat_completions, name="relay"),
     path("api/node/v1/", node_api.urls),
     path("api/v1/", admin_api.urls),
     path("admin/", admin.site.urls),

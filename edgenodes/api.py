@@ -6,14 +6,16 @@ service function does the write.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.http import HttpResponse
+from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
 from agents.schemas import (
+    CloudBudgets,
     ComplianceMode,
     ComplianceSettings,
     Endpoints,
@@ -29,7 +31,7 @@ from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.schemas import IsoTime, Slug
 
-from . import desired_state, queries, rollouts, services
+from . import desired_state, escalation, queries, rollouts, services
 from .models import (
     DesiredStateLayer,
     EnrollmentToken,
@@ -318,6 +320,72 @@ def set_compliance(request, slug: str, payload: CompliancePatch):
         fleet, request=request, **changes, actor=request.auth
     )
     return _compliance_out(fleet, changed)
+
+
+# --- cloud budgets and usage ---------------------------------------------------------------------
+
+
+class BudgetsOut(CloudBudgets):
+    used: dict[str, float] = Field(
+        description="the fleet's usage so far today and this month (fleet_day_usd, ...)"
+    )
+
+
+class UsageQuery(Schema):
+    by: Literal["node", "agent", "endpoint", "day"] = "node"
+    since: date | None = Field(None, description="first UTC day (default: 30 days ago)")
+    until: date | None = Field(None, description="last UTC day (default: today)")
+
+
+class UsageOut(Schema):
+    key: str = Field(description="the node's name, the agent, the endpoint or the day")
+    requests: int
+    failures: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+def _budgets_out(fleet: Fleet) -> BudgetsOut:
+    used = {k: v for k, v in queries.cloud_usage_so_far(fleet).items() if k.startswith("fleet_")}
+    return BudgetsOut(**fleet.budgets().model_dump(), used=used)
+
+
+@router.get("/fleets/{slug}/budgets", response={200: BudgetsOut, **ERRORS})
+def get_budgets(request, slug: str):
+    """The fleet's cloud budgets (null: no limit) and what it used so far."""
+    return _budgets_out(access_fleet(request.auth, slug, VIEW))
+
+
+@router.put("/fleets/{slug}/budgets", response={200: BudgetsOut, **ERRORS})
+def set_budgets(request, slug: str, payload: CloudBudgets):
+    """Replace the fleet's cloud budgets (a limit left out is no limit). Audited."""
+    fleet = access_fleet(request.auth, slug, ADMINISTER)
+    escalation.do_set_cloud_budgets(
+        fleet, budgets=payload.model_dump(), actor=request.auth, request=request
+    )
+    return _budgets_out(fleet)
+
+
+@router.get("/fleets/{slug}/cloud-usage", response={200: list[UsageOut], **ERRORS})
+def cloud_usage(
+    request, response: HttpResponse, slug: str, q: Query[UsageQuery], page: Query[PageQuery]
+):
+    """Relayed cloud calls summed per node, agent, endpoint or day, most expensive first."""
+    fleet = access_fleet(request.auth, slug, VIEW)
+    until = q.until or timezone.now().date()
+    since = q.since or until - timedelta(days=30)
+    rows = headers(
+        request,
+        response,
+        offset_page(
+            queries.cloud_usage(fleet, by=q.by, since=since, until=until),
+            limit=page.limit,
+            offset=page.offset,
+        ),
+    )
+    key = queries.USAGE_GROUPS[q.by]
+    return [UsageOut(key=str(r[key]), **{k: v for k, v in r.items() if k != key}) for r in rows]
 
 
 # --- enrollment tokens --------------------------------------------------------------------------

@@ -8,6 +8,8 @@ digest changes, so an edit that leaves a node's document as it was causes no dow
 A model section may name a registry model and a variant ("auto" or a quantization): it is resolved
 per node (registry/resolver.py) into a URL, sha256 and signed manifest. During a rollout, the nodes
 it has reached get the rollout's model section in place of their layers' (edgenodes/rollouts.py).
+A routing section may name a registered router by version: nodes get its sha256, signature and
+download URL (or `error` when no such version is registered).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from .models import (
     RolloutNodeState,
 )
 from .registry import resolver
-from .registry.queries import variants_of
+from .registry.queries import routers_of, variants_of
 from .registry.resolver import Variant
 
 _SCOPE_ORDER = {LayerScope.FLEET: 0, LayerScope.LABEL: 1, LayerScope.NODE: 2}
@@ -73,6 +75,7 @@ class Context:
     overrides: dict[Any, dict[str, Any]]  # node id -> model section of an active rollout
     variants: dict[str, list[Variant]]  # the registry, for model sections that name a variant
     headroom: float
+    routers: dict[str, dict[str, Any]]  # registered routers named by routing sections, by version
 
     @classmethod
     def load(cls, fleet: Fleet, node: Node | None = None) -> Context:
@@ -96,12 +99,18 @@ class Context:
             for m in [*(layer.sections.get("model") for layer in layers), *overrides.values()]
             if isinstance(m, dict) and m.get("variant") and isinstance(m.get("name"), str)
         }
+        versions = {
+            r["router"]
+            for r in (layer.sections.get("routing") for layer in layers)
+            if isinstance(r, dict) and isinstance(r.get("router"), str)
+        }
         return cls(
             layers=layers,
             compliance=node_compliance(fleet),
             overrides=overrides,
             variants=variants_of(sorted(names)) if names else {},
             headroom=float(settings.EDGEFLEET["MODEL_MEMORY_HEADROOM"]),
+            routers=routers_of(sorted(versions)) if versions else {},
         )
 
 
@@ -124,6 +133,18 @@ def compose(node: Node, ctx: Context) -> dict[str, Any]:
         sha = model.get("sha256")
         if isinstance(sha, str) and isinstance(model.get("name"), str):
             sections["model"] = {**model, **signed_manifest(model["name"], sha)}
+    routing = sections["routing"]
+    if isinstance(routing, dict) and isinstance(routing.get("router"), str):
+        ref = ctx.routers.get(routing["router"])
+        sections["routing"] = (
+            {**routing, "router": ref}
+            if ref
+            else {
+                **routing,
+                "router": None,
+                "error": f"router '{routing['router']}' is not registered",
+            }
+        )
     sections["compliance"] = ctx.compliance
     return sections
 

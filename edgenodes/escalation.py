@@ -1,91 +1,269 @@
-"""Escalation of a hard request from a node to a cloud LLM, through the control plane.
+"""Escalation of a hard request from a node to a cloud LLM, through the control plane: the rules.
 
-The fleet's compliance policy is applied here again (the node applied it already): allow-list,
-GDPR regions, HIPAA business associate agreements and PHI redaction or refusal. The API key never
-leaves the control plane. The audit record says who escalated what kind of request where, and
-what was redacted, never the content.
+The relay (relay.py, async) asks `plan` which endpoints may take a request, tries them in order,
+and writes what happened with `record_forward`, `record_failure` or `record_refusal`:
+
+- the fleet's compliance policy is applied again (the node applied it already): allow-list, GDPR
+  regions, HIPAA business associate agreements and PHI redaction or refusal;
+- then its budgets (agents.schemas.CloudBudgets), per fleet and per node, per day and month, in
+  dollars and tokens, re-checked for every fallback target at that endpoint's prices. A request
+  is refused when its estimate (prompt characters / 4 plus max_tokens) would take usage past a
+  limit, and carries a warning once usage reaches the soft fraction of one;
+- every outcome is an audit record (with its cost when forwarded), and CloudUsage counts it.
+
+API keys (from an environment variable or a secret file) never leave the control plane. The audit
+record says who escalated what kind of request where, and what was redacted, never the content.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from pydantic import ValidationError
 
 from agents import compliance, schemas
 from controlplane.audit.services import record
 from controlplane.errors import Forbidden, ServiceError
+from controlplane.events import publish_on_commit
 
-from .models import Node
+from . import queries
+from .models import CloudUsage, Fleet, Node
 
 
 class UpstreamError(ServiceError):
     status = 502
 
 
-def do_escalate(node: Node, req: schemas.EscalateIn, *, request=None) -> schemas.EscalateOut:
-    policy = node.fleet.compliance_policy()
-    audit = {"agent": req.agent, "endpoint": req.endpoint, "messages": len(req.messages)}
-    try:
-        allowed = compliance.guard_escalation(
-            policy, req.endpoint, [m.model_dump() for m in req.messages]
-        )
-    except compliance.EscalationRefused as exc:
-        record(
-            "escalation.refused",
-            ("escalation", req.endpoint),
-            node=node,
-            fleet=node.fleet,
-            after={**audit, "reason": str(exc)},
-            request=request,
-        )
-        raise Forbidden(str(exc)) from None
-    import openai  # imported on first use: it adds ~30 MB to every control-plane process otherwise
+class BudgetExhausted(ServiceError):
+    status = 429
 
-    endpoint = allowed.endpoint
-    if not endpoint.base_url:
-        raise ServiceError(f"cloud endpoint '{endpoint.name}' has no base_url configured")
-    client = openai.OpenAI(
-        base_url=endpoint.base_url,
-        api_key=os.environ.get(endpoint.api_key_env or "", "") or "unset",
-        timeout=settings.EDGEFLEET["CLOUD_TIMEOUT_S"],
-        max_retries=1,
+
+@dataclass
+class Target:
+    endpoint: schemas.CloudEndpoint
+    messages: list[dict[str, Any]]
+    redactions: dict[str, int] = field(default_factory=dict)
+    warning: str = ""
+
+
+@dataclass
+class Plan:
+    targets: list[Target]
+    skipped: list[str]  # why endpoints of the chain were passed over
+
+
+def chain(policy: schemas.CompliancePolicy, name: str) -> list[schemas.CloudEndpoint]:
+    """The endpoint `name` and its fallbacks, in order (ComplianceSettings forbids loops)."""
+    out: list[schemas.CloudEndpoint] = []
+    endpoint = policy.endpoint(name)
+    while endpoint is not None and endpoint not in out:
+        out.append(endpoint)
+        endpoint = policy.endpoint(endpoint.fallback) if endpoint.fallback else None
+    return out
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(math.ceil(len(str(m.get("content", ""))) / 4) + 4 for m in messages)
+
+
+def cost(endpoint: schemas.CloudEndpoint, prompt_tokens: int, completion_tokens: int) -> float:
+    return (
+        prompt_tokens / 1000 * endpoint.price_in_per_1k
+        + completion_tokens / 1000 * endpoint.price_out_per_1k
     )
+
+
+def _label(key: str) -> str:
+    scope, period, unit = key.split("_")
+    what = "$" if unit == "usd" else "token"
+    return f"{scope} {'daily' if period == 'day' else 'monthly'} {what} budget"
+
+
+def budget_verdict(
+    budgets: schemas.CloudBudgets, used: dict[str, float], usd: float, tokens: int
+) -> tuple[str, str]:
+    """(refusal, warning): why the request would break a hard limit, or that it nears one."""
+    refusal = warning = ""
+    for key, limit in budgets.model_dump(exclude={"soft_fraction"}).items():
+        if limit is None:
+            continue
+        after = used[key] + (usd if key.endswith("usd") else tokens)
+        shown = f"{used[key]:.4g} of {limit:.4g}"
+        if after > limit and not refusal:
+            refusal = f"the {_label(key)} is exhausted ({shown} used)"
+        elif after >= budgets.soft_fraction * limit and not warning:
+            warning = f"the {_label(key)} is {used[key] / limit:.0%} used ({shown})"
+    return refusal, warning
+
+
+def plan(
+    node: Node, name: str, messages: list[dict[str, Any]], *, agent: str, max_tokens: int
+) -> Plan:
+    """The endpoints that may take this request, in order, each with the messages policy lets go
+    there. Raises Forbidden when policy refuses the requested endpoint itself, BudgetExhausted when
+    no endpoint of its chain fits the budgets. Both are audited."""
+    fleet = node.fleet
+    policy = fleet.compliance_policy()
+    endpoints = chain(policy, name)
+    if not endpoints:
+        reason = f"cloud endpoint '{name}' is not on this fleet's allow-list"
+        record_refusal(node, agent=agent, endpoint=name, reason=reason)
+        raise Forbidden(reason)
+    used = queries.cloud_usage_so_far(fleet, node)
+    budgets = fleet.budgets()
+    prompt = estimate_tokens(messages)
+    targets, skipped = [], []
+    for i, endpoint in enumerate(endpoints):
+        try:
+            allowed = compliance.guard_escalation(policy, endpoint.name, messages)
+        except compliance.EscalationRefused as exc:
+            record_refusal(node, agent=agent, endpoint=endpoint.name, reason=str(exc))
+            if i == 0:
+                raise Forbidden(str(exc)) from None
+            skipped.append(f"{endpoint.name}: {exc}")
+            continue
+        usd = cost(endpoint, prompt, max_tokens)
+        refusal, warning = budget_verdict(budgets, used, usd, prompt + max_tokens)
+        if refusal:
+            skipped.append(f"{endpoint.name}: {refusal}")
+            continue
+        targets.append(Target(endpoint, allowed.messages, allowed.redactions, warning))
+    if not targets:
+        reason = "no cloud endpoint may take this request: " + "; ".join(skipped)
+        record_refusal(node, agent=agent, endpoint=name, reason=reason)
+        budget = any("budget" in s for s in skipped)
+        raise (BudgetExhausted if budget else Forbidden)(reason)
+    return Plan(targets, skipped)
+
+
+def api_key(endpoint: schemas.CloudEndpoint) -> str:
+    """The endpoint's key: from its secret file, else its environment variable ("unset": none)."""
+    if endpoint.api_key_file:
+        try:
+            return Path(endpoint.api_key_file).read_text().strip() or "unset"
+        except OSError as exc:
+            raise UpstreamError(
+                f"cloud endpoint '{endpoint.name}': its key file cannot be read ({exc.strerror})"
+            ) from None
+    return os.environ.get(endpoint.api_key_env or "", "") or "unset"
+
+
+def _count(node: Node, agent: str, endpoint: str, **increments: Any) -> None:
+    day = timezone.now().date()
+    key = {"node_id": node.pk, "agent": agent, "endpoint": endpoint, "day": day}
+    updates = {k: F(k) + v for k, v in increments.items()}
+    if CloudUsage.objects.filter(**key).update(**updates):
+        return
     try:
-        reply = client.chat.completions.create(
-            model=endpoint.model or "default",
-            messages=allowed.messages,  # type: ignore[arg-type]
-            max_tokens=req.max_tokens,
-        )
-    except openai.OpenAIError as exc:
-        record(
-            "escalation.failed",
-            ("escalation", endpoint.name),
-            node=node,
-            fleet=node.fleet,
-            after={**audit, "error": type(exc).__name__},
-            request=request,
-        )
-        raise UpstreamError(f"cloud endpoint '{endpoint.name}' failed: {exc}") from None
-    usage = reply.usage
+        with transaction.atomic():
+            CloudUsage.objects.create(fleet_id=node.fleet_id, **key, **increments)
+    except IntegrityError:  # created meanwhile by a concurrent request
+        CloudUsage.objects.filter(**key).update(**updates)
+
+
+@transaction.atomic
+def record_forward(
+    node: Node,
+    *,
+    agent: str,
+    target: Target,
+    prompt_tokens: int,
+    completion_tokens: int,
+    attempts: int,
+    stream: bool,
+    fallback_from: str = "",
+    request=None,
+) -> float:
+    """Count and audit one forwarded escalation; returns its cost in US dollars."""
+    endpoint = target.endpoint
+    usd = cost(endpoint, prompt_tokens, completion_tokens)
+    _count(
+        node,
+        agent,
+        endpoint.name,
+        requests=1,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=usd,
+    )
     record(
         "escalation.forward",
         ("escalation", endpoint.name),
         node=node,
         fleet=node.fleet,
         after={
-            **audit,
+            "agent": agent,
+            "endpoint": endpoint.name,
             "region": endpoint.region,
             "baa": endpoint.baa,
-            "redactions": allowed.redactions,
-            "prompt_tokens": usage.prompt_tokens if usage else None,
-            "completion_tokens": usage.completion_tokens if usage else None,
+            "redactions": target.redactions,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": round(usd, 6),
+            "attempts": attempts,
+            "stream": stream,
+            **({"fallback_from": fallback_from} if fallback_from else {}),
+            **({"budget_warning": target.warning} if target.warning else {}),
         },
         request=request,
     )
-    return schemas.EscalateOut(
-        content=reply.choices[0].message.content or "",
-        endpoint=endpoint.name,
-        model=reply.model,
-        redactions=allowed.redactions,
+    publish_on_commit(node.fleet_id, "cloud.usage", node=str(node.pk))
+    return usd
+
+
+@transaction.atomic
+def record_failure(
+    node: Node, *, agent: str, endpoint: str, error: str, attempts: int, request=None
+) -> None:
+    _count(node, agent, endpoint, failures=1)
+    record(
+        "escalation.failed",
+        ("escalation", endpoint),
+        node=node,
+        fleet=node.fleet,
+        after={"agent": agent, "endpoint": endpoint, "error": error, "attempts": attempts},
+        request=request,
     )
+
+
+def record_refusal(node: Node, *, agent: str, endpoint: str, reason: str, request=None) -> None:
+    record(
+        "escalation.refused",
+        ("escalation", endpoint),
+        node=node,
+        fleet=node.fleet,
+        after={"agent": agent, "endpoint": endpoint, "reason": reason},
+        request=request,
+    )
+
+
+@transaction.atomic
+def do_set_cloud_budgets(fleet: Fleet, *, actor, budgets: dict[str, Any], request=None) -> Fleet:
+    """Replace a fleet's cloud budgets (every limit; a missing one is no limit). Audited."""
+    before = fleet.budgets().model_dump()
+    try:
+        new = schemas.CloudBudgets.model_validate(budgets)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ServiceError(f"invalid budgets: {where}: {error['msg']}", field=where) from None
+    fleet.cloud_budgets = new.model_dump(exclude_none=True)
+    fleet.save(update_fields=["cloud_budgets"])
+    record(
+        "fleet.budgets",
+        fleet,
+        user=actor,
+        fleet=fleet,
+        before=before,
+        after=new.model_dump(),
+        request=request,
+    )
+    publish_on_commit(fleet.pk, "fleet.updated", slug=fleet.slug)
+    return fleet

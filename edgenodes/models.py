@@ -386,6 +386,32 @@ class ToolApproval(models.Model):
         return self.decision
 
 
+class CloudUsage(models.Model):
+    """Cloud calls relayed for one node's agent to one endpoint on one UTC day: what budgets and
+    the cost page count. One row per (node, agent, endpoint, day), incremented in place."""
+
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="+")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+")
+    agent = models.CharField(max_length=63)
+    endpoint = models.CharField(max_length=63)
+    day = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0)
+
+    fleet_field = "fleet_id"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "agent", "endpoint", "day"], name="cloud_usage_once_per_day"
+            )
+        ]
+        indexes = [models.Index(fields=["fleet", "day"])]
+
+
 class RolloutStatus(models.TextChoices):
     RUNNING = "running", "Running"
     PAUSED = "paused", "Paused"

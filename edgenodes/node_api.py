@@ -15,10 +15,11 @@ from agents import schemas
 from controlplane import signing, tokens
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
-from . import contacts, desired_state, escalation, poll, services
+from . import contacts, desired_state, poll, services
 from .models import NodeCredential, ToolApproval
 from .ratelimit import TokenBuckets
 from .registry import artifacts
+from .registry.models import RouterArtifact
 
 router = Router(tags=["node"])
 _buckets: TokenBuckets | None = None
@@ -141,6 +142,22 @@ def download_artifact(request, sha256: str):
 
 
 @router.get(
+    "/routers/{sha256}",
+    auth=NodeAuth(),
+    response={200: None, 404: schemas.ErrorOut, **ERRORS},
+)
+def download_router(request, sha256: str):
+    """A registered router (canonical JSON) by sha256; `X-Signature` is the control plane's
+    Ed25519 signature of the body, which the node checks with its pinned key."""
+    router_ = RouterArtifact.objects.filter(sha256=sha256).first()
+    if router_ is None:
+        raise NotFound(f"no router with sha256 {sha256[:64]}")
+    response = HttpResponse(bytes(router_.content), content_type="application/json")
+    response["X-Signature"] = router_.signature
+    return response
+
+
+@router.get(
     "/desired-state", auth=NodePollAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
 )
 def get_desired_state(request):
@@ -192,17 +209,6 @@ def post_events(request, payload: schemas.EventBatchIn):
     _check_batch(len(payload.events))
     node = request.auth
     return services.do_ingest_events(node, payload, request=request)
-
-
-@router.post(
-    "/escalate",
-    auth=NodeAuth(),
-    response={200: schemas.EscalateOut, 403: schemas.ErrorOut, 502: schemas.ErrorOut, **ERRORS},
-)
-def escalate(request, payload: schemas.EscalateIn):
-    """Forward a request to a cloud endpoint of the fleet's policy. 403 says why policy refused it
-    (not on the allow-list, outside the GDPR regions, PHI for an endpoint without a BAA)."""
-    return escalation.do_escalate(request.auth, payload, request=request)
 
 
 @router.post("/credentials/rotate", auth=NodeAuth(), response={200: schemas.RotateOut, **ERRORS})

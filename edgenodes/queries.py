@@ -9,11 +9,11 @@ NotFound for a missing and a forbidden object alike.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from controlplane.errors import NotFound, ServiceError
 from .desired_state import ordered
 from .models import (
     ApprovalStatus,
+    CloudUsage,
     DesiredStateLayer,
     EnrollmentToken,
     Fleet,
@@ -374,3 +375,59 @@ def model_placement(user) -> tuple[dict[str, int], list[Node]]:
         .select_related("fleet")[:50]
     )
     return running, unplaceable
+
+
+USAGE_GROUPS = {"node": "node__name", "agent": "agent", "endpoint": "endpoint", "day": "day"}
+
+
+def cloud_usage(fleet: Fleet, *, by: str, since, until) -> QuerySet:
+    """Relayed cloud calls of `fleet` on UTC days [since, until], summed per node, agent, endpoint
+    or day (one grouped query), most expensive first."""
+    key = USAGE_GROUPS[by]
+    return (
+        CloudUsage.objects.filter(fleet=fleet, day__gte=since, day__lte=until)
+        .values(key)
+        .annotate(
+            requests=Sum("requests"),
+            failures=Sum("failures"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost_usd=Sum("cost_usd"),
+        )
+        .order_by("-cost_usd", key)
+    )
+
+
+def local_tokens(fleet: Fleet, *, since, until) -> QuerySet:
+    """Tokens the fleet's nodes generated locally on UTC days [since, until], per node, from the
+    per-minute rollups of `request.completion_tokens`."""
+    start = datetime.combine(since, datetime.min.time(), tzinfo=timezone.get_current_timezone())
+    end = datetime.combine(until, datetime.max.time(), tzinfo=timezone.get_current_timezone())
+    return (
+        MetricRollup.objects.filter(
+            node__fleet=fleet, name="request.completion_tokens", minute__gte=start, minute__lte=end
+        )
+        .values("node__name")
+        .annotate(tokens=Sum("total"), requests=Sum("count"))
+        .order_by("-tokens", "node__name")
+    )
+
+
+def cloud_usage_so_far(
+    fleet: Fleet, node: Node | None = None, today: date | None = None
+) -> dict[str, float]:
+    """This fleet's (and this node's) cloud usage today and this month: one query."""
+    today = today or timezone.now().date()
+    tokens = F("prompt_tokens") + F("completion_tokens")
+    on_day, of_node = Q(day=today), Q(node_id=node.pk if node else None)
+    agg = CloudUsage.objects.filter(fleet_id=fleet.pk, day__gte=today.replace(day=1)).aggregate(
+        fleet_month_usd=Sum("cost_usd"),
+        fleet_month_tokens=Sum(tokens),
+        fleet_day_usd=Sum("cost_usd", filter=on_day),
+        fleet_day_tokens=Sum(tokens, filter=on_day),
+        node_month_usd=Sum("cost_usd", filter=of_node),
+        node_month_tokens=Sum(tokens, filter=of_node),
+        node_day_usd=Sum("cost_usd", filter=on_day & of_node),
+        node_day_tokens=Sum(tokens, filter=on_day & of_node),
+    )
+    return {k: float(v or 0) for k, v in agg.items()}

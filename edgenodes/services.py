@@ -468,6 +468,11 @@ def do_put_layer(
             schemas.ModelAssignment.model_validate({"name": "layer", **model})
         except ValidationError as exc:
             raise ServiceError(f"invalid model section: {first_error(exc)}") from None
+    if "routing" in sections:
+        try:
+            schemas.RoutingPolicy.model_validate(sections["routing"] or {})
+        except ValidationError as exc:
+            raise ServiceError(f"invalid routing section: {first_error(exc)}") from None
     layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
     before = _layer_snapshot(layer) if layer else None
     old_targets = _affected(fleet, layer) if layer else []

@@ -27,4 +27,5 @@ urlpatterns = [
     ),
     path("models/", views.models_page, name="models"),
     path("compliance/", views.compliance, name="compliance"),
+    path("costs/", views.costs, name="costs"),
 ]

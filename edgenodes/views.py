@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from agents.schemas import ComplianceMode, PhiAction
+from agents.schemas import CloudBudgets, ComplianceMode, PhiAction
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
 from controlplane.audit import queries as audit_queries
@@ -28,7 +28,7 @@ from controlplane.errors import NotFound
 from controlplane.forms import ALL, labels_from_text, submit
 from controlplane.pagination import offset_page
 
-from . import desired_state, queries, rollouts, services
+from . import desired_state, escalation, queries, rollouts, services
 from .api import CompliancePatch, EnrollmentTokenIn, FleetPatch, LayerIn, NodePatch, RolloutIn
 from .models import Fleet, NodeStatus, RolloutNodeState
 from .registry import queries as registry_queries
@@ -704,3 +704,63 @@ def compliance(request):
         phi_actions=[a.value for a in PhiAction],
     )
     return _render(request, "edgenodes/compliance.html", None, ctx, ctx["errors"])
+
+
+# --- cloud costs and budgets ----------------------------------------------------------------------
+
+BUDGET_FIELDS = [
+    (f"{scope}_{period}_{unit}", f"{label} per {period}, {'US$' if unit == 'usd' else 'tokens'}")
+    for scope, label in (("fleet", "Fleet"), ("node", "Each node"))
+    for period in ("day", "month")
+    for unit in ("usd", "tokens")
+]
+
+
+@login_required
+def costs(request):
+    """Cloud cost and local tokens per node, agent and endpoint; the budgets (admins edit them);
+    the share of requests that went to the cloud."""
+    fleet, choices = _fleet_for(request, VIEW)
+    ctx: dict[str, Any] = {"fleet": fleet, "choices": choices, "errors": {}}
+    if fleet is None:
+        return render(request, "edgenodes/costs.html", ctx)
+    if request.method == "POST":
+        target = access_fleet(request.user, fleet.slug, ADMINISTER)
+        data = {k: request.POST.get(k) or None for k, _ in BUDGET_FIELDS}
+        data["soft_fraction"] = request.POST.get("soft_fraction") or 0.8
+        result, ctx["errors"] = submit(
+            CloudBudgets,
+            data,
+            lambda b: escalation.do_set_cloud_budgets(
+                target, budgets=b.model_dump(), actor=request.user, request=request
+            ),
+        )
+        ctx["saved"] = result is not None
+        if result:
+            fleet = result
+    until = timezone.now().date()
+    since = until - timedelta(days=30)
+    budgets = fleet.budgets()
+    used = queries.cloud_usage_so_far(fleet)
+    ctx.update(
+        fleet=fleet,
+        since=since,
+        budgets=[
+            {
+                "key": k,
+                "label": label,
+                "limit": getattr(budgets, k),
+                "used": used[k] if k.startswith("fleet_") else None,
+                "error": ctx["errors"].get(k),
+            }
+            for k, label in BUDGET_FIELDS
+        ],
+        soft_fraction=budgets.soft_fraction,
+        by_node=list(queries.cloud_usage(fleet, by="node", since=since, until=until)[:50]),
+        by_agent=list(queries.cloud_usage(fleet, by="agent", since=since, until=until)[:50]),
+        by_endpoint=list(queries.cloud_usage(fleet, by="endpoint", since=since, until=until)),
+        local=list(queries.local_tokens(fleet, since=since, until=until)[:50]),
+        figures=queries.fleet_figures([fleet])[fleet.pk],
+        administer=_can(request.user, fleet.pk, ADMINISTER),
+    )
+    return _render(request, "edgenodes/costs.html", "usage", ctx, ctx["errors"])

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import socket
 import threading
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -142,3 +143,16 @@ class CuttingProxy(OnOffProxy):
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+
+class SlowProxy(OnOffProxy):
+    """An OnOffProxy whose answers start `delay` seconds late (a slow upstream)."""
+
+    def __init__(self, target_host: str, target_port: int, delay: float):
+        self.delay = delay
+        super().__init__(target_host, target_port)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
+        if seen is None:
+            time.sleep(self.delay)
+        return OnOffProxy._pipe(src, dst, seen)

@@ -32,6 +32,9 @@ ENDPOINTS = [
     # (name, action needed, method, path, body)
     ("get fleet", VIEW, "get", "/fleets/{slug}", None),
     ("patch fleet", ADMINISTER, "patch", "/fleets/{slug}", {"poll_interval_s": 60}),
+    ("get cloud budgets", VIEW, "get", "/fleets/{slug}/budgets", None),
+    ("set cloud budgets", ADMINISTER, "put", "/fleets/{slug}/budgets", {"fleet_day_usd": 5}),
+    ("get cloud usage", VIEW, "get", "/fleets/{slug}/cloud-usage?by=agent", None),
     ("list enrollment tokens", OPERATE, "get", "/fleets/{slug}/enrollment-tokens", None),
     (
         "create enrollment token",
@@ -60,7 +63,7 @@ ENDPOINTS = [
         OPERATE,
         "put",
         "/fleets/{slug}/layers/base",
-        {"scope": "fleet", "sections": {"routing": {"a": 1}}},
+        {"scope": "fleet", "sections": {"routing": {"threshold": 0.1}}},
     ),
     ("delete layer", OPERATE, "delete", "/fleets/{slug}/layers/existing", None),
     ("list rollouts", VIEW, "get", "/fleets/{slug}/rollouts", None),

@@ -232,6 +232,11 @@ def test_changing_a_fleets_mode_is_audited_and_reaches_its_nodes_with_the_next_p
             "base_url": None,
             "model": "",
             "api_key_env": None,
+            "api_key_file": None,
+            "price_in_per_1k": 0.0,
+            "price_out_per_1k": 0.0,
+            "timeout_s": None,
+            "fallback": None,
         }
     ]  # the URL and the key's name stay on the control plane
     rec = AuditRecord.objects.get(action="fleet.compliance")
@@ -397,13 +402,13 @@ def test_the_control_plane_forwards_only_redacted_phi_to_a_cloud_without_a_baa(
     )
     body = {
         "agent": "triage",
-        "endpoint": "plain-cloud",
+        "model": "cloud:plain-cloud",
         "max_tokens": 4,
         "messages": [{"role": "user", "content": PHI_TEXT}],
     }
-    r = node_api(credential).post("/escalate", body)
+    r = node_api(credential).post("/chat/completions", body)
     assert r.status_code == 200, r.content
-    assert r.json()["redactions"]["PERSON"] >= 1
+    assert r.json()["edgefleet"]["redactions"]["PERSON"] >= 1
     sent = bytes(proxy.sent).decode(errors="replace")
     assert "lisinopril" in sent and "John Smith" not in sent and "536-22-1234" not in sent
     proxy.down()
@@ -411,7 +416,7 @@ def test_the_control_plane_forwards_only_redacted_phi_to_a_cloud_without_a_baa(
     assert rec.after["endpoint"] == "plain-cloud" and "lisinopril" not in rec.content
 
     services.do_set_compliance(north, phi_action="refuse", actor=alice)
-    r = node_api(credential).post("/escalate", body)
+    r = node_api(credential).post("/chat/completions", body)
     assert r.status_code == 403 and "business associate agreement" in r.json()["detail"]
     assert AuditRecord.objects.filter(action="escalation.refused").count() == 1
 

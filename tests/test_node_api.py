@@ -202,14 +202,14 @@ def test_a_layer_change_reaches_only_the_nodes_whose_document_changed(north, oli
         name="oslo-routing",
         scope="label",
         selector={"site": "oslo"},
-        sections={"routing": {"escalate_above": 0.7}},
+        sections={"routing": {"threshold": 0.7}},
         actor=olivia,
     )
     assert changed == 1
     r = node_api(oslo_cred).get("/desired-state", **{"If-None-Match": etags["oslo"]})
     assert r.status_code == 200
     assert r.json()["revision"] == 2
-    assert r.json()["routing"] == {"escalate_above": 0.7}
+    assert r.json()["routing"] == {"threshold": 0.7}
     assert (
         node_api(bergen_cred)
         .get("/desired-state", **{"If-None-Match": etags["bergen"]})
@@ -258,10 +258,10 @@ def test_rewriting_a_layer_with_the_same_content_does_not_bump_the_revision(nort
     node, _ = north_node
     fleet = node.fleet
     services.do_put_layer(
-        fleet, name="base", scope="fleet", sections={"routing": {"a": 1}}, actor=olivia
+        fleet, name="base", scope="fleet", sections={"routing": {"threshold": 0.1}}, actor=olivia
     )
     _, changed = services.do_put_layer(
-        fleet, name="base", scope="fleet", sections={"routing": {"a": 1}}, actor=olivia
+        fleet, name="base", scope="fleet", sections={"routing": {"threshold": 0.1}}, actor=olivia
     )
     assert changed == 0
     node.refresh_from_db()

@@ -8,12 +8,13 @@ import json
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from agents.schemas import ApprovalIn
 from controlplane.audit import verify_export
 from controlplane.audit.models import AuditRecord
 from edgenodes import services
-from edgenodes.models import EnrollmentToken, Node, Rollout, ToolApproval
+from edgenodes.models import CloudUsage, EnrollmentToken, Fleet, Node, Rollout, ToolApproval
 
 from .conftest import ADMINISTER, AUDIT, OPERATE, RIGHTS, VIEW, enroll, targets
 
@@ -31,6 +32,7 @@ PAGES = [
     ("rollouts", VIEW, "/rollouts/?fleet={slug}"),
     ("rollout", VIEW, "/rollouts/{rollout}/"),
     ("approvals of a fleet", VIEW, "/approvals/?fleet={slug}"),
+    ("cloud costs of a fleet", VIEW, "/costs/?fleet={slug}"),
     ("audit log of a fleet", AUDIT, "/audit/?fleet={slug}"),
     ("compliance settings", AUDIT, "/compliance/?fleet={slug}"),
     ("records of processing", AUDIT, "/audit/records-of-processing/?fleet={slug}"),
@@ -47,13 +49,14 @@ FORMS = [
         "write a layer",
         OPERATE,
         "/desired-state/?fleet={slug}",
-        {"name": "web", "scope": "fleet", "sections": '{"routing": {"x": 1}}'},
+        {"name": "web", "scope": "fleet", "sections": '{"routing": {"threshold": 0.1}}'},
     ),
     ("delete a layer", OPERATE, "/desired-state/{slug}/existing/delete", {}),
     ("pause a rollout", OPERATE, "/rollouts/{rollout}/pause", {}),
     ("approve a tool call", OPERATE, "/approvals/{approval}/approve", {"reason": "ok"}),
     ("deny a tool call", OPERATE, "/approvals/{approval}/deny", {}),
     ("set alert thresholds", ADMINISTER, "/fleets/{slug}/alerts", {"alert_error_rate": "0.1"}),
+    ("set cloud budgets", ADMINISTER, "/costs/?fleet={slug}", {"fleet_day_usd": "5"}),
     (
         "change compliance settings",
         ADMINISTER,
@@ -401,3 +404,26 @@ def test_quantization_is_queued_from_the_models_page_and_a_bad_choice_says_why(
     r = client_for(fiona).post("/models/", {"source": "tiny:F32", "variants": ["Q8_0"]})
     assert r.status_code == 302 and QuantizationJob.objects.filter(variant="Q8_0").exists()
     assert client_for(olivia).post("/models/", {"source": "tiny:F32"}).status_code == 403
+
+
+def test_the_costs_page_shows_usage_and_a_bad_budget_is_refused_next_to_its_field(alice, north):
+    node, _ = enroll(north, "n1")
+    CloudUsage.objects.create(
+        fleet=north,
+        node=node,
+        agent="desk",
+        endpoint="main",
+        day=timezone.now().date(),
+        requests=3,
+        prompt_tokens=30,
+        completion_tokens=12,
+        cost_usd=0.25,
+    )
+    c = client_for(alice)
+    page = c.get("/costs/?fleet=north").content.decode()
+    assert "<code>desk</code>" in page and "$0.2500" in page
+    r = c.post("/costs/?fleet=north", {"fleet_day_usd": "-3"})
+    assert r.status_code == 400
+    assert 'id="fleet_day_usd-error"' in r.content.decode()
+    r = c.post("/costs/?fleet=north", {"fleet_day_usd": "2.5", "soft_fraction": "0.9"})
+    assert r.status_code == 200 and Fleet.objects.get(pk=north.pk).budgets().fleet_day_usd == 2.5

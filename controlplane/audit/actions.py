@@ -21,6 +21,7 @@ ACTIONS: dict[str, str] = {
     "fleet.create": "Fleet created",
     "fleet.update": "Fleet settings changed",
     "fleet.compliance": "Compliance settings changed",
+    "fleet.budgets": "Cloud budgets changed",
     "enrollment_token.create": "Enrollment token created",
     "enrollment_token.revoke": "Enrollment token revoked",
     "node.enroll": "Node enrolled",
@@ -36,6 +37,7 @@ ACTIONS: dict[str, str] = {
     "approval.denied": "Tool call denied",
     # model registry and rollouts
     "artifact.register": "Model file registered",
+    "router.register": "Router registered",
     "artifact.quantize": "Quantization queued",
     "artifact.quantize_failed": "Quantization failed",
     "rollout.start": "Rollout started",

@@ -14,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from agents.schemas import (
+    CloudBudgets,
     ComplianceMode,
     CompliancePolicy,
     ComplianceSettings,
@@ -49,6 +50,8 @@ class Fleet(models.Model):
     alert_p95_latency_ms = models.FloatField(default=2000)
     alert_error_rate = models.FloatField(default=0.05)
     alert_memory_fraction = models.FloatField(default=0.85)
+    # Cloud spending limits: the fields of agents.schemas.CloudBudgets (do_set_cloud_budgets).
+    cloud_budgets = models.JSONField(default=dict, blank=True)
 
     fleet_field = (
         "id"  # how access.restrict reaches the fleet (see controlplane/accounts/access.py)
@@ -72,6 +75,9 @@ class Fleet(models.Model):
                 "events_retention_days": self.events_retention_days,
             }
         )
+
+    def budgets(self) -> CloudBudgets:
+        return CloudBudgets.model_validate(self.cloud_budgets or {})
 
     def compliance_policy(self, for_node: bool = False) -> CompliancePolicy:
         """The effective policy: enforced here, and (for_node) pushed to nodes."""

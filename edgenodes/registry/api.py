@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
@@ -203,3 +204,31 @@ def quantize(request, name: str, payload: QuantizeIn):
 @router.get("/quantization-jobs/{job_id}", response={200: JobOut, **ERRORS})
 def get_job(request, job_id: int):
     return queries.access_quantization_job(request.auth, job_id)
+
+
+# --- routers --------------------------------------------------------------------------------------
+
+
+class RouterOut(Schema):
+    version: str
+    kind: str
+    sha256: str
+    size: int
+    meta: dict
+    created_at: datetime
+
+
+@router.get("/routers", response={200: list[RouterOut], **ERRORS})
+def list_routers(request, response: HttpResponse, page: Query[PageQuery]):
+    """Registered local-vs-cloud routers, newest first. A routing section names one by version."""
+    rows = queries.routers(request.auth)
+    return headers(request, response, offset_page(rows, limit=page.limit, offset=page.offset))
+
+
+@router.post("/routers", response={201: RouterOut, **ERRORS})
+def register_router(request, payload: dict):
+    """Register a router: the JSON `manage.py router train` writes. It is checked, stored in
+    canonical form and signed for nodes. Same version, same weights: the existing one (201)."""
+    queries.access_registry(request.auth, ADMINISTER)
+    raw = json.dumps(payload).encode()
+    return Status(201, services.do_register_router(raw, actor=request.auth, request=request))

@@ -73,3 +73,24 @@ class QuantizationJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.variant}: {self.status}"
+
+
+class RouterArtifact(models.Model):
+    """A trained local-vs-cloud router (agents/router.py), as `manage.py router train` wrote it:
+    canonical JSON, signed by the control plane's key, handed to nodes by version in the routing
+    section of their desired state. Small (a few MB at most), so it lives in the database."""
+
+    version = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16)
+    sha256 = models.CharField(max_length=64, unique=True)
+    size = models.PositiveIntegerField()
+    content = models.BinaryField()
+    signature = models.CharField(max_length=200)
+    meta = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.version

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from controlplane.accounts.access import ADMINISTER, VIEW, fleet_ids
 from controlplane.errors import Forbidden, NotFound
 
-from .models import Artifact, QuantizationJob
+from .models import Artifact, QuantizationJob, RouterArtifact
 from .resolver import Variant
 
 
@@ -96,3 +96,23 @@ def variants_of(names: list[str] | None = None) -> dict[str, list[Variant]]:
     for vs in out.values():
         vs.sort(key=lambda v: (-v.bits_per_weight, v.variant))
     return dict(out)
+
+
+def routers(user) -> QuerySet[RouterArtifact]:
+    """Registered routers, newest first (without their weights)."""
+    access_registry(user, VIEW)
+    return RouterArtifact.objects.defer("content").order_by("-created_at", "-id")
+
+
+def routers_of(versions: list[str]) -> dict[str, dict]:
+    """version -> what a node needs to fetch and verify it (desired_state.py)."""
+    return {
+        r.version: {
+            "version": r.version,
+            "kind": r.kind,
+            "sha256": r.sha256,
+            "signature": r.signature,
+            "url": f"routers/{r.sha256}",
+        }
+        for r in RouterArtifact.objects.filter(version__in=versions).defer("content")
+    }

@@ -8,6 +8,8 @@ django-tasks database backend in the same transaction, so a job exists exactly w
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
 import tempfile
@@ -24,13 +26,14 @@ from django_tasks import task
 
 from agents.manifest import sha256_file
 from agents.quantize import quantize
+from agents.router import RouterError, Scorer
 from controlplane import signing
 from controlplane.audit.services import record
 from controlplane.errors import Conflict, ServiceError
 from edgenodes import desired_state
 from edgenodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
 
-from .models import Artifact, JobStatus, QuantizationJob
+from .models import Artifact, JobStatus, QuantizationJob, RouterArtifact
 
 log = logging.getLogger("edgefleet.registry")
 
@@ -189,6 +192,58 @@ def refresh_assigned(name: str) -> int:
     for fleet in Fleet.objects.filter(pk__in=fleet_ids):
         changed += len(desired_state.refresh(fleet))
     return changed
+
+
+@transaction.atomic
+def do_register_router(raw: bytes, *, actor, request=None) -> RouterArtifact:
+    """Register a router artifact (`manage.py router train` output): checked, stored in canonical
+    form and signed. The same version with the same content returns the existing one; the same
+    version with other content is a conflict. Fleets whose routing names the version get it."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise RouterError("the router artifact is not a JSON object")
+        scorer = Scorer.from_dict(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServiceError(f"the router artifact is not JSON: {exc}") from None
+    except RouterError as exc:
+        raise ServiceError(str(exc)) from None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", scorer.version):
+        raise ServiceError(
+            "the router needs a version of letters, digits, '.', '_' and '-' (at most 100)"
+        )
+    canonical = scorer.to_bytes()
+    digest = hashlib.sha256(canonical).hexdigest()
+    existing = RouterArtifact.objects.filter(version=scorer.version).first()
+    if existing is not None:
+        if existing.sha256 == digest:
+            return existing
+        raise Conflict(f"router version '{scorer.version}' is registered with other weights")
+    router = RouterArtifact.objects.create(
+        version=scorer.version,
+        kind=scorer.kind,
+        sha256=digest,
+        size=len(canonical),
+        content=canonical,
+        signature=signing.sign(canonical),
+        meta=scorer.meta,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    record(
+        "router.register",
+        ("router", router.version),
+        user=actor,
+        request=request,
+        after={"version": router.version, "kind": router.kind, "sha256": digest, **scorer.meta},
+    )
+    fleets = {
+        fid
+        for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
+        if ((sections or {}).get("routing") or {}).get("router") == router.version
+    }
+    for fleet in Fleet.objects.filter(pk__in=fleets):
+        desired_state.refresh(fleet)
+    return router
 
 
 def register_upload(upload, *, actor, name: str = "", request=None) -> Artifact:

@@ -3,7 +3,8 @@
     router eval --bench gsm8k                      # held-out curve, APGR, CPT, CIs, baselines
     router eval --bench gsm8k --kind cascade       # the cascade scorer (reads the local answer)
     router eval --bench gsm8k --train-on mmlu      # trained on one benchmark, tested on another
-    router train --bench mmlu --out var/router.json  # a signed artifact for nodes
+    router train --bench mmlu --out var/router.json --register  # a signed artifact for nodes
+    router register var/router.json                # register one trained elsewhere
 
 --bench is a benchmark of the router data folder (gsm8k, mmlu, mt_bench) or the path of a CSV or
 JSONL table with prompt, weak, strong (and optionally weak_response, group).
@@ -17,7 +18,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from controlplane import signing
+from controlplane.errors import ServiceError
 from edgenodes import router_train
+from edgenodes.registry import services as registry
 from edgenodes.router_data import DataError, load
 
 
@@ -39,6 +42,11 @@ class Command(BaseCommand):
         train = sub.choices["train"]
         train.add_argument("--out", required=True, help="where the artifact (JSON) goes")
         train.add_argument("--version", default="", help="defaults to the data's fingerprint")
+        train.add_argument(
+            "--register", action="store_true", help="register it for desired state (by version)"
+        )
+        reg = sub.add_parser("register")
+        reg.add_argument("file", help="a router JSON written by `router train`")
         ev = sub.choices["eval"]
         ev.add_argument("--train-on", default="", help="train here, test on --bench")
         ev.add_argument("--out", default=str(settings.BASE_DIR / "bench" / "results" / "router"))
@@ -51,10 +59,30 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         return rows[:limit] if limit else rows
 
-    def handle(
+    def handle(self, *args, action: str, **options):
+        if action == "register":
+            path = Path(options["file"])
+            self.register(path.read_bytes() if path.is_file() else b"", str(path))
+            return
+        self.run(action, **options)
+
+    def register(self, raw: bytes, where: str):
+        if not raw:
+            raise CommandError(f"{where}: no such file, or empty")
+        try:
+            router = registry.do_register_router(raw, actor=None)
+        except ServiceError as exc:
+            raise CommandError(f"{where}: {exc.message}") from None
+        self.stdout.write(
+            f"Registered router {router.version} ({router.kind}, sha256 {router.sha256[:12]}...); "
+            f'name it in a routing section: {{"mode": "{router.kind}", "router": '
+            f'"{router.version}", "endpoint": "<cloud endpoint>", "target_cloud_share": 0.2}}'
+        )
+
+    def run(
         self,
-        *args,
         action: str,
+        *,
         bench: str,
         kind: str,
         data: str,
@@ -97,6 +125,8 @@ class Command(BaseCommand):
             f"Wrote {out} ({len(raw) // 1024} KiB, version {scorer.version}) and its signature "
             f"{sig}; score for a 20% cloud share: {scorer.threshold_for_share(0.2):.4f}"
         )
+        if options["register"]:
+            self.register(raw, str(out))
 
     def evaluate(self, rows, bench, kind, bits, c, data, limit, options):
         train_rows = None

@@ -1,0 +1,262 @@
+"""The cloud relay: `POST /api/node/v1/chat/completions`, OpenAI's chat API for nodes.
+
+A node names a cloud endpoint of its fleet as the model (`"cloud:<endpoint>"` or `"<endpoint>"`)
+and authenticates with its node credential. The relay applies the rules of escalation.py (policy,
+then budgets, for the endpoint and each fallback), then forwards with the `openai` SDK's async
+client: async end to end under an ASGI server, so a slow upstream holds no worker (production
+sends this path to the ASGI server; README, "Production setup").
+
+- Non-streaming: the upstream's completion, plus an `edgefleet` object (endpoint, cost, attempts,
+  redactions, budget warning).
+- Streaming (`"stream": true`): the upstream's chunks pass through as Server-Sent Events as they
+  arrive; the same facts travel in `X-Edgefleet-*` headers. An upstream failure after the first
+  chunk ends the stream with an `error` event and no `[DONE]`: never a truncated success.
+- Each endpoint gets `RELAY_RETRIES` retries with exponential backoff on timeouts, connection
+  errors, 429 and 5xx; then its fallback. Every upstream error is audited; when all fail, 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import ValidationError
+
+from agents import schemas
+from controlplane.errors import RateLimited, ServiceError, Unauthorized
+
+from . import contacts, escalation
+from .models import Node
+from .node_api import limit_rate, refused_credential
+
+_clients: dict[tuple[int, str, str, float], Any] = {}
+
+
+def client(endpoint: schemas.CloudEndpoint, key: str):
+    """One AsyncOpenAI client (one connection pool) per endpoint, key and event loop."""
+    import openai  # imported on first use: it adds ~30 MB to every control-plane process otherwise
+
+    timeout = float(endpoint.timeout_s or settings.EDGEFLEET["CLOUD_TIMEOUT_S"])
+    ident = (id(asyncio.get_running_loop()), endpoint.base_url or "", key, timeout)
+    if ident not in _clients:
+        if len(_clients) > 256:
+            _clients.clear()
+        _clients[ident] = openai.AsyncOpenAI(
+            base_url=endpoint.base_url, api_key=key, timeout=timeout, max_retries=0
+        )
+    return _clients[ident]
+
+
+def _error(status: int, detail: Any, retry_after: int | None = None) -> JsonResponse:
+    response = JsonResponse({"detail": detail}, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _authenticate(token: str, ip: str | None) -> Node:
+    cred = refused_credential(token)
+    limit_rate(cred.node_id)
+    contacts.record(cred.node_id, ip)
+    return cred.node
+
+
+def _retryable(exc: Exception) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and (
+        exc.status_code == 429 or exc.status_code >= 500
+    )
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}{f' {status}' if status else ''}"
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    if request.method != "POST":
+        return _error(405, "use POST")
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer "):
+        return _error(401, "missing or malformed node credential")
+    try:
+        node = await sync_to_async(_authenticate)(
+            auth.removeprefix("Bearer ").strip(), request.META.get("REMOTE_ADDR")
+        )
+    except RateLimited as exc:
+        return _error(exc.status, exc.message, exc.retry_after)
+    except Unauthorized as exc:
+        return _error(exc.status, exc.message)
+    try:
+        body = schemas.RelayIn.model_validate_json(request.body)
+    except ValidationError as exc:
+        return _error(422, json.loads(exc.json(include_url=False, include_input=False)))
+    messages = [m.model_dump() for m in body.messages]
+    name = body.model.removeprefix("cloud:")
+    try:
+        # Policy checks run Presidio on HIPAA fleets: CPU work, kept off the event loop.
+        plan = await sync_to_async(escalation.plan)(
+            node, name, messages, agent=body.agent, max_tokens=body.max_tokens
+        )
+    except ServiceError as exc:
+        return _error(exc.status, exc.message)
+    return await forward(request, node, body, plan)
+
+
+async def _call(endpoint: schemas.CloudEndpoint, key: str, kwargs: dict[str, Any]):
+    """(reply or stream, None, attempts) or (None, the last error, attempts), after retries with
+    exponential backoff on what may pass (timeouts, connection errors, 429, 5xx)."""
+    retries = int(settings.EDGEFLEET["RELAY_RETRIES"])
+    backoff = float(settings.EDGEFLEET["RELAY_BACKOFF_S"])
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await client(endpoint, key).chat.completions.create(**kwargs), "", attempt
+        except Exception as exc:  # noqa: BLE001 - every upstream failure is counted and audited
+            if not _retryable(exc) or attempt > retries:
+                return None, _describe(exc), attempt
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+
+
+async def forward(
+    request: HttpRequest, node: Node, body: schemas.RelayIn, plan: escalation.Plan
+) -> HttpResponse | StreamingHttpResponse:
+    failures: list[str] = list(plan.skipped)
+    first = plan.targets[0].endpoint.name
+    for target in plan.targets:
+        endpoint = target.endpoint
+        if not endpoint.base_url:
+            failures.append(f"{endpoint.name}: no base_url configured")
+            continue
+        try:
+            key = escalation.api_key(endpoint)
+        except ServiceError as exc:
+            failures.append(exc.message)
+            continue
+        kwargs: dict[str, Any] = {
+            "model": endpoint.model or "default",
+            "messages": target.messages,
+            "max_tokens": body.max_tokens,
+        }
+        if body.temperature is not None:
+            kwargs["temperature"] = body.temperature
+        if body.stream:
+            kwargs.update(stream=True, stream_options={"include_usage": True})
+        reply, error, attempts = await _call(endpoint, key, kwargs)
+        if reply is None:
+            await sync_to_async(escalation.record_failure)(
+                node,
+                agent=body.agent,
+                endpoint=endpoint.name,
+                error=error,
+                attempts=attempts,
+                request=request,
+            )
+            failures.append(f"{endpoint.name}: {error} after {attempts} attempt(s)")
+            continue
+        if body.stream:
+            return _streaming(request, node, body, target, reply, attempts, first)
+        usage = reply.usage
+        usd = await sync_to_async(escalation.record_forward)(
+            node,
+            agent=body.agent,
+            target=target,
+            prompt_tokens=usage.prompt_tokens
+            if usage
+            else escalation.estimate_tokens(kwargs["messages"]),
+            completion_tokens=usage.completion_tokens if usage else 0,
+            attempts=attempts,
+            stream=False,
+            fallback_from=first if endpoint.name != first else "",
+            request=request,
+        )
+        out = reply.model_dump(exclude_none=True)
+        out["edgefleet"] = _meta(target, usd, attempts, first)
+        return JsonResponse(out)
+    return _error(502, "every cloud endpoint failed: " + "; ".join(failures))
+
+
+def _meta(target: escalation.Target, usd: float | None, attempts: int, first: str) -> dict:
+    meta: dict[str, Any] = {
+        "endpoint": target.endpoint.name,
+        "region": target.endpoint.region,
+        "attempts": attempts,
+        "redactions": target.redactions,
+    }
+    if usd is not None:
+        meta["cost_usd"] = round(usd, 6)
+    if target.endpoint.name != first:
+        meta["fallback_from"] = first
+    if target.warning:
+        meta["budget_warning"] = target.warning
+    return meta
+
+
+def _streaming(
+    request: HttpRequest,
+    node: Node,
+    body: schemas.RelayIn,
+    target: escalation.Target,
+    stream,
+    attempts: int,
+    first: str,
+) -> StreamingHttpResponse:
+    async def events() -> AsyncIterator[bytes]:
+        prompt = completion = 0
+        chunks = 0
+        failed = ""
+        try:
+            async for chunk in stream:
+                if chunk.usage:
+                    prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                if chunk.choices:
+                    chunks += 1
+                yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+        except Exception as exc:  # noqa: BLE001 - reported in the stream and audited
+            failed = _describe(exc)
+            error = {"message": f"cloud endpoint failed mid-stream: {failed}", "type": "upstream"}
+            yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+        finally:
+            await stream.close()
+        if failed:
+            await sync_to_async(escalation.record_failure)(
+                node,
+                agent=body.agent,
+                endpoint=target.endpoint.name,
+                error=failed,
+                attempts=attempts,
+                request=request,
+            )
+            return
+        yield b"data: [DONE]\n\n"
+        await sync_to_async(escalation.record_forward)(
+            node,
+            agent=body.agent,
+            target=target,
+            prompt_tokens=prompt or escalation.estimate_tokens(target.messages),
+            completion_tokens=completion or chunks,  # no usage sent: one token per chunk
+            attempts=attempts,
+            stream=True,
+            fallback_from=first if target.endpoint.name != first else "",
+            request=request,
+        )
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must not buffer it either
+    for key, value in _meta(target, None, attempts, first).items():
+        response[f"X-Edgefleet-{key.replace('_', '-').title()}"] = (
+            json.dumps(value) if isinstance(value, dict) else str(value)
+        )
+    return response
