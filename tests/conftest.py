@@ -227,6 +227,13 @@ def cloud_llm(tmp_path_factory):
     proc.wait(timeout=30)
 
 
+@pytest.fixture
+def model_file(tmp_path):
+    """A generated tiny llama, quantized to Q4_K_M (what the end-to-end tests assign)."""
+    f32 = write_tiny_llama(tmp_path / "f32.gguf")
+    return quantize(f32, tmp_path / "tiny-Q4_K_M.gguf", "Q4_K_M")
+
+
 @pytest.fixture(scope="session")
 def tiny_f32(tmp_path_factory):
     """A generated F32 llama GGUF (random weights), written once per test session."""

@@ -16,10 +16,8 @@ import pytest
 from openai import OpenAI
 
 from agents import cli
-from agents.quantize import quantize
 from agents.runtime import Runtime, StateDir
 from agents.server import LocalServer
-from agents.tinymodel import write_tiny_llama
 from edgenodes import services
 from edgenodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
 
@@ -44,12 +42,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    f32 = write_tiny_llama(tmp_path / "f32.gguf")
-    return quantize(f32, tmp_path / "tiny-Q4_K_M.gguf", "Q4_K_M")
 
 
 def assignment(model_file, **extra):
