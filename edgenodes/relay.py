@@ -24,16 +24,22 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
 from agents import schemas
-from controlplane.errors import RateLimited, ServiceError, Unauthorized
+from controlplane.errors import RateLimited, ServiceError
 
 from . import contacts, escalation
 from .models import Node
 from .node_api import limit_rate, refused_credential
+
+
+class UpstreamCut(Exception):
+    pass
+
 
 _clients: dict[tuple[int, str, str, float], Any] = {}
 
@@ -60,11 +66,37 @@ def _error(status: int, detail: Any, retry_after: int | None = None) -> JsonResp
     return response
 
 
-def _authenticate(token: str, ip: str | None) -> Node:
+def _released(fn):
+    """`fn` run in a thread, then this thread's database connections go back to the pool: a
+    request waiting on the cloud must not hold one (100 waiting relays would exhaust a pool of
+    16 and stall every other request). Not inside a transaction (a test's), which must stay."""
+
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for conn in connections.all(initialized_only=True):
+                if not conn.in_atomic_block:
+                    conn.close()
+
+    return sync_to_async(run)
+
+
+def _admit(
+    token: str, ip: str | None, body: schemas.RelayIn | None
+) -> tuple[Node, escalation.Plan | None]:
+    """The node behind the credential, and the endpoints that may take its request (one thread
+    hop and one database connection for both); no plan for a malformed request."""
     cred = refused_credential(token)
     limit_rate(cred.node_id)
     contacts.record(cred.node_id, ip)
-    return cred.node
+    node = cred.node
+    if body is None:
+        return node, None
+    messages = [m.model_dump() for m in body.messages]
+    name = body.model.removeprefix("cloud:")
+    # Policy checks run Presidio on HIPAA fleets: CPU work, kept off the event loop.
+    return node, escalation.plan(node, name, messages, agent=body.agent, max_tokens=body.max_tokens)
 
 
 def _retryable(exc: Exception) -> bool:
@@ -89,27 +121,21 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer "):
         return _error(401, "missing or malformed node credential")
-    try:
-        node = await sync_to_async(_authenticate)(
-            auth.removeprefix("Bearer ").strip(), request.META.get("REMOTE_ADDR")
-        )
-    except RateLimited as exc:
-        return _error(exc.status, exc.message, exc.retry_after)
-    except Unauthorized as exc:
-        return _error(exc.status, exc.message)
+    body, invalid = None, None
     try:
         body = schemas.RelayIn.model_validate_json(request.body)
     except ValidationError as exc:
-        return _error(422, json.loads(exc.json(include_url=False, include_input=False)))
-    messages = [m.model_dump() for m in body.messages]
-    name = body.model.removeprefix("cloud:")
+        invalid = json.loads(exc.json(include_url=False, include_input=False))
     try:
-        # Policy checks run Presidio on HIPAA fleets: CPU work, kept off the event loop.
-        plan = await sync_to_async(escalation.plan)(
-            node, name, messages, agent=body.agent, max_tokens=body.max_tokens
+        node, plan = await _released(_admit)(
+            auth.removeprefix("Bearer ").strip(), request.META.get("REMOTE_ADDR"), body
         )
-    except ServiceError as exc:
+    except RateLimited as exc:
+        return _error(exc.status, exc.message, exc.retry_after)
+    except ServiceError as exc:  # 401 before 422: strangers learn nothing of the schema
         return _error(exc.status, exc.message)
+    if body is None or plan is None:
+        return _error(422, invalid)
     return await forward(request, node, body, plan)
 
 
@@ -122,7 +148,12 @@ async def _call(endpoint: schemas.CloudEndpoint, key: str, kwargs: dict[str, Any
     while True:
         attempt += 1
         try:
-            return await client(endpoint, key).chat.completions.create(**kwargs), "", attempt
+            completions = client(endpoint, key).chat.completions
+            if kwargs.get("stream"):
+                # The raw response: its lines pass through as they are, never re-encoded.
+                opened = completions.with_streaming_response.create(**kwargs)
+                return (opened, await opened.__aenter__()), "", attempt
+            return await completions.create(**kwargs), "", attempt
         except Exception as exc:  # noqa: BLE001 - every upstream failure is counted and audited
             if not _retryable(exc) or attempt > retries:
                 return None, _describe(exc), attempt
@@ -155,7 +186,7 @@ async def forward(
             kwargs.update(stream=True, stream_options={"include_usage": True})
         reply, error, attempts = await _call(endpoint, key, kwargs)
         if reply is None:
-            await sync_to_async(escalation.record_failure)(
+            await _released(escalation.record_failure)(
                 node,
                 agent=body.agent,
                 endpoint=endpoint.name,
@@ -168,7 +199,7 @@ async def forward(
         if body.stream:
             return _streaming(request, node, body, target, reply, attempts, first)
         usage = reply.usage
-        usd = await sync_to_async(escalation.record_forward)(
+        usd = await _released(escalation.record_forward)(
             node,
             agent=body.agent,
             target=target,
@@ -212,25 +243,37 @@ def _streaming(
     attempts: int,
     first: str,
 ) -> StreamingHttpResponse:
+    opened, upstream = stream
+
     async def events() -> AsyncIterator[bytes]:
         prompt = completion = 0
         chunks = 0
-        failed = ""
+        failed, done = "", False
         try:
-            async for chunk in stream:
-                if chunk.usage:
-                    prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-                if chunk.choices:
+            async for line in upstream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True  # ours goes out after the accounting
+                    continue
+                if '"usage"' in data:
+                    usage = (json.loads(data).get("usage") or {}) if data.startswith("{") else {}
+                    prompt = usage.get("prompt_tokens") or prompt
+                    completion = usage.get("completion_tokens") or completion
+                if '"content"' in data:
                     chunks += 1
-                yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+                yield b"data: " + data.encode() + b"\n\n"
+            if not done:
+                raise UpstreamCut("the stream ended without [DONE]")
         except Exception as exc:  # noqa: BLE001 - reported in the stream and audited
-            failed = _describe(exc)
+            failed = str(exc) if isinstance(exc, UpstreamCut) else _describe(exc)
             error = {"message": f"cloud endpoint failed mid-stream: {failed}", "type": "upstream"}
             yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
         finally:
-            await stream.close()
+            await opened.__aexit__(None, None, None)
         if failed:
-            await sync_to_async(escalation.record_failure)(
+            await _released(escalation.record_failure)(
                 node,
                 agent=body.agent,
                 endpoint=target.endpoint.name,
@@ -240,7 +283,7 @@ def _streaming(
             )
             return
         yield b"data: [DONE]\n\n"
-        await sync_to_async(escalation.record_forward)(
+        await _released(escalation.record_forward)(
             node,
             agent=body.agent,
             target=target,

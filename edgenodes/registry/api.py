@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.http import HttpResponse
@@ -225,10 +225,30 @@ def list_routers(request, response: HttpResponse, page: Query[PageQuery]):
     return headers(request, response, offset_page(rows, limit=page.limit, offset=page.offset))
 
 
+class RouterHead(Schema):
+    bias: float
+    answer: bool = False
+    weights: dict[str, float] = Field(description="hashed feature index -> weight")
+
+
+class RouterIn(Schema):
+    """A router as `manage.py router train` writes it (agents/router.py, format 1)."""
+
+    format: int
+    kind: Literal["query", "cascade"]
+    bits: Annotated[int, Field(ge=8, le=24)]
+    version: Annotated[str, Field(min_length=1, max_length=100)]
+    strong: RouterHead
+    weak: RouterHead
+    quantiles: Annotated[list[float], Field(max_length=101)] = []
+    pgr: Annotated[list[float], Field(max_length=101)] = []
+    meta: dict[str, Any] = {}
+
+
 @router.post("/routers", response={201: RouterOut, **ERRORS})
-def register_router(request, payload: dict):
+def register_router(request, payload: RouterIn):
     """Register a router: the JSON `manage.py router train` writes. It is checked, stored in
     canonical form and signed for nodes. Same version, same weights: the existing one (201)."""
     queries.access_registry(request.auth, ADMINISTER)
-    raw = json.dumps(payload).encode()
+    raw = json.dumps(payload.model_dump()).encode()
     return Status(201, services.do_register_router(raw, actor=request.auth, request=request))
