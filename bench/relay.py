@@ -339,8 +339,9 @@ def write_markdown(r: dict, path: Path) -> None:
         f"| streamed chunks/s p50 | {s['direct_chunks_per_s_p50']} | "
         f"{s['relayed_chunks_per_s_p50']} | {s['relayed_over_direct_rate']}x | 1.0x |",
         "",
-        f"{c['concurrent_calls']} concurrent relayed calls to an upstream {c['upstream_delay_s']} s "
-        f"late ({c['calls_ok']} answered, all within {c['all_calls_s']} s): node poll p99 "
+        f"{c['concurrent_calls']} concurrent relayed calls to an upstream "
+        f"{c['upstream_delay_s']} s late ({c['calls_ok']} answered, all within "
+        f"{c['all_calls_s']} s): node poll p99 "
         f"{c['poll_p99_before_ms']} ms before, {c['poll_p99_during_ms']} ms during "
         f"({c['poll_p99_during_over_before']}x; p50 {c['poll_p50_before_ms']} -> "
         f"{c['poll_p50_during_ms']} ms, {c['polls_during']} polls).",

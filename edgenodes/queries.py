@@ -8,6 +8,7 @@ NotFound for a missing and a forbidden object alike.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -37,7 +38,7 @@ from .models import (
     RolloutNode,
     ToolApproval,
 )
-from .registry.models import Artifact
+from .registry.models import Artifact, RouterArtifact
 
 # --- access: one function per object type ---------------------------------------------------------
 
@@ -431,3 +432,22 @@ def cloud_usage_so_far(
         node_day_tokens=Sum(tokens, filter=on_day & of_node),
     )
     return {k: float(v or 0) for k, v in agg.items()}
+
+
+def fleet_routing(fleet: Fleet) -> dict[str, Any]:
+    """The routing section the fleet's fleet-wide layers give every node, and the held-out curve
+    (PGR at each cloud share) of the router it names, for the cost page."""
+    routing: dict[str, Any] = {}
+    for layer in ordered(fleet.layers.filter(scope="fleet")):
+        if isinstance(layer.sections.get("routing"), dict):
+            routing = {**routing, **layer.sections["routing"]}
+    version = routing.get("router")
+    artifact = (
+        RouterArtifact.objects.filter(version=version).first() if isinstance(version, str) else None
+    )
+    curve = []
+    if artifact is not None:
+        data = json.loads(bytes(artifact.content))
+        pgr = data.get("pgr") or []
+        curve = [(i / max(len(pgr) - 1, 1), p) for i, p in enumerate(pgr)]
+    return {"section": routing, "router": artifact, "curve": curve}

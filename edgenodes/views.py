@@ -761,6 +761,22 @@ def costs(request):
         by_endpoint=list(queries.cloud_usage(fleet, by="endpoint", since=since, until=until)),
         local=list(queries.local_tokens(fleet, since=since, until=until)[:50]),
         figures=queries.fleet_figures([fleet])[fleet.pk],
+        routing=_routing_chart(queries.fleet_routing(fleet)),
         administer=_can(request.user, fleet.pk, ADMINISTER),
     )
     return _render(request, "edgenodes/costs.html", "usage", ctx, ctx["errors"])
+
+
+def _routing_chart(routing: dict[str, Any]) -> dict[str, Any]:
+    """The router's held-out PGR against cloud share as SVG points (a 300 x 150 box)."""
+    curve = routing["curve"]
+    top = max([1.0, *(p for _, p in curve)])
+    points = " ".join(f"{x * 300:.1f},{150 - max(p, 0) / top * 150:.1f}" for x, p in curve)
+    target = routing["section"].get("target_cloud_share")
+    return {
+        **routing,
+        "points": points,
+        "top": top,
+        "one_y": 150 - 150 / top,
+        "target_x": None if target is None else target * 300,
+    }

@@ -165,3 +165,32 @@ def test_an_invalid_routing_section_is_refused_with_the_reason(north, alice):
             sections={"routing": {"mode": "sometimes"}},
             actor=alice,
         )
+
+
+def test_the_cost_page_shows_the_fleets_router_curve_and_target(north, alice):
+    from django.test import Client
+
+    rows = synthetic(300)
+    scorer = fit(rows, kind="query", bits=12, c=1.0)
+    scorer.version = "curve-1"
+    scorer.pgr = [min(1.0, i / 30) for i in range(101)]
+    registry.do_register_router(scorer.to_bytes(), actor=None)
+    services.do_put_layer(
+        north,
+        name="routing",
+        scope="fleet",
+        sections={
+            "routing": {
+                "mode": "query",
+                "router": "curve-1",
+                "endpoint": "main",
+                "target_cloud_share": 0.25,
+            }
+        },
+        actor=alice,
+    )
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/costs/?fleet=north").content.decode()
+    assert "<polyline" in page and "curve-1" in page
+    assert "target cloud share 25 %" in page
