@@ -5,9 +5,10 @@
   and `group` (a topic: per-group baselines and group-aware splits use it);
 - RouteLLM's cached outcome tables (`../shared/router_data/routellm/`, see its README): GSM8K,
   MMLU (the subject is the group) and MT-Bench (judge scores 1-10 scaled to [0, 1]), with the
-  prompts RouteLLM marks as contaminated dropped;
-- the outcomes nodes report (`router.outcome` telemetry), exported to the first format by
-  `manage.py router export`.
+  prompts RouteLLM marks as contaminated dropped.
+
+Outcomes collected from the fleet (decisions and graded answers) would be written in the first
+format; nodes report their decisions (`router.decision` events) but no grades yet.
 """
 
 from __future__ import annotations
