@@ -275,7 +275,7 @@ async def propagation(url: str, prop_file: Path, api_token: str) -> dict:
             json={
                 "scope": "label",
                 "selector": {"group": "a"},
-                "sections": {"routing": {"escalate_above": 0.8}},
+                "sections": {"routing": {"threshold": 0.8}},
             },
         )
         assert r.status_code == 200, r.text
