@@ -117,33 +117,9 @@ class DelayProxy:
 
 def upstream_server(tmp: Path) -> tuple[subprocess.Popen, str]:
     from agents.quantize import quantize
-    from agents.tinymodel import write_tiny_llama
+    from agents.tinymodel import serve_openai, write_tiny_llama
 
-    model = quantize(write_tiny_llama(tmp / "f32.gguf"), tmp / "q8.gguf", "Q8_0")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--model_alias",
-            "tiny",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    wait_until_up(f"{url}/models", proc, "llama_cpp.server", seconds=120)
-    return proc, url
+    return serve_openai(quantize(write_tiny_llama(tmp / "f32.gguf"), tmp / "q8.gguf", "Q8_0"))
 
 
 BODY = {

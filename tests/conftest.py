@@ -8,12 +8,7 @@ carol: compliance officer of "north". victor: viewer of "north". mallory: no rol
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
@@ -22,7 +17,7 @@ from django.test import Client
 
 from agents.quantize import quantize
 from agents.schemas import ApprovalIn, EnrollIn, HardwareProfile
-from agents.tinymodel import write_tiny_llama
+from agents.tinymodel import serve_openai, write_tiny_llama
 from controlplane.accounts.models import Membership, Role
 from controlplane.audit import services as audit_services
 from controlplane.audit.services import pseudonym
@@ -192,36 +187,7 @@ def cloud_llm(tmp_path_factory):
     the stand-in for a cloud LLM, which cannot be reached here."""
     d = tmp_path_factory.mktemp("oai")
     model = quantize(write_tiny_llama(d / "f32.gguf"), d / "q8.gguf", "Q8_0")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--model_alias",
-            "tiny",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    proc, url = serve_openai(model)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
