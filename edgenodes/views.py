@@ -762,6 +762,7 @@ def costs(request):
         local=list(queries.local_tokens(fleet, since=since, until=until)[:50]),
         figures=queries.fleet_figures([fleet])[fleet.pk],
         routing=_routing_chart(queries.fleet_routing(fleet)),
+        now=timezone.now(),
         administer=_can(request.user, fleet.pk, ADMINISTER),
     )
     return _render(request, "edgenodes/costs.html", "usage", ctx, ctx["errors"])
