@@ -130,8 +130,21 @@ BODY = {
 
 
 def nonstreaming(http, upstream: str, relay: str, credential: str) -> dict:
-    direct, relayed, added = [], [], []
     auth = {"Authorization": f"Bearer {credential}"}
+    refused, health = [], []
+    for i in range(PAIRS + 5):
+        # The floors, on the same server: Django's full middleware stack with nothing behind it,
+        # and the relay refusing an unknown credential (its handler and one database lookup).
+        t0 = time.perf_counter()
+        http.get(relay.replace("/api/node/v1/chat/completions", "/healthz"))
+        t1 = time.perf_counter()
+        r0 = http.post(relay, json=BODY, headers={"Authorization": "Bearer efn_x"})
+        t2 = time.perf_counter()
+        assert r0.status_code == 401, r0.text
+        if i >= 5:
+            health.append((t1 - t0) * 1000)
+            refused.append((t2 - t1) * 1000)
+    direct, relayed, added = [], [], []
     for i in range(PAIRS + 5):
         t0 = time.perf_counter()
         r1 = http.post(f"{upstream}/chat/completions", json={**BODY, "model": "tiny"})
@@ -150,6 +163,8 @@ def nonstreaming(http, upstream: str, relay: str, credential: str) -> dict:
         "added_p50_ms": round(pct(added, 50), 3),
         "added_p99_ms": round(pct(added, 99), 3),
         "relayed_over_direct_p50": round(pct(relayed, 50) / pct(direct, 50), 3),
+        "healthz_p50_ms": round(pct(health, 50), 3),
+        "refused_p50_ms": round(pct(refused, 50), 3),
     }
 
 
@@ -314,6 +329,10 @@ def write_markdown(r: dict, path: Path) -> None:
         f"{s['relayed_first_token_p50_ms']} ms | {s['first_token_added_p50_ms']} ms | +2 ms |",
         f"| streamed chunks/s p50 | {s['direct_chunks_per_s_p50']} | "
         f"{s['relayed_chunks_per_s_p50']} | {s['relayed_over_direct_rate']}x | 1.0x |",
+        "",
+        f"Floors on the same server, p50: `/healthz` through Django's full middleware stack "
+        f"{n.get('healthz_p50_ms')} ms; the relay refusing an unknown credential (its own "
+        f"handler, one database lookup, no upstream) {n.get('refused_p50_ms')} ms.",
         "",
         f"{c['concurrent_calls']} concurrent relayed calls to an upstream "
         f"{c['upstream_delay_s']} s late ({c['calls_ok']} answered, all within "

@@ -1,8 +1,9 @@
 """Guards in front of the node API: request ids, body size, and load shedding.
 
-Both run sync under WSGI and async under ASGI (Django's MiddlewareMixin and the dual pattern of
-its docs), so that the async cloud relay (edgenodes/relay.py) stays async end to end: one sync-only
-middleware would put every ASGI request on a thread.
+Both run sync under WSGI and async under ASGI (the dual pattern of Django's docs), so that the
+async cloud relay (edgenodes/relay.py) stays async end to end: a MiddlewareMixin middleware runs
+on a thread under ASGI, twice a request (controlplane/asgi.py serves the relay behind these two
+alone).
 """
 
 from __future__ import annotations
@@ -13,23 +14,43 @@ import uuid
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
-from django.utils.deprecation import MiddlewareMixin
 
 NODE_API_PREFIX = "/api/node/"
 RELAY_PATH = "/api/node/v1/chat/completions"
 
 
-class RequestIdMiddleware(MiddlewareMixin):
+def _request_id(request) -> str:
+    rid = request.META.get("HTTP_X_REQUEST_ID", "")
+    if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+        rid = uuid.uuid4().hex
+    request.META["HTTP_X_REQUEST_ID"] = rid
+    return rid
+
+
+class RequestIdMiddleware:
     """Give every request an id (kept from X-Request-ID when the caller sends a sane one)."""
 
-    def process_request(self, request):
-        rid = request.META.get("HTTP_X_REQUEST_ID", "")
-        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
-            rid = uuid.uuid4().hex
-        request.META["HTTP_X_REQUEST_ID"] = rid
+    sync_capable = True
+    async_capable = True
 
-    def process_response(self, request, response):
-        response["X-Request-ID"] = request.META["HTTP_X_REQUEST_ID"]
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        rid = _request_id(request)
+        response = self.get_response(request)
+        response["X-Request-ID"] = rid
+        return response
+
+    async def __acall__(self, request):
+        rid = _request_id(request)
+        response = await self.get_response(request)
+        response["X-Request-ID"] = rid
         return response
 
 

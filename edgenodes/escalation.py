@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -155,17 +154,24 @@ def api_key(endpoint: schemas.CloudEndpoint) -> str:
     return os.environ.get(endpoint.api_key_env or "", "") or "unset"
 
 
+_COUNTERS = ("requests", "failures", "prompt_tokens", "completion_tokens", "cost_usd")
+_COUNT_SQL = (
+    f"INSERT INTO {CloudUsage._meta.db_table} "
+    f"(fleet_id, node_id, agent, endpoint, day, {', '.join(_COUNTERS)}) "
+    f"VALUES (%s, %s, %s, %s, %s, {', '.join(['%s'] * len(_COUNTERS))}) "
+    "ON CONFLICT (node_id, agent, endpoint, day) DO UPDATE SET "
+    + ", ".join(f"{c} = {CloudUsage._meta.db_table}.{c} + excluded.{c}" for c in _COUNTERS)
+)
+
+
 def _count(node: Node, agent: str, endpoint: str, **increments: Any) -> None:
-    day = timezone.now().date()
-    key = {"node_id": node.pk, "agent": agent, "endpoint": endpoint, "day": day}
-    updates = {k: F(k) + v for k, v in increments.items()}
-    if CloudUsage.objects.filter(**key).update(**updates):
-        return
-    try:
-        with transaction.atomic():
-            CloudUsage.objects.create(fleet_id=node.fleet_id, **key, **increments)
-    except IntegrityError:  # created meanwhile by a concurrent request
-        CloudUsage.objects.filter(**key).update(**updates)
+    """Add to the (node, agent, endpoint, day) counters: one upsert statement, atomic under
+    concurrent requests on PostgreSQL and SQLite alike."""
+    day = connection.ops.adapt_datefield_value(timezone.now().date())
+    node_id = Node._meta.pk.get_db_prep_value(node.pk, connection)
+    values = [increments.get(c, 0) for c in _COUNTERS]
+    with connection.cursor() as cur:
+        cur.execute(_COUNT_SQL, [node.fleet_id, node_id, agent, endpoint, day, *values])
 
 
 @transaction.atomic

@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -414,24 +415,42 @@ def local_tokens(fleet: Fleet, *, since, until) -> QuerySet:
     )
 
 
+_USAGE_SO_FAR_SQL = """
+SELECT SUM(cost_usd), SUM(prompt_tokens + completion_tokens),
+       SUM(CASE WHEN day = %(day)s THEN cost_usd END),
+       SUM(CASE WHEN day = %(day)s THEN prompt_tokens + completion_tokens END),
+       SUM(CASE WHEN node_id = %(node)s THEN cost_usd END),
+       SUM(CASE WHEN node_id = %(node)s THEN prompt_tokens + completion_tokens END),
+       SUM(CASE WHEN day = %(day)s AND node_id = %(node)s THEN cost_usd END),
+       SUM(CASE WHEN day = %(day)s AND node_id = %(node)s
+                THEN prompt_tokens + completion_tokens END)
+FROM {table} WHERE fleet_id = %(fleet)s AND day >= %(month)s
+"""
+_USAGE_SO_FAR_KEYS = [
+    f"{scope}_{period}_{unit}"
+    for scope in ("fleet", "node")
+    for period in ("month", "day")
+    for unit in ("usd", "tokens")
+]
+
+
 def cloud_usage_so_far(
     fleet: Fleet, node: Node | None = None, today: date | None = None
 ) -> dict[str, float]:
-    """This fleet's (and this node's) cloud usage today and this month: one query."""
+    """This fleet's (and this node's) cloud usage today and this month: one query, in plain SQL
+    because the relay asks it before every escalation (the ORM spent 4 ms building it)."""
     today = today or timezone.now().date()
-    tokens = F("prompt_tokens") + F("completion_tokens")
-    on_day, of_node = Q(day=today), Q(node_id=node.pk if node else None)
-    agg = CloudUsage.objects.filter(fleet_id=fleet.pk, day__gte=today.replace(day=1)).aggregate(
-        fleet_month_usd=Sum("cost_usd"),
-        fleet_month_tokens=Sum(tokens),
-        fleet_day_usd=Sum("cost_usd", filter=on_day),
-        fleet_day_tokens=Sum(tokens, filter=on_day),
-        node_month_usd=Sum("cost_usd", filter=of_node),
-        node_month_tokens=Sum(tokens, filter=of_node),
-        node_day_usd=Sum("cost_usd", filter=on_day & of_node),
-        node_day_tokens=Sum(tokens, filter=on_day & of_node),
-    )
-    return {k: float(v or 0) for k, v in agg.items()}
+    ops = connection.ops
+    params = {
+        "fleet": fleet.pk,
+        "node": Node._meta.pk.get_db_prep_value(node.pk if node else None, connection),
+        "day": ops.adapt_datefield_value(today),
+        "month": ops.adapt_datefield_value(today.replace(day=1)),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_USAGE_SO_FAR_SQL.format(table=CloudUsage._meta.db_table), params)
+        row = cur.fetchone()
+    return {k: float(v or 0) for k, v in zip(_USAGE_SO_FAR_KEYS, row, strict=True)}
 
 
 def fleet_routing(fleet: Fleet) -> dict[str, Any]:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -79,6 +81,8 @@ def _released(fn):
                 if not conn.in_atomic_block:
                     conn.close()
 
+    # Thread-sensitive, as the ORM wants: under ASGI that is one thread per request (Django's
+    # handler gives each its own ThreadSensitiveContext), not one for all.
     return sync_to_async(run)
 
 
@@ -110,6 +114,8 @@ def _retryable(exc: Exception) -> bool:
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValueError):
+        return "the upstream's answer is not a JSON completion"
     status = getattr(exc, "status_code", None)
     return f"{type(exc).__name__}{f' {status}' if status else ''}"
 
@@ -153,7 +159,13 @@ async def _call(endpoint: schemas.CloudEndpoint, key: str, kwargs: dict[str, Any
                 # The raw response: its lines pass through as they are, never re-encoded.
                 opened = completions.with_streaming_response.create(**kwargs)
                 return (opened, await opened.__aenter__()), "", attempt
-            return await completions.create(**kwargs), "", attempt
+            # The raw response: the completion passes through as the upstream wrote it (parsing it
+            # into the SDK's models and back cost about a millisecond).
+            raw = await completions.with_raw_response.create(**kwargs)
+            out = json.loads(raw.content)
+            if not isinstance(out, dict):
+                raise ValueError("not a JSON object")
+            return out, "", attempt
         except Exception as exc:  # noqa: BLE001 - every upstream failure is counted and audited
             if not _retryable(exc) or attempt > retries:
                 return None, _describe(exc), attempt
@@ -198,24 +210,57 @@ async def forward(
             continue
         if body.stream:
             return _streaming(request, node, body, target, reply, attempts, first)
-        usage = reply.usage
-        usd = await _released(escalation.record_forward)(
-            node,
-            agent=body.agent,
-            target=target,
-            prompt_tokens=usage.prompt_tokens
-            if usage
-            else escalation.estimate_tokens(kwargs["messages"]),
-            completion_tokens=usage.completion_tokens if usage else 0,
-            attempts=attempts,
-            stream=False,
-            fallback_from=first if endpoint.name != first else "",
-            request=request,
-        )
-        out = reply.model_dump(exclude_none=True)
-        out["edgefleet"] = _meta(target, usd, attempts, first)
-        return JsonResponse(out)
+        return await _answered(request, node, body, target, reply, attempts, first)
     return _error(502, "every cloud endpoint failed: " + "; ".join(failures))
+
+
+async def _answered(
+    request: HttpRequest,
+    node: Node,
+    body: schemas.RelayIn,
+    target: escalation.Target,
+    out: dict[str, Any],
+    attempts: int,
+    first: str,
+) -> HttpResponse | StreamingHttpResponse:
+    """The completion with its `edgefleet` object, sent before the accounting is written.
+
+    Under ASGI the body goes out whole with its Content-Length, so the node has its answer as
+    soon as the last byte arrives; the usage counters and the audit record are then written in
+    the same request (the server holds the connection until they are, and a graceful shutdown
+    waits for them), instead of adding their commit to every escalation's latency
+    (bench/relay.py). The budget check of a request that arrives meanwhile may not count this
+    one yet, as it may not count any request still in flight."""
+    usage = out.get("usage") if isinstance(out.get("usage"), dict) else {}
+    prompt = usage.get("prompt_tokens") or escalation.estimate_tokens(target.messages)
+    completion = usage.get("completion_tokens") or 0
+    usd = escalation.cost(target.endpoint, prompt, completion)
+    out["edgefleet"] = _meta(target, usd, attempts, first)
+    data = json.dumps(out).encode()
+
+    account = partial(
+        _released(escalation.record_forward),
+        node,
+        agent=body.agent,
+        target=target,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        attempts=attempts,
+        stream=False,
+        fallback_from=first if target.endpoint.name != first else "",
+        request=request,
+    )
+    if not isinstance(request, ASGIRequest):  # WSGI (runserver): nothing runs after a response
+        await account()
+        return JsonResponse(out)
+
+    async def content() -> AsyncIterator[bytes]:
+        yield data
+        await account()
+
+    response = StreamingHttpResponse(content(), content_type="application/json")
+    response["Content-Length"] = str(len(data))
+    return response
 
 
 def _meta(target: escalation.Target, usd: float | None, attempts: int, first: str) -> dict:

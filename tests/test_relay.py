@@ -9,6 +9,7 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.http import HttpResponse
 from django.test import AsyncClient, Client
 
 from controlplane.audit.models import AuditRecord
@@ -40,24 +41,31 @@ def cloud(name: str, base_url: str, **extra) -> dict:
     return {"name": name, "region": "eu-west-1", "base_url": base_url, "model": "tiny", **extra}
 
 
-def post(credential: str | None, body: dict):
-    headers = {"authorization": f"Bearer {credential}"} if credential else {}
-    return Client().post(URL, json.dumps(body), content_type="application/json", headers=headers)
+def send(credential: str | None, body: dict) -> tuple[object, bytes]:
+    """The relay's response under ASGI and its whole body (an answer goes out before its
+    accounting is written; reading to the end waits for that too)."""
 
-
-def stream(credential: str, body: dict) -> tuple[object, bytes]:
     async def go():
+        headers = {"authorization": f"Bearer {credential}"} if credential else {}
         r = await AsyncClient().post(
-            URL,
-            json.dumps({**body, "stream": True}),
-            content_type="application/json",
-            headers={"authorization": f"Bearer {credential}"},
+            URL, json.dumps(body), content_type="application/json", headers=headers
         )
         if not r.streaming:
             return r, r.content
         return r, b"".join([chunk async for chunk in r.streaming_content])
 
     return async_to_sync(go)()
+
+
+def post(credential: str | None, body: dict) -> HttpResponse:
+    r, content = send(credential, body)
+    out = HttpResponse(content, status=r.status_code, headers=dict(r.items()))
+    out.json = lambda: json.loads(content)  # type: ignore[attr-defined]
+    return out
+
+
+def stream(credential: str, body: dict) -> tuple[object, bytes]:
+    return send(credential, {**body, "stream": True})
 
 
 def body(model: str = "cloud:main", **extra) -> dict:
@@ -272,3 +280,24 @@ def test_cloud_cost_is_queryable_per_agent_and_node_and_budgets_show_their_use(
     assert budgets["used"]["fleet_day_usd"] == pytest.approx(row["cost_usd"])
     r = admin_api(alice).put("/fleets/north/budgets", {"fleet_day_usd": -1})
     assert r.status_code == 422
+
+
+def test_the_asgi_server_serves_the_relay_behind_its_own_middlewares_only(db):
+    """Under ASGI the relay skips Django's thread-bound middlewares (sessions, CSRF, security
+    headers...) but keeps the request id and the node API's guards."""
+    from channels.testing import HttpCommunicator
+
+    from controlplane.asgi import application
+
+    async def go(path: str, method: str = "GET", headers=()):
+        communicator = HttpCommunicator(application, method, path, headers=list(headers))
+        response = await communicator.get_response()
+        response["headers"] = {k.lower(): v for k, v in response["headers"]}
+        return response
+
+    relay = async_to_sync(go)(URL, "POST")
+    assert relay["status"] == 401
+    assert b"x-request-id" in relay["headers"] and b"x-content-type-options" not in relay["headers"]
+    too_big = async_to_sync(go)(URL, "POST", [(b"content-length", b"999999999")])
+    assert too_big["status"] == 413
+    assert b"x-content-type-options" in async_to_sync(go)("/healthz")["headers"]
