@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 
 from . import manifest
 
-FORMAT = 1
+FORMATS = (1, 2)  # 1: summed feature counts; 2: adds `norm` (see Head)
 TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[^\sa-z\d]")
 NUMBER_OR_WORD = re.compile(r"\d")
 
@@ -71,17 +71,31 @@ def features(text: str, bits: int, prefix: str = "") -> list[int]:
 
 @dataclass
 class Head:
-    """One linear model: P(this model answers well) = sigmoid(bias + sum of feature weights)."""
+    """One linear model: P(this model answers well) = sigmoid(bias + the weights of its features).
+
+    With `norm` "l2" (format 2) the word features count once each and their weights are divided
+    by the square root of how many there are (binary, L2-normalised), so a long query is not
+    judged by its length alone; the answer's signals (`answer_features`) keep weight 1. Without
+    it (format 1) every occurrence adds its weight."""
 
     bias: float
     weights: dict[int, float]
     answer: bool = False  # reads the local answer too (a cascade's weak head)
 
-    def probability(self, query: list[int], answer: list[int]) -> float:
+    def probability(
+        self, words: list[int], answer_words: list[int], signals: list[int], norm: str = ""
+    ) -> float:
         w = self.weights
-        m = self.bias + sum(w.get(i, 0.0) for i in query)
         if self.answer:
-            m += sum(w.get(i, 0.0) for i in answer)
+            words = words + answer_words
+        if norm:
+            unique = set(words)
+            m = sum(w.get(i, 0.0) for i in unique) / math.sqrt(len(unique)) if unique else 0.0
+        else:
+            m = sum(w.get(i, 0.0) for i in words)
+        if self.answer:
+            m += sum(w.get(i, 0.0) for i in signals)
+        m += self.bias
         return 1.0 / (1.0 + math.exp(-m)) if m > -500 else 0.0
 
 
@@ -102,14 +116,19 @@ class Scorer:
     # PGR reached at each share 0..100% on held-out data, to turn a quality target into a share.
     pgr: list[float] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    norm: str = "l2"  # "" in format 1 artifacts (see Head)
 
     def score(self, query: str, answer: str | None = None) -> float:
         q = features(query, self.bits)
         a: list[int] = []
+        signals: list[int] = []
         if self.kind == "cascade":
             text = answer or ""
-            a = features(text, self.bits, prefix="a:") + answer_features(text, self.bits)
-        return self.strong.probability(q, a) - self.weak.probability(q, a)
+            a = features(text, self.bits, prefix="a:")
+            signals = answer_features(text, self.bits, query if self.norm else None)
+        return self.strong.probability(q, a, signals, self.norm) - self.weak.probability(
+            q, a, signals, self.norm
+        )
 
     def threshold_for_share(self, share: float) -> float:
         """The score above which about `share` of queries go to the cloud."""
@@ -135,7 +154,8 @@ class Scorer:
             }
 
         return {
-            "format": FORMAT,
+            "format": 2 if self.norm else 1,
+            "norm": self.norm,
             "kind": self.kind,
             "bits": self.bits,
             "version": self.version,
@@ -156,8 +176,11 @@ class Scorer:
             )
 
         try:
-            if data["format"] != FORMAT:
+            if data["format"] not in FORMATS:
                 raise RouterError(f"unsupported router format {data['format']!r}")
+            norm = str(data.get("norm") or "") if data["format"] == 2 else ""
+            if norm not in ("", "l2"):
+                raise RouterError(f"unknown router feature norm {norm!r}")
             if data["kind"] not in ("query", "cascade"):
                 raise RouterError(f"unknown router kind {data['kind']!r}")
             bits = int(data["bits"])
@@ -172,6 +195,7 @@ class Scorer:
                 quantiles=[float(q) for q in data.get("quantiles") or []],
                 pgr=[float(p) for p in data.get("pgr") or []],
                 meta=dict(data.get("meta") or {}),
+                norm=norm,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RouterError(f"malformed router artifact: {exc!r}") from None
@@ -200,9 +224,10 @@ FINAL = re.compile(r"####\s*([-\d.,/$ ]+)")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def answer_features(answer: str, bits: int) -> list[int]:
+def answer_features(answer: str, bits: int, question: str | None = None) -> list[int]:
     """Signals that a worked answer went wrong: no final answer, several candidate finals,
-    a hedge ("however", "actually"), arithmetic in <<a=b>> annotations that does not hold."""
+    a hedge ("however", "actually"), arithmetic in <<a=b>> annotations that does not hold; with
+    the `question` (format 2 routers), the further checks of `_checks`."""
     mask = (1 << bits) - 1
     signals = []
     finals = FINAL.findall(answer)
@@ -230,7 +255,39 @@ def answer_features(answer: str, bits: int) -> list[int]:
         if hedge in lowered:
             signals.append(f"hedge:{hedge}")
     signals.append(f"steps={_bucket(answer.count(chr(10)))}")
-    return [zlib.crc32(s.encode(), 7) & mask for s in signals]
+    out = [zlib.crc32(s.encode(), 7) & mask for s in signals]
+    if question is not None:
+        out += [zlib.crc32(s.encode(), 9) & mask for s in _checks(question, answer, finals)]
+    return out
+
+
+INLINE = re.compile(
+    r"(\d[\d,]*(?:\.\d+)?(?:\s*[-+*/x×]\s*\$?\d[\d,]*(?:\.\d+)?)+)\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)"
+)
+
+
+def _checks(question: str, answer: str, finals: list[str]) -> list[str]:
+    """Format 2's further signals: arithmetic written inline ("12 x 3 = 36") that does not hold,
+    how much of it there is, a final answer copied from the question, the final's magnitude."""
+    bad = checked = 0
+    for expr, result in INLINE.findall(answer):
+        value = _evaluate(expr.replace("x", "*").replace("×", "*").replace("$", ""))
+        if value is None:
+            continue
+        checked += 1
+        try:
+            if abs(value - float(result.replace(",", ""))) > 1e-6 * max(1.0, abs(value)):
+                bad += 1
+        except ValueError:
+            continue
+    out = [f"bad_inline={min(bad, 2)}", f"inline={_bucket(checked)}"]
+    if finals:
+        final = finals[-1].strip().rstrip(".").replace(",", "").replace("$", "").strip()
+        if final in {n.replace(",", "") for n in NUMBER.findall(question)}:
+            out.append("final_in_question")
+        if final and final.replace(".", "").replace("-", "").isdigit():
+            out.append(f"final_digits={min(len(final.split('.')[0]), 6)}")
+    return out
 
 
 ARITH = re.compile(r"^[\d.+\-*/() ]+$")

@@ -136,24 +136,28 @@ def main() -> None:
     log(f"Wrote {out}")
 
 
-EVALS = [
-    ("gsm8k", "query", ""),
-    ("mmlu", "query", ""),
-    ("gsm8k", "cascade", ""),
-    ("gsm8k", "query", "mmlu"),
-    ("mmlu", "query", "gsm8k"),
+EVALS = [  # (test on, kind, train on, feature norm)
+    ("gsm8k", "query", "", "l2"),
+    ("mmlu", "query", "", "l2"),
+    ("gsm8k", "cascade", "", "l2"),
+    ("gsm8k", "query", "mmlu", "l2"),
+    ("mmlu", "query", "gsm8k", "l2"),
+    # Summed counts (format 1) carry the query's length, which transfers between benchmarks.
+    ("gsm8k", "query", "mmlu", "none"),
+    ("mmlu", "query", "gsm8k", "none"),
 ]
 
 
 def evaluate() -> dict:
     figures = {}
-    for bench, kind, train_on in EVALS:
-        argv = ["router", "eval", "--bench", bench, "--kind", kind]
+    for bench, kind, train_on, norm in EVALS:
+        argv = ["router", "eval", "--bench", bench, "--kind", kind, "--norm", norm]
         if train_on:
             argv += ["--train-on", train_on]
         log(f"manage.py {' '.join(argv)}")
         subprocess.run([sys.executable, str(ROOT / "manage.py"), *argv], check=True)
         name = f"{bench}-{kind}" + (f"-trained-on-{train_on}" if train_on else "")
+        name += "-counts" if norm == "none" else ""
         report = json.loads((RESULTS / "router" / f"{name}.json").read_text())
         figures[name] = {
             label: {k: r[k] for k in ("apgr", "cpt20", "cpt50", "cpt80")} | {"ci95": r["ci95"]}

@@ -28,27 +28,45 @@ from . import router_metrics as metrics
 from .router_data import Row
 
 DEFAULT_BITS = 18
-DEFAULT_C = 0.02
+NORM = "l2"
+# Inverse L2 strength that cross-validated best per feature norm (docs/routing.md).
+DEFAULT_C = {"l2": 1.0, "": 0.02}
 FOLDS = 5
 
 
-def matrix(rows: Sequence[Row], bits: int, *, answer: bool):
+def _sparse(lists: list[list[int]], bits: int):
     from scipy.sparse import csr_matrix  # training only: nodes never import scipy
 
-    indices: list[int] = []
-    pointers = [0]
+    indices = [i for f in lists for i in f]
+    pointers = np.cumsum([0] + [len(f) for f in lists])
+    x = csr_matrix(
+        (np.ones(len(indices), dtype=np.float64), indices, pointers),
+        shape=(len(lists), 1 << bits),
+    )
+    x.sum_duplicates()
+    return x
+
+
+def matrix(rows: Sequence[Row], bits: int, *, answer: bool, norm: str = NORM):
+    """The features agents.router.Head reads, one row per query: with `norm` "l2" the words
+    (query, and the answer's when `answer`) once each, L2-normalised, plus the answer's signals
+    with weight 1; without it every occurrence counts 1."""
+    words = []
+    signals = []
     for r in rows:
         f = features(r.prompt, bits)
         if answer:
-            f += features(r.weak_response, bits, prefix="a:") + answer_features(
-                r.weak_response, bits
-            )
-        indices += f
-        pointers.append(len(indices))
-    x = csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, pointers), shape=(len(rows), 1 << bits)
-    )
-    x.sum_duplicates()
+            f += features(r.weak_response, bits, prefix="a:")
+            signals.append(answer_features(r.weak_response, bits, r.prompt if norm else None))
+        words.append(f)
+    x = _sparse(words, bits)
+    if norm:
+        from sklearn.preprocessing import normalize
+
+        x.data[:] = 1.0
+        x = normalize(x)
+    if answer:
+        x = (x + _sparse(signals, bits)).tocsr()
     return x
 
 
@@ -75,20 +93,27 @@ def _labels(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit(
-    rows: Sequence[Row], *, kind: str, bits: int = DEFAULT_BITS, c: float = DEFAULT_C
+    rows: Sequence[Row],
+    *,
+    kind: str,
+    bits: int = DEFAULT_BITS,
+    c: float | None = None,
+    norm: str = NORM,
 ) -> Scorer:
     """Both heads on all of `rows` (quality >= 0.5 counts as a good answer)."""
     cascade = kind == "cascade"
     if cascade and not any(r.weak_response for r in rows):
         raise ValueError("a cascade router needs the local model's answers (weak_response)")
+    c = DEFAULT_C[norm] if c is None else c
     weak, strong = _labels(rows)
-    xq = matrix(rows, bits, answer=False)
-    xa = matrix(rows, bits, answer=True) if cascade else xq
+    xq = matrix(rows, bits, answer=False, norm=norm)
+    xa = matrix(rows, bits, answer=True, norm=norm) if cascade else xq
     return Scorer(
         kind=kind,
         bits=bits,
         strong=_head(xq, (strong >= 0.5).astype(int), c, answer=False),
         weak=_head(xa, (weak >= 0.5).astype(int), c, answer=cascade),
+        norm=norm,
     )
 
 
@@ -97,7 +122,13 @@ def score(scorer: Scorer, rows: Sequence[Row]) -> np.ndarray:
 
 
 def crossfit(
-    rows: Sequence[Row], *, kind: str, bits: int = DEFAULT_BITS, c: float = DEFAULT_C, seed: int = 0
+    rows: Sequence[Row],
+    *,
+    kind: str,
+    bits: int = DEFAULT_BITS,
+    c: float | None = None,
+    norm: str = NORM,
+    seed: int = 0,
 ) -> np.ndarray:
     """Out-of-fold scores: each row scored by a router trained on the other folds."""
     order = np.random.default_rng(seed).permutation(len(rows))
@@ -105,7 +136,7 @@ def crossfit(
     for fold in np.array_split(order, FOLDS):
         held = set(fold.tolist())
         train = [r for i, r in enumerate(rows) if i not in held]
-        scorer = fit(train, kind=kind, bits=bits, c=c)
+        scorer = fit(train, kind=kind, bits=bits, c=c, norm=norm)
         out[fold] = score(scorer, [rows[i] for i in fold])
     return out
 
@@ -159,7 +190,8 @@ def evaluate(
     kind: str,
     train_rows: Sequence[Row] | None = None,
     bits: int = DEFAULT_BITS,
-    c: float = DEFAULT_C,
+    c: float | None = None,
+    norm: str = NORM,
     rounds: int = 1000,
 ) -> dict[str, Any]:
     """Held-out figures of the learned router and the baselines on `rows`. Without `train_rows`
@@ -167,16 +199,17 @@ def evaluate(
     weak, strong = _labels(rows)
     started = time.perf_counter()
     if train_rows is None:
-        learned = crossfit(rows, kind=kind, bits=bits, c=c)
+        learned = crossfit(rows, kind=kind, bits=bits, c=c, norm=norm)
         routers = baselines(rows, rows)
         routers.pop("per-group average", None)
         group = _crossfit_group_average(rows)
         if group is not None:
             routers["per-group average"] = group
     else:
-        learned = score(fit(train_rows, kind=kind, bits=bits, c=c), rows)
+        learned = score(fit(train_rows, kind=kind, bits=bits, c=c, norm=norm), rows)
         routers = baselines(train_rows, rows)
-    routers = {f"learned ({kind})": learned, **routers}
+    label = f"learned ({kind}{'' if norm else ', counts'})"
+    routers = {label: learned, **routers}
     report: dict[str, Any] = {
         "name": name,
         "kind": kind,

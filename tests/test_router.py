@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from agents.router import RouterError, Scorer, features
+from agents.router import RouterError, Scorer, answer_features, features
 from controlplane import signing
 from edgenodes import router_metrics as metrics
 from edgenodes import router_train
@@ -124,6 +124,37 @@ def test_a_cascade_router_reads_the_local_answer():
     assert scorer.score(query, "I think... however #### 3.5") > scorer.score(query, "#### 4")
 
 
+@pytest.mark.parametrize("kind", ["query", "cascade"])
+def test_the_node_scores_a_query_exactly_as_training_saw_it(kind):
+    """agents.router (pure Python, on the node) and router_train.matrix (scipy) agree."""
+    rows = synthetic(60, seed=3)
+    scorer = router_train.fit(rows, kind=kind, bits=12, c=1.0)
+    x = router_train.matrix(rows, 12, answer=kind == "cascade")
+    for head in (scorer.weak,) if kind == "cascade" else (scorer.strong, scorer.weak):
+        w = np.zeros(1 << 12)
+        for i, v in head.weights.items():
+            w[i] = v
+        expected = 1 / (1 + np.exp(-(x @ w + head.bias)))
+        got = [
+            head.probability(
+                features(r.prompt, 12),
+                features(r.weak_response, 12, prefix="a:"),
+                answer_features(r.weak_response, 12, r.prompt),
+                scorer.norm,
+            )
+            for r in rows
+        ]
+        assert got == pytest.approx(expected.tolist(), abs=1e-9)
+
+
+def test_a_router_of_the_first_format_still_scores_with_summed_counts():
+    scorer = router_train.fit(synthetic(), kind="query", bits=12, c=1.0)
+    old = Scorer.from_dict({**scorer.to_dict(), "format": 1, "norm": "l2"})
+    query = "what is the integral of the function? the function"
+    assert old.norm == "" and old.score(query) != scorer.score(query)
+    assert scorer.to_dict()["format"] == 2
+
+
 def test_a_cascade_needs_the_local_answers():
     rows = [Row(prompt=f"q{i}", weak=1.0, strong=1.0) for i in range(30)]
     with pytest.raises(ValueError, match="weak_response"):
@@ -158,7 +189,8 @@ def test_a_router_artifact_loads_only_with_a_signature_of_the_pinned_key():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"format": 2}, "unsupported router format"),
+        ({"format": 3}, "unsupported router format"),
+        ({"format": 2, "norm": "l1", "kind": "query", "bits": 12}, "unknown router feature norm"),
         ({"format": 1, "kind": "magic"}, "unknown router kind"),
         ({"format": 1, "kind": "query", "bits": 40}, "out of range"),
         ({"format": 1, "kind": "query", "bits": 12}, "malformed"),
@@ -245,11 +277,14 @@ def test_router_eval_trains_on_one_table_and_tests_on_another(tmp_path, capsys):
         "12",
         "--rounds",
         "20",
+        "--norm",
+        "none",
         "--out",
         str(tmp_path),
     )
-    report = json.loads((tmp_path / "b-query-trained-on-a.json").read_text())
+    report = json.loads((tmp_path / "b-query-trained-on-a-counts.json").read_text())
     assert report["held_out"] == "trained on 400"
+    assert "learned (query, counts)" in report["routers"]
 
 
 def test_router_train_writes_an_artifact_the_pinned_key_verifies(tmp_path):
@@ -271,7 +306,7 @@ def test_router_train_writes_an_artifact_the_pinned_key_verifies(tmp_path):
         out.read_bytes(), (tmp_path / "router.json.sig").read_text().strip(), signing.public_pem()
     )
     assert scorer.kind == "cascade" and scorer.version.startswith("cascade-")
-    assert len(scorer.pgr) == 101
+    assert len(scorer.pgr) == 101 and scorer.norm == "l2" and scorer.meta["c"] == 1.0
 
 
 @pytest.mark.parametrize(

@@ -232,9 +232,10 @@ class RouterHead(Schema):
 
 
 class RouterIn(Schema):
-    """A router as `manage.py router train` writes it (agents/router.py, format 1)."""
+    """A router as `manage.py router train` writes it (agents/router.py, format 1 or 2)."""
 
     format: int
+    norm: Literal["", "l2"] = Field("", description="feature norm (format 2): '' or 'l2'")
     kind: Literal["query", "cascade"]
     bits: Annotated[int, Field(ge=8, le=24)]
     version: Annotated[str, Field(min_length=1, max_length=100)]

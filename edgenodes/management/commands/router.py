@@ -36,7 +36,13 @@ class Command(BaseCommand):
             p.add_argument("--data", default=settings.EDGEFLEET["ROUTER_DATA_DIR"])
             p.add_argument("--bits", type=int, default=router_train.DEFAULT_BITS)
             p.add_argument(
-                "--c", type=float, default=router_train.DEFAULT_C, help="1 / L2 strength"
+                "--c", type=float, default=None, help="1 / L2 strength (default: per --norm)"
+            )
+            p.add_argument(
+                "--norm",
+                choices=["l2", "none"],
+                default="l2",
+                help="l2: words once each, normalised (format 2); none: summed counts (format 1)",
             )
             p.add_argument("--limit", type=int, default=0, help="use the first N rows (smoke runs)")
         train = sub.choices["train"]
@@ -87,14 +93,17 @@ class Command(BaseCommand):
         kind: str,
         data: str,
         bits: int,
-        c: float,
+        c: float | None,
+        norm: str,
         limit: int,
         **options,
     ):
         if not 8 <= bits <= 24:
             raise CommandError("--bits must be between 8 and 24")
-        if c <= 0:
+        if c is not None and c <= 0:
             raise CommandError("--c must be positive")
+        options["norm"] = "" if norm == "none" else norm
+        c = router_train.DEFAULT_C[options["norm"]] if c is None else c
         rows = self.rows(bench, data, limit)
         if kind == "cascade" and not any(r.weak_response for r in rows):
             raise CommandError(
@@ -108,13 +117,14 @@ class Command(BaseCommand):
     def train(self, rows, bench, kind, bits, c, options):
         if len(rows) < 20:
             raise CommandError(f"{len(rows)} rows is too few to train on (20 at least)")
-        scorer = router_train.fit(rows, kind=kind, bits=bits, c=c)
+        norm = options["norm"]
+        scorer = router_train.fit(rows, kind=kind, bits=bits, c=c, norm=norm)
         weak = [r.weak for r in rows]
         strong = [r.strong for r in rows]
-        held_out = router_train.crossfit(rows, kind=kind, bits=bits, c=c)
+        held_out = router_train.crossfit(rows, kind=kind, bits=bits, c=c, norm=norm)
         router_train.calibrate(scorer, held_out, weak, strong)
         scorer.version = options["version"] or f"{kind}-{router_train.fingerprint(rows)}"
-        scorer.meta = {"trained_on": str(bench), "rows": len(rows), "c": c}
+        scorer.meta = {"trained_on": str(bench), "rows": len(rows), "c": c, "norm": norm}
         raw = scorer.to_bytes()
         out = Path(options["out"])
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +144,8 @@ class Command(BaseCommand):
         if options["train_on"]:
             train_rows = self.rows(options["train_on"], data, limit)
             name = f"{Path(bench).stem}-{kind}-trained-on-{Path(options['train_on']).stem}"
+        if not options["norm"]:
+            name += "-counts"
         if len(rows) < 2 * router_train.FOLDS:
             raise CommandError(f"{len(rows)} rows is too few to evaluate")
         report = router_train.evaluate(
@@ -143,6 +155,7 @@ class Command(BaseCommand):
             train_rows=train_rows,
             bits=bits,
             c=c,
+            norm=options["norm"],
             rounds=options["rounds"],
         )
         paths = router_train.write_report(report, Path(options["out"]))
