@@ -406,7 +406,7 @@ class TheAdminAndComplianceJourney(BrowserCase):
         d.switch_to.alert.accept()
         assert wait_until(lambda: "aborted" in d.page_source)
         assert Rollout.objects.get().status == "aborted"
-        for page in ("models", "desired-state", "rollouts", "compliance"):
+        for page in ("models", "desired-state", "rollouts", "compliance", "costs"):
             d.get(f"{base}/{page}/?fleet=north")
             self.check_page(page)
 
