@@ -47,6 +47,12 @@ __all__ = [
 ]
 
 
+def agent_metric(agent: str) -> str:
+    """The metric that counts an agent's locally generated tokens (the control plane sums it per
+    agent: `GET /api/v1/fleets/{slug}/local-usage?by=agent`). Metric names allow no hyphens."""
+    return f"agent.{agent.replace('-', '_')[:40]}.completion_tokens"
+
+
 class Runtime:
     """The agent, composed of its concerns: poll and apply (apply.py), telemetry (telemetry.py),
     approvals (approvals.py) and escalation (escalate.py). It answers requests and runs the loops.
@@ -223,6 +229,7 @@ class Runtime:
                 "request.tokens_per_s": usage.completion_tokens / gen_s,
                 "request.prompt_tokens": usage.prompt_tokens,
                 "request.completion_tokens": usage.completion_tokens,
+                **({agent_metric(turn.agent): usage.completion_tokens} if turn.agent else {}),
                 "request.local": 1,
                 "request.escalated": 0,
                 "request.error": 0,

@@ -32,7 +32,8 @@ class RelayHandler(ASGIHandler):
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async)
+        # Django's own async core handler (BaseHandler), which django-stubs does not declare.
+        handler = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
         for middleware in (NodeApiGuardMiddleware, RequestIdMiddleware):
             handler = convert_exception_to_response(middleware(handler))
         self._middleware_chain = handler

@@ -388,6 +388,30 @@ def cloud_usage(
     return [UsageOut(key=str(r[key]), **{k: v for k, v in r.items() if k != key}) for r in rows]
 
 
+class LocalUsageQuery(Schema):
+    by: Literal["node", "agent"] = "node"
+    since: date | None = Field(None, description="first UTC day (default: 30 days ago)")
+    until: date | None = Field(None, description="last UTC day (default: today)")
+
+
+class LocalUsageOut(Schema):
+    key: str = Field(description="the node's name or the agent")
+    tokens: int = Field(description="completion tokens generated on the nodes")
+    requests: int = Field(description="answers that reported them")
+
+
+@router.get("/fleets/{slug}/local-usage", response={200: list[LocalUsageOut], **ERRORS})
+def local_usage(
+    request, response: HttpResponse, slug: str, q: Query[LocalUsageQuery], page: Query[PageQuery]
+):
+    """Tokens generated locally, per node or per agent, most first (beside cloud-usage)."""
+    fleet = access_fleet(request.auth, slug, VIEW)
+    until = q.until or timezone.now().date()
+    since = q.since or until - timedelta(days=30)
+    rows = queries.local_tokens(fleet, by=q.by, since=since, until=until)
+    return headers(request, response, offset_page(rows, limit=page.limit, offset=page.offset))
+
+
 # --- enrollment tokens --------------------------------------------------------------------------
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum, Value
+from django.db.models.expressions import Combinable
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Replace
 from django.utils import timezone
 
 from controlplane.accounts import access
@@ -400,18 +402,27 @@ def cloud_usage(fleet: Fleet, *, by: str, since, until) -> QuerySet:
     )
 
 
-def local_tokens(fleet: Fleet, *, since, until) -> QuerySet:
-    """Tokens the fleet's nodes generated locally on UTC days [since, until], per node, from the
-    per-minute rollups of `request.completion_tokens`."""
+LOCAL_GROUPS = ("node", "agent")
+
+
+def local_tokens(fleet: Fleet, *, since, until, by: str = "node") -> QuerySet:
+    """Tokens the fleet's nodes generated locally on UTC days [since, until], per node (from the
+    per-minute rollups of `request.completion_tokens`) or per agent (of
+    `agent.<agent>.completion_tokens`, agents.runtime.agent_metric), as rows of key, tokens and
+    requests, most tokens first."""
     start = datetime.combine(since, datetime.min.time(), tzinfo=timezone.get_current_timezone())
     end = datetime.combine(until, datetime.max.time(), tzinfo=timezone.get_current_timezone())
+    rows = MetricRollup.objects.filter(node__fleet=fleet, minute__gte=start, minute__lte=end)
+    key: Combinable
+    if by == "agent":
+        rows = rows.filter(name__startswith="agent.", name__endswith=".completion_tokens")
+        key = Replace(Replace("name", Value("agent.")), Value(".completion_tokens"))
+    else:
+        rows, key = rows.filter(name="request.completion_tokens"), F("node__name")
     return (
-        MetricRollup.objects.filter(
-            node__fleet=fleet, name="request.completion_tokens", minute__gte=start, minute__lte=end
-        )
-        .values("node__name")
+        rows.values(key=key)
         .annotate(tokens=Sum("total"), requests=Sum("count"))
-        .order_by("-tokens", "node__name")
+        .order_by("-tokens", "key")
     )
 
 

@@ -231,7 +231,8 @@ async def _answered(
     waits for them), instead of adding their commit to every escalation's latency
     (bench/relay.py). The budget check of a request that arrives meanwhile may not count this
     one yet, as it may not count any request still in flight."""
-    usage = out.get("usage") if isinstance(out.get("usage"), dict) else {}
+    reported = out.get("usage")
+    usage: dict[str, Any] = reported if isinstance(reported, dict) else {}
     prompt = usage.get("prompt_tokens") or escalation.estimate_tokens(target.messages)
     completion = usage.get("completion_tokens") or 0
     usd = escalation.cost(target.endpoint, prompt, completion)

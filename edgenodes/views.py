@@ -760,6 +760,7 @@ def costs(request):
         by_agent=list(queries.cloud_usage(fleet, by="agent", since=since, until=until)[:50]),
         by_endpoint=list(queries.cloud_usage(fleet, by="endpoint", since=since, until=until)),
         local=list(queries.local_tokens(fleet, since=since, until=until)[:50]),
+        local_by_agent=list(queries.local_tokens(fleet, by="agent", since=since, until=until)[:50]),
         figures=queries.fleet_figures([fleet])[fleet.pk],
         routing=_routing_chart(queries.fleet_routing(fleet)),
         now=timezone.now(),

@@ -35,6 +35,7 @@ ENDPOINTS = [
     ("get cloud budgets", VIEW, "get", "/fleets/{slug}/budgets", None),
     ("set cloud budgets", ADMINISTER, "put", "/fleets/{slug}/budgets", {"fleet_day_usd": 5}),
     ("get cloud usage", VIEW, "get", "/fleets/{slug}/cloud-usage?by=agent", None),
+    ("get local usage", VIEW, "get", "/fleets/{slug}/local-usage?by=agent", None),
     ("list enrollment tokens", OPERATE, "get", "/fleets/{slug}/enrollment-tokens", None),
     (
         "create enrollment token",

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.http import HttpResponse
 from django.test import AsyncClient, Client
+from django.utils import timezone
 
 from controlplane.audit.models import AuditRecord
 from controlplane.errors import ServiceError
@@ -18,6 +19,8 @@ from edgenodes import escalation, services
 from edgenodes.models import CloudUsage
 
 from .agent_helpers import CuttingProxy, OnOffProxy, SlowProxy
+from .conftest import enroll
+from .test_pages import client_for
 
 URL = "/api/node/v1/chat/completions"
 ASK = {"role": "user", "content": "Say something."}
@@ -280,6 +283,40 @@ def test_cloud_cost_is_queryable_per_agent_and_node_and_budgets_show_their_use(
     assert budgets["used"]["fleet_day_usd"] == pytest.approx(row["cost_usd"])
     r = admin_api(alice).put("/fleets/north/budgets", {"fleet_day_usd": -1})
     assert r.status_code == 422
+
+
+def test_local_tokens_are_queryable_per_node_and_per_agent(alice, victor, north, admin_api):
+    from agents.runtime import agent_metric
+    from agents.schemas import MetricBatchIn
+    from edgenodes import metrics
+
+    node, _ = enroll(north, "n1")
+    now = timezone.now().isoformat()
+    names = [("request.completion_tokens", 40), (agent_metric("front-desk"), 40)]
+    names += [("request.completion_tokens", 2), (agent_metric("ops"), 2)]
+    samples = [
+        {"seq": i, "ts": now, "name": name, "value": v} for i, (name, v) in enumerate(names, 1)
+    ]
+    services.do_ingest_metrics(node, MetricBatchIn(samples=samples))
+    metrics.rollup()
+    by_agent = admin_api(victor).get("/fleets/north/local-usage?by=agent").json()
+    assert by_agent == [
+        {"key": "front_desk", "tokens": 40, "requests": 1},
+        {"key": "ops", "tokens": 2, "requests": 1},
+    ]
+    by_node = admin_api(victor).get("/fleets/north/local-usage").json()
+    assert by_node == [{"key": "n1", "tokens": 42, "requests": 2}]
+    page = client_for(alice).get("/costs/?fleet=north").content.decode()
+    assert "<code>front_desk</code>" in page
+    assert admin_api(victor).get("/fleets/north/local-usage?by=day").status_code == 422
+
+
+def test_an_agent_metric_name_is_valid_for_any_agent_name():
+    from agents.runtime import agent_metric
+    from agents.schemas import MetricSample
+
+    for agent in ("a", "front-desk", "x" * 63):
+        MetricSample(seq=1, ts=timezone.now(), name=agent_metric(agent), value=1)
 
 
 def test_the_asgi_server_serves_the_relay_behind_its_own_middlewares_only(db):
