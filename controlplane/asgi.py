@@ -4,8 +4,10 @@ import django
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
+from controlplane.env import exit_on_bad_configuration
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-django.setup(set_prefix=False)
+exit_on_bad_configuration(lambda: django.setup(set_prefix=False))
 django_asgi_app = ASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
