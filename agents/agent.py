@@ -95,6 +95,7 @@ class Turn:
         default_factory=lambda: {"allowed": 0, "denied": 0, "approved": 0, "failed": 0}
     )
     routing: dict[str, Any] = field(default_factory=dict)  # local or cloud, and why (route.py)
+    logprob: float | None = None  # the answer's mean token log-probability, when measured
 
 
 class AgentRunner:
@@ -102,6 +103,7 @@ class AgentRunner:
         self.specs = specs
         self.backend = backend
         self.gate = gate
+        self.logprobs = False  # measure answers' token log-probabilities (a cascade asks)
 
     def default_agent(self) -> str:
         for name, spec in self.specs.items():
@@ -158,6 +160,7 @@ class AgentRunner:
                     max_tokens=spec.max_tokens,
                     temperature=spec.temperature,
                     json_schema=schema,
+                    logprobs=self.logprobs,
                 )
             except ContextFull:
                 if step_no == 0:
@@ -171,6 +174,7 @@ class AgentRunner:
             turn.usage.prompt_tokens += out.usage.prompt_tokens
             if not turn.usage.ttft_s:
                 turn.usage.ttft_s = out.usage.ttft_s
+            turn.logprob = out.logprob  # the last generation's: the one that answers
             if schema is None:
                 turn.answer = out.text
                 return turn

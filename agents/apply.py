@@ -206,7 +206,10 @@ class Applier:
             audit=self.telemetry.event,
         )
         runner = AgentRunner(specs, backend, gate) if backend and specs else None
-        return Active(doc.revision, document, backend, runner, digest, self._router(doc.routing))
+        router = self._router(doc.routing)
+        if runner is not None:
+            runner.logprobs = router.wants_logprobs
+        return Active(doc.revision, document, backend, runner, digest, router)
 
     def _router(self, section: dict[str, Any]) -> Router:
         """The routing section's router; a router that cannot be fetched or verified is refused

@@ -39,6 +39,35 @@ class Completion:
     text: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "stop"
+    logprob: float | None = None  # mean log-probability of the generated tokens, when asked
+
+
+class TokenLogprobs:
+    """A llama.cpp logits processor that records the log-probability of each sampled token: at
+    each step it keeps the log-normaliser of the logits, and the next step's input ends with the
+    token that was sampled from them (so every token but the last; equal to llama.cpp's own
+    logprobs, which need `logits_all` and its n_ctx x vocabulary buffer). One pass over the
+    vocabulary per token."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.previous: Any = None
+        self.start = -1
+
+    def __call__(self, input_ids, scores):
+        import numpy as np
+
+        if self.start < 0:
+            self.start = len(input_ids)
+        elif self.previous is not None and len(input_ids) > self.start:
+            logits, normaliser = self.previous
+            self.values.append(float(logits[input_ids[-1]] - normaliser))
+        top = float(np.max(scores))
+        self.previous = (scores.copy(), top + float(np.log(np.sum(np.exp(scores - top)))))
+        return scores
+
+    def mean(self) -> float | None:
+        return sum(self.values) / len(self.values) if self.values else None
 
 
 class Backend(Protocol):
@@ -51,6 +80,7 @@ class Backend(Protocol):
         max_tokens: int,
         temperature: float,
         json_schema: dict | None = None,
+        logprobs: bool = False,
     ) -> Completion: ...
 
     def close(self) -> None: ...
@@ -107,9 +137,11 @@ class LlamaCppBackend:
             raise BackendError(f"smoke test of {path} produced nothing")
         self.load_time_s = time.perf_counter() - started
 
-    def chat(self, messages, *, max_tokens, temperature, json_schema=None) -> Completion:
+    def chat(
+        self, messages, *, max_tokens, temperature, json_schema=None, logprobs=False
+    ) -> Completion:
         import llama_cpp
-        from llama_cpp import LlamaGrammar
+        from llama_cpp import LlamaGrammar, LogitsProcessorList
 
         grammar = (
             LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
@@ -124,8 +156,13 @@ class LlamaCppBackend:
         llama_cpp.llama_perf_context_reset(ctx)
         started = time.perf_counter()
         try:
+            recorder = TokenLogprobs() if logprobs else None
             out = self.llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=temperature, grammar=grammar
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                grammar=grammar,
+                logits_processor=LogitsProcessorList([recorder]) if recorder else None,
             )
         except ValueError as exc:  # "Requested tokens (1147) exceed context window of 1024"
             raise ContextFull(str(exc)) from exc
@@ -143,6 +180,7 @@ class LlamaCppBackend:
                 min(ttft_s, end - started),
             ),
             choice.get("finish_reason") or "stop",
+            recorder.mean() if recorder else None,
         )
 
     def close(self) -> None:
@@ -177,7 +215,9 @@ class OpenAICompatBackend:
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": "step", "schema": schema}}
 
-    def chat(self, messages, *, max_tokens, temperature, json_schema=None) -> Completion:
+    def chat(
+        self, messages, *, max_tokens, temperature, json_schema=None, logprobs=False
+    ) -> Completion:
         import openai
 
         started = time.perf_counter()
@@ -194,9 +234,21 @@ class OpenAICompatBackend:
         }
         if json_schema:
             kwargs["response_format"] = self._response_format(json_schema)
+        if logprobs:
+            kwargs["logprobs"] = True  # servers that cannot simply send none
+        values: list[float] = []
         try:
             stream = self.client.chat.completions.create(**kwargs)
         except openai.APIStatusError as exc:
+            if kwargs.pop("logprobs", None) and "logprob" in str(exc).lower():
+                # A server that refuses log-probabilities answers without them (the cascade
+                # then judges by its scorer alone).
+                return self.chat(
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    json_schema=json_schema,
+                )
             # Servers differ in the structured-output form they accept: OpenAI, vLLM and Ollama take
             # "json_schema", llama.cpp's server takes "json_object" with a "schema". Switch once.
             if (
@@ -215,6 +267,9 @@ class OpenAICompatBackend:
                     first = first or time.perf_counter()
                     parts.append(piece)
                 finish = chunk.choices[0].finish_reason or finish
+                token_logprobs = getattr(chunk.choices[0], "logprobs", None)
+                for t in getattr(token_logprobs, "content", None) or []:
+                    values.append(float(t.logprob))
             if getattr(chunk, "usage", None):
                 usage.prompt_tokens = chunk.usage.prompt_tokens
                 usage.completion_tokens = chunk.usage.completion_tokens
@@ -222,7 +277,8 @@ class OpenAICompatBackend:
         usage.latency_s, usage.ttft_s = end - started, (first or end) - started
         if not usage.completion_tokens:
             usage.completion_tokens = len(parts)
-        return Completion("".join(parts), usage, finish)
+        mean = sum(values) / len(values) if values else None
+        return Completion("".join(parts), usage, finish, mean)
 
     def close(self) -> None:
         self.client.close()

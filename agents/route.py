@@ -30,7 +30,7 @@ BUDGET_BACKOFF_S = 300.0  # after the relay says a budget is exhausted, stay loc
 @dataclass
 class Decision:
     route: str  # "local" or "cloud"
-    rule: str  # mode, phi, offline, budget, no-router, score, cascade, fallback
+    rule: str  # mode, phi, offline, budget, no-router, score, cascade, logprob, fallback
     score: float | None = None
     threshold: float | None = None
     note: str = ""  # why a request that might have gone to the cloud was answered here
@@ -87,8 +87,17 @@ class Router:
             return None
         return self._judge(self.scorer.score(question), "score")
 
-    def after(self, question: str, answer: str) -> Decision:
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.policy.mode == "cascade" and self.policy.min_logprob is not None
+
+    def after(self, question: str, answer: str, logprob: float | None = None) -> Decision:
+        """A cascade's decision on the local answer: the model's own confidence first (its mean
+        token log-probability against `min_logprob`), then the scorer."""
         assert self.scorer is not None
+        floor = self.policy.min_logprob
+        if floor is not None and logprob is not None and logprob < floor:
+            return Decision("cloud", "logprob", round(logprob, 4), floor)
         return self._judge(self.scorer.score(question, answer), "cascade")
 
     def _judge(self, score: float, rule: str) -> Decision:

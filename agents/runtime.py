@@ -158,7 +158,7 @@ class Runtime:
                 decision = outcome
         turn = self._answer_locally(messages, agent, subject)
         if router is not None and decision is None:  # a cascade: judge the local answer
-            decision = router.after(question, turn.answer)
+            decision = router.after(question, turn.answer, turn.logprob)
             if decision.route == "cloud":
                 outcome = self._escalate(router, messages, agent, subject, decision, paid=turn)
                 if isinstance(outcome, Turn):

@@ -402,7 +402,8 @@ class RoutingPolicy(Strict):
     - mode "local": never on its own (a caller may still name "cloud:<endpoint>");
       "query": the router scores the question and escalates above the threshold;
       "cascade": the node answers locally first, and escalates when the router, reading the
-      question and the local answer, judges it unreliable.
+      question and the local answer, judges it unreliable, or when the answer's mean token
+      log-probability is under `min_logprob`.
     - the threshold: `threshold` when given, else the one that sends `target_cloud_share` of
       queries (or reaches `target_quality`, a share of the local-to-cloud quality gap, on the
       router's held-out data).
@@ -415,6 +416,9 @@ class RoutingPolicy(Strict):
     threshold: Annotated[float, Field(ge=-1, le=1)] | None = None
     target_cloud_share: Annotated[float, Field(ge=0, le=1)] | None = None
     target_quality: Annotated[float, Field(ge=0, le=1.5)] | None = None
+    # Cascade: a local answer whose mean token log-probability is below this goes to the cloud
+    # whatever the scorer says (rule "logprob"); the node then measures it on every answer.
+    min_logprob: Annotated[float, Field(ge=-100, le=0)] | None = None
     error: Annotated[str, Field(max_length=1000)] | None = None  # why the router cannot be used
 
 

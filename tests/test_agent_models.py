@@ -31,6 +31,26 @@ def test_a_generated_model_quantized_to_each_type_loads_and_generates(models, qt
     backend.close()
 
 
+def test_the_backend_measures_the_log_probability_of_what_it_generates_when_asked(models):
+    """The same tokens as without (the recorder only reads the logits), and the same values as
+    llama.cpp's own logprobs (which need logits_all), for every token but the last."""
+    from llama_cpp import Llama
+
+    messages = [{"role": "user", "content": "hello"}]
+    backend = LlamaCppBackend(str(models["Q8_0"]), n_ctx=512)
+    plain = backend.chat(messages, max_tokens=8, temperature=0)
+    measured = backend.chat(messages, max_tokens=8, temperature=0, logprobs=True)
+    backend.close()
+    assert plain.logprob is None and measured.text == plain.text
+    reference = Llama(model_path=str(models["Q8_0"]), n_ctx=512, logits_all=True, verbose=False)
+    out = reference.create_chat_completion(
+        messages=messages, max_tokens=8, temperature=0, logprobs=True, top_logprobs=1
+    )
+    values = [float(t["logprob"]) for t in out["choices"][0]["logprobs"]["content"]]
+    reference.close()
+    assert measured.logprob == pytest.approx(sum(values[:-1]) / len(values[:-1]), abs=1e-4)
+
+
 def test_a_file_that_is_not_gguf_is_refused_with_a_clear_error(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"this is not a model")

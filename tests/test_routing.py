@@ -95,6 +95,39 @@ def test_a_node_sends_hard_queries_to_the_cloud_and_answers_easy_ones_itself(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_cascade_node_measures_its_answers_confidence_and_escalates_the_unsure_ones(
+    live_server, north, alice, tmp_path, model_file, cloud_llm
+):
+    router = registered("cascade", "synthetic-cascade")
+    services.do_set_compliance(
+        north,
+        cloud_endpoints=[
+            {"name": "main", "region": "eu-west-1", "base_url": cloud_llm, "model": "tiny"}
+        ],
+        actor=alice,
+    )
+    north.refresh_from_db()
+    # The generated model spreads its probability thinly (about -5 per token): always unsure.
+    routing = {
+        "mode": "cascade",
+        "router": router.version,
+        "endpoint": "main",
+        "threshold": 0.99,
+        "min_logprob": -1.0,
+    }
+    runtime = start(
+        live_server, north, alice, tmp_path, {**assignment(model_file), "routing": routing}
+    )
+    try:
+        turn = runtime.ask([{"role": "user", "content": EASY}], "helper")
+        assert turn.agent == "cloud:main", turn.routing
+        assert turn.routing["rule"] == "logprob" and turn.routing["score"] < -1.0
+        assert turn.routing["local_completion_tokens"] > 0  # the cascade paid for both
+    finally:
+        runtime.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_router_that_is_not_registered_keeps_the_node_local_with_the_reason(
     live_server, north, alice, tmp_path, model_file
 ):
@@ -143,6 +176,23 @@ def test_a_cascade_judges_the_local_answer():
     assert router.before(EASY, online=True, compliance=COMPLIANCE) is None  # answer first
     assert router.after(EASY, "I think... however #### 3.5").route == "cloud"
     assert router.after(EASY, "#### 4").route == "local"
+
+
+def test_a_cascade_sends_an_answer_the_local_model_was_unsure_of_to_the_cloud():
+    scorer = fit(synthetic(), kind="cascade", bits=12, c=1.0)
+    section = {"mode": "cascade", "endpoint": "main", "threshold": 0.2, "min_logprob": -2.0}
+    router = Router(schemas.RoutingPolicy(**section), scorer)
+    assert router.wants_logprobs
+    unsure = router.after(EASY, "#### 4", logprob=-3.5)
+    assert (unsure.route, unsure.rule, unsure.score, unsure.threshold) == (
+        "cloud",
+        "logprob",
+        -3.5,
+        -2.0,
+    )
+    assert router.after(EASY, "#### 4", logprob=-0.5).rule == "cascade"
+    assert router.after(EASY, "#### 4", logprob=None).rule == "cascade"  # not measured
+    assert not Router(schemas.RoutingPolicy(mode="cascade"), scorer).wants_logprobs
 
 
 def test_a_known_exhausted_budget_keeps_requests_local_for_a_while():
