@@ -4,6 +4,7 @@ downloads with Range, drift."""
 from __future__ import annotations
 
 import hashlib
+import struct
 from io import StringIO
 
 import pytest
@@ -77,6 +78,41 @@ def test_a_file_that_is_not_gguf_is_refused_with_a_clear_message(alice, admin_ap
     upload = SimpleUploadedFile("cut.gguf", truncated.read_bytes())
     r = admin_api(alice).client.post("/api/v1/models", {"file": upload})
     assert r.status_code == 400 and r.json()["detail"].startswith("not a valid GGUF file")
+    assert not Artifact.objects.exists()
+
+
+def _header(tensors: int, entries: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, entries)
+
+
+def _entry(key: bytes, kind: int, value: bytes) -> bytes:
+    return struct.pack("<Q", len(key)) + key + struct.pack("<I", kind) + value
+
+
+@pytest.mark.parametrize(
+    "crafted, message",
+    [
+        (lambda good: _header(2**40, 0), "declares 1099511627776 tensors"),
+        (lambda good: _header(0, 2**40), "declares 1099511627776 metadata entries"),
+        (lambda good: _header(0, 1) + struct.pack("<Q", 2**60) + b"k", "claims a 1152921504606"),
+        (  # an array of 2**50 uint32: the gguf reader spent minutes on it
+            lambda good: _header(0, 1) + _entry(b"k", 9, struct.pack("<IQ", 4, 2**50)),
+            "metadata 'k' claims 1125899906842624 elements",
+        ),
+        (
+            lambda good: _header(0, 1) + _entry(b"name", 8, struct.pack("<Q", 99) + b"x"),
+            "metadata 'name' claims a 99-byte string",
+        ),
+        (lambda good: good[: len(good) // 2], "the tensor data is truncated"),
+        (lambda good: b"GGUF" + struct.pack("<I", 7) + good[8:], "GGUF version 7"),
+    ],
+)
+def test_a_crafted_gguf_is_refused_at_once_saying_what_lies(
+    alice, admin_api, tiny_f32, tmp_path, db, crafted, message
+):
+    upload = SimpleUploadedFile("crafted.gguf", crafted(tiny_f32.read_bytes()))
+    r = admin_api(alice).client.post("/api/v1/models", {"file": upload})
+    assert r.status_code == 400 and message in r.json()["detail"], r.content
     assert not Artifact.objects.exists()
 
 

@@ -33,6 +33,7 @@ from controlplane.errors import Conflict, ServiceError
 from edgenodes import desired_state
 from edgenodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
 
+from . import gguf_bounds
 from .models import Artifact, JobStatus, QuantizationJob, RouterArtifact
 
 log = logging.getLogger("edgefleet.registry")
@@ -65,10 +66,7 @@ def inspect(path: Path) -> dict[str, Any]:
     import gguf
 
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if magic != b"GGUF":
-            raise ValueError("the file does not start with the GGUF magic bytes")
+        gguf_bounds.check(path)  # a lying header is refused before the reader believes it
         reader = gguf.GGUFReader(path)
 
         def field(key: str, default: Any = None) -> Any:
