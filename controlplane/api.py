@@ -11,6 +11,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
 from controlplane import tokens
+from controlplane.accounts import guesses
 from controlplane.accounts.api import router as accounts_router
 from controlplane.accounts.models import PersonalToken
 from controlplane.audit.api import router as audit_router
@@ -26,7 +27,9 @@ class PersonalTokenAuth(HttpBearer):
     openapi_description = "Personal API token (prefix efp_)."
 
     def authenticate(self, request: HttpRequest, token: str):
+        guesses.refuse_if_blocked(request)
         if not token.startswith(tokens.PERSONAL_PREFIX):
+            guesses.unknown("API token", request)
             raise Unauthorized("missing or malformed API token")
         pt = (
             PersonalToken.objects.select_related("user")
@@ -34,6 +37,8 @@ class PersonalTokenAuth(HttpBearer):
             .filter(token_hash=tokens.hash_token(token))
             .first()
         )
+        if pt is None:
+            guesses.unknown("API token", request)
         if pt is None or not pt.is_usable(timezone.now()) or not pt.user.is_active:
             raise Unauthorized("unknown, expired or revoked API token")
         user = pt.user

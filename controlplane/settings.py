@@ -253,6 +253,10 @@ EDGEFLEET: dict[str, Any] = {
     # LOGIN_LOCKOUT_S, further attempts are refused until the window passes.
     "LOGIN_FAILURE_LIMIT": env.integer("EDGEFLEET_LOGIN_FAILURE_LIMIT", 5, low=1),
     "LOGIN_LOCKOUT_S": env.integer("EDGEFLEET_LOGIN_LOCKOUT_S", 900, low=1),
+    # Unknown bearer secrets (node credentials, enrollment and API tokens) one address may present
+    # within the window before it is refused outright until the window passes.
+    "TOKEN_FAILURE_LIMIT": env.integer("EDGEFLEET_TOKEN_FAILURE_LIMIT", 20, low=1),
+    "TOKEN_FAILURE_WINDOW_S": env.integer("EDGEFLEET_TOKEN_FAILURE_WINDOW_S", 600, low=1),
     # Dashboard sessions end after this long without a request; shorter for anyone who can see
     # a HIPAA fleet.
     "SESSION_IDLE_S": env.integer("EDGEFLEET_SESSION_IDLE_S", 3600, low=60),

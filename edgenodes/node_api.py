@@ -13,6 +13,7 @@ from ninja.security import HttpBearer
 
 from agents import schemas
 from controlplane import signing, tokens
+from controlplane.accounts import guesses
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
 from . import contacts, desired_state, poll, services
@@ -39,7 +40,7 @@ class NodeAuth(HttpBearer):
     openapi_description = "Node credential from enrollment (prefix efn_)."
 
     def authenticate(self, request: HttpRequest, token: str):
-        cred = refused_credential(token)
+        cred = refused_credential(token, request)
         limit_rate(cred.node_id)
         contacts.record(cred.node_id, _client_ip(request))
         request.node_credential = cred  # type: ignore[attr-defined]
@@ -50,20 +51,24 @@ class NodePollAuth(NodeAuth):
     """The same credential, checked in one read (poll.py); the contact is buffered (contacts.py)."""
 
     def authenticate(self, request: HttpRequest, token: str):
+        guesses.refuse_if_blocked(request)
         target = None
         if token.startswith(tokens.NODE_PREFIX) and len(token) <= 200:
             target = poll.poll_target(tokens.hash_token(token))
         if target is None:
-            refused_credential(token)  # raises with the reason
+            refused_credential(token, request)  # raises with the reason
             raise Unauthorized("node credential refused")  # raced with a rotation or revocation
         limit_rate(target.node_id)
         contacts.record(target.node_id, _client_ip(request))
         return target
 
 
-def refused_credential(token: str) -> NodeCredential:
-    """Look the credential up; raise Unauthorized saying why it is not usable, else return it."""
+def refused_credential(token: str, request) -> NodeCredential:
+    """Look the credential up; raise Unauthorized saying why it is not usable, else return it.
+    An address that guessed too many (accounts/guesses.py) gets 429 before any lookup."""
+    guesses.refuse_if_blocked(request)
     if not token.startswith(tokens.NODE_PREFIX) or len(token) > 200:
+        guesses.unknown("node credential", request)
         raise Unauthorized("missing or malformed node credential")
     cred = (
         NodeCredential.objects.select_related("node__fleet")
@@ -71,6 +76,7 @@ def refused_credential(token: str) -> NodeCredential:
         .first()
     )
     if cred is None:
+        guesses.unknown("node credential", request)
         raise Unauthorized("unknown node credential")
     if cred.revoked_at is not None:
         raise Unauthorized("node credential has been revoked")
@@ -111,7 +117,12 @@ ERRORS = {
 )
 def enroll(request, payload: schemas.EnrollIn):
     """Trade an enrollment token and hardware for a node id and a credential (shown once)."""
-    node, credential = services.do_enroll_node(payload, request=request)
+    guesses.refuse_if_blocked(request)
+    try:
+        node, credential = services.do_enroll_node(payload, request=request)
+    except guesses.UnknownSecret:
+        guesses.unknown("enrollment token", request)  # after the service's rollback
+        raise
     return Status(
         201,
         schemas.EnrollOut(

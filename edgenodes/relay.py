@@ -87,13 +87,13 @@ def _released(fn):
 
 
 def _admit(
-    token: str, ip: str | None, body: schemas.RelayIn | None
+    token: str, request: HttpRequest, body: schemas.RelayIn | None
 ) -> tuple[Node, escalation.Plan | None]:
     """The node behind the credential, and the endpoints that may take its request (one thread
     hop and one database connection for both); no plan for a malformed request."""
-    cred = refused_credential(token)
+    cred = refused_credential(token, request)
     limit_rate(cred.node_id)
-    contacts.record(cred.node_id, ip)
+    contacts.record(cred.node_id, request.META.get("REMOTE_ADDR"))
     node = cred.node
     if body is None:
         return node, None
@@ -133,9 +133,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     except ValidationError as exc:
         invalid = json.loads(exc.json(include_url=False, include_input=False))
     try:
-        node, plan = await _released(_admit)(
-            auth.removeprefix("Bearer ").strip(), request.META.get("REMOTE_ADDR"), body
-        )
+        node, plan = await _released(_admit)(auth.removeprefix("Bearer ").strip(), request, body)
     except RateLimited as exc:
         return _error(exc.status, exc.message, exc.retry_after)
     except ServiceError as exc:  # 401 before 422: strangers learn nothing of the schema

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from agents import compliance, schemas
 from agents.schemas import SECTIONS, ComplianceMode, ComplianceSettings, first_error
 from controlplane import tokens
+from controlplane.accounts import guesses
 from controlplane.accounts.access import is_global_admin
 from controlplane.audit import actions as audit_actions
 from controlplane.audit.services import append as audit_append
@@ -287,7 +288,7 @@ def do_enroll_node(enroll: schemas.EnrollIn, *, request=None) -> tuple[Node, str
         .first()
     )
     if token is None:
-        raise Unauthorized("unknown enrollment token")
+        raise guesses.UnknownSecret("unknown enrollment token")
     problem = token.problem()
     if problem:
         raise Unauthorized(problem)

@@ -48,6 +48,8 @@ TYPED: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "EDGEFLEET_RETENTION_LOGIN_FAILURES_DAYS": ("x", "0", {}),
     "EDGEFLEET_LOGIN_FAILURE_LIMIT": ("x", "0", {}),
     "EDGEFLEET_LOGIN_LOCKOUT_S": ("x", "0", {}),
+    "EDGEFLEET_TOKEN_FAILURE_LIMIT": ("x", "0", {}),
+    "EDGEFLEET_TOKEN_FAILURE_WINDOW_S": ("x", "0", {}),
     "EDGEFLEET_SESSION_IDLE_S": ("x", "10", {}),
     "EDGEFLEET_HIPAA_SESSION_IDLE_S": ("x", "10", {}),
     "EDGEFLEET_MODEL_MEMORY_HEADROOM": ("x", "1.5", {}),

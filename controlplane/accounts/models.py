@@ -54,6 +54,15 @@ class PersonalToken(models.Model):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
+class TokenFailure(models.Model):
+    """An unknown bearer secret presented (a node credential, an enrollment token or a personal
+    API token), for rate limiting guesses (accounts/guesses.py). Nothing of the secret is kept."""
+
+    ts = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=24)
+    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+
+
 class LoginFailure(models.Model):
     """A failed login, for rate limiting. The attempted username is kept only as a hash (people
     type passwords into the username field); the address is kept for the lockout window."""

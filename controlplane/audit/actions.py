@@ -13,6 +13,7 @@ ACTIONS: dict[str, str] = {
     # accounts and sign-in
     "auth.login": "Signed in",
     "auth.login_failed": "Failed sign-in",
+    "auth.guessing": "An address blocked for guessing tokens",
     "membership.set": "Role in a fleet set or removed",
     "user.invite": "Account created by invitation",
     "personal_token.create": "Personal API token created",

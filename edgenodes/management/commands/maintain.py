@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from controlplane.accounts import guesses
 from controlplane.accounts.auth import purge_failures
 from controlplane.audit import services as audit
 from edgenodes import rollouts, services
@@ -16,6 +17,7 @@ def run_once() -> dict[str, int]:
     result = maintain()
     result["events_purged"] = services.purge_events()
     result["login_failures_purged"] = purge_failures()
+    result["token_failures_purged"] = guesses.purge()
     result["uploads_purged"] = uploads.purge()
     result["rollouts_checked"] = rollouts.check_running()
     result["audit_sealed"] = audit.seal_pending()
