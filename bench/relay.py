@@ -134,7 +134,8 @@ def nonstreaming(http, upstream: str, relay: str, credential: str) -> dict:
     refused, health = [], []
     for i in range(PAIRS + 5):
         # The floors, on the same server: Django's full middleware stack with nothing behind it,
-        # and the relay refusing an unknown credential (its handler and one database lookup).
+        # and the relay refusing an unknown credential (its handler, one lookup, and the record
+        # of the failed guess).
         t0 = time.perf_counter()
         http.get(relay.replace("/api/node/v1/chat/completions", "/healthz"))
         t1 = time.perf_counter()
@@ -332,7 +333,8 @@ def write_markdown(r: dict, path: Path) -> None:
         "",
         f"Floors on the same server, p50: `/healthz` through Django's full middleware stack "
         f"{n.get('healthz_p50_ms')} ms; the relay refusing an unknown credential (its own "
-        f"handler, one database lookup, no upstream) {n.get('refused_p50_ms')} ms.",
+        f"handler, one lookup and the record of the failed guess, no upstream) "
+        f"{n.get('refused_p50_ms')} ms.",
         "",
         f"{c['concurrent_calls']} concurrent relayed calls to an upstream "
         f"{c['upstream_delay_s']} s late ({c['calls_ok']} answered, all within "
