@@ -103,6 +103,18 @@ def _admit(
     return node, escalation.plan(node, name, messages, agent=body.agent, max_tokens=body.max_tokens)
 
 
+_accounting: set[asyncio.Future] = set()  # strong references while they run
+
+
+async def _settled(accounting) -> None:
+    """Write the accounting of a call the cloud already answered to its end, even when the node
+    goes away and Django cancels the response meanwhile: the call is paid for either way."""
+    task = asyncio.ensure_future(accounting)
+    _accounting.add(task)
+    task.add_done_callback(_accounting.discard)
+    await asyncio.shield(task)
+
+
 def _retryable(exc: Exception) -> bool:
     import openai
 
@@ -254,8 +266,10 @@ async def _answered(
         return JsonResponse(out)
 
     async def content() -> AsyncIterator[bytes]:
-        yield data
-        await account()
+        try:
+            yield data
+        finally:
+            await _settled(account())
 
     response = StreamingHttpResponse(content(), content_type="application/json")
     response["Content-Length"] = str(len(data))
@@ -294,50 +308,58 @@ def _streaming(
         chunks = 0
         failed, done = "", False
         try:
-            async for line in upstream.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True  # ours goes out after the accounting
-                    continue
-                if '"usage"' in data:
-                    usage = (json.loads(data).get("usage") or {}) if data.startswith("{") else {}
-                    prompt = usage.get("prompt_tokens") or prompt
-                    completion = usage.get("completion_tokens") or completion
-                if '"content"' in data:
-                    chunks += 1
-                yield b"data: " + data.encode() + b"\n\n"
-            if not done:
-                raise UpstreamCut("the stream ended without [DONE]")
-        except Exception as exc:  # noqa: BLE001 - reported in the stream and audited
-            failed = str(exc) if isinstance(exc, UpstreamCut) else _describe(exc)
-            error = {"message": f"cloud endpoint failed mid-stream: {failed}", "type": "upstream"}
-            yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+            try:
+                async for line in upstream.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True  # ours goes out after the accounting
+                        continue
+                    if '"usage"' in data:
+                        usage = json.loads(data).get("usage") if data.startswith("{") else None
+                        prompt = (usage or {}).get("prompt_tokens") or prompt
+                        completion = (usage or {}).get("completion_tokens") or completion
+                    if '"content"' in data:
+                        chunks += 1
+                    yield b"data: " + data.encode() + b"\n\n"
+                if not done:
+                    raise UpstreamCut("the stream ended without [DONE]")
+            except Exception as exc:  # noqa: BLE001 - reported in the stream and audited
+                failed = str(exc) if isinstance(exc, UpstreamCut) else _describe(exc)
+                error = {
+                    "message": f"cloud endpoint failed mid-stream: {failed}",
+                    "type": "upstream",
+                }
+                yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+            finally:
+                await opened.__aexit__(None, None, None)
+            if not failed:
+                yield b"data: [DONE]\n\n"
         finally:
-            await opened.__aexit__(None, None, None)
-        if failed:
-            await _released(escalation.record_failure)(
-                node,
-                agent=body.agent,
-                endpoint=target.endpoint.name,
-                error=failed,
-                attempts=attempts,
-                request=request,
-            )
-            return
-        yield b"data: [DONE]\n\n"
-        await _released(escalation.record_forward)(
-            node,
-            agent=body.agent,
-            target=target,
-            prompt_tokens=prompt or escalation.estimate_tokens(target.messages),
-            completion_tokens=completion or chunks,  # no usage sent: one token per chunk
-            attempts=attempts,
-            stream=True,
-            fallback_from=first if target.endpoint.name != first else "",
-            request=request,
-        )
+            # Also when the node goes away mid-stream: what the cloud produced is paid for.
+            if failed:
+                accounting = _released(escalation.record_failure)(
+                    node,
+                    agent=body.agent,
+                    endpoint=target.endpoint.name,
+                    error=failed,
+                    attempts=attempts,
+                    request=request,
+                )
+            else:
+                accounting = _released(escalation.record_forward)(
+                    node,
+                    agent=body.agent,
+                    target=target,
+                    prompt_tokens=prompt or escalation.estimate_tokens(target.messages),
+                    completion_tokens=completion or chunks,  # no usage sent: a token a chunk
+                    attempts=attempts,
+                    stream=True,
+                    fallback_from=first if target.endpoint.name != first else "",
+                    request=request,
+                )
+            await _settled(accounting)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

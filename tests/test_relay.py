@@ -20,6 +20,7 @@ from edgenodes.models import CloudUsage
 
 from .agent_helpers import CuttingProxy, OnOffProxy, SlowProxy
 from .conftest import enroll
+from .test_agent_e2e import wait_for
 from .test_pages import client_for
 
 URL = "/api/node/v1/chat/completions"
@@ -107,6 +108,59 @@ def test_streamed_chunks_pass_through_and_end_with_done(alice, north, north_node
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert AuditRecord.objects.get(action="escalation.forward").after["stream"] is True
     assert CloudUsage.objects.get(node=node).completion_tokens > 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream_it", [True, False])
+def test_a_node_that_goes_away_after_the_first_bytes_is_still_charged(
+    alice, north, north_node, cloud_llm, stream_it
+):
+    """Under the ASGI server a disconnect cancels the response; the accounting of a call the
+    cloud already answered still runs to its end."""
+    from asgiref.testing import ApplicationCommunicator
+
+    from controlplane.asgi import application
+
+    node, credential = north_node
+    endpoints(north, alice, cloud("main", cloud_llm))
+    payload = json.dumps({**body(max_tokens=32), "stream": stream_it}).encode()
+    headers = [
+        (b"host", b"testserver"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"authorization", f"Bearer {credential}".encode()),
+    ]
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+    async def read_a_little_then_leave():
+        app = ApplicationCommunicator(application, scope)
+        await app.send_input({"type": "http.request", "body": payload})
+        start = await app.receive_output(timeout=60)
+        first = await app.receive_output(timeout=60)
+        await app.send_input({"type": "http.disconnect"})
+        await app.wait(timeout=60)
+        return start["status"], first["body"]
+
+    status, first = async_to_sync(read_a_little_then_leave)()
+    assert status == 200 and first
+    wait_for(lambda: CloudUsage.objects.filter(node=node).exists(), what="the usage row")
+    (usage,) = CloudUsage.objects.filter(node=node)
+    # Streamed: what was relayed before the node left (maybe only the role chunk) is counted.
+    assert usage.requests == 1 and usage.prompt_tokens > 0
+    assert stream_it or usage.completion_tokens > 0
+    assert AuditRecord.objects.filter(action="escalation.forward").count() == 1
 
 
 def test_a_stream_cut_by_the_upstream_ends_with_an_error_not_a_success(
