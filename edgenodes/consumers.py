@@ -1,6 +1,7 @@
 """Websocket: live fleet events for the dashboard. Subscriptions go through the access functions.
 
-Per client, events are coalesced and throttled: they are collected for LIVE_FLUSH_MS (50 ms,
+Clients only listen: an unauthenticated socket is closed with 4401, one that sends anything with
+4400. Per client, events are coalesced and throttled: they are collected for LIVE_FLUSH_MS (50 ms,
 EDGEFLEET_LIVE_FLUSH_MS) and sent as one frame `{"events": [...]}`, keeping only the newest
 `node.metrics` event of each node (a chart needs its last point, not every one). A burst of reports
 costs each dashboard at most 1000/LIVE_FLUSH_MS frames a second, and an event waits at most
@@ -60,6 +61,12 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
     @staticmethod
     def _visible_fleet_ids(user) -> list[int]:
         return list(queries.fleets(user).values_list("id", flat=True))
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """The socket carries events to the dashboard only. Anything a client sends (a message of
+        any size, valid JSON or not) closes its socket with 4400 before it is parsed: a client
+        that floods costs one frame, and the others do not wait on it."""
+        await self.close(code=4400)
 
     async def disconnect(self, code):
         if self.flusher is not None:

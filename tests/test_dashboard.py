@@ -89,6 +89,38 @@ def test_websocket_subscribers_get_events_only_for_fleets_they_may_see(
     async_to_sync(scenario)()
 
 
+def test_a_websocket_without_a_login_is_closed(db):
+    async def scenario():
+        comm = WebsocketCommunicator(
+            application, "/ws/events/", headers=[(b"origin", b"http://localhost")]
+        )
+        connected, code = await comm.connect()
+        assert not connected and code == 4401
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize("message", ['{"subscribe": "south"}', "not json at all", "x" * 2_000_000])
+def test_a_client_that_sends_anything_is_closed_and_the_others_keep_their_events(
+    north, victor, message
+):
+    async def scenario():
+        noisy, quiet = await connect(victor), await connect(victor)
+        for comm in (noisy, quiet):
+            assert (await comm.connect())[0]
+        for _ in range(3):  # a flood: the first message closes the socket
+            await noisy.send_to(text_data=message)
+        closed = await noisy.receive_output(timeout=2)
+        assert closed == {"type": "websocket.close", "code": 4400}
+        await get_channel_layer().group_send(
+            fleet_group(north.pk), {"type": "fleet.event", "payload": {"event": "x"}}
+        )
+        assert await quiet.receive_json_from(timeout=2) == {"events": [{"event": "x"}]}
+        await quiet.disconnect()
+
+    async_to_sync(scenario)()
+
+
 def test_a_service_write_publishes_its_event_after_commit(north, alice, victor):
     async def scenario():
         comm = await connect(victor)
