@@ -17,6 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 RESULTS = ROOT / "bench" / "results" / ("smoke" if SMOKE else "")
+# RouteLLM's outcome tables, where settings.py looks for them too (EDGEFLEET_ROUTER_DATA_DIR).
+ROUTER_DATA = Path(
+    os.environ.get("EDGEFLEET_ROUTER_DATA_DIR")
+    or ROOT.parent / "shared" / "router_data" / "routellm"
+)
 
 
 def size(name: str, full: int, smoke: int) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,13 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, log, size  # noqa: E402
+from common import ROUTER_DATA as DATA  # noqa: E402
 
 from agents.tinymodel import smollm2  # noqa: E402
 
 QUESTIONS = size("BENCH_QUESTIONS", 200, 3)
-DATA = Path(
-    os.environ.get("EDGEFLEET_ROUTER_DATA_DIR", ROOT.parent / "shared" / "router_data" / "routellm")
-)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 SYSTEM = "Solve the math word problem step by step. End with the line: #### <number>"
 

@@ -31,11 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, SMOKE, log, pct, size  # noqa: E402
+from common import ROUTER_DATA as DATA  # noqa: E402
 
 QUERIES = size("BENCH_QUERIES", 2000, 50)
-DATA = Path(
-    os.environ.get("EDGEFLEET_ROUTER_DATA_DIR", ROOT.parent / "shared" / "router_data" / "routellm")
-)
 
 
 def generate_forever(model: str, threads: int | None, stop) -> None:
