@@ -138,16 +138,19 @@ class Outbox:
         (total,) = self.db.execute("SELECT coalesce(sum(bytes), 0) FROM counter").fetchone()
         self._bytes = total
         if total > self.max_bytes:
-            excess = total - self.max_bytes
+            # Free 1/64 of the cap beyond the excess, so that a full outbox does not sweep on every
+            # enqueue; the oldest rows are read only as far as needed (the cursor stops early).
+            excess = total - self.max_bytes + self.max_bytes // 64
             for stream in STREAMS:  # metrics go first: events are the audit trail
                 rows = self.db.execute(
                     "SELECT seq, length(body) FROM item WHERE stream = ? ORDER BY seq", (stream,)
-                ).fetchall()
+                )
                 cut, freed = 0, 0
                 for seq, size in rows:
                     if freed >= excess:
                         break
                     cut, freed = seq, freed + size
+                rows.close()
                 if cut:
                     cur = self.db.execute(
                         "DELETE FROM item WHERE stream = ? AND seq <= ? RETURNING length(body)",
