@@ -33,7 +33,8 @@ while True:
     if i % 7:
         seqs = [ob.enqueue("events", {"kind": "tool.call", "data": {"i": i}})]
     else:
-        seqs = ob.enqueue_many("events", [{"kind": "tool.call", "data": {"i": i, "j": j}} for j in range(5)])
+        batch = [{"kind": "tool.call", "data": {"i": i, "j": j}} for j in range(5)]
+        seqs = ob.enqueue_many("events", batch)
     print("q", *seqs, flush=True)
     if i % 50 == 0:
         print("A", seqs[-1] - 100, flush=True)
@@ -55,7 +56,7 @@ def test_an_agent_killed_during_enqueue_a_hundred_times_loses_no_acknowledged_ev
         )
         assert proc.stdout.readline().strip() == "ready"
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout))
+        reader = threading.Thread(target=lines.extend, args=(proc.stdout,))
         reader.start()
         time.sleep(rng.uniform(0.0, 0.15))
         os.kill(proc.pid, signal.SIGKILL)

@@ -24,7 +24,8 @@ from controlplane.audit import services as audit
 from controlplane.audit.models import AuditRecord
 from edgenodes.models import MetricSample, NodeEventRecord
 def per_node(model):
-    rows = model.objects.values("node_id").annotate(n=Count("id"), distinct=Count("seq", distinct=True), top=Max("seq"))
+    counts = {"n": Count("id"), "distinct": Count("seq", distinct=True), "top": Max("seq")}
+    rows = model.objects.values("node_id").annotate(**counts)
     return {str(r["node_id"]): [r["n"], r["distinct"], r["top"]] for r in rows}
 edge = AuditRecord.objects.filter(action="tool.call")
 checked, problem = audit.verify_all()
