@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from . import manifest, schemas
 from .agent import AgentRunner
 from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
-from .client import ControlPlaneError, NodeClient, backoff
+from .client import ControlPlaneError, NodeClient, retry_wait
 from .manifest import sha256_file
 from .route import Router, load_scorer
 from .router import RouterError
@@ -296,6 +296,6 @@ class Applier:
             except ControlPlaneError as exc:
                 self.last_error = str(exc)
                 self.on_contact()
-                wait = exc.retry_after if exc.retry_after else backoff(attempt, base=1.0, cap=60.0)
+                wait = retry_wait(exc, attempt)
                 attempt += 1
             stop.wait(wait)

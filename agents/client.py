@@ -35,6 +35,15 @@ def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
     return random.uniform(0, min(cap, base * 2**attempt))
 
 
+def retry_wait(exc: ControlPlaneError, attempt: int) -> float:
+    """How long to wait after a failed call: the server's Retry-After spread over [R, 2R], so that
+    nodes shed at the same moment (a stampede after a restart) do not all come back together;
+    without one, full-jitter backoff up to a minute."""
+    if exc.retry_after:
+        return exc.retry_after * random.uniform(1.0, 2.0)
+    return backoff(attempt, base=1.0, cap=60.0)
+
+
 def _raise_for(r: httpx.Response) -> None:
     if r.status_code < 400:
         return

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from . import compliance, schemas
-from .client import ControlPlaneError, NodeClient, backoff
+from .client import ControlPlaneError, NodeClient, retry_wait
 from .outbox import STREAMS, Outbox
 
 # The end user a request is served for (the OpenAI API's `user` field): events name them, and the
@@ -76,6 +76,6 @@ class Telemetry:
                 attempt = 0
                 wait = interval_s
             except ControlPlaneError as exc:
-                wait = exc.retry_after or backoff(attempt, base=1.0, cap=60.0)
+                wait = retry_wait(exc, attempt)
                 attempt += 1
             stop.wait(wait)

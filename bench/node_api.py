@@ -137,6 +137,8 @@ def gunicorn(workers: int, worker_class: str, threads: int = 1):
     extra = ["--threads", str(threads), "--keep-alive", "30"] if worker_class == "gthread" else []
     return lambda port: [
         str(BIN / "gunicorn"),
+        "-c",
+        "python:controlplane.gunicorn_conf",
         "controlplane.wsgi:application",
         "-b",
         f"127.0.0.1:{port}",

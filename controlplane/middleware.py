@@ -8,6 +8,8 @@ alone).
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import uuid
 
@@ -17,6 +19,24 @@ from django.http import JsonResponse
 
 NODE_API_PREFIX = "/api/node/"
 RELAY_PATH = "/api/node/v1/chat/completions"
+
+# This worker's listening sockets, handed over by controlplane/gunicorn_conf.py under gunicorn.
+LISTENERS: list[socket.socket] = []
+
+
+def accept_queue() -> int:
+    """Connections waiting to be accepted on the listen queue every worker shares: Linux reports
+    its length in `tcpi_unacked` of TCP_INFO on a listening socket (one syscall). A sync worker
+    holds one request at a time, so this, not its in-flight count, is what shows a stampede.
+    0 where unknown (no listener handed over, a UNIX socket, another OS)."""
+    queued = 0
+    for sock in LISTENERS:
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            queued = max(queued, struct.unpack_from("I", info, 24)[0])
+        except (OSError, AttributeError, struct.error):
+            pass
+    return queued
 
 
 def _request_id(request) -> str:
@@ -56,7 +76,8 @@ class RequestIdMiddleware:
 
 class NodeApiGuardMiddleware:
     """Refuse oversize bodies with 413 before reading them, and shed load with 429 + Retry-After
-    when more node-API requests are in flight in this worker than it should hold. Relayed cloud
+    when more node-API requests are in flight in this worker than it should hold, or more
+    connections wait in the shared listen queue than MAX_QUEUED (a polling stampede). Relayed cloud
     calls (RELAY_PATH) are not counted: they wait on the upstream without holding a worker."""
 
     sync_capable = True
@@ -89,8 +110,9 @@ class NodeApiGuardMiddleware:
             ), False
         if request.path == RELAY_PATH:
             return None, False
+        queued = accept_queue() if LISTENERS else 0
         with self.lock:
-            if self.in_flight >= cfg["MAX_IN_FLIGHT"]:
+            if self.in_flight >= cfg["MAX_IN_FLIGHT"] or queued >= cfg["MAX_QUEUED"]:
                 response = JsonResponse(
                     {"detail": "control plane is overloaded; retry later"}, status=429
                 )

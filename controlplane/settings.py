@@ -225,6 +225,9 @@ EDGEFLEET: dict[str, Any] = {
     "NODE_RATE_PER_MIN": env.integer("EDGEFLEET_NODE_RATE_PER_MIN", 120, low=1),
     # Requests in flight per worker above which the node API answers 429 + Retry-After.
     "MAX_IN_FLIGHT": env.integer("EDGEFLEET_MAX_IN_FLIGHT", 256, low=1),
+    # Connections waiting in the listen queue (gunicorn, Linux) above which the node API answers
+    # 429 + Retry-After: with sync workers this, not MAX_IN_FLIGHT, sheds a stampede.
+    "MAX_QUEUED": env.integer("EDGEFLEET_MAX_QUEUED", 128, low=1),
     "OVERLOAD_RETRY_AFTER_S": env.integer("EDGEFLEET_OVERLOAD_RETRY_AFTER_S", 15, low=1, high=3600),
     "NODE_MAX_BODY_BYTES": env.integer("EDGEFLEET_NODE_MAX_BODY_BYTES", 1_048_576, low=1024),
     "NODE_MAX_BATCH": env.integer("EDGEFLEET_NODE_MAX_BATCH", 500, low=1),

@@ -12,6 +12,7 @@ p99 was 270 ms, with 50 ms 210 ms, for 50 dashboards and 200 samples/s).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -21,6 +22,8 @@ from django.conf import settings
 from controlplane.events import fleet_group
 
 from . import queries
+
+log = logging.getLogger(__name__)
 
 # Group memberships are re-asserted this often: after a Redis restart (which forgets every group)
 # a dashboard receives events again within this time, without reconnecting.
@@ -42,10 +45,17 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         ids = await database_sync_to_async(self._visible_fleet_ids)(user)
-        for fid in ids:
-            group = fleet_group(fid)
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
+        try:
+            for fid in ids:
+                group = fleet_group(fid)
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.groups_joined.append(group)
+        except Exception as exc:  # noqa: BLE001 - the channel layer (Redis) is down
+            # Refused (403), not a 500: the dashboard reconnects with backoff (static/live.js).
+            log.warning("live events unavailable, socket refused: %s", exc)
+            self.groups_joined = []
+            await self.close()
+            return
         await self.accept()
         self.rejoin = asyncio.ensure_future(self._rejoin_forever())
 

@@ -31,6 +31,7 @@ TYPED: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "EDGEFLEET_CONTACT_FLUSH_S": ("soon", "-1", {}),
     "EDGEFLEET_NODE_RATE_PER_MIN": ("many", "0", {}),
     "EDGEFLEET_MAX_IN_FLIGHT": ("1.5", "0", {}),
+    "EDGEFLEET_MAX_QUEUED": ("lots", "0", {}),
     "EDGEFLEET_OVERLOAD_RETRY_AFTER_S": ("x", "0", {}),
     "EDGEFLEET_NODE_MAX_BODY_BYTES": ("1MB", "10", {}),
     "EDGEFLEET_NODE_MAX_BATCH": ("x", "0", {}),

@@ -153,6 +153,7 @@ def database(where: Path):
 
 def server_env(db_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFLEET_", "DJANGO_"))}
+    env.pop("REDIS_URL", None)  # the in-memory channel layer, unless a test starts its own Redis
     env.update(
         DATABASE_URL=db_url,
         DJANGO_SETTINGS_MODULE="controlplane.settings",
@@ -164,7 +165,6 @@ def server_env(db_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         **extra,
     )
-    env.pop("REDIS_URL", None)
     return env
 
 
@@ -213,7 +213,8 @@ class ControlPlane:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         gunicorn = f"-b 127.0.0.1:{self.port} -w {workers} -k {worker_class} --threads {threads}"
-        self.argv = [sys.executable, "-m", "gunicorn", "controlplane.wsgi:application"]
+        self.argv = [sys.executable, "-m", "gunicorn", "-c", "python:controlplane.gunicorn_conf"]
+        self.argv.append("controlplane.wsgi:application")
         self.argv += (gunicorn + " --log-level warning --backlog 2048").split()
         self.procs: list[subprocess.Popen] = []
 
@@ -245,3 +246,51 @@ class ControlPlane:
     def stop(self) -> None:
         for proc in self.procs:
             stop(proc)
+
+
+class Redis:
+    """A private redis-server on its own port, which a test may kill and start again."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Redis:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self.proc = subprocess.Popen(
+            [*argv, "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True
+        )
+
+        def answers() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for(answers, 20, "redis-server to listen")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, signal.SIGKILL)
+
+
+def daphne(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """The ASGI server for websockets, as the production setup runs it."""
+    port = free_port()
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(
+        [*argv, "controlplane.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stderr=open(os.environ.get("DAPHNE_LOG", os.devnull), "w"),  # noqa: SIM115
+    )
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 60, "daphne to answer /healthz")
+    return proc, port
