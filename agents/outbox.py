@@ -12,6 +12,10 @@ in bench/agent.py.
 
 Caps: at most `max_bytes` of payload and items at most `max_age_s` old. What a cap drops is counted
 per stream and reported (as the `outbox.dropped` metric), never silent.
+
+A full disk: `enqueue` raises `sqlite3.OperationalError` and stores nothing (the transaction rolls
+back; the file stays consistent). Telemetry counts what it could not store and reports it with the
+drops once space returns (telemetry.py).
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ class Outbox:
                 self._enforce_caps(now)
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    self.db.execute("ROLLBACK")
                 (self._bytes,) = self.db.execute(
                     "SELECT coalesce(sum(bytes), 0) FROM counter"
                 ).fetchone()
@@ -185,12 +190,17 @@ class Outbox:
                 "DELETE FROM item WHERE stream = ? AND seq <= ? RETURNING length(body)",
                 (stream, acked_seq),
             )
-            sizes = cur.fetchall()
-            freed = sum(s for (s,) in sizes)
-            self.db.execute(
-                "UPDATE counter SET bytes = bytes - ? WHERE stream = ?", (freed, stream)
-            )
-            self.db.execute("COMMIT")
+            try:
+                sizes = cur.fetchall()
+                freed = sum(s for (s,) in sizes)
+                self.db.execute(
+                    "UPDATE counter SET bytes = bytes - ? WHERE stream = ?", (freed, stream)
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
             self._bytes -= freed
         return len(sizes)
 

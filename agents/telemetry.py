@@ -3,6 +3,8 @@ in the outbox (outbox.py) and delivered to the control plane in order, oldest fi
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -11,6 +13,8 @@ from typing import Any
 from . import compliance, schemas
 from .client import ControlPlaneError, NodeClient, retry_wait
 from .outbox import STREAMS, Outbox
+
+log = logging.getLogger("edgefleet.agent")
 
 # The end user a request is served for (the OpenAI API's `user` field): events name them, and the
 # control plane stores only a keyed pseudonym, erasable on request (GDPR).
@@ -28,20 +32,29 @@ class Telemetry:
         self.client = client
         self.policy = policy
         self._dropped_reported = {s: 0 for s in STREAMS}
+        # Items the outbox could not store (a full disk): counted here, reported with the drops.
+        self.unstored = {s: 0 for s in STREAMS}
+        self._unstored_reported = {s: 0 for s in STREAMS}
+
+    def _enqueue(self, stream: str, items: list[dict[str, Any]]) -> None:
+        """Queue items; a full (or failing) disk loses them, counted and logged, never an error
+        for the request that produced them."""
+        try:
+            self.outbox.enqueue_many(stream, items)
+        except sqlite3.Error as exc:
+            if not any(self.unstored.values()):
+                log.error("outbox cannot store telemetry (%s): counting what is lost", exc)
+            self.unstored[stream] += len(items)
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         """Queue an event. Content leaves the device only where the fleet's policy allows it."""
         subject = SUBJECT.get()
         if subject:
             data = {**data, "subject": subject}
-        self.outbox.enqueue(
-            "events", {"kind": kind, "data": compliance.minimise(data, self.policy())}
-        )
+        self._enqueue("events", [{"kind": kind, "data": compliance.minimise(data, self.policy())}])
 
     def metrics(self, values: dict[str, float]) -> None:
-        self.outbox.enqueue_many(
-            "metrics", [{"name": k, "value": float(v)} for k, v in values.items()]
-        )
+        self._enqueue("metrics", [{"name": k, "value": float(v)} for k, v in values.items()])
 
     def send_once(self) -> int:
         """Deliver what the outbox holds, oldest first; returns how many items were acknowledged."""
@@ -59,14 +72,18 @@ class Telemetry:
         return sent
 
     def _report_drops(self) -> None:
-        """What the outbox's cap dropped is counted and reported as a metric."""
+        """What the outbox's caps dropped, and what a full disk kept it from storing, is counted
+        and reported as the `outbox.dropped.<stream>` metric."""
         for stream, st in self.outbox.stats().items():
+            unstored = self.unstored[stream]
             new = st["dropped"] - self._dropped_reported[stream]
+            new += unstored - self._unstored_reported[stream]
             if new > 0:
                 self.outbox.enqueue(
                     "metrics", {"name": f"outbox.dropped.{stream}", "value": float(new)}
                 )
                 self._dropped_reported[stream] = st["dropped"]
+                self._unstored_reported[stream] = unstored
 
     def loop(self, stop: threading.Event, interval_s: float) -> None:
         attempt = 0
@@ -77,5 +94,9 @@ class Telemetry:
                 wait = interval_s
             except ControlPlaneError as exc:
                 wait = retry_wait(exc, attempt)
+                attempt += 1
+            except sqlite3.Error as exc:  # the outbox's disk: try again later, resend is harmless
+                log.error("outbox: %s", exc)
+                wait = retry_wait(ControlPlaneError(str(exc)), attempt)
                 attempt += 1
             stop.wait(wait)

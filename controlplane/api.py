@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import BadRequest
+from django.db import OperationalError
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
@@ -15,10 +18,12 @@ from controlplane.accounts import guesses
 from controlplane.accounts.api import router as accounts_router
 from controlplane.accounts.models import PersonalToken
 from controlplane.audit.api import router as audit_router
-from controlplane.errors import RateLimited, ServiceError, Unauthorized
+from controlplane.errors import RateLimited, ServiceError, Unauthorized, Unavailable, unavailable
 from edgenodes.api import router as fleet_router
 from edgenodes.node_api import router as node_router
 from edgenodes.registry.api import router as registry_router
+
+log = logging.getLogger("edgefleet")
 
 
 class PersonalTokenAuth(HttpBearer):
@@ -51,9 +56,19 @@ def _install_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ServiceError)
     def service_error(request, exc: ServiceError):
         response = api.create_response(request, {"detail": exc.message}, status=exc.status)
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Unavailable):
             response["Retry-After"] = str(exc.retry_after)
         return response
+
+    @api.exception_handler(OperationalError)
+    @api.exception_handler(OSError)
+    def storage_error(request, exc: Exception):
+        """An unreachable database or a full disk: 503 + Retry-After (controlplane/errors.py)."""
+        refusal = unavailable(exc)
+        if refusal is None:
+            raise exc
+        log.error("%s %s: %s (%s)", request.method, request.path, refusal.message, exc)
+        return service_error(request, refusal)
 
     @api.exception_handler(AuthenticationError)
     def auth_error(request, exc):

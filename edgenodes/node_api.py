@@ -107,6 +107,7 @@ ERRORS = {
     413: schemas.ErrorOut,
     422: schemas.ErrorOut,
     429: schemas.ErrorOut,
+    503: schemas.ErrorOut,
 }
 
 

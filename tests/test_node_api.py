@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 import pytest
@@ -445,6 +446,31 @@ def test_an_overloaded_worker_sheds_node_requests_with_429_and_retry_after(
     r = node_api(cred).get("/desired-state")
     assert r.status_code == 429
     assert r["Retry-After"] == "15"
+
+
+def test_a_long_listen_queue_sheds_node_requests_with_429_but_not_the_dashboard(
+    north_node, node_api, settings, client, monkeypatch
+):
+    """gunicorn_conf hands the worker its listening sockets; four connections wait on this one."""
+    from controlplane import middleware
+
+    settings.EDGEFLEET = {**settings.EDGEFLEET, "MAX_QUEUED": 4}
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    waiting = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+    monkeypatch.setattr(middleware, "LISTENERS", [listener])
+    try:
+        _, cred = north_node
+        assert middleware.accept_queue() == 3
+        assert node_api(cred).get("/desired-state").status_code == 200
+        waiting.append(socket.create_connection(listener.getsockname()))
+        r = node_api(cred).get("/desired-state")
+        assert (r.status_code, r["Retry-After"]) == (429, "15")
+        assert client.get("/healthz").status_code == 200
+    finally:
+        for s in [*waiting, listener]:
+            s.close()
 
 
 def test_last_contact_is_buffered_and_written_in_bulk(north, node_api, settings):

@@ -104,6 +104,24 @@ def slug(text: str) -> str:
     return _SLUG.sub("-", text.lower()).strip("-")[:63] or "model"
 
 
+def _store(path: Path, name: str, size: int) -> str:
+    """Copy the file into artifact storage under its digest. A copy cut short (a full disk, a
+    crash) is removed, and a stored file of the wrong size is replaced, so a name in storage is
+    never a partial file."""
+    store = storage()
+    if store.exists(name) and store.size(name) == size:
+        return name
+    if store.exists(name):
+        store.delete(name)
+    try:
+        with open(path, "rb") as f:
+            return store.save(name, File(f))
+    except BaseException:
+        if store.exists(name):
+            store.delete(name)
+        raise
+
+
 @transaction.atomic
 def do_register_artifact(
     path: Path, *, actor, name: str = "", source: Artifact | None = None, request=None
@@ -125,10 +143,7 @@ def do_register_artifact(
             f"model '{name}' already has a {variant} variant with another file "
             f"(sha256 {existing.sha256[:12]}…); register this one under another name"
         )
-    stored = f"{digest[:2]}/{digest}.gguf"
-    if not storage().exists(stored):
-        with open(path, "rb") as f:
-            stored = storage().save(stored, File(f))
+    stored = _store(path, f"{digest[:2]}/{digest}.gguf", size)
     signed, signature = signing.sign_manifest(name=name, variant=variant, sha256=digest, size=size)
     artifact = Artifact.objects.create(
         name=name,

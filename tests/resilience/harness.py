@@ -294,3 +294,49 @@ def daphne(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
 
     wait_for(up, 60, "daphne to answer /healthz")
     return proc, port
+
+
+# --- a small disk ---------------------------------------------------------------------------------
+
+
+def can_mount() -> bool:
+    """Whether this process may mount a tmpfs (root, and a kernel and container that allow it)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    probe = Path(tempfile.mkdtemp(prefix="edgefleet-mount-"))
+    try:
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)])
+        if ok.returncode == 0:
+            subprocess.run(["umount", str(probe)], check=False)
+        return ok.returncode == 0
+    finally:
+        probe.rmdir()
+
+
+class SmallDisk:
+    """A size-limited filesystem (tmpfs) mounted at `path`: fill it, then give space back."""
+
+    def __init__(self, path: Path, size: str):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True
+        )
+
+    def free(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, leave: int) -> None:
+        """Take all but `leave` bytes with a filler file."""
+        with open(self.path / ".filler", "ab") as f:
+            f.write(b"\0" * max(0, self.free() - leave))
+
+    def give_back(self) -> None:
+        (self.path / ".filler").unlink(missing_ok=True)
+
+    def resize(self, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
+
+    def close(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False)

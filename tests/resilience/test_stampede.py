@@ -83,3 +83,12 @@ def test_every_node_restarting_at_once_is_shed_with_retry_after_and_then_served(
     finally:
         plane.kill()
         db.close()
+
+
+def test_nodes_told_to_retry_after_r_seconds_come_back_spread_over_r_to_2r():
+    shed = ControlPlaneError("429 overloaded", status=429, retry_after=15)
+    waits = [retry_wait(shed, attempt=1) for _ in range(2000)]
+    assert min(waits) >= 15 and max(waits) <= 30
+    assert len({round(w) for w in waits}) == 16  # spread across the whole window
+    unreachable = ControlPlaneError("cannot reach the control plane")
+    assert all(0 <= retry_wait(unreachable, attempt=10) <= 60 for _ in range(100))
