@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SMOLLM2_VERSION := 0.1.2
 
-.PHONY: install run test lint pytest bench bench-smoke fuzz services clean
+.PHONY: install run test lint pytest bench bench-smoke fuzz resilience services clean
 
 install: $(STAMP)
 
@@ -76,9 +76,21 @@ bench-smoke: install
 	  || { tail -40 var/bench-smoke-$$b.log; echo "bench/$$b.py failed (log: var/bench-smoke-$$b.log)"; exit 1; }; \
 	done
 
-# The schemathesis runs of both APIs with many more examples than the suite's bounded ones.
+# The schemathesis runs of both APIs with 5x the suite's examples (over 10,000 requests); the
+# counts go to bench/results/fuzz.md.
 fuzz: install
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/test_admin_api_fuzz.py tests/test_node_api_fuzz.py
+	@mkdir -p var; rm -f var/fuzz.jsonl
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-25} FUZZ_REPORT=$(CURDIR)/var/fuzz.jsonl \
+	  $(BIN)/pytest tests/test_admin_api_fuzz.py tests/test_node_api_fuzz.py
+	$(BIN)/python scripts/resilience_report.py fuzz var/fuzz.jsonl bench/results/fuzz.md
+
+# The fault suite at full counts, on SQLite and then on PostgreSQL + Redis; bench/results/resilience.md.
+resilience: install
+	@mkdir -p var; rm -f var/resilience.jsonl
+	RESILIENCE_FULL=1 RESILIENCE_REPORT=$(CURDIR)/var/resilience.jsonl $(BIN)/pytest tests/resilience
+	@eval "$$(scripts/services.sh)"; RESILIENCE_FULL=1 RESILIENCE_REPORT=$(CURDIR)/var/resilience.jsonl \
+	  DATABASE_URL=$$DATABASE_URL REDIS_URL=$$REDIS_URL $(BIN)/pytest tests/resilience
+	$(BIN)/python scripts/resilience_report.py faults var/resilience.jsonl bench/results/resilience.md
 
 clean:
 	rm -rf $(VENV) var staticfiles

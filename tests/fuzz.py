@@ -1,16 +1,50 @@
 """The schemathesis loop both API fuzz tests share: every operation, positive and negative cases,
 through the real WSGI application with a bearer credential; failures are collected, not stopped at,
-so one run shows all of them."""
+so one run shows all of them.
+
+Positive cases may have their path parameters (`{slug}`, `{node_id}`, ...) replaced by ids that
+exist, from the persona's own fleet and from the other one (`known`), so that the fuzz reaches real
+objects and not only 404s; `oracle(case, response)` then checks what the permission matrix forbids.
+Hypothesis runs derandomized (a fixed seed): the same requests every run.
+
+`FUZZ_EXAMPLES` raises the examples per operation and mode (`make fuzz`); `FUZZ_REPORT` names a
+JSON-lines file each run appends its counts to (bench/resilience.py renders it).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import schemathesis
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+
+
+@dataclass
+class Run:
+    requests: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def report(self, api: str, persona: str) -> None:
+        path = os.environ.get("FUZZ_REPORT")
+        if path:
+            with open(path, "a") as f:
+                line = {
+                    "api": api,
+                    "persona": persona,
+                    "requests": self.requests,
+                    "server_errors": sum(n for s, n in self.statuses.items() if s >= 500),
+                    "failures": len(self.failures),
+                    "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                }
+                f.write(json.dumps(line) + "\n")
 
 
 def operations(path: str, credential: str) -> list:
@@ -20,30 +54,55 @@ def operations(path: str, credential: str) -> list:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def fuzz(operations: list, credential: str, *, examples: int, checks=None) -> list[str]:
-    """Failures as text (empty: none). `checks` None: every check schemathesis has."""
+def fuzz(
+    operations: list,
+    credential: str,
+    *,
+    examples: int,
+    checks=None,
+    known: dict[str, list] | None = None,
+    oracle: Callable | None = None,
+) -> Run:
+    """Run every operation; `checks` None: every check schemathesis has."""
     headers = {"Authorization": f"Bearer {credential}"}
     examples = int(os.environ.get("FUZZ_EXAMPLES", examples))
-    failures = []
+    run = Run()
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case):
-                response = case.call(headers=headers)
-                case.validate_response(response, checks=checks, headers=headers)
-
+            one = _cases(operation, mode, examples, run, headers, checks, known or {}, oracle)
             try:
-                run()
+                one()
             except Unsatisfiable:
                 pass  # no invalid input exists for an operation without parameters
             except (Exception, BaseExceptionGroup) as exc:  # all operations run; all shown
-                failures.append(f"{operation.label} ({mode.value}): {str(exc)[:1500]}")
-    return failures
+                run.failures.append(f"{operation.label} ({mode.value}): {str(exc)[:1500]}")
+    return run
+
+
+def _cases(operation, mode, examples: int, run: Run, headers, checks, known, oracle):
+    """The hypothesis test for one operation and mode."""
+    positive = mode == GenerationMode.POSITIVE
+
+    @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    def one(case, data):
+        if positive:  # a negative case must stay invalid
+            for name in list(case.path_parameters or {}):
+                if known.get(name):
+                    pick = data.draw(st.sampled_from([None, *known[name]]))
+                    if pick is not None:
+                        case.path_parameters[name] = pick
+        response = case.call(headers=headers)
+        run.requests += 1
+        run.statuses[response.status_code] = run.statuses.get(response.status_code, 0) + 1
+        case.validate_response(response, checks=checks, headers=headers)
+        if oracle is not None:
+            oracle(case, response)
+
+    return one

@@ -32,8 +32,9 @@ def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_vi
     _, credential = north_node
     ops = operations("/api/node/v1/openapi.json", credential)
     assert len(ops) == 11
-    failures = fuzz(ops, credential, examples=40, checks=CHECKS)
-    assert not failures, "\n\n".join(failures)
+    run = fuzz(ops, credential, examples=40, checks=CHECKS)
+    run.report("node", "a node")
+    assert not run.failures, "\n\n".join(run.failures)
 
 
 @pytest.fixture

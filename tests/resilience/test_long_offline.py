@@ -141,6 +141,9 @@ def test_a_node_offline_for_a_month_stays_under_its_cap_counts_drops_and_drains(
             kept=kept["metrics"] + kept["events"],
             stored=stored["metrics"] + stored["events"],
             lost=lost,
+            aged_out_while_reconnecting=sum(
+                final[s]["dropped"] - stats[s]["dropped"] for s in ("metrics", "events")
+            ),
             drain_s=round(drain_s, 2),
             others_ingest_p99_ms_before=round(p99(latencies["before"]) * 1000, 1),
             others_ingest_p99_ms_during=round(p99(latencies["during"]) * 1000, 1),
