@@ -8,10 +8,10 @@ connections wait in the listen queue than EDGEFLEET_MAX_QUEUED: a sync worker ho
 a time, so the queue is where a polling stampede shows.
 """
 
+from controlplane import middleware  # no Django setup needed: settings are read per request
+
 backlog = 2048
 
 
 def post_worker_init(worker) -> None:
-    from controlplane import middleware
-
     middleware.LISTENERS[:] = [listener.sock for listener in worker.sockets]
