@@ -387,7 +387,9 @@ USAGE_GROUPS = {"node": "node__name", "agent": "agent", "endpoint": "endpoint", 
 def usage_window(since: date | None = None, until: date | None = None) -> tuple[date, date]:
     """The UTC days [since, until] of the usage reads: the last 30 days unless given."""
     until = until or timezone.now().date()
-    return since or until - timedelta(days=30), until
+    if since is None:  # (30 days before 0001-01-30 do not exist: the window starts at 0001-01-01)
+        since = until - timedelta(days=30) if until > date.min + timedelta(days=30) else date.min
+    return since, until
 
 
 def cloud_usage(fleet: Fleet, *, by: str, since, until) -> QuerySet:

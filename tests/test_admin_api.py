@@ -360,3 +360,11 @@ def test_only_a_global_admin_erases_an_account(world, admin_api, persona, victor
         assert r.status_code == 200, r.content
     else:  # accounts are global, like creating fleets: forbidden, not hidden
         assert r.status_code == 403, r.content
+
+
+@pytest.mark.parametrize("what", ["cloud-usage", "local-usage"])
+def test_a_usage_window_ending_on_the_first_day_of_the_calendar_is_answered_not_a_500(
+    north, victor, admin_api, what
+):
+    r = admin_api(victor).get(f"/fleets/north/{what}?until=0001-01-01&by=agent")
+    assert (r.status_code, r.json()) == (200, [])

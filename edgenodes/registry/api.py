@@ -76,7 +76,7 @@ class JobOut(Schema):
 
 
 class ModelFilter(PageQuery):
-    name: Annotated[str, Field(max_length=63)] | None = None
+    name: Annotated[str, Field(max_length=63)] = ""  # "" or absent: every model
 
 
 @router.get("/models", response={200: list[ArtifactOut], **ERRORS})

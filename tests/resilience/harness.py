@@ -101,11 +101,11 @@ class PostgresCluster:
 
     kind = "postgresql"
 
-    def __init__(self):
+    def __init__(self, where: Path | None = None):
         bin_dir = _pg_bin()
         assert bin_dir is not None
         self.pg_ctl = str(bin_dir / "pg_ctl")
-        self.dir = Path(tempfile.mkdtemp(prefix="edgefleet-pg-"))
+        self.dir = where or Path(tempfile.mkdtemp(prefix="edgefleet-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
         self.port = free_port()
@@ -128,6 +128,14 @@ class PostgresCluster:
             self.pg_ctl, "-D", str(self.data), "-l", log, "-w", "-o", opts, *extra, action
         )
 
+    def running(self) -> bool:
+        status = [self.pg_ctl, "-D", str(self.data), "status"]
+        argv = ["runuser", "-u", "postgres", "--", *status]
+        return subprocess.run(argv, stdout=subprocess.DEVNULL).returncode == 0
+
+    def start(self) -> None:
+        self._ctl("start")
+
     def restart(self) -> None:
         """A crash and restart: `immediate` mode skips the shutdown checkpoint, so the server
         comes back through crash recovery, as after a power cut."""
@@ -140,10 +148,15 @@ class PostgresCluster:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def on_postgres() -> bool:
+    """Whether this run of the suite is the PostgreSQL one (DATABASE_URL names a PostgreSQL)."""
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
 def database(where: Path):
     """The backend the suite runs on: PostgreSQL (a private cluster) when DATABASE_URL names one,
     else SQLite."""
-    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+    if on_postgres():
         return PostgresCluster()
     return SqliteDatabase(where)
 
@@ -340,3 +353,5 @@ class SmallDisk:
 
     def close(self) -> None:
         subprocess.run(["umount", "-l", str(self.path)], check=False)
+        if self.path.parent == Path(tempfile.gettempdir()):
+            self.path.rmdir()  # a mount point made for this disk
