@@ -80,7 +80,7 @@ bench-smoke: install
 # counts go to bench/results/fuzz.md.
 fuzz: install
 	@mkdir -p var; rm -f var/fuzz.jsonl
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-25} FUZZ_REPORT=$(CURDIR)/var/fuzz.jsonl \
+	FUZZ_SCALE=$${FUZZ_SCALE:-5} FUZZ_REPORT=$(CURDIR)/var/fuzz.jsonl \
 	  $(BIN)/pytest tests/test_admin_api_fuzz.py tests/test_node_api_fuzz.py
 	$(BIN)/python scripts/resilience_report.py fuzz var/fuzz.jsonl bench/results/fuzz.md
 

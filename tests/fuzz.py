@@ -7,8 +7,8 @@ exist, from the persona's own fleet and from the other one (`known`), so that th
 objects and not only 404s; `oracle(case, response)` then checks what the permission matrix forbids.
 Hypothesis runs derandomized (a fixed seed): the same requests every run.
 
-`FUZZ_EXAMPLES` raises the examples per operation and mode (`make fuzz`); `FUZZ_REPORT` names a
-JSON-lines file each run appends its counts to (bench/resilience.py renders it).
+`FUZZ_SCALE` multiplies each test's examples per operation and mode (`make fuzz`: 5); `FUZZ_REPORT`
+names a JSON-lines file each run appends its counts to (scripts/resilience_report.py renders it).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def fuzz(
 ) -> Run:
     """Run every operation; `checks` None: every check schemathesis has."""
     headers = {"Authorization": f"Bearer {credential}"}
-    examples = int(os.environ.get("FUZZ_EXAMPLES", examples))
+    examples *= int(os.environ.get("FUZZ_SCALE", "1"))
     run = Run()
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
