@@ -21,27 +21,9 @@ from agents.server import LocalServer
 from edgenodes import services
 from edgenodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
 
-from .agent_helpers import OnOffProxy, sha256
+from .agent_helpers import OnOffProxy, free_port, sha256, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assignment(model_file, **extra):

@@ -17,8 +17,7 @@ from edgenodes.models import Node, NodeEventRecord
 from edgenodes.registry import services as registry
 from edgenodes.registry.models import Artifact
 
-from .agent_helpers import CuttingProxy
-from .test_agent_e2e import wait_for
+from .agent_helpers import CuttingProxy, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

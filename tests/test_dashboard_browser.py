@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from edgenodes import services
 from edgenodes.models import Fleet, Node, Rollout, ToolApproval
 from edgenodes.registry import services as registry
 
+from .agent_helpers import free_port
 from .conftest import enroll
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,12 +89,6 @@ def make_user(username: str, **extra):
 
     hashed = PBKDF2PasswordHasher().encode(PASSWORD, f"{username}salt0123")
     return get_user_model().objects.create(username=username, password=hashed, **extra)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class BrowserCase(ChannelsLiveServerTestCase):

@@ -18,9 +18,8 @@ from controlplane.errors import ServiceError
 from edgenodes import escalation, services
 from edgenodes.models import CloudUsage
 
-from .agent_helpers import CuttingProxy, OnOffProxy, SlowProxy
+from .agent_helpers import CuttingProxy, OnOffProxy, SlowProxy, wait_for
 from .conftest import enroll
-from .test_agent_e2e import wait_for
 from .test_pages import client_for
 
 URL = "/api/node/v1/chat/completions"

@@ -20,7 +20,8 @@ from edgenodes.models import Node, NodeEventRecord
 from edgenodes.registry import services as registry
 from edgenodes.router_train import fit
 
-from .test_agent_e2e import assignment, enroll, prepare, wait_for
+from .agent_helpers import wait_for
+from .test_agent_e2e import assignment, enroll, prepare
 from .test_router import synthetic
 
 HARD = "Question 1: what is the integral of the function number 5?"

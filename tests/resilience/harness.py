@@ -19,10 +19,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+
+from ..agent_helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("RESILIENCE_FULL") == "1"
@@ -42,20 +43,11 @@ def report(test: str, injected: str, times: int, **found) -> None:
             )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, seconds: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -242,14 +234,8 @@ class ControlPlane:
                 stdout=subprocess.DEVNULL,
             ),
         ]
-        wait_for(self.up, 60, "the control plane to answer /healthz")
+        wait_for(lambda: healthy(self.url), 60, "the control plane to answer /healthz")
         return self
-
-    def up(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def kill(self) -> None:
         """SIGKILL every process of the control plane, workers included, mid-whatever."""
@@ -298,14 +284,7 @@ def daphne(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
         start_new_session=True,
         stderr=open(os.environ.get("DAPHNE_LOG", os.devnull), "w"),  # noqa: SIM115
     )
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 60, "daphne to answer /healthz")
+    wait_for(lambda: healthy(f"http://127.0.0.1:{port}"), 60, "daphne to answer /healthz")
     return proc, port
 
 

@@ -20,8 +20,7 @@ from edgenodes.models import Node
 from edgenodes.registry import services as registry
 from edgenodes.registry.models import Artifact
 
-from ..agent_helpers import OnOffProxy, sha256
-from ..test_agent_e2e import wait_for
+from ..agent_helpers import OnOffProxy, sha256, wait_for
 from .harness import report
 
 pytestmark = pytest.mark.django_db(transaction=True)
