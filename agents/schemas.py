@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 MAX_SEQ = 2**63 - 1
 MAX_JSON_DEPTH = 8
@@ -43,17 +43,18 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
-    """Aware UTC, within 2000-2200 (a node whose clock says 0001 has a clock problem, and years at
-    the edge of the calendar overflow when converted)."""
-    try:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("timestamp out of range") from None
-    if not EARLIEST <= value < LATEST:
+    """Aware UTC, its year as written within 2000-2199 (a node whose clock says 0001 has a clock
+    problem, and years at the edge of the calendar overflow when converted). The year is checked as
+    written, before conversion, so that the schema can say the same (TIMESTAMP_PATTERN)."""
+    if not EARLIEST.year <= value.year < LATEST.year:
         raise ValueError(
             "timestamp must be between 2000-01-01 and 2200-01-01 (check the node's clock)"
         )
-    return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# What _utc accepts, in the OpenAPI schema: an RFC 3339 date-time whose year is 2000-2199.
+TIMESTAMP_PATTERN = r"^2[01][0-9]{2}-"
 
 
 Str = Annotated[str, AfterValidator(_no_nul)]
@@ -61,7 +62,11 @@ Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nu
 ShortStr = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
 LongStr = Annotated[str, Field(max_length=4000), AfterValidator(_no_nul)]
 JsonDict = Annotated[dict[str, Any], AfterValidator(_json_clean)]
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
 Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 LabelKey = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")

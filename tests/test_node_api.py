@@ -550,3 +550,20 @@ def test_the_agent_client_honours_retry_after_from_the_control_plane(live_server
     assert caught.value.status == 429
     assert caught.value.retry_after and caught.value.retry_after >= 1
     client.close()
+
+
+def test_metric_timestamps_are_checked_by_the_year_as_written_which_the_schema_also_states(
+    north_node, node_api
+):
+    _, cred = north_node
+    api = node_api(cred)
+
+    def send(seq: int, ts: str):
+        return api.post("/metrics", {"samples": [{"seq": seq, "ts": ts, "name": "x", "value": 1}]})
+
+    assert send(1, "2199-12-31T23:00:00-05:00").status_code == 200  # 2200 in UTC: still accepted
+    r = send(2, "1999-12-31T23:59:59Z")
+    assert r.status_code == 422 and "check the node's clock" in r.content.decode()
+    schema = api.get("/openapi.json").json()
+    ts = schema["components"]["schemas"]["MetricSample"]["properties"]["ts"]
+    assert ts["pattern"] == "^2[01][0-9]{2}-" and ts["format"] == "date-time"
