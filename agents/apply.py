@@ -32,6 +32,12 @@ from .tools import Approver, ToolGate, registry
 
 log = logging.getLogger("edgefleet.agent")
 
+# Watches (docs/node-api.md): ask the control plane to hold each desired-state request this long
+# (under the 60 s read timeout common to reverse proxies); where a server answers a watch at once,
+# or a watch fails on the way (a proxy cutting long requests), poll for WATCH_RETRY_S, then retry.
+WATCH_S = 30
+WATCH_RETRY_S = 600
+
 
 @dataclass
 class Active:
@@ -58,6 +64,7 @@ class Applier:
         telemetry: Telemetry,
         approver: Approver,
         on_contact: Callable[[], None] = lambda: None,
+        watch_s: int = WATCH_S,
     ):
         self.state = state
         self.node = node
@@ -72,6 +79,9 @@ class Applier:
         self.desired_revision: int | None = None
         self.last_contact: float | None = None
         self.last_error = ""
+        self.watch_s = watch_s
+        self.poll_until = 0.0  # time.monotonic() until which to poll instead of watching
+        self.in_watch = False  # a watch is held now (shutdown need not wait for it)
 
     def policy(self) -> schemas.CompliancePolicy:
         """The fleet's compliance policy in the applied desired state (strictest if unreadable)."""
@@ -276,8 +286,23 @@ class Applier:
         except ControlPlaneError as exc:
             log.warning("report failed: %s", exc)
 
+    def watching(self) -> int:
+        """The wait to ask for: watch_s, or 0 (poll) while the server or the path to it does not
+        hold watches."""
+        return self.watch_s if time.monotonic() >= self.poll_until else 0
+
+    def poll_instead(self, why: str) -> None:
+        log.info("%s: polling for the next %d s, then trying to watch again", why, WATCH_RETRY_S)
+        self.poll_until = time.monotonic() + WATCH_RETRY_S
+
     def poll_once(self) -> float:
-        result = self.client.poll(self.etag)
+        """Poll, or watch (docs/node-api.md, "Watches"); the seconds to wait before the next."""
+        wait = self.watching()
+        self.in_watch = bool(wait)
+        try:
+            result = self.client.poll(self.etag, wait=wait)
+        finally:
+            self.in_watch = False
         self.last_contact = time.time()
         if result.changed and result.document is not None:
             self.desired_revision = result.document.revision
@@ -285,11 +310,27 @@ class Applier:
         elif self.active:
             self.desired_revision = self.active.revision
         self.on_contact()
+        if wait and result.watched:
+            return 0.0  # watch again at once: the server answers when something changes
+        if wait and not result.changed:
+            self.poll_instead("the control plane answered a watch at once, as a poll")
         return result.interval_s
+
+    def watch_once(self, etag: str | None, wait: int) -> tuple[bool, str | None]:
+        """One watch for a waiting approval (approvals.py): (whether the server held it, the ETag
+        to send next). Its document, if the state changed, is left to the poll loop's own."""
+        if etag is None or not self.watching():
+            return False, etag
+        try:
+            result = self.client.poll(etag, wait=max(1, min(wait, self.watch_s)))
+        except ControlPlaneError:
+            return False, etag
+        return result.watched, result.etag if result.changed else etag
 
     def loop(self, stop: threading.Event) -> None:
         attempt = 0
         while not stop.is_set():
+            watched = self.watching()
             try:
                 wait = self.poll_once()
                 attempt = 0
@@ -298,4 +339,6 @@ class Applier:
                 self.on_contact()
                 wait = retry_wait(exc, attempt)
                 attempt += 1
+                if watched and exc.status in (None, 502, 504):  # a proxy may cut long requests
+                    self.poll_instead(f"a watch failed ({exc})")
             stop.wait(wait)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__, schemas
+from .apply import WATCH_S
 from .client import ControlPlaneError, NodeClient
 from .runtime import Runtime, StateDir, default_state_dir
 
@@ -53,6 +54,12 @@ def hardware_profile() -> schemas.HardwareProfile:
         arch=platform.machine()[:32],
         runtime_versions=versions,
     )
+
+
+def watch_seconds(value: str) -> int:
+    if not (value.isdigit() and int(value) <= 3600):
+        raise argparse.ArgumentTypeError("a whole number of seconds from 0 to 3600")
+    return int(value)
 
 
 def fail(message: str) -> int:
@@ -105,7 +112,7 @@ def cmd_run(args) -> int:
         return fail(
             f"not enrolled (no node.json in {state.path}); run `edgefleet-agent enroll` first"
         )
-    runtime = Runtime(state)
+    runtime = Runtime(state, watch_s=args.watch)
     host, _, port = args.listen.rpartition(":")
     runtime.listen = f"http://{host or '127.0.0.1'}:{port}"
     server = LocalServer(runtime, host or "127.0.0.1", int(port))
@@ -223,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     r = sub.add_parser("run", parents=[common], help="run the agent (poll, apply, serve, report)")
     r.add_argument("--listen", default="127.0.0.1:8471", help="local OpenAI-compatible API address")
+    r.add_argument(
+        "--watch",
+        type=watch_seconds,
+        default=WATCH_S,
+        metavar="SECONDS",
+        help=f"hold each desired-state request up to this long where the control plane offers "
+        f"watches (default {WATCH_S}; 0: poll only)",
+    )
     s = sub.add_parser(
         "status",
         parents=[common],

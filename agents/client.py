@@ -28,6 +28,8 @@ class PollResult:
     etag: str
     interval_s: float
     document: schemas.DesiredState | None = None
+    watched: bool = False  # the server held the request as a watch (`X-Watch: 1`)
+    approval_id: int | None = None  # a watch woken by this approval's decision
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
@@ -90,13 +92,33 @@ class NodeClient:
         body = schemas.EnrollIn(token=token, name=name, hardware=hardware).model_dump(mode="json")
         return schemas.EnrollOut.model_validate(self._call("POST", "/enroll", json=body).json())
 
-    def poll(self, etag: str | None) -> PollResult:
-        r = self._call("GET", "/desired-state", headers={"If-None-Match": etag} if etag else None)
+    def poll(self, etag: str | None, wait: int = 0) -> PollResult:
+        """The desired state if it changed since `etag`. With `wait` (seconds) a watch: a server
+        that holds watches answers when it changes, an approval is decided, or the wait ends."""
+        extra: dict[str, Any] = {}
+        if wait:
+            # Servers may hold up to 1/16 longer than asked (spreading watches that began together).
+            extra = {"params": {"wait": wait}, "timeout": wait * 1.0625 + 15}
+        r = self._call(
+            "GET", "/desired-state", headers={"If-None-Match": etag} if etag else None, **extra
+        )
         interval = float(r.headers.get("X-Poll-Interval", "30"))
+        watched = r.headers.get("X-Watch") == "1"
         if r.status_code == 304:
-            return PollResult(False, etag or "", interval)
+            approval = r.headers.get("X-Approval-Id", "")
+            return PollResult(
+                False,
+                etag or "",
+                interval,
+                watched=watched,
+                approval_id=int(approval) if approval.isdigit() else None,
+            )
         return PollResult(
-            True, r.headers.get("ETag", ""), interval, schemas.DesiredState.model_validate(r.json())
+            True,
+            r.headers.get("ETag", ""),
+            interval,
+            schemas.DesiredState.model_validate(r.json()),
+            watched=watched,
         )
 
     def report(self, report: schemas.ReportedStateIn) -> schemas.ReportedStateOut:

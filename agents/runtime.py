@@ -26,7 +26,7 @@ from typing import Any
 
 from . import schemas
 from .agent import Turn
-from .apply import Active, Applier, ApplyError
+from .apply import WATCH_S, Active, Applier, ApplyError
 from .approvals import Approvals
 from .client import ControlPlaneError, NodeClient
 from .escalate import Escalator
@@ -59,7 +59,12 @@ class Runtime:
     """
 
     def __init__(
-        self, state: StateDir, *, client: NodeClient | None = None, send_interval_s: float = 2.0
+        self,
+        state: StateDir,
+        *,
+        client: NodeClient | None = None,
+        send_interval_s: float = 2.0,
+        watch_s: int = WATCH_S,
     ):
         self.state = state.ensure()
         node = state.node
@@ -80,7 +85,10 @@ class Runtime:
             self.telemetry,
             self.approvals,
             on_contact=self._save_status,
+            watch_s=watch_s,
         )
+        self.approvals.watch = self.applier.watch_once
+        self.approvals.etag = lambda: self.applier.etag
         self.escalator = Escalator(self.client, self.telemetry, self.policy)
         self.threads: list[threading.Thread] = []
         self.listen = ""  # the local API's URL, once serving
@@ -276,7 +284,8 @@ class Runtime:
         with self.applier.request_lock:
             pass
         for t in self.threads:
-            t.join(timeout=flush_timeout_s)
+            # A held watch is not waited out: it is a read on a socket, nothing to finish.
+            t.join(timeout=0 if t.name == "poll" and self.applier.in_watch else flush_timeout_s)
         deadline = time.monotonic() + flush_timeout_s
         while time.monotonic() < deadline:
             try:

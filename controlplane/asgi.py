@@ -19,11 +19,13 @@ from controlplane.middleware import (  # noqa: E402
     NodeApiGuardMiddleware,
     RequestIdMiddleware,
 )
+from edgenodes import poll, watch  # noqa: E402
 from edgenodes.routing import websocket_urlpatterns  # noqa: E402
 
 
-class RelayHandler(ASGIHandler):
-    """Django for the cloud relay's path alone, behind only its own two middlewares.
+class NodeApiHandler(ASGIHandler):
+    """Django for the cloud relay's and the desired-state paths alone, behind only the node API's
+    own two middlewares.
 
     Django runs each of its MiddlewareMixin middlewares (sessions, CSRF, auth, messages...) on a
     thread under ASGI, twice a request: about 2.5 ms a request on this machine, paid by every
@@ -41,12 +43,16 @@ class RelayHandler(ASGIHandler):
         self._middleware_chain = handler
 
 
-relay_asgi_app = RelayHandler()
+node_asgi_app = NodeApiHandler()
 
 
 async def http(scope, receive, send):
-    app = relay_asgi_app if scope["path"] == RELAY_PATH else django_asgi_app
-    await app(scope, receive, send)
+    if scope["path"] == poll.PATH:  # polls and watches (edgenodes/watch.py), Django behind them
+        await watch.serve(scope, receive, send, node_asgi_app)
+    elif scope["path"] == RELAY_PATH:
+        await node_asgi_app(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
 
 
 application = ProtocolTypeRouter(

@@ -72,3 +72,23 @@ def _send(group: str, payload: dict[str, Any]) -> None:
 def publish_on_commit(fleet_id: int, event: str, **data: Any) -> None:
     payload = {"event": event, "fleet": fleet_id, **data}
     transaction.on_commit(lambda: _send(fleet_group(fleet_id), payload))
+
+
+# Node watches (edgenodes/watch.py): every ASGI process that holds watches listens on this group.
+WATCH_GROUP = "node-watch"
+# Up to this many node ids travel in a wake-up (~380 KB); a larger change wakes every watch of
+# the fleet, which each process then checks in one query (not a 4 MB message for 100,000 nodes).
+WATCH_MAX_IDS = 10_000
+
+
+def wake_on_commit(kind: str, *, fleet: int, nodes: list[str], **data: Any) -> None:
+    """Wake the held watches of `nodes` once the transaction commits: their desired state changed
+    ("desired"), one of their approvals was decided ("approval"), their credential was revoked
+    ("credential")."""
+    payload = {
+        "event": f"watch.{kind}",
+        "fleet": fleet,
+        "nodes": nodes if len(nodes) <= WATCH_MAX_IDS else None,
+        **data,
+    }
+    transaction.on_commit(lambda: _send(WATCH_GROUP, payload))

@@ -39,10 +39,20 @@ def accept_queue() -> int:
     return queued
 
 
+def queue_full() -> bool:
+    """Whether the shared listen queue holds more connections than EDGEFLEET_MAX_QUEUED."""
+    return bool(LISTENERS) and accept_queue() >= settings.EDGEFLEET["MAX_QUEUED"]
+
+
+def request_id(sent: str) -> str:
+    """The caller's X-Request-ID when it is sane (1-64 letters, digits, dashes), else a new one."""
+    if 0 < len(sent) <= 64 and sent.replace("-", "").isalnum():
+        return sent
+    return uuid.uuid4().hex
+
+
 def _request_id(request) -> str:
-    rid = request.META.get("HTTP_X_REQUEST_ID", "")
-    if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
-        rid = uuid.uuid4().hex
+    rid = request_id(request.META.get("HTTP_X_REQUEST_ID", ""))
     request.META["HTTP_X_REQUEST_ID"] = rid
     return rid
 
@@ -110,9 +120,9 @@ class NodeApiGuardMiddleware:
             ), False
         if request.path == RELAY_PATH:
             return None, False
-        queued = accept_queue() if LISTENERS else 0
+        full = queue_full()
         with self.lock:
-            if self.in_flight >= cfg["MAX_IN_FLIGHT"] or queued >= cfg["MAX_QUEUED"]:
+            if self.in_flight >= cfg["MAX_IN_FLIGHT"] or full:
                 response = JsonResponse(
                     {"detail": "control plane is overloaded; retry later"}, status=429
                 )

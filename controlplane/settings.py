@@ -228,6 +228,13 @@ EDGEFLEET: dict[str, Any] = {
     # Connections waiting in the listen queue (gunicorn, Linux) above which the node API answers
     # 429 + Retry-After: with sync workers this, not MAX_IN_FLIGHT, sheds a stampede.
     "MAX_QUEUED": env.integer("EDGEFLEET_MAX_QUEUED", 128, low=1),
+    # Watches (GET desired-state?wait=N, served under ASGI: edgenodes/watch.py): the longest wait
+    # a node may ask for, how many one server process holds (beyond: answered as a plain poll),
+    # and how often each process re-checks every held watch in one query (a safety net for
+    # missed wake-ups, e.g. no Redis between processes; also the watches' contact times).
+    "WATCH_MAX_S": env.integer("EDGEFLEET_WATCH_MAX_S", 300, low=1, high=3600),
+    "MAX_WATCHES": env.integer("EDGEFLEET_MAX_WATCHES", 20_000, low=0),
+    "WATCH_SWEEP_S": env.number("EDGEFLEET_WATCH_SWEEP_S", 10.0, low=0.1, high=3600),
     "OVERLOAD_RETRY_AFTER_S": env.integer("EDGEFLEET_OVERLOAD_RETRY_AFTER_S", 15, low=1, high=3600),
     "NODE_MAX_BODY_BYTES": env.integer("EDGEFLEET_NODE_MAX_BODY_BYTES", 1_048_576, low=1024),
     "NODE_MAX_BATCH": env.integer("EDGEFLEET_NODE_MAX_BATCH", 500, low=1),

@@ -72,19 +72,30 @@ def flush() -> int:
     if not batch:
         return 0
     adapt = connection.ops.adapt_datetimefield_value
-    # Sorted by primary key so concurrent flushes from several workers lock rows in the same order.
     rows = sorted((str(pk), adapt(ts), ip) for pk, (ts, ip) in batch.items())
     table = Node._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # Rows another transaction holds (a fleet-wide change writing new revisions) are
+            # skipped and kept for the next flush: waiting on them, in whatever order each side
+            # locks, is how two such updates deadlock.
+            written: set[str] = set()
             for i in range(0, len(rows), 1000):
                 chunk = rows[i : i + 1000]
                 values = ", ".join(["(%s::uuid, %s::timestamptz, %s::inet)"] * len(chunk))
                 cursor.execute(
                     f"UPDATE {table} AS n SET last_seen_at = v.ts, last_seen_ip = v.ip "
-                    f"FROM (VALUES {values}) AS v(id, ts, ip) WHERE n.id = v.id",
-                    [x for row in chunk for x in row],
+                    f"FROM (VALUES {values}) AS v(id, ts, ip) WHERE n.id = v.id AND n.id IN "
+                    f"(SELECT id FROM {table} WHERE id = ANY(%s::uuid[]) FOR UPDATE SKIP LOCKED) "
+                    "RETURNING n.id",
+                    [*(x for row in chunk for x in row), [row[0] for row in chunk]],
                 )
+                written.update(str(r[0]) for r in cursor.fetchall())
+            with _lock:
+                for pk, seen in batch.items():
+                    if str(pk) not in written:
+                        _pending.setdefault(pk, seen)  # unless a newer contact came meanwhile
+            return len(written)
         else:
             cursor.executemany(
                 f"UPDATE {table} SET last_seen_at = %s, last_seen_ip = %s WHERE id = %s",

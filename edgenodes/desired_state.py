@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from agents.schemas import SECTIONS, first_error, model_digest, validate_sections
 from controlplane import signing
 from controlplane.errors import ServiceError
+from controlplane.events import wake_on_commit
 
 from .models import (
     ACTIVE_ROLLOUT,
@@ -38,6 +39,7 @@ from .models import (
     Node,
     RolloutNode,
     RolloutNodeState,
+    etag_for,
 )
 from .registry import resolver
 from .registry.queries import routers_of, variants_of
@@ -213,15 +215,48 @@ def for_document(node_id) -> Node:
     )
 
 
-def document(node: Node) -> dict[str, Any]:
-    """The full desired-state document for one node (used on a poll whose ETag did not match)."""
-    sections = compose(node, Context.load(node.fleet, node))
+def document(node: Node, ctx: Context | None = None) -> dict[str, Any]:
+    """The full desired-state document for one node (used on a poll whose ETag did not match);
+    `ctx` loaded for its whole fleet when composing many (`documents`)."""
+    sections = compose(node, ctx or Context.load(node.fleet, node))
     return {
         "node_id": str(node.pk),
         "revision": node.desired_revision,
         "poll_interval_s": node.poll_interval_s,
         **sections,
     }
+
+
+def documents(node_ids: Iterable[Any]) -> list[tuple[Any, int, str, Node, dict[str, Any]]]:
+    """The documents of many nodes (woken watches, watch.py), as (node id, revision, ETag, a node
+    of the same fleet, sections): the sections are composed once per distinct stored digest, each
+    fleet's context loaded once. Nodes whose digest is the same have the same sections (the
+    digest is their sha256), so a change that reaches 5,000 nodes alike composes once; the
+    sections are shared between those nodes (do not change them)."""
+    ids = list(node_ids)
+    rows: list[tuple[Any, int, int, str]] = []
+    for i in range(0, len(ids), 1000):
+        rows += Node.objects.filter(pk__in=ids[i : i + 1000]).values_list(
+            "pk", "fleet_id", "desired_revision", "desired_digest"
+        )
+    first: dict[tuple[int, str], Any] = {}
+    for pk, fleet_id, _, digest in rows:
+        first.setdefault((fleet_id, digest), pk)
+    contexts: dict[int, Context] = {}
+    composed: dict[tuple[int, str], tuple[Node, dict[str, Any]]] = {}
+    for node in Node.objects.select_related("fleet").filter(pk__in=list(first.values())):
+        if node.fleet_id not in contexts:
+            contexts[node.fleet_id] = Context.load(node.fleet)
+        composed[(node.fleet_id, node.desired_digest)] = (
+            node,
+            compose(node, contexts[node.fleet_id]),
+        )
+    out = []
+    for pk, fleet_id, revision, digest in rows:
+        if (fleet_id, digest) in composed:  # (absent if a node changed between the two reads)
+            node, sections = composed[(fleet_id, digest)]
+            out.append((pk, revision, etag_for(revision, digest), node, sections))
+    return out
 
 
 def refresh(fleet: Fleet, nodes: Iterable[Node] | None = None) -> list[Node]:
@@ -282,7 +317,12 @@ def _save(nodes: list[Node]) -> None:
             n.model_choice,
             pk.get_db_prep_value(n.pk, connection),
         )
-        for n in nodes
+        for n in sorted(nodes, key=lambda n: str(n.pk))  # one lock order for concurrent changes
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+    by_fleet: dict[int, list[str]] = {}
+    for n in nodes:
+        by_fleet.setdefault(n.fleet_id, []).append(str(n.pk))
+    for fleet_id, ids in by_fleet.items():
+        wake_on_commit("desired", fleet=fleet_id, nodes=ids)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import random
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from ninja import Router, Status
+from ninja import Query, Router, Status
 from ninja.security import HttpBearer
 
 from agents import schemas
@@ -16,22 +15,13 @@ from controlplane import signing, tokens
 from controlplane.accounts import guesses
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 
-from . import contacts, desired_state, poll, services
+from . import contacts, desired_state, poll, services, watch
 from .models import NodeCredential, ToolApproval
-from .ratelimit import TokenBuckets
+from .ratelimit import buckets
 from .registry import artifacts
 from .registry.models import RouterArtifact
 
 router = Router(tags=["node"])
-_buckets: TokenBuckets | None = None
-
-
-def buckets() -> TokenBuckets:
-    global _buckets
-    rate = int(settings.EDGEFLEET["NODE_RATE_PER_MIN"])
-    if _buckets is None or _buckets.rate_per_min != rate:
-        _buckets = TokenBuckets(rate)
-    return _buckets
 
 
 class NodeAuth(HttpBearer):
@@ -93,12 +83,6 @@ def limit_rate(node_id) -> None:
 
 def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
-
-
-def next_poll_interval(base: int) -> float:
-    """The interval to hand out, with +/- jitter so a fleet never polls in lockstep."""
-    jitter = settings.EDGEFLEET["POLL_JITTER"]
-    return round(base * random.uniform(1 - jitter, 1 + jitter), 1)
 
 
 ERRORS = {
@@ -172,12 +156,18 @@ def download_router(request, sha256: str):
 @router.get(
     "/desired-state", auth=NodePollAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
 )
-def get_desired_state(request):
+def get_desired_state(request, wait: int = Query(0, ge=0, le=watch.WAIT_LIMIT)):
     """The node's desired-state document. Send `If-None-Match` with the last ETag: an unchanged
     document is a 304 without a body, answered with one indexed read and without composing the
-    document. `X-Poll-Interval` (seconds, jittered) says when to poll next."""
+    document. `X-Poll-Interval` (seconds, jittered) says when to poll next.
+
+    `wait` (seconds; longer than the server's EDGEFLEET_WATCH_MAX_S is shortened to it) makes it
+    a watch: with the current ETag the request is held until the document changes (200), one of
+    the node's approvals is decided (304 with `X-Watch-Event: approval`), its credential is
+    revoked (401) or the wait ends (304). A server that holds watches (ASGI) marks every answer
+    to one with `X-Watch: 1`; one that does not answers at once, as to a poll."""
     target: poll.PollTarget = request.auth
-    interval = next_poll_interval(target.poll_interval_s)
+    interval = poll.next_poll_interval(target.poll_interval_s)
     etag = target.etag
     if etag in request.headers.get("If-None-Match", ""):
         response = HttpResponse(status=304)

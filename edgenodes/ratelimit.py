@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+from django.conf import settings
+
 
 class TokenBuckets:
     def __init__(self, rate_per_min: int, burst: int | None = None, max_keys: int = 200_000):
@@ -32,3 +34,15 @@ class TokenBuckets:
                 return 0.0
             self.buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
+
+
+_buckets: TokenBuckets | None = None
+
+
+def buckets() -> TokenBuckets:
+    """This worker's node buckets, at the configured rate (EDGEFLEET_NODE_RATE_PER_MIN)."""
+    global _buckets
+    rate = int(settings.EDGEFLEET["NODE_RATE_PER_MIN"])
+    if _buckets is None or _buckets.rate_per_min != rate:
+        _buckets = TokenBuckets(rate)
+    return _buckets

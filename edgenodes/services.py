@@ -30,7 +30,7 @@ from controlplane.audit.services import append as audit_append
 from controlplane.audit.services import entry as audit_entry
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import Conflict, Forbidden, NotFound, ServiceError, Unauthorized
-from controlplane.events import publish_on_commit
+from controlplane.events import publish_on_commit, wake_on_commit
 from controlplane.unset import UNSET, Unset, given
 
 from . import desired_state
@@ -360,6 +360,7 @@ def do_revoke_node(node: Node, *, actor, request=None) -> int:
         request=request,
     )
     publish_on_commit(node.fleet_id, "node.revoked", node=str(node.pk))
+    wake_on_commit("credential", fleet=node.fleet_id, nodes=[str(node.pk)])
     return revoked
 
 
@@ -753,5 +754,8 @@ def do_decide_approval(
     )
     publish_on_commit(
         approval.fleet_id, "approval.decided", approval=approval.pk, decision=approval.decision
+    )
+    wake_on_commit(
+        "approval", fleet=approval.fleet_id, nodes=[str(approval.node_id)], approval=approval.pk
     )
     return approval

@@ -46,14 +46,25 @@ def _ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def refuse_if_blocked(request) -> None:
-    ip = _ip(request) or ""
+def _block_end(ip: str) -> float | None:
     ends = _blocked.get(ip)
     if ends is None:
-        return
+        return None
     if ends > time.monotonic():
-        raise _refusal(ends)
+        return ends
     _blocked.pop(ip, None)
+    return None
+
+
+def blocked(ip: str | None) -> bool:
+    """Whether this address is refused for guessing now (the request path's dictionary lookup)."""
+    return bool(_blocked) and _block_end(ip or "") is not None
+
+
+def refuse_if_blocked(request) -> None:
+    ends = _block_end(_ip(request) or "")
+    if ends is not None:
+        raise _refusal(ends)
 
 
 def unknown(kind: str, request) -> None:
