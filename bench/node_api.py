@@ -329,7 +329,7 @@ async def propagation(url: str, prop_file: Path, api_token: str) -> dict:
 
 # The production setup (README): gunicorn with this worker class for everything but watches,
 # websockets and the relay, which go to the ASGI server.
-PRODUCTION_WSGI = "gunicorn gthread (WSGI, 4 workers x 2 threads)"
+PRODUCTION_WSGI = "gunicorn sync (WSGI, 4 workers)"
 CURVE = [100, 300] if SMOKE else [1_000, 10_000, 100_000]
 
 

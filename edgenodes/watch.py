@@ -127,6 +127,7 @@ class Hub:
         self.tasks: list[asyncio.Task] = []
         self.channel = ""
         self.joined_at = 0.0
+        self.waking: set[asyncio.Task] = set()  # wake-ups being handled (kept referenced)
         # token hash -> (until, the target a watch of it was admitted with): a node that comes
         # back at once (after an answer) is admitted without a thread hop or a query. Until at
         # most KNOWN_S later: revocation drops the entry (its wake-up), the sweep re-checks
@@ -194,7 +195,12 @@ class Hub:
                     return
                 while True:
                     message = await layer.receive(self.channel)
-                    await self.wake(message.get("payload") or {})
+                    # Its own task: an approval's wake-up does not wait behind a fleet's check.
+                    task = asyncio.get_running_loop().create_task(
+                        self.wake(message.get("payload") or {})
+                    )
+                    self.waking.add(task)
+                    task.add_done_callback(self.waking.discard)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis away: the sweep covers the gap; join again shortly
