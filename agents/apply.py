@@ -316,13 +316,14 @@ class Applier:
             self.poll_instead("the control plane answered a watch at once, as a poll")
         return result.interval_s
 
-    def watch_once(self, etag: str | None, wait: int) -> tuple[bool, str | None]:
+    def watch_once(self, etag: str | None, wait: int, approval: int = 0) -> tuple[bool, str | None]:
         """One watch for a waiting approval (approvals.py): (whether the server held it, the ETag
         to send next). Its document, if the state changed, is left to the poll loop's own."""
         if etag is None or not self.watching():
             return False, etag
         try:
-            result = self.client.poll(etag, wait=max(1, min(wait, self.watch_s)))
+            wait = max(1, min(wait, self.watch_s))
+            result = self.client.poll(etag, wait=wait, approval=approval)
         except ControlPlaneError:
             return False, etag
         return result.watched, result.etag if result.changed else etag

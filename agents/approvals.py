@@ -17,7 +17,7 @@ from .client import ControlPlaneError, NodeClient
 log = logging.getLogger("edgefleet.agent")
 
 
-Watch = Callable[[str | None, int], tuple[bool, str | None]]
+Watch = Callable[[str | None, int, int], tuple[bool, str | None]]
 
 
 class Approvals:
@@ -61,7 +61,7 @@ class Approvals:
                 return status == "approved"
             held = False
             if self.watch is not None:
-                held, etag = self.watch(etag, math.ceil(deadline - time.monotonic()))
+                held, etag = self.watch(etag, math.ceil(deadline - time.monotonic()), req.id)
             if not held:
                 self.stop.wait(self.check_every_s)
         return False

@@ -92,26 +92,28 @@ class NodeClient:
         body = schemas.EnrollIn(token=token, name=name, hardware=hardware).model_dump(mode="json")
         return schemas.EnrollOut.model_validate(self._call("POST", "/enroll", json=body).json())
 
-    def poll(self, etag: str | None, wait: int = 0) -> PollResult:
+    def poll(self, etag: str | None, wait: int = 0, approval: int = 0) -> PollResult:
         """The desired state if it changed since `etag`. With `wait` (seconds) a watch: a server
-        that holds watches answers when it changes, an approval is decided, or the wait ends."""
+        that holds watches answers when it changes, an approval is decided (at once if
+        `approval` is decided already), or the wait ends."""
         extra: dict[str, Any] = {}
         if wait:
+            params = {"wait": wait, **({"approval": approval} if approval else {})}
             # Servers may hold up to 1/16 longer than asked (spreading watches that began together).
-            extra = {"params": {"wait": wait}, "timeout": wait * 1.0625 + 15}
+            extra = {"params": params, "timeout": wait * 1.0625 + 15}
         r = self._call(
             "GET", "/desired-state", headers={"If-None-Match": etag} if etag else None, **extra
         )
         interval = float(r.headers.get("X-Poll-Interval", "30"))
         watched = r.headers.get("X-Watch") == "1"
         if r.status_code == 304:
-            approval = r.headers.get("X-Approval-Id", "")
+            decided = r.headers.get("X-Approval-Id", "")
             return PollResult(
                 False,
                 etag or "",
                 interval,
                 watched=watched,
-                approval_id=int(approval) if approval.isdigit() else None,
+                approval_id=int(decided) if decided.isdigit() else None,
             )
         return PollResult(
             True,

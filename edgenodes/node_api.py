@@ -156,7 +156,9 @@ def download_router(request, sha256: str):
 @router.get(
     "/desired-state", auth=NodePollAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
 )
-def get_desired_state(request, wait: int = Query(0, ge=0, le=watch.WAIT_LIMIT)):
+def get_desired_state(
+    request, wait: int = Query(0, ge=0, le=watch.WAIT_LIMIT), approval: int = Query(0, ge=0)
+):
     """The node's desired-state document. Send `If-None-Match` with the last ETag: an unchanged
     document is a 304 without a body, answered with one indexed read and without composing the
     document. `X-Poll-Interval` (seconds, jittered) says when to poll next.
@@ -164,8 +166,9 @@ def get_desired_state(request, wait: int = Query(0, ge=0, le=watch.WAIT_LIMIT)):
     `wait` (seconds; longer than the server's EDGEFLEET_WATCH_MAX_S is shortened to it) makes it
     a watch: with the current ETag the request is held until the document changes (200), one of
     the node's approvals is decided (304 with `X-Watch-Event: approval`), its credential is
-    revoked (401) or the wait ends (304). A server that holds watches (ASGI) marks every answer
-    to one with `X-Watch: 1`; one that does not answers at once, as to a poll."""
+    revoked (401) or the wait ends (304). With `approval` (the id of one of its approvals) it
+    ends at once if that approval is already decided. A server that holds watches (ASGI) marks
+    every answer to one with `X-Watch: 1`; one that does not answers at once, as to a poll."""
     target: poll.PollTarget = request.auth
     interval = poll.next_poll_interval(target.poll_interval_s)
     etag = target.etag

@@ -44,6 +44,7 @@ from controlplane.events import WATCH_GROUP
 from controlplane.middleware import request_id
 
 from . import contacts, desired_state, poll
+from .models import ApprovalStatus, ToolApproval
 from .ratelimit import buckets
 
 log = logging.getLogger(__name__)
@@ -275,17 +276,24 @@ def _body(doc: dict[str, Any], base_interval: int) -> tuple[bytes, float]:
     return json.dumps(doc, cls=DjangoJSONEncoder).encode(), interval
 
 
-def _admitted(authorization: str, if_none_match: str, ip: str | None):
-    """(target, None) for a 304; (target, (ETag, body, interval)) for a changed document; None
-    where the full node API answers (a refusal, a rate limit, a database error: 503). Composing
-    the document here, on this module's bounded threads, keeps a burst of nodes with old ETags
-    from each taking a Django request thread and a database connection at once."""
+def _admitted(authorization: str, if_none_match: str, ip: str | None, approval: int = 0):
+    """(target, None) for a 304; (target, (ETag, body, interval)) for a changed document;
+    (target, "approval") when the node's `approval` is already decided; None where the full node
+    API answers (a refusal, a rate limit, a database error: 503). Composing the document here,
+    on this module's bounded threads, keeps a burst of nodes with old ETags from each taking a
+    Django request thread and a database connection at once."""
     try:
         target = poll.admitted(authorization, ip)
         if target is None:
             return None
         if if_none_match and target.etag in if_none_match:
-            return target, None
+            decided = (
+                approval
+                and ToolApproval.objects.filter(pk=approval, node_id=target.node_id)
+                .exclude(decision=ApprovalStatus.PENDING)
+                .exists()
+            )
+            return target, "approval" if decided else None
         node = desired_state.for_document(target.node_id)
         body, interval = _body(desired_state.document(node), node.poll_interval_s)
         return target, (node.etag, body, interval)
@@ -349,13 +357,18 @@ async def serve(scope, receive, send, django) -> None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     rid = request_id(headers.get("x-request-id", ""))
     wait_s: float | str = 0.0
+    # `approval`: the id of an approval the node waits for; decided already, the watch ends at once
+    # (a decision between two watches would otherwise wait for the next one to end).
+    approval = (query.get("approval") or ["0"])[-1]
+    problem = "" if approval.isascii() and approval.isdigit() else "approval must be an id"
     if "wait" in query:
         wait_s = _wait(query["wait"])
-        if isinstance(wait_s, str):
-            body = json.dumps({"detail": wait_s}).encode()
-            json_headers = [("Content-Type", "application/json"), ("X-Request-ID", rid)]
-            await _respond(send, 422, json_headers, body)
-            return
+        problem = wait_s if isinstance(wait_s, str) else problem
+    if problem:
+        body = json.dumps({"detail": problem}).encode()
+        json_headers = [("Content-Type", "application/json"), ("X-Request-ID", rid)]
+        await _respond(send, 422, json_headers, body)
+        return
     watching = bool(wait_s) and scope["method"] == "GET" and not HUB.full()
     django = _bounded(_marked(django) if watching else django)
     if scope["method"] != "GET":
@@ -366,11 +379,11 @@ async def serve(scope, receive, send, django) -> None:
     authorization = headers.get("authorization", "")
     if_none_match = headers.get("if-none-match", "")
     token_hash = tokens.hash_token(authorization[7:].strip())
-    target = HUB.admit(token_hash, if_none_match, ip) if watching else None
+    target = HUB.admit(token_hash, if_none_match, ip) if watching and approval == "0" else None
     changed = None
     if target is None:
         admitted = await sync_to_async(_admitted, thread_sensitive=False)(
-            authorization, if_none_match, ip
+            authorization, if_none_match, ip, int(approval)
         )
         if admitted is None:
             await django(scope, receive, send)
@@ -378,7 +391,10 @@ async def serve(scope, receive, send, django) -> None:
         target, changed = admitted
         if watching:
             HUB.remember(token_hash, target)
-    if changed is not None:
+    if changed == "approval" and watching:
+        answer = [*poll.not_modified_headers(target, rid), ("X-Watch", "1")]
+        await _respond(send, 304, [*answer, *_approval_event(approval)])
+    elif isinstance(changed, tuple):
         await _document(send, changed, rid, watching)
     elif not watching:
         await _respond(send, 304, poll.not_modified_headers(target, rid))
@@ -397,6 +413,10 @@ async def _document(send, changed: tuple[str, bytes, float], rid: str, watching:
         ("X-Content-Type-Options", "nosniff"),
     ]
     await _respond(send, 200, [*headers, ("X-Watch", "1")] if watching else headers, body)
+
+
+def _approval_event(approval) -> list[tuple[str, str]]:
+    return [("X-Watch-Event", "approval"), ("X-Approval-Id", str(approval))]
 
 
 def _marked(app):
@@ -442,9 +462,7 @@ async def hold(scope, receive, send, django, target, token_hash, ip, rid, wait_s
     if result is None:
         await _respond(send, 304, answer)
     elif result[0] == "approval":
-        await _respond(
-            send, 304, [*answer, ("X-Watch-Event", "approval"), ("X-Approval-Id", str(result[1]))]
-        )
+        await _respond(send, 304, [*answer, *_approval_event(result[1])])
     elif result[0] == "document":
         await _document(send, result[1:], rid, True)
     else:  # the credential may have been revoked: the full node API says so, or answers anew

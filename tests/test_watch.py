@@ -281,15 +281,15 @@ def test_a_watch_held_longer_than_the_poll_interval_counts_as_contact(north, set
     assert run(scenario) is not None
 
 
-@pytest.mark.parametrize("wait", ["soon", "-1", "3601", "1.5"])
-def test_a_malformed_wait_gets_422_with_a_message(north_node, wait):
+@pytest.mark.parametrize("wait", ["soon", "-1", "3601", "1.5", "30&approval=x"])
+def test_a_malformed_wait_or_approval_gets_422_with_a_message(north_node, wait):
     node, credential = north_node
 
     async def scenario():
         return await (await Call(credential, node.etag, query=f"wait={wait}").start()).answer()
 
     r = run(scenario)
-    assert r["status"] == 422 and b"wait must be" in r["body"]
+    assert r["status"] == 422 and b" must be " in r["body"]
 
 
 def test_a_wait_longer_than_the_servers_limit_is_shortened_to_it(north_node, settings):
@@ -368,3 +368,34 @@ def test_a_node_watching_again_is_admitted_from_memory_until_its_credential_is_r
     first, remembered, ended, after, still_known = run(scenario)
     assert first["status"] == 304 and remembered
     assert ended["status"] == 401 and after["status"] == 401 and not still_known
+
+
+def test_a_watch_for_an_approval_decided_before_it_began_ends_at_once(alice, north_node):
+    """A decision that lands between two watches is not missed: the watch names the approval."""
+    node, credential = north_node
+    approval = services.do_request_approval(
+        node, schemas.ApprovalIn(tool="shell", agent="ops", arguments={})
+    )
+    services.do_decide_approval(approval, actor=alice, approve=False)
+
+    async def scenario():
+        query = f"wait=30&approval={approval.pk}"
+        return await (await Call(credential, node.etag, query=query).start()).answer()
+
+    r = run(scenario)
+    assert r["status"] == 304 and r["headers"]["x-watch-event"] == "approval"
+    assert r["headers"]["x-approval-id"] == str(approval.pk)
+
+
+def test_a_watch_for_an_approval_still_pending_is_held(north_node):
+    node, credential = north_node
+    approval = services.do_request_approval(
+        node, schemas.ApprovalIn(tool="shell", agent="ops", arguments={})
+    )
+
+    async def scenario():
+        query = f"wait=1&approval={approval.pk}"
+        return await (await Call(credential, node.etag, query=query).start()).answer()
+
+    r = run(scenario)
+    assert r["status"] == 304 and "x-watch-event" not in r["headers"]
