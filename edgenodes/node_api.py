@@ -157,7 +157,9 @@ def download_router(request, sha256: str):
     "/desired-state", auth=NodePollAuth(), response={200: schemas.DesiredState, 304: None, **ERRORS}
 )
 def get_desired_state(
-    request, wait: int = Query(0, ge=0, le=watch.WAIT_LIMIT), approval: int = Query(0, ge=0)
+    request,
+    wait: int = Query(0, ge=0, le=watch.WAIT_LIMIT),
+    approval: int = Query(0, ge=0, le=10**18 - 1),
 ):
     """The node's desired-state document. Send `If-None-Match` with the last ETag: an unchanged
     document is a 304 without a body, answered with one indexed read and without composing the

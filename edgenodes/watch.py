@@ -360,7 +360,8 @@ async def serve(scope, receive, send, django) -> None:
     # `approval`: the id of an approval the node waits for; decided already, the watch ends at once
     # (a decision between two watches would otherwise wait for the next one to end).
     approval = (query.get("approval") or ["0"])[-1]
-    problem = "" if approval.isascii() and approval.isdigit() else "approval must be an id"
+    valid = approval.isascii() and approval.isdigit() and len(approval) <= 18  # a bigint
+    problem = "" if valid else "approval must be an id"
     if "wait" in query:
         wait_s = _wait(query["wait"])
         problem = wait_s if isinstance(wait_s, str) else problem

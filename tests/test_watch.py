@@ -281,7 +281,9 @@ def test_a_watch_held_longer_than_the_poll_interval_counts_as_contact(north, set
     assert run(scenario) is not None
 
 
-@pytest.mark.parametrize("wait", ["soon", "-1", "3601", "1.5", "30&approval=x"])
+@pytest.mark.parametrize(
+    "wait", ["soon", "-1", "3601", "1.5", "30&approval=x", "30&approval=" + "9" * 40]
+)
 def test_a_malformed_wait_or_approval_gets_422_with_a_message(north_node, wait):
     node, credential = north_node
 
