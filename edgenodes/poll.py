@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 from django.conf import settings
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.utils import timezone
 
 from controlplane import tokens
@@ -77,10 +78,13 @@ def poll_target(token_hash: str) -> PollTarget | None:
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     if connection.vendor == "postgresql":
         # Django's cursors bind parameters client-side and send a simple query, which PostgreSQL
-        # parses and plans every time; a server-side cursor runs it as a prepared statement.
+        # parses and plans every time; a server-side binding cursor runs it as a prepared
+        # statement (after DB_PREPARE_THRESHOLD runs on a connection). Wrapped as Django wraps
+        # its own: errors mapped, queries logged where Django logs them.
         connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(_SQL, [token_hash, now], prepare=True)
+        wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+        with wrapper(psycopg.Cursor(connection.connection), connection) as cursor:
+            cursor.execute(_SQL, [token_hash, now])
             row = cursor.fetchone()
     else:
         with connection.cursor() as cursor:

@@ -33,7 +33,8 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, close_old_connections
@@ -128,6 +129,7 @@ class Hub:
         self.tasks: list[asyncio.Task] = []
         self.channel = ""
         self.joined_at = 0.0
+        self.layer: Any = None  # the channel layer this process's loop listens on
         self.waking: set[asyncio.Task] = set()  # wake-ups being handled (kept referenced)
         # token hash -> (until, the target a watch of it was admitted with): a node that comes
         # back at once (after an answer) is admitted without a thread hop or a query. Until at
@@ -176,7 +178,7 @@ class Hub:
         _discard(self.by_fleet, watch.target.fleet_id, watch)
 
     async def join(self) -> None:
-        layer = get_channel_layer()
+        layer = self.layer
         if layer is None:
             return
         if not self.channel:
@@ -188,10 +190,14 @@ class Hub:
         layer = get_channel_layer()
         if previous and layer is not None:  # the channel of a loop that is gone (tests)
             await layer.group_discard(WATCH_GROUP, previous)
+        if layer is not None and type(layer).__module__.startswith("channels_redis"):
+            # Its own instance, bound to this loop (channels_redis's receive locks are per
+            # instance); publishers keep the shared one. The in-memory layer must be shared.
+            layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        self.layer = layer
         while True:
             try:
                 await self.join()
-                layer = get_channel_layer()
                 if layer is None:
                     return
                 while True:
