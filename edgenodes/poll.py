@@ -137,11 +137,16 @@ def not_modified(authorization: str, if_none_match: str, ip: str | None) -> Poll
     return admitted(authorization, ip, if_none_match) if if_none_match else None
 
 
-def not_modified_headers(target: PollTarget, rid: str) -> list[tuple[str, str]]:
+def answer_headers(etag: str, interval: float, rid: str) -> list[tuple[str, str]]:
+    """The headers of every desired-state answer given outside Django (304 and 200 alike)."""
     return [
-        ("ETag", target.etag),
-        ("X-Poll-Interval", str(next_poll_interval(target.poll_interval_s))),
+        ("ETag", etag),
+        ("X-Poll-Interval", str(interval)),
         ("Cache-Control", "no-cache"),
         ("X-Request-ID", rid),
         ("X-Content-Type-Options", "nosniff"),
     ]
+
+
+def not_modified_headers(target: PollTarget, rid: str) -> list[tuple[str, str]]:
+    return answer_headers(target.etag, next_poll_interval(target.poll_interval_s), rid)

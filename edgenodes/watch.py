@@ -411,14 +411,7 @@ async def serve(scope, receive, send, django) -> None:
 
 async def _document(send, changed: tuple[str, bytes, float], rid: str, watching: bool) -> None:
     etag, body, interval = changed
-    headers = [
-        ("Content-Type", "application/json"),
-        ("ETag", etag),
-        ("X-Poll-Interval", str(interval)),
-        ("Cache-Control", "no-cache"),
-        ("X-Request-ID", rid),
-        ("X-Content-Type-Options", "nosniff"),
-    ]
+    headers = [("Content-Type", "application/json"), *poll.answer_headers(etag, interval, rid)]
     await _respond(send, 200, [*headers, ("X-Watch", "1")] if watching else headers, body)
 
 
