@@ -61,7 +61,7 @@ test: lint pytest bench-smoke
 services:
 	@scripts/services.sh
 
-BENCHMARKS := node_api agent audit registry live routing relay
+BENCHMARKS := node_api agent audit registry live routing relay phi
 
 # Every benchmark on a real PostgreSQL (and Redis) that this starts; figures in bench/results/.
 bench: install

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +18,17 @@ API = "/api/node/v1"
 class ControlPlaneError(Exception):
     """The control plane answered with an error (4xx/5xx), or could not be reached."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str = "",
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.code = code  # the server's machine-readable reason, where it gives one
 
 
 @dataclass
@@ -49,15 +58,19 @@ def retry_wait(exc: ControlPlaneError, attempt: int) -> float:
 def _raise_for(r: httpx.Response) -> None:
     if r.status_code < 400:
         return
+    code = ""
     try:
-        detail = r.json().get("detail")
-    except ValueError:
+        body = r.json()
+        detail = body.get("detail")
+        code = str(body.get("code") or "")
+    except (ValueError, AttributeError):
         detail = r.text[:200]
     retry_after = r.headers.get("Retry-After")
     raise ControlPlaneError(
         f"{r.request.method} {r.request.url.path}: {r.status_code} {detail}",
         status=r.status_code,
         retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        code=code,
     )
 
 
@@ -145,6 +158,36 @@ class NodeClient:
             cost_usd=meta.get("cost_usd"),
             budget_warning=meta.get("budget_warning", ""),
         )
+
+    def escalate_stream(self, req: schemas.RelayIn) -> Iterator[str]:
+        """Through the relay, streamed: the answer's text as its chunks arrive. A stream the cloud
+        cuts (an `error` event, or no `[DONE]`) raises ControlPlaneError: never a short success."""
+        body = req.model_dump(mode="json") | {"stream": True}
+        try:
+            with self.http.stream(
+                "POST", "/chat/completions", json=body, headers=self._headers()
+            ) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    _raise_for(r)
+                for line in r.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        message = (chunk["error"] or {}).get("message", "the cloud stream failed")
+                        raise ControlPlaneError(message, status=502)
+                    for choice in chunk.get("choices") or []:
+                        if piece := (choice.get("delta") or {}).get("content"):
+                            yield piece
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"the cloud stream was cut: {exc}", status=502) from exc
+        except ValueError as exc:
+            raise ControlPlaneError(f"the cloud stream is not JSON: {exc}", status=502) from exc
+        raise ControlPlaneError("the cloud stream ended without [DONE]", status=502)
 
     def signing_key(self) -> schemas.SigningKeyOut:
         return schemas.SigningKeyOut.model_validate(self._call("GET", "/signing-key").json())

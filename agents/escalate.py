@@ -1,18 +1,23 @@
 """Escalation to a cloud LLM through the control plane, after the fleet's policy is applied here
-(allow-list, regions, PHI redaction or refusal); the control plane applies it again. The router of
-a later issue decides when to call this; today a caller asks for it (`model: "cloud:<endpoint>"`).
+(allow-list, regions, PHI redaction or refusal); the control plane applies it again. The router
+(route.py) or a caller (`model: "cloud:<endpoint>"`) decides when to call this.
+
+In HIPAA mode towards an endpoint without a BAA, PHI leaves as numbered placeholders (`<PERSON_1>`)
+and the cloud's answer has the originals put back here, before anyone sees it. The mapping lives in
+this call only: never in events, the outbox, logs or the audit trail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import compliance, schemas
+from . import compliance, phi, schemas
 from .agent import Turn
 from .backends import Usage
-from .client import NodeClient
+from .client import ControlPlaneError, NodeClient
 from .telemetry import SUBJECT, Telemetry
 
 
@@ -27,35 +32,83 @@ class Escalator:
         self.telemetry = telemetry
         self.policy = policy
 
-    def escalate(
-        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
-    ) -> Turn:
-        """Raises EscalationRefused or ControlPlaneError with the reason."""
+    def _prepare(
+        self, messages: list[dict[str, Any]], endpoint: str, agent: str, stream: bool = False
+    ) -> tuple[compliance.Escalation, schemas.RelayIn]:
+        """The fleet's policy applied here (raises EscalationRefused), and the relay request."""
         event = self.telemetry.event
-        token = SUBJECT.set(subject)
         try:
-            try:
-                allowed = compliance.guard_escalation(self.policy(), endpoint, messages)
-            except compliance.EscalationRefused as exc:
-                event("escalation.refused", {"endpoint": endpoint, "reason": str(exc)})
-                raise
-            if allowed.redactions:
-                event("phi.redacted", {"endpoint": endpoint, "counts": allowed.redactions})
-            started = time.perf_counter()
-            out = self.client.escalate(
-                schemas.RelayIn(
-                    agent=agent or "edge",
-                    model=f"cloud:{endpoint}",
-                    messages=[schemas.ChatMessage.model_validate(m) for m in allowed.messages],
-                )
+            allowed = compliance.guard_escalation(self.policy(), endpoint, messages)
+        except compliance.EscalationRefused as exc:
+            event("escalation.refused", {"endpoint": endpoint, "reason": str(exc)})
+            raise
+        if allowed.redactions:
+            event("phi.redacted", {"endpoint": endpoint, "counts": allowed.redactions})
+        request = schemas.RelayIn(
+            agent=agent or "edge",
+            model=f"cloud:{endpoint}",
+            messages=[schemas.ChatMessage.model_validate(m) for m in allowed.messages],
+            redactions=allowed.redactions,
+            stream=stream,
+        )
+        return allowed, request
+
+    def _refused_there(self, exc: ControlPlaneError, endpoint: str) -> None:
+        """The control plane's second pass refused it for PHI: like a refusal here (the caller
+        answers locally)."""
+        if exc.code == "phi_refused":
+            self.telemetry.event(
+                "escalation.refused", {"endpoint": endpoint, "reason": str(exc)[:500]}
             )
-            latency = time.perf_counter() - started
-            event("escalation.sent", {"endpoint": endpoint, "redactions": allowed.redactions})
-        finally:
-            SUBJECT.reset(token)
+            raise compliance.PhiRefused(str(exc)) from None
+
+    def _sent(self, endpoint: str, redactions: dict[str, int], latency: float) -> None:
+        self.telemetry.event("escalation.sent", {"endpoint": endpoint, "redactions": redactions})
         self.telemetry.metrics(
             {"request.latency_ms": latency * 1000, "request.local": 0, "request.escalated": 1}
         )
-        return Turn(
-            agent=f"cloud:{out.endpoint}", answer=out.content, usage=Usage(latency_s=latency)
-        )
+
+    def escalate(
+        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
+    ) -> Turn:
+        """Raises EscalationRefused (PhiRefused for PHI) or ControlPlaneError with the reason."""
+        token = SUBJECT.set(subject)
+        try:
+            allowed, request = self._prepare(messages, endpoint, agent)
+            started = time.perf_counter()
+            try:
+                out = self.client.escalate(request)
+            except ControlPlaneError as exc:
+                self._refused_there(exc, endpoint)
+                raise
+            latency = time.perf_counter() - started
+            self._sent(endpoint, allowed.redactions, latency)
+        finally:
+            SUBJECT.reset(token)
+        answer = phi.restore(out.content, allowed.mapping)
+        return Turn(agent=f"cloud:{out.endpoint}", answer=answer, usage=Usage(latency_s=latency))
+
+    def stream(
+        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
+    ) -> Iterator[str]:
+        """The cloud's answer as it arrives, with the originals put back (a placeholder cut
+        between two chunks is held back until it is whole). Consume it in one thread; the same
+        errors as `escalate`, raised before the first piece."""
+        token = SUBJECT.set(subject)
+        try:
+            allowed, request = self._prepare(messages, endpoint, agent, stream=True)
+            restorer = phi.Restorer(allowed.mapping)
+            started = time.perf_counter()
+            try:
+                for piece in self.client.escalate_stream(request):
+                    if text := restorer.feed(piece):
+                        yield text
+            except ControlPlaneError as exc:
+                self._refused_there(exc, endpoint)
+                raise
+            if tail := restorer.flush():
+                yield tail
+            self._sent(endpoint, allowed.redactions, time.perf_counter() - started)
+        finally:
+            with contextlib.suppress(ValueError):  # closed from another context
+                SUBJECT.reset(token)

@@ -71,9 +71,12 @@ class Router:
         """The decision before answering, or None: answer locally, then ask `after` (cascade)."""
         if self.policy.mode == "local" or not self.endpoint:
             return Decision("local", "mode")
-        hipaa = compliance.mode == schemas.ComplianceMode.HIPAA
-        if hipaa and phi.available() and phi.detect(question):
-            return Decision("local", "phi", note="kept local: the request contains PHI")
+        if compliance.mode == schemas.ComplianceMode.HIPAA:
+            try:
+                if phi.detect(question):
+                    return Decision("local", "phi", note="kept local: the request contains PHI")
+            except phi.DetectionError as exc:  # fail closed
+                return Decision("local", "phi", note=f"kept local: {exc}")
         if not online:
             return Decision("local", "offline", note="answered locally: the cloud is unreachable")
         if time.monotonic() < self.budget_blocked_until:

@@ -21,6 +21,7 @@ import os
 import resource
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from .agent import Turn
 from .apply import WATCH_S, Active, Applier, ApplyError
 from .approvals import Approvals
 from .client import ControlPlaneError, NodeClient
+from .compliance import PhiRefused
 from .escalate import Escalator
 from .outbox import Outbox
 from .route import Decision
@@ -144,6 +146,11 @@ class Runtime:
     ) -> Turn:
         return self.escalator.escalate(messages, endpoint, agent, subject)
 
+    def escalate_stream(
+        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
+    ) -> Iterator[str]:
+        return self.escalator.stream(messages, endpoint, agent, subject)
+
     # --- answering --------------------------------------------------------------------------------
 
     def ask(
@@ -189,6 +196,14 @@ class Runtime:
         """The cloud's answer, or the decision to answer locally after all, saying why."""
         try:
             turn = self.escalate(messages, router.endpoint, agent or "", subject)
+        except PhiRefused as exc:
+            return Decision(
+                "local",
+                "phi",
+                decision.score,
+                decision.threshold,
+                note=f"kept local: {str(exc)[:300]}",
+            )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the request local
             status = getattr(exc, "status", None)
             if status == 429 and "budget" in str(exc):
@@ -205,6 +220,14 @@ class Runtime:
             meta["local_completion_tokens"] = paid.usage.completion_tokens
         turn.routing = meta
         self.event("router.decision", meta)
+        return turn
+
+    def answer_locally(self, messages: list[dict[str, Any]], note: str, subject: str = "") -> Turn:
+        """A local answer to a request the cloud may not take, saying why (explicit `cloud:`
+        calls refused for PHI)."""
+        turn = self._answer_locally(messages, None, subject)
+        turn.routing = {"route": "local", "rule": "phi", "note": note}
+        self.event("router.decision", turn.routing)
         return turn
 
     def _answer_locally(

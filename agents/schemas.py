@@ -7,11 +7,22 @@ the database as something it would reject with a 500.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_SEQ = 2**63 - 1
 MAX_JSON_DEPTH = 8
@@ -21,6 +32,52 @@ def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("NUL characters are not allowed")
     return value
+
+
+# Names, labels and other identifiers are shown on pages, in terminals and in logs, so they hold no
+# C0 or C1 control character (an ESC sequence rewrites a terminal) and no Unicode bidirectional
+# formatting (overrides, isolates, marks: a name that displays as another). Prose (descriptions,
+# notes, reasons) may keep tabs and line breaks. This is the one rule: the schemas below, the admin
+# API's and the services (controlplane.schemas.refuse_unsafe) all apply `unsafe_text`. The same
+# character classes, written so that Python's re and JSON Schema (ECMA 262) read them alike, are
+# the schemas' `pattern`, so a client (and the fuzz) knows what is refused.
+_BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_NAME_UNSAFE = r"\x00-\x1f\x7f-\x9f" + _BIDI
+_PROSE_UNSAFE = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + _BIDI  # keeps \t \n \r
+NAME_PATTERN = f"^[^{_NAME_UNSAFE}]*$"
+PROSE_PATTERN = f"^[^{_PROSE_UNSAFE}]*$"
+_UNSAFE = {False: re.compile(f"[{_NAME_UNSAFE}]"), True: re.compile(f"[{_PROSE_UNSAFE}]")}
+UNSAFE_CODE = "unsafe_characters"  # the 422's error `type`, the 400's `code`
+
+
+def unsafe_text(value: str, *, prose: bool = False) -> str | None:
+    """Why `value` cannot be a name (with `prose`: free text), or None if it can."""
+    found = _UNSAFE[prose].search(value)
+    if found is None:
+        return None
+    return (
+        "must not contain control characters or bidirectional overrides "
+        f"(found U+{ord(found.group()):04X})"
+    )
+
+
+def _refuse_unsafe(prose: bool):
+    def check(value: Any, info: ValidationInfo) -> Any:
+        problem = unsafe_text(value, prose=prose) if isinstance(value, str) else None
+        if problem:
+            where = f"{info.field_name}: " if info.field_name else ""
+            raise PydanticCustomError(UNSAFE_CODE, where + problem)
+        return value
+
+    return BeforeValidator(check)
+
+
+# Checked before length and pattern, so that the message says what is wrong.
+SafeName = Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN}), _refuse_unsafe(False)]
+SafeProse = Annotated[
+    str, Field(json_schema_extra={"pattern": PROSE_PATTERN}), _refuse_unsafe(True)
+]
+NAME_CHECK = _refuse_unsafe(False)  # for names that have a stricter pattern of their own
 
 
 def _json_clean(value: Any, depth: int = 0) -> Any:
@@ -58,7 +115,7 @@ TIMESTAMP_PATTERN = r"^2[01][0-9]{2}-"
 
 
 Str = Annotated[str, AfterValidator(_no_nul)]
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+Name = Annotated[SafeName, Field(min_length=1, max_length=100)]
 ShortStr = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
 LongStr = Annotated[str, Field(max_length=4000), AfterValidator(_no_nul)]
 JsonDict = Annotated[dict[str, Any], AfterValidator(_json_clean)]
@@ -69,9 +126,9 @@ Timestamp = Annotated[
 ]
 Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 LabelKey = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"), NAME_CHECK
 ]
-LabelValue = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9._/-]*$")]
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9._/-]*$"), NAME_CHECK]
 LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 # The JSON schema says what the validation does: keys that do not match are refused, not ignored.
 Labels = Annotated[
@@ -152,7 +209,9 @@ class DesiredState(BaseModel):
 
 # --- sections of desired state --------------------------------------------------------------------
 
-Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Slug = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"), NAME_CHECK
+]
 
 
 class ModelAssignment(Strict):
@@ -167,7 +226,7 @@ class ModelAssignment(Strict):
     n_gpu_layers: Annotated[int, Field(ge=-1, le=1000)] = 0
     # For backend "openai": an OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM).
     base_url: Annotated[str, Field(max_length=2000)] = ""
-    remote_model: Annotated[str, Field(max_length=200)] = ""
+    remote_model: Annotated[SafeName, Field(max_length=200)] = ""
     # From the model registry: an admin writes `name` and `variant` ("auto" or a quantization such
     # as "Q4_K_M"); the control plane fills in url, sha256, the signed manifest and, for "auto",
     # why this variant was chosen for this node (or, in `error`, why none fits).
@@ -182,7 +241,7 @@ class AgentSpec(Strict):
     role: LongStr = "You are a helpful assistant running on an edge device."
     # The model this agent runs on: "" means the node's assigned model. A node runs one model, so a
     # different name is refused at apply time with the reason, not ignored.
-    model: Annotated[str, Field(max_length=100)] = ""
+    model: Annotated[SafeName, Field(max_length=100)] = ""
     tools: Annotated[list[Slug], Field(max_length=64)] = []
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
@@ -378,6 +437,15 @@ class RelayIn(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     stream: bool = False
     agent: Slug = "edge"  # which of the node's agents asks: costs are counted per agent
+    # What the node redacted, per kind (agents.phi.KINDS): the control plane counts the
+    # placeholders it receives and audits a disagreement (docs/compliance.md)
+    redactions: Annotated[
+        dict[
+            Annotated[str, Field(pattern=r"^[A-Z_]{1,32}$")],
+            Annotated[int, Field(ge=0, le=1_000_000)],
+        ],
+        Field(max_length=32),
+    ] = {}
 
 
 class EscalateOut(BaseModel):

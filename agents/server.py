@@ -15,7 +15,7 @@ from typing import Any
 
 from .backends import ContextFull
 from .client import ControlPlaneError
-from .compliance import EscalationRefused
+from .compliance import EscalationRefused, PhiRefused
 from .runtime import Runtime
 
 MAX_BODY = 1 << 20
@@ -93,7 +93,15 @@ class LocalAPI:
         if model.startswith("cloud:"):
             # Explicit escalation: the fleet's compliance policy applies here and on the server.
             try:
+                if req.get("stream"):
+                    return await self._cloud_stream(send, req, clean, model[6:], subject)
                 turn = await asyncio.to_thread(self.runtime.escalate, clean, model[6:], "", subject)
+            except PhiRefused as exc:
+                # HIPAA fails closed: nothing went out; the node answers itself and says why.
+                if not self._agents():
+                    return await _send_json(send, 403, _error(str(exc), "policy_refused"))
+                note = f"answered locally: {str(exc)[:300]}"
+                turn = await asyncio.to_thread(self.runtime.answer_locally, clean, note, subject)
             except (EscalationRefused, ControlPlaneError) as exc:
                 return await _send_json(send, 403, _error(str(exc), "policy_refused"))
             return await self._answer(send, req, turn)
@@ -110,6 +118,63 @@ class LocalAPI:
         except Exception as exc:  # an inference failure must answer, not drop the connection
             return await _send_json(send, 500, _error(f"inference failed: {exc}", "server_error"))
         return await self._answer(send, req, turn)
+
+    async def _cloud_stream(self, send, req, messages, endpoint: str, subject: str) -> None:
+        """A cloud answer streamed as it arrives (runtime.escalate_stream, run on a thread of its
+        own). A refusal raises before anything is sent; a cut after the first chunk ends the
+        stream with an `error` event and no `[DONE]`."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def pump() -> None:
+            try:
+                for piece in self.runtime.escalate_stream(messages, endpoint, "", subject):
+                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+            except Exception as exc:  # noqa: BLE001 - handed to the response
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        threading.Thread(target=pump, name="cloud-stream", daemon=True).start()
+        kind, value = await queue.get()
+        if kind == "error":
+            raise value
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
+
+        async def event(data: dict) -> None:
+            body = f"data: {json.dumps(data)}\n\n".encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        def chunk(delta: dict, finish: str | None = None) -> dict:
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": f"cloud:{endpoint}",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+
+        await event(chunk({"role": "assistant", "content": ""}))
+        while kind == "piece":
+            await event(chunk({"content": value}))
+            kind, value = await queue.get()
+        if kind == "error":
+            await event(
+                {"error": {"message": f"the cloud stream failed: {value}", "type": "upstream"}}
+            )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await event(chunk({}, "stop"))
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
     async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())

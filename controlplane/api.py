@@ -55,7 +55,11 @@ class PersonalTokenAuth(HttpBearer):
 def _install_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ServiceError)
     def service_error(request, exc: ServiceError):
-        response = api.create_response(request, {"detail": exc.message}, status=exc.status)
+        body = {"detail": exc.message}
+        code = getattr(exc, "code", "")  # a machine-readable reason (controlplane/errors.py)
+        if code:
+            body["code"] = code
+        response = api.create_response(request, body, status=exc.status)
         if isinstance(exc, RateLimited | Unavailable):
             response["Retry-After"] = str(exc.retry_after)
         return response

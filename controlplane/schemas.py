@@ -7,7 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+from agents.schemas import NAME_CHECK, UNSAFE_CODE, unsafe_text
+from controlplane.errors import ServiceError
+
+Slug = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$"), NAME_CHECK
+]
 
 
 def _iso_only(value: Any) -> Any:
@@ -42,3 +47,25 @@ def _utc(value: datetime) -> datetime:
 
 
 IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc)]
+
+
+class UnsafeText(ServiceError):
+    """A 400 whose `code` is the schemas' error type for the same rule."""
+
+    code = UNSAFE_CODE
+
+
+def refuse_unsafe(field: str, *values: str, prose: bool = False) -> None:
+    """The services' side of the schemas' rule on names (agents.schemas.unsafe_text): a 400 naming
+    `field` if one of `values` holds a control character or a bidirectional override (prose may
+    keep tabs and line breaks). For callers that reach a service without the API's In schema."""
+    for value in values:
+        problem = unsafe_text(value, prose=prose) if isinstance(value, str) else None
+        if problem:
+            raise UnsafeText(f"{field}: {problem}", field=field)
+
+
+def refuse_unsafe_labels(field: str, labels: dict[str, str] | None) -> None:
+    """`refuse_unsafe` over a label map's keys and values."""
+    for key, value in (labels or {}).items():
+        refuse_unsafe(field, key, value)

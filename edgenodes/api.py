@@ -24,6 +24,7 @@ from agents.schemas import (
     PhiAction,
     Regions,
     RetentionDays,
+    SafeProse,
 )
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
 from controlplane.errors import ERRORS
@@ -48,7 +49,7 @@ router = Router(tags=["fleet"])
 # --- schemas ------------------------------------------------------------------------------------
 
 
-Description = Annotated[str, Field(max_length=2000)]
+Description = Annotated[SafeProse, Field(max_length=2000)]
 
 
 class FleetIn(Schema):
@@ -146,7 +147,7 @@ class EnrollmentTokenIn(Schema):
         24, description="hours until it expires; null: it never expires (an explicit choice)"
     )
     max_uses: Annotated[int, Field(ge=1, le=100_000)] = 1
-    note: Annotated[str, Field(max_length=200)] = ""
+    note: Annotated[SafeProse, Field(max_length=200)] = ""
 
     def service_kwargs(self) -> dict[str, Any]:
         """do_create_enrollment_token's keywords (the API and the enrollment page alike)."""
@@ -319,6 +320,46 @@ def set_compliance(request, slug: str, payload: CompliancePatch):
         fleet, request=request, **changes, actor=request.auth
     )
     return _compliance_out(fleet, changed)
+
+
+class RedactionPreviewIn(Schema):
+    text: Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class PreviewFinding(Schema):
+    kind: str
+    value: str
+
+
+class RedactionPreviewOut(Schema):
+    verdict: Literal["as_is", "redacted", "refused"] = Field(
+        description="as_is: the fleet is not in HIPAA mode, its endpoints get the text as it is "
+        "(`sent` shows what HIPAA mode would send); redacted: what an endpoint without a BAA "
+        "receives; refused: nothing would be sent (`reason`)"
+    )
+    sent: str
+    counts: dict[str, int]
+    findings: list[PreviewFinding]
+    reason: str = ""
+
+
+@router.post(
+    "/fleets/{slug}/compliance/redaction-preview",
+    response={200: RedactionPreviewOut, **ERRORS},
+)
+def redaction_preview(request, response: HttpResponse, slug: str, payload: RedactionPreviewIn):
+    """What a cloud endpoint without a BAA would receive of `text` from this fleet's nodes: the
+    node's own detector and placeholders, run here. Nothing is stored or logged."""
+    fleet = access_fleet(request.auth, slug, VIEW_AUDIT)
+    preview = escalation.redaction_preview(fleet, text=payload.text)
+    response["Cache-Control"] = "no-store"
+    return RedactionPreviewOut(
+        verdict=preview.verdict,  # type: ignore[arg-type]
+        sent=preview.sent,
+        counts=preview.counts,
+        findings=[PreviewFinding(kind=k, value=v) for k, v in preview.findings],
+        reason=preview.reason,
+    )
 
 
 # --- cloud budgets and usage ---------------------------------------------------------------------
@@ -619,7 +660,7 @@ def list_approvals(request, response: HttpResponse, filters: Query[ApprovalFilte
 
 
 class DecisionIn(Schema):
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Annotated[SafeProse, Field(max_length=500)] = ""
 
 
 @router.post("/approvals/{approval_id}/approve", response={200: ApprovalOut, **ERRORS})

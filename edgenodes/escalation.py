@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from agents import compliance, schemas
+from agents import compliance, phi, schemas
 from controlplane.audit.services import record
 from controlplane.errors import Forbidden, ServiceError
 from controlplane.events import publish_on_commit
@@ -42,6 +43,12 @@ class UpstreamError(ServiceError):
 
 class BudgetExhausted(ServiceError):
     status = 429
+
+
+class PhiForbidden(Forbidden):
+    """HIPAA: PHI found by the second pass, or detection could not run; the node answers locally."""
+
+    code = "phi_refused"
 
 
 @dataclass
@@ -103,11 +110,18 @@ def budget_verdict(
 
 
 def plan(
-    node: Node, name: str, messages: list[dict[str, Any]], *, agent: str, max_tokens: int
+    node: Node,
+    name: str,
+    messages: list[dict[str, Any]],
+    *,
+    agent: str,
+    max_tokens: int,
+    declared: dict[str, int] | None = None,
 ) -> Plan:
     """The endpoints that may take this request, in order, each with the messages policy lets go
     there. Raises Forbidden when policy refuses the requested endpoint itself, BudgetExhausted when
-    no endpoint of its chain fits the budgets. Both are audited."""
+    no endpoint of its chain fits the budgets. Both are audited. `declared`: what the node says it
+    redacted; where it differs from the placeholders received, a `phi.mismatch` record says so."""
     fleet = node.fleet
     policy = fleet.compliance_policy()
     endpoints = chain(policy, name)
@@ -119,15 +133,26 @@ def plan(
     budgets = fleet.budgets()
     prompt = estimate_tokens(messages)
     targets, skipped = [], []
+    mismatch_recorded = False
     for i, endpoint in enumerate(endpoints):
         try:
-            allowed = compliance.guard_escalation(policy, endpoint.name, messages)
+            allowed = compliance.check_escalation(policy, endpoint.name, messages)
         except compliance.EscalationRefused as exc:
             record_refusal(node, agent=agent, endpoint=endpoint.name, reason=str(exc))
             if i == 0:
-                raise Forbidden(str(exc)) from None
+                phi_refused = isinstance(exc, compliance.PhiRefused)
+                raise (PhiForbidden if phi_refused else Forbidden)(str(exc)) from None
             skipped.append(f"{endpoint.name}: {exc}")
             continue
+        if (declared or {}) != allowed.redactions and not mismatch_recorded:
+            record_mismatch(
+                node,
+                agent=agent,
+                endpoint=endpoint.name,
+                node_counts=declared or {},
+                received=allowed.redactions,
+            )
+            mismatch_recorded = True
         usd = cost(endpoint, prompt, max_tokens)
         refusal, warning = budget_verdict(budgets, used, usd, prompt + max_tokens)
         if refusal:
@@ -239,6 +264,26 @@ def record_failure(
     )
 
 
+def record_mismatch(
+    node: Node,
+    *,
+    agent: str,
+    endpoint: str,
+    node_counts: dict[str, int],
+    received: dict[str, int],
+    request=None,
+) -> None:
+    """The node said it redacted other counts than the placeholders the control plane received."""
+    record(
+        "phi.mismatch",
+        ("escalation", endpoint),
+        node=node,
+        fleet=node.fleet,
+        after={"agent": agent, "endpoint": endpoint, "node": node_counts, "received": received},
+        request=request,
+    )
+
+
 def record_refusal(node: Node, *, agent: str, endpoint: str, reason: str, request=None) -> None:
     record(
         "escalation.refused",
@@ -248,6 +293,46 @@ def record_refusal(node: Node, *, agent: str, endpoint: str, reason: str, reques
         after={"agent": agent, "endpoint": endpoint, "reason": reason},
         request=request,
     )
+
+
+@dataclass
+class Preview:
+    """What a cloud endpoint without a BAA would receive of `text` from this fleet's nodes."""
+
+    verdict: str  # "as_is" (not HIPAA mode), "redacted", "refused"
+    sent: str  # the text as it would leave the node ("" when refused)
+    counts: dict[str, int]
+    findings: list[tuple[str, str]]  # (kind, the value found), in order
+    reason: str = ""
+
+
+PREVIEW_ENDPOINT = "preview-without-baa"
+
+
+def redaction_preview(fleet: Fleet, *, text: str) -> Preview:
+    """The fleet's PHI rule applied to `text` as a node applies it to a request for an endpoint
+    without a business associate agreement: the same detector, the same placeholders. Nothing is
+    stored, logged or audited (it is a read of the rule, not a change)."""
+    settings = fleet.compliance_settings()
+    policy = schemas.CompliancePolicy(
+        mode=schemas.ComplianceMode.HIPAA,
+        phi_action=settings.phi_action,
+        endpoints=[schemas.CloudEndpoint(name=PREVIEW_ENDPOINT, region="any")],
+    )
+    findings: list[phi.Finding] = []
+    try:
+        findings = phi.detect(text)
+        allowed = compliance.guard_escalation(
+            policy, PREVIEW_ENDPOINT, [{"role": "user", "content": text}]
+        )
+    except (compliance.PhiRefused, phi.DetectionError) as exc:
+        reason = str(exc).replace(f"cloud endpoint '{PREVIEW_ENDPOINT}'", "an endpoint")
+        kinds = Counter(f.kind for f in findings)
+        found = [(f.kind, text[f.start : f.end]) for f in findings]
+        return Preview("refused", "", dict(sorted(kinds.items())), found, reason)
+    found = [(f.kind, text[f.start : f.end]) for f in findings]
+    verdict = "redacted" if settings.mode == schemas.ComplianceMode.HIPAA else "as_is"
+    return Preview(verdict, allowed.messages[0]["content"], allowed.redactions, found)
 
 
 @transaction.atomic

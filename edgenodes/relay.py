@@ -61,8 +61,10 @@ def client(endpoint: schemas.CloudEndpoint, key: str):
     return _clients[ident]
 
 
-def _error(status: int, detail: Any, retry_after: int | None = None) -> JsonResponse:
-    response = JsonResponse({"detail": detail}, status=status)
+def _error(
+    status: int, detail: Any, retry_after: int | None = None, code: str = ""
+) -> JsonResponse:
+    response = JsonResponse({"detail": detail, **({"code": code} if code else {})}, status=status)
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response
@@ -99,8 +101,15 @@ def _admit(
         return node, None
     messages = [m.model_dump() for m in body.messages]
     name = body.model.removeprefix("cloud:")
-    # Policy checks run Presidio on HIPAA fleets: CPU work, kept off the event loop.
-    return node, escalation.plan(node, name, messages, agent=body.agent, max_tokens=body.max_tokens)
+    # Policy checks run the PHI detector on HIPAA fleets: CPU work, kept off the event loop.
+    return node, escalation.plan(
+        node,
+        name,
+        messages,
+        agent=body.agent,
+        max_tokens=body.max_tokens,
+        declared=body.redactions,
+    )
 
 
 _accounting: set[asyncio.Future] = set()  # strong references while they run
@@ -149,7 +158,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     except RateLimited as exc:
         return _error(exc.status, exc.message, exc.retry_after)
     except ServiceError as exc:  # 401 before 422: strangers learn nothing of the schema
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, code=exc.code)
     if body is None or plan is None:
         return _error(422, invalid)
     return await forward(request, node, body, plan)

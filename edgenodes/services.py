@@ -31,6 +31,7 @@ from controlplane.audit.services import entry as audit_entry
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import Conflict, Forbidden, NotFound, ServiceError, Unauthorized
 from controlplane.events import publish_on_commit, wake_on_commit
+from controlplane.schemas import refuse_unsafe, refuse_unsafe_labels
 from controlplane.unset import UNSET, Unset, given
 
 from . import desired_state
@@ -69,10 +70,15 @@ ALERT_FIELDS = {
 
 
 def _check_fleet_fields(name: str, description: str, poll_interval_s: int | None) -> None:
-    if not isinstance(name, str) or not 0 < len(name) <= 100 or "\x00" in name:
-        raise ServiceError("name must be 1-100 characters")
-    if not isinstance(description, str) or len(description) > 2000 or "\x00" in description:
-        raise ServiceError("description must be text of at most 2000 characters (may be empty)")
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        raise ServiceError("name must be 1-100 characters", field="name")
+    refuse_unsafe("name", name)
+    if not isinstance(description, str) or len(description) > 2000:
+        raise ServiceError(
+            "description must be text of at most 2000 characters (may be empty)",
+            field="description",
+        )
+    refuse_unsafe("description", description, prose=True)
     lo, hi = POLL_INTERVAL_RANGE
     if poll_interval_s is not None and not lo <= poll_interval_s <= hi:
         raise ServiceError(f"poll_interval_s must be between {lo} and {hi} seconds, or null")
@@ -186,6 +192,8 @@ def do_set_compliance(
         new = ComplianceSettings.model_validate(merged)
     except ValidationError as exc:
         raise ServiceError(f"invalid compliance settings: {first_error(exc)}") from None
+    if "cloud_endpoints" in changes:  # a cloud model's name (stored ones stay readable)
+        refuse_unsafe("cloud_endpoints", *(e.model for e in new.cloud_endpoints))
     if new.mode == ComplianceMode.HIPAA and new.store_content:
         raise ServiceError(
             "HIPAA mode never stores content centrally: store_content must not be true"
@@ -232,6 +240,8 @@ def do_create_enrollment_token(
     without expiry is only made when asked for explicitly (`never_expires`), never by default."""
     if never_expires and ttl is not None:
         raise ServiceError("a token either expires after a time or never", field="ttl_hours")
+    refuse_unsafe_labels("labels", labels)
+    refuse_unsafe("note", note, prose=True)
     plaintext, token_hash, prefix = tokens.new_token(tokens.ENROLLMENT_PREFIX)
     ttl = ttl or timedelta(hours=settings.EDGEFLEET["ENROLLMENT_TOKEN_DEFAULT_TTL_H"])
     token = EnrollmentToken.objects.create(
@@ -374,6 +384,9 @@ def do_update_node(
     request=None,
 ) -> Node:
     before = {"name": node.name, "labels": node.labels}
+    if name is not None:
+        refuse_unsafe("name", name)
+    refuse_unsafe_labels("labels", labels)
     if name is not None and name != node.name:
         if Node.objects.filter(fleet_id=node.fleet_id, name=name).exclude(pk=node.pk).exists():
             raise Conflict(f"a node named '{name}' already exists in this fleet")
@@ -449,8 +462,20 @@ def do_put_layer(
 ) -> tuple[DesiredStateLayer, int]:
     """Create or replace a named layer. Returns the layer and how many nodes got a new revision.
     `node` (a node of this fleet, or its id) for a node layer; `selector` for a label layer."""
+    refuse_unsafe("name", name or "")
     if not LAYER_NAME.match(name or ""):
-        raise ServiceError("layer name must be 1-63 letters, digits, '-' or '_'")
+        raise ServiceError("layer name must be 1-63 letters, digits, '-' or '_'", field="name")
+    refuse_unsafe_labels("selector", selector)
+    agents = sections.get("agents")
+    if isinstance(agents, dict):  # checked here too: a fleet without nodes composes nothing
+        refuse_unsafe("sections", *agents)  # agent names
+        for spec in agents.values():
+            try:
+                schemas.AgentSpec.model_validate(spec)
+            except ValidationError as exc:
+                raise ServiceError(
+                    f"invalid agents section: {first_error(exc)}", field="sections"
+                ) from None
     if scope not in LayerScope.values:
         raise ServiceError(f"unknown scope '{scope}'; allowed: {list(LayerScope.values)}")
     if "compliance" in sections:
@@ -729,8 +754,9 @@ def do_decide_approval(
 ) -> ToolApproval:
     """Approve or deny a pending tool call, once; `reason` (at most 500 characters) is kept with
     the decision and in its audit record."""
-    if not isinstance(reason, str) or len(reason) > 500 or "\x00" in reason:
+    if not isinstance(reason, str) or len(reason) > 500:
         raise ServiceError("reason must be text of at most 500 characters", field="reason")
+    refuse_unsafe("reason", reason, prose=True)
     approval = ToolApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval {approval.pk} is already {approval.status}")

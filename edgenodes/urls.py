@@ -27,5 +27,6 @@ urlpatterns = [
     ),
     path("models/", views.models_page, name="models"),
     path("compliance/", views.compliance, name="compliance"),
+    path("compliance/preview", views.compliance_preview, name="compliance-preview"),
     path("costs/", views.costs, name="costs"),
 ]

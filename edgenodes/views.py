@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from agents import phi
 from agents.schemas import CloudBudgets, ComplianceMode, PhiAction
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
@@ -29,7 +30,15 @@ from controlplane.forms import ALL, labels_from_text, submit
 from controlplane.pagination import offset_page
 
 from . import desired_state, escalation, queries, rollouts, services
-from .api import CompliancePatch, EnrollmentTokenIn, FleetPatch, LayerIn, NodePatch, RolloutIn
+from .api import (
+    CompliancePatch,
+    EnrollmentTokenIn,
+    FleetPatch,
+    LayerIn,
+    NodePatch,
+    RedactionPreviewIn,
+    RolloutIn,
+)
 from .models import Fleet, NodeStatus, RolloutNodeState
 from .registry import queries as registry_queries
 from .registry import services as registry_services
@@ -692,6 +701,11 @@ def compliance(request):
             fleet, ctx["nodes_changed"] = result
             ctx["fleet"] = fleet
         ctx["form"] = request.POST
+    _compliance_context(request, ctx["fleet"], ctx)
+    return _render(request, "edgenodes/compliance.html", None, ctx, ctx["errors"])
+
+
+def _compliance_context(request, fleet: Fleet, ctx: dict[str, Any]) -> None:
     settings_ = fleet.compliance_settings()
     ctx.update(
         settings=settings_,
@@ -702,8 +716,29 @@ def compliance(request):
         administer=_can(request.user, fleet.pk, ADMINISTER),
         modes=[m.value for m in ComplianceMode],
         phi_actions=[a.value for a in PhiAction],
+        phi_measured=phi.MEASURED,
     )
-    return _render(request, "edgenodes/compliance.html", None, ctx, ctx["errors"])
+
+
+@login_required
+@require_POST
+def compliance_preview(request):
+    """The redaction preview of the Compliance page: what an endpoint without a BAA would receive
+    of a pasted text (escalation.redaction_preview; the API's POST .../redaction-preview)."""
+    fleet = access_fleet(request.user, request.GET.get("fleet", ""), VIEW_AUDIT)
+    preview, errors = submit(
+        RedactionPreviewIn,
+        {"text": request.POST.get("text", "")},
+        lambda p: escalation.redaction_preview(fleet, text=p.text),
+    )
+    ctx: dict[str, Any] = {"fleet": fleet, "errors": {}, "preview": preview}
+    ctx.update(preview_text=request.POST.get("text", ""), preview_errors=errors)
+    if not request.htmx:
+        _, ctx["choices"] = _fleet_for(request, VIEW_AUDIT)
+        _compliance_context(request, fleet, ctx)
+    response = _render(request, "edgenodes/compliance.html", "preview", ctx, errors)
+    response["Cache-Control"] = "no-store"  # the pasted text may hold PHI
+    return response
 
 
 # --- cloud costs and budgets ----------------------------------------------------------------------

@@ -74,6 +74,7 @@ class OnOffProxy:
         probe.close()
         self.listener: socket.socket | None = None
         self.sent = bytearray()  # everything clients sent through the proxy
+        self.received = bytearray()  # everything the upstream answered
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.up()
@@ -120,12 +121,12 @@ class OnOffProxy:
             for a, b, seen in ((client, upstream, self.sent), (upstream, client, None)):
                 threading.Thread(target=self._pipe, args=(a, b, seen), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
+        """Client to upstream (`seen`: what was sent) or, with None, upstream to client."""
+        kept = self.received if seen is None else seen
         try:
             while data := src.recv(65536):
-                if seen is not None:
-                    seen += data
+                kept += data
                 dst.sendall(data)
         except OSError:
             pass
@@ -146,7 +147,7 @@ class CuttingProxy(OnOffProxy):
 
     def _pipe(self, src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
         if seen is not None:
-            return OnOffProxy._pipe(src, dst, seen)
+            return OnOffProxy._pipe(self, src, dst, seen)
         passed = 0
         try:
             while data := src.recv(65536):
@@ -172,4 +173,4 @@ class SlowProxy(OnOffProxy):
     def _pipe(self, src: socket.socket, dst: socket.socket, seen: bytearray | None) -> None:
         if seen is None:
             time.sleep(self.delay)
-        return OnOffProxy._pipe(src, dst, seen)
+        return OnOffProxy._pipe(self, src, dst, seen)

@@ -7,9 +7,12 @@ carol: compliance officer of "north". victor: viewer of "north". mallory: no rol
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
+import uvicorn
 from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -20,10 +23,13 @@ from agents.schemas import ApprovalIn, EnrollIn, HardwareProfile
 from agents.tinymodel import serve_openai, write_tiny_llama
 from controlplane.accounts import guesses
 from controlplane.accounts.models import Membership, Role
+from controlplane.asgi import application
 from controlplane.audit import services as audit_services
 from controlplane.audit.services import pseudonym
 from edgenodes import rollouts, services
 from edgenodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
+
+from .agent_helpers import free_port, wait_for
 
 HARDWARE = HardwareProfile(
     cpu_model="Test CPU",
@@ -272,3 +278,26 @@ def world(north, south, alice):
 
 
 ROLLOUT_MODEL = {"name": "custom", "url": "file:///models/custom.gguf", "sha256": "a" * 64}
+
+
+@pytest.fixture
+def asgi_server():
+    """The ASGI application under uvicorn on loopback, in a thread of this process."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",
+            log_level="error",
+            timeout_graceful_shutdown=1,  # held watches end with the server, as in production
+        )
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 30, "uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -75,6 +75,13 @@ ENDPOINTS = [
     ("deny tool call", OPERATE, "post", "/approvals/{approval}/deny", {}),
     ("read compliance settings", AUDIT, "get", "/fleets/{slug}/compliance", None),
     (
+        "preview a redaction",
+        AUDIT,
+        "post",
+        "/fleets/{slug}/compliance/redaction-preview",
+        {"text": "Patient John Smith, MRN 48213377"},
+    ),
+    (
         "change compliance mode",
         ADMINISTER,
         "patch",

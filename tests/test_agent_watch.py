@@ -4,47 +4,21 @@ without waiting out a held watch, and polls where the server does not hold watch
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import httpx
 import pytest
-import uvicorn
 
 from agents import cli
 from agents.runtime import Runtime, StateDir
 from controlplane.accounts.services import do_create_personal_token
-from controlplane.asgi import application
 from edgenodes import services
 from edgenodes.models import ToolApproval
 from edgenodes.watch import HUB
 
-from .agent_helpers import free_port, wait_for
+from .agent_helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def asgi_server():
-    """The ASGI application under uvicorn on loopback, in a thread of this process."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_level="error",
-            timeout_graceful_shutdown=1,  # held watches end with the server, as in production
-        )
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 30, "uvicorn to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    assert not thread.is_alive()
 
 
 def agent(server_url: str, north, alice, tmp_path, **runtime) -> Runtime:

@@ -58,6 +58,12 @@ FORMS = [
     ("set alert thresholds", ADMINISTER, "/fleets/{slug}/alerts", {"alert_error_rate": "0.1"}),
     ("set cloud budgets", ADMINISTER, "/costs/?fleet={slug}", {"fleet_day_usd": "5"}),
     (
+        "preview a redaction",
+        AUDIT,
+        "/compliance/preview?fleet={slug}",
+        {"text": "Patient John Smith, MRN 48213377"},
+    ),
+    (
         "change compliance settings",
         ADMINISTER,
         "/compliance/?fleet={slug}",

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
-from agents.schemas import Name
+from agents.schemas import Name, SafeName
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW, VIEW_AUDIT
 from controlplane.errors import ERRORS
@@ -103,7 +103,7 @@ class MemberIn(Schema):
 
 
 class InviteIn(Schema):
-    username: Annotated[str, Field(min_length=1, max_length=150)]
+    username: Annotated[SafeName, Field(min_length=1, max_length=150)]
     email: Annotated[str, Field(max_length=254)] = ""
     fleet: Annotated[str, Field(max_length=63)] | None = Field(
         None, description="grant a role in this fleet at once (you must administer it)"

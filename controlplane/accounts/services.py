@@ -18,6 +18,7 @@ from controlplane import tokens
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import Conflict, Forbidden, ServiceError
 from controlplane.events import publish_on_commit
+from controlplane.schemas import refuse_unsafe
 
 from .access import ADMINISTER, fleet_ids, is_global_admin
 from .models import Membership, PersonalToken, Role
@@ -34,6 +35,7 @@ def do_create_personal_token(
         raise ServiceError("a scoped token can only create tokens with an explicit role and fleets")
     if role and role not in Role.values:
         raise ServiceError(f"unknown role '{role}'")
+    refuse_unsafe("name", name)
     plaintext, token_hash, prefix = tokens.new_token(tokens.PERSONAL_PREFIX)
     token = PersonalToken.objects.create(
         user=user,
@@ -101,6 +103,8 @@ def do_invite_user(
     if (fleet is None) != (not role):
         raise ServiceError("a role needs a fleet, and a fleet needs a role", field="role")
     User = get_user_model()
+    refuse_unsafe("username", username)  # before strip(), which drops some of them
+    refuse_unsafe("email", email)
     username = username.strip()
     try:
         User.username_validator(username)  # type: ignore[attr-defined]

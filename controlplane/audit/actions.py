@@ -65,6 +65,7 @@ ACTIONS: dict[str, str] = {
     "apply.failed": "Node could not apply its desired state",
     "escalation.sent": "Node escalated to the cloud",
     "phi.redacted": "Node redacted PHI before escalating",
+    "phi.mismatch": "Node's and control plane's PHI counts disagree",
 }
 
 # Edge families: any kind a node sends under these prefixes is an audited edge action.

@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 
+from agents.schemas import SafeName
 from controlplane.accounts.access import ADMINISTER, VIEW
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
@@ -124,7 +125,7 @@ def upload_model(request, file: File[UploadedFile], name: str = Form("", max_len
 
 class UploadIn(Schema):
     size: Annotated[int, Field(ge=1, le=uploads.MAX_SIZE)] = Field(description="bytes")
-    name: Annotated[str, Field(max_length=63)] = Field(
+    name: Annotated[SafeName, Field(max_length=63)] = Field(
         "", description="register under this name ('' = the name inside the file)"
     )
     filename: Annotated[str, Field(max_length=255)] = ""
@@ -238,7 +239,7 @@ class RouterIn(Schema):
     norm: Literal["", "l2"] = Field("", description="feature norm (format 2): '' or 'l2'")
     kind: Literal["query", "cascade"]
     bits: Annotated[int, Field(ge=8, le=24)]
-    version: Annotated[str, Field(min_length=1, max_length=100)]
+    version: Annotated[SafeName, Field(min_length=1, max_length=100)]
     strong: RouterHead
     weak: RouterHead
     quantiles: Annotated[list[float], Field(max_length=101)] = []

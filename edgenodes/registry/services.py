@@ -30,6 +30,7 @@ from agents.router import RouterError, Scorer
 from controlplane import signing
 from controlplane.audit.services import record
 from controlplane.errors import Conflict, ServiceError
+from controlplane.schemas import refuse_unsafe
 from edgenodes import desired_state
 from edgenodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
 
@@ -261,6 +262,7 @@ def do_register_router(raw: bytes, *, actor, request=None) -> RouterArtifact:
 
 def register_upload(upload, *, actor, name: str = "", request=None) -> Artifact:
     """An uploaded file (Django spools large ones to disk); small ones are written out first."""
+    refuse_unsafe("name", name)
     temp_path = getattr(upload, "temporary_file_path", None)
     if temp_path is not None:
         return do_register_artifact(

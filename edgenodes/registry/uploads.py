@@ -21,6 +21,7 @@ from django.conf import settings
 
 from controlplane.accounts.access import is_global_admin
 from controlplane.errors import Conflict, NotFound, ServiceError, TooLarge
+from controlplane.schemas import refuse_unsafe
 
 from . import services
 from .models import Artifact
@@ -56,6 +57,7 @@ def do_start_upload(*, actor, name: str, size: int, filename: str = "") -> dict[
     "" registers under the name inside the file, else the file name's stem."""
     if not 0 < size <= MAX_SIZE:
         raise ServiceError(f"size must be between 1 byte and {MAX_SIZE} bytes", field="size")
+    refuse_unsafe("name", name)
     free = shutil.disk_usage(_dir()).free
     if size > free:
         raise TooLarge(f"not enough disk space for {size} bytes ({free} free)")

@@ -1,0 +1,1709 @@
+"""A synthetic clinical corpus with labelled PHI, for measuring a PHI detector (bench/phi.py).
+
+What it makes. `generate(seed, n, split)` returns samples (`Sample`: text, gold `Span`s, genre) of
+at least `n` sentences in all: clinical notes (progress notes, SOAP fragments, discharge summaries,
+referral letters, telephone encounters: 1-4 sentences a sample), patient portal and SMS messages
+(lower case, abbreviations, typos: 1-3 a sample) and intake forms (`Field: value` lines: 2-4 a
+sample; a form line counts as a sentence). Every sentence comes from a template whose `{SLOT}`s are
+filled with generated values; a labelled slot becomes a gold span of one of the 16 HIPAA Safe
+Harbor kinds below (`KINDS`; `text[start:end]` is exactly the entity, without cue words, titles or
+the surrounding punctuation). Lower-case slots (`{drug}`, `{eponym}`, `{lab}`, `{year}`,
+`{reldate}`, `{young_age}`...) are HARD NEGATIVES, never labelled: drug names and brands, eponymous
+diseases and signs, doses and lab values (BP 130/85, 2/3 of the dose), ICD-10 and CPT codes, rooms,
+facilities and departments, years alone, relative dates, times, durations, ages of 89 or less, and
+capitalised words that are also first names ("Will continue...", "Grace period"). Which template
+fills a sentence is balanced over the kinds (names and dates get a larger share, `SHARE`), so that
+each kind appears at least 100 times in 2,000 sentences; about two samples in five name a person.
+
+What is labelled, and how (`Span.style` records the form, `STYLES` lists them all):
+- PERSON: patients, relatives, clinicians. The style joins with "+" a form (full, middle_initial,
+  last_first, initial_last, first_only, titled: the span is the name after "Dr."/"Mrs."..., without
+  the title, initials), optionally a casing (upper, lower) and optionally an origin: "intl" for a
+  name from a non-US Faker locale (Spanish, German, French, Italian, Polish, Brazilian, Dutch,
+  Turkish, Indian, Japanese and Chinese romanised, Vietnamese, Igbo, Yoruba, Hausa, Swahili, Twi,
+  Indonesian, Romanian, Irish, Hungarian, Zulu, Finnish, Swedish, Czech), "invented" for a name made
+  of random syllables ("Tavrelo Quenbury"); neither means a US (en_US) name. E.g.
+  "last_first+upper+intl". About a third of all names are invented: a detector that only looks
+  names up in lists (first-name lists, census surnames, the locales Faker draws from) must not
+  pass, since real patients carry names no list holds.
+- DATE: any date more precise than a year (month/day, day/month/year, ISO, "March 14th", "the 14th
+  of March", "March 2019", DOB written 03141962); years alone, relative dates and times are not.
+- AGE: ages over 89 only; the span is the number ("92" in "92-year-old", "ninety-four" in words).
+- PHONE (and fax), EMAIL, SSN (test-range and invalid-looking ones too), MRN, HEALTH_PLAN (member,
+  group, Medicaid ids, and Medicare MBIs in the real MBI format), ACCOUNT (account, billing, claim
+  and card numbers), LICENSE (driver's licences, DEA, NPI, state medical licences), VEHICLE (VINs
+  with a valid check digit, plates), DEVICE (implant and pump serials, GS1 and HIBCC UDIs), URL,
+  IP (v4 and v6), ADDRESS (street lines with their unit, PO boxes, foreign street lines, and the
+  city of a postal address line as a separate span; the state is not labelled), ZIP (5 and 9 digit
+  ZIP codes, and foreign postcodes: style "postcode").
+
+The two families. Every template is written in exactly one of two lists, `TEMPLATES["dev"]` and
+`TEMPLATES["eval"]` (the fixed rule: the list it stands in), with different wording and contexts;
+`split="dev"` draws only from the first, `split="eval"` only from the second. The detector's author
+develops on dev; reported figures come from eval, whose templates he has not read. Both families
+cover every kind in every genre, and every style (the value generators, which pick the styles, are
+shared).
+
+Deterministic: the same (seed, n, split) gives the same samples, in any process (`random.Random`
+and `Faker.seed_instance`, both seeded from the arguments; no set or hash order is relied on), for
+a given Faker version (its name and address lists change between releases: bench/phi.py records
+the version). Needs only the standard library and Faker. `python bench/phi_corpus.py dev 40`
+prints a few samples with their spans marked.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+KINDS = (
+    "PERSON",
+    "DATE",
+    "AGE",
+    "PHONE",
+    "EMAIL",
+    "SSN",
+    "MRN",
+    "HEALTH_PLAN",
+    "ACCOUNT",
+    "LICENSE",
+    "VEHICLE",
+    "DEVICE",
+    "URL",
+    "IP",
+    "ADDRESS",
+    "ZIP",
+)
+IDENTIFIERS = tuple(k for k in KINDS if k not in ("PERSON", "DATE"))
+GENRES = ("note", "message", "form")
+
+PERSON_FORMS = (
+    "full",
+    "middle_initial",
+    "last_first",
+    "initial_last",
+    "first_only",
+    "titled",
+    "initials",
+)
+PERSON_CASINGS = ("upper", "lower")
+PERSON_ORIGINS = ("intl", "invented")
+STYLES: dict[str, tuple[str, ...]] = {
+    # PERSON's style is "+"-joined components: one form, at most one casing, at most one origin.
+    "PERSON": PERSON_FORMS + PERSON_CASINGS + PERSON_ORIGINS,
+    "DATE": (
+        "mdy_slash",
+        "mdy_short",
+        "md",
+        "iso",
+        "dmy_dot",
+        "dmy_slash",
+        "month_d_y",
+        "d_month_y",
+        "month_d",
+        "ordinal",
+        "month_y",
+        "compact",
+    ),
+    "AGE": ("digits", "words"),
+    "PHONE": ("us_paren", "us_dash", "us_dot", "us_plain", "us_plus1", "intl"),
+    "EMAIL": ("personal", "work"),
+    "SSN": ("dashed", "spaced", "plain", "test", "invalid"),
+    "MRN": ("digits", "prefixed", "hyphenated"),
+    "HEALTH_PLAN": ("member", "group", "medicaid", "mbi"),
+    "ACCOUNT": ("account", "billing", "claim", "card"),
+    "LICENSE": ("drivers", "dea", "npi", "medical"),
+    "VEHICLE": ("vin", "plate"),
+    "DEVICE": ("serial", "udi_gs1", "udi_hibcc"),
+    "URL": ("scheme", "www", "bare"),
+    "IP": ("v4", "v6"),
+    "ADDRESS": ("us_street", "unit", "po_box", "intl_street", "city"),
+    "ZIP": ("zip5", "zip9", "postcode"),
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    kind: str
+    style: str = ""
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    spans: tuple[Span, ...]
+    genre: str  # "note" | "message" | "form"
+
+
+# --- hard negatives (never labelled) -------------------------------------------------------------
+
+DRUGS = (
+    "metformin",
+    "Lipitor",
+    "Humalog",
+    "lisinopril",
+    "atorvastatin",
+    "Eliquis",
+    "Ozempic",
+    "levothyroxine",
+    "amlodipine",
+    "Xarelto",
+    "Keppra",
+    "gabapentin",
+    "Zoloft",
+    "sertraline",
+    "Januvia",
+    "Lantus",
+    "Tylenol",
+    "ibuprofen",
+    "prednisone",
+    "amoxicillin",
+    "Augmentin",
+    "Coumadin",
+    "warfarin",
+    "Plavix",
+    "Synthroid",
+    "Lasix",
+    "furosemide",
+    "Norco",
+    "oxycodone",
+    "Narcan",
+    "Trulicity",
+    "Jardiance",
+    "Farxiga",
+    "Entresto",
+    "Humira",
+    "Keytruda",
+    "Dupixent",
+    "Benadryl",
+    "Zofran",
+    "Protonix",
+    "omeprazole",
+    "Flomax",
+    "Seroquel",
+    "Wellbutrin",
+    "Lexapro",
+    "Ativan",
+    "Ambien",
+    "Aricept",
+    "Sinemet",
+    "Brilinta",
+    "Spiriva",
+    "Symbicort",
+    "Mounjaro",
+    "Paxlovid",
+)
+DOSES = ("5 mg", "10 mg", "20 mg", "40 mg", "500 mg", "1000 mg", "0.5 mg", "75 mcg", "10 units")
+FREQS = ("daily", "BID", "TID", "qHS", "q6h PRN", "weekly", "with meals", "PRN")
+EPONYMS = (
+    "Parkinson's disease",
+    "Hodgkin lymphoma",
+    "Crohn's disease",
+    "Graves' disease",
+    "Bell's palsy",
+    "Alzheimer's dementia",
+    "Hashimoto's thyroiditis",
+    "Cushing's syndrome",
+    "Addison's disease",
+    "Down syndrome",
+    "Guillain-Barre syndrome",
+    "Kaposi sarcoma",
+    "Sjogren's syndrome",
+    "Raynaud's phenomenon",
+    "Barrett's esophagus",
+    "Wilms tumor",
+    "Huntington's disease",
+    "Meniere's disease",
+    "Dupuytren's contracture",
+    "Stevens-Johnson syndrome",
+    "Wolff-Parkinson-White",
+    "Osgood-Schlatter disease",
+    "Tourette syndrome",
+    "Lou Gehrig's disease",
+    "Paget's disease",
+    "Marfan syndrome",
+    "Hirschsprung disease",
+    "Kawasaki disease",
+)
+SIGNS = (
+    "Babinski sign",
+    "Murphy's sign",
+    "Homans sign",
+    "Apgar 9",
+    "Glasgow Coma Scale 15",
+    "Mallampati II",
+    "Tanner stage 3",
+    "Gleason 7",
+    "Kernig sign negative",
+    "Romberg positive",
+    "Epley maneuver done",
+    "Foley removed",
+    "Cheyne-Stokes respirations",
+    "Holter monitor placed",
+)
+FACILITIES = (
+    "the ED",
+    "cardiology clinic",
+    "the MICU",
+    "St. Luke's",
+    "Mercy General",
+    "Riverside Family Medicine",
+    "the infusion center",
+    "Mayo Clinic",
+    "Kaiser Permanente",
+    "PT/OT",
+    "St. Mary's Hospital",
+    "Good Samaritan",
+    "Johns Hopkins",
+    "Mass General",
+    "Sloan Kettering",
+    "the wound care center",
+    "4 North",
+    "urgent care",
+)
+RELDATES = (
+    "yesterday",
+    "today",
+    "tomorrow",
+    "last Tuesday",
+    "this morning",
+    "next week",
+    "in 3 weeks",
+    "2 days ago",
+    "on Monday",
+    "Friday",
+    "last night",
+    "next month",
+    "in 6 months",
+    "over the weekend",
+    "earlier this week",
+    "last spring",
+    "a week ago",
+    "on Thursday",
+)
+CODES = (
+    "E11.9",
+    "I10",
+    "J44.1",
+    "Z79.4",
+    "N18.3",
+    "F32.1",
+    "M54.5",
+    "I48.91",
+    "E78.5",
+    "K21.9",
+    "G20",
+    "C81.90",
+    "K50.90",
+    "E05.00",
+    "G51.0",
+    "CPT 99213",
+    "CPT 99214",
+    "99215",
+    "93000",
+    "80053",
+    "36415",
+    "71046",
+    "G0439",
+    "J1100",
+)
+ROOMS = ("Rm 412", "room 3B", "bed 12", "bay 4", "OR 6", "Exam 3", "PACU bay 2", "room 718")
+RELATIONS = ("wife", "husband", "daughter", "son", "mother", "father", "sister", "friend")
+PAYERS = ("Aetna", "Cigna", "Humana", "BCBS", "UnitedHealthcare", "Medicare", "Medicaid", "Kaiser")
+CARS = ("Honda Civic", "Ford F-150", "Toyota Camry", "Chevy Malibu", "Subaru Outback", "Tesla")
+LANGS = ("Spanish", "Vietnamese", "Polish", "Portuguese", "Yoruba", "Haitian Creole", "Tagalog")
+DEVICE_TYPES = ("dual-chamber pacemaker", "ICD", "insulin pump", "CGM", "cochlear implant")
+STATES = ("CA", "NY", "TX", "FL", "IL", "OH", "PA", "MA", "WA", "GA", "MN", "AZ", "OR", "NC")
+CITIES = (
+    "Springfield",
+    "Columbus",
+    "Dayton",
+    "Fresno",
+    "Tulsa",
+    "Boise",
+    "Albany",
+    "Toledo",
+    "Durham",
+    "Spokane",
+    "Eugene",
+    "Macon",
+    "Duluth",
+    "Yonkers",
+    "Lowell",
+    "Chandler",
+    "Gainesville",
+    "Peoria",
+    "Brockton",
+    "Oxnard",
+)
+IT_CITIES = ("Torino", "Bologna", "Bari", "Pisa", "Verona", "Lecce", "Parma", "Udine", "Rimini")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+WORDS_1_19 = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+TENS = {2: "twenty", 3: "thirty", 4: "forty", 5: "fifty", 6: "sixty", 7: "seventy", 8: "eighty"}
+TENS[9] = "ninety"
+
+
+def _number_words(n: int) -> str:
+    if n >= 100:
+        rest = n - 100
+        return "one hundred" + (f" and {_number_words(rest)}" if rest else "")
+    if n < 20:
+        return WORDS_1_19[n]
+    tens, ones = divmod(n, 10)
+    return TENS[tens] + (f"-{WORDS_1_19[ones]}" if ones else "")
+
+
+# --- names -------------------------------------------------------------------------------------
+
+INTL_LOCALES = (
+    "es_ES",
+    "es_MX",
+    "de_DE",
+    "fr_FR",
+    "it_IT",
+    "pl_PL",
+    "pt_BR",
+    "nl_NL",
+    "tr_TR",
+    "en_IN",
+    "ja_JP",
+    "zh_CN",
+    "vi_VN",
+    "ig_NG",
+    "yo_NG",
+    "ha_NG",
+    "sw",
+    "tw_GH",
+    "id_ID",
+    "ro_RO",
+    "ga_IE",
+    "hu_HU",
+    "zu_ZA",
+    "fi_FI",
+    "sv_SE",
+    "cs_CZ",
+)
+ONSETS = [
+    "b",
+    "br",
+    "c",
+    "ch",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "gr",
+    "h",
+    "j",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "pr",
+    "qu",
+    "r",
+    "s",
+    "sh",
+    "st",
+    "t",
+    "tr",
+    "th",
+    "v",
+    "w",
+    "z",
+    "zh",
+    "",
+    "",
+    "",
+]
+NUCLEI = ["a", "e", "i", "o", "u", "a", "e", "o", "ae", "ai", "ei", "ou", "y", "ia", "eo"]
+CODAS = ["", "", "", "n", "r", "l", "s", "th", "m", "x", "nd", "rk", "v"]
+GIVEN_ENDINGS = ["", "", "a", "o", "el", "is", "an", "ine", "ette", "iel"]
+SURNAME_ENDINGS = [
+    "",
+    "",
+    "bury",
+    "wick",
+    "stein",
+    "ano",
+    "ez",
+    "ov",
+    "ski",
+    "sson",
+    "mann",
+    "ford",
+    "ley",
+] + ["ton", "oglu", "ara", "ini", "ek", "by", "ova", "enko", "idis", "wala", "sen", "quist"]
+# Invented names must not collide with words the corpus uses as hard negatives.
+_NEGATIVE_WORDS = {
+    w.lower() for phrase in DRUGS + EPONYMS + SIGNS for w in re.findall(r"\w+", phrase)
+}
+
+
+def _syllables(rng: random.Random, count: int) -> str:
+    return "".join(
+        rng.choice(ONSETS) + rng.choice(NUCLEI) + rng.choice(CODAS) for _ in range(count)
+    )
+
+
+def _invented(rng: random.Random, surname: bool) -> str:
+    while True:
+        if surname:
+            word = _syllables(rng, rng.choice((1, 2, 2))) + rng.choice(SURNAME_ENDINGS)
+        else:
+            word = _syllables(rng, rng.choice((1, 2, 2, 3))) + rng.choice(GIVEN_ENDINGS)
+        if 3 <= len(word) <= 11 and word not in _NEGATIVE_WORDS and word[0].isalpha():
+            return word.capitalize()
+
+
+VI_GIVEN_FALLBACK = ("Minh", "Lan", "Thu", "Quang", "Huong", "Tuan", "Ngoc Anh", "Bao", "Linh")
+
+
+@dataclass(frozen=True)
+class _Name:
+    first: str
+    last: str
+    origin: str  # "" (en_US), "intl" or "invented"
+
+
+# --- the pieces a template is filled with -------------------------------------------------------
+
+Piece = list[tuple[str, str, str]]  # (text, kind or "", style)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+class _Maker:
+    """Value generators for one generate() call: labelled kinds and hard negatives."""
+
+    def __init__(self, rng: random.Random, seed: int) -> None:
+        self.rng = rng
+        self.seed = seed
+        self._fakers: dict = {}
+
+    def faker(self, locale: str):
+        if locale not in self._fakers:
+            from faker import Faker
+
+            if locale not in _FAKERS:
+                _FAKERS[locale] = Faker(locale)
+            f = _FAKERS[locale]
+            f.seed_instance(self.seed * 1_000_003 + zlib.crc32(locale.encode()))
+            self._fakers[locale] = f
+        return self._fakers[locale]
+
+    def pick(self, weights: dict[str, float]) -> str:
+        return self.rng.choices(list(weights), weights=list(weights.values()))[0]
+
+    def digits(self, n: int) -> str:
+        return "".join(self.rng.choice(string.digits) for _ in range(n))
+
+    def letters(self, n: int, alphabet: str = string.ascii_uppercase) -> str:
+        return "".join(self.rng.choice(alphabet) for _ in range(n))
+
+    # PERSON ------------------------------------------------------------------------------------
+
+    def name(self) -> _Name:
+        r = self.rng.random()
+        if r < 0.33:
+            return _Name(_invented(self.rng, False), _invented(self.rng, True), "invented")
+        if r < 0.66:
+            f = self.faker("en_US")
+            return _Name(f.first_name(), f.last_name(), "")
+        loc = self.rng.choice(INTL_LOCALES)
+        f = self.faker(loc)
+        if loc in ("ja_JP", "zh_CN"):
+            return _Name(f.first_romanized_name(), f.last_romanized_name(), "intl")
+        if loc == "vi_VN":
+            given = self.rng.choice((f.first_name_female, f.first_name_male))()
+            if given in ("John", "Jane"):
+                given = self.rng.choice(VI_GIVEN_FALLBACK)
+            return _Name(given, f.last_name(), "intl")
+        return _Name(f.first_name(), f.last_name(), "intl")
+
+    def person(self, genre: str, variant: str = "") -> Piece:
+        parts = variant.split("+") if variant else []
+        forms = [p for p in parts if p in PERSON_FORMS or p == "clinician"]
+        form = forms[0] if forms else ""
+        if not form:
+            form = self.pick(
+                {
+                    "note": {"full": 24, "middle_initial": 6, "last_first": 8, "initial_last": 10,
+                             "first_only": 12, "titled": 25, "initials": 8},
+                    "message": {"full": 30, "middle_initial": 2, "last_first": 3,
+                                "initial_last": 4, "first_only": 32, "titled": 25, "initials": 4},
+                    "form": {"full": 34, "middle_initial": 14, "last_first": 38,
+                             "initial_last": 6, "first_only": 1, "titled": 4, "initials": 3},
+                }[genre]
+            )  # fmt: skip
+        casing = next((p for p in parts if p in PERSON_CASINGS), "")
+        if not casing:
+            r = self.rng.random()
+            up, low = {"note": (0.06, 0.04), "message": (0.0, 0.55), "form": (0.35, 0.02)}[genre]
+            casing = "upper" if r < up else "lower" if r < up + low else ""
+        n = self.name()
+        first, last = n.first, n.last
+        before, after = "", ""
+        if form == "clinician":
+            if self.rng.random() < 0.6:
+                form = "titled"
+            else:
+                form = self.rng.choice(("full", "last_first", "initial_last", "middle_initial"))
+                after = self.rng.choice((", MD", ", MD", " MD", ", DO", ", NP", ", PA-C", ", RN"))
+        if form == "full":
+            text = f"{first} {last}"
+        elif form == "middle_initial":
+            text = f"{first} {self.letters(1)}. {last}"
+        elif form == "last_first":
+            text = f"{last}, {first}" if self.rng.random() < 0.8 else f"{last},{first}"
+        elif form == "initial_last":
+            text = f"{first[0]}. {last}" if self.rng.random() < 0.8 else f"{first[0]} {last}"
+        elif form == "first_only":
+            text = first.split()[0]
+        elif form == "titled":
+            title = self.rng.choice(
+                ("Dr. ", "Dr. ", "Dr ", "Mr. ", "Mrs. ", "Ms. ", "Miss ", "Prof. ", "Mr ", "Ms ")
+            )
+            before = title
+            text = last if self.rng.random() < 0.75 else f"{first} {last}"
+        else:  # initials
+            letters = [w[0] for w in first.split()[:1]] + [
+                w[0] for w in last.split() if w[:1].isupper()
+            ][-1:]
+            if len(letters) < 2:
+                letters.append(last[0].upper())
+            sep = self.rng.choice((".", ".", ""))
+            text = sep.join(letters) + sep
+        if casing == "upper":
+            text, before, after = text.upper(), before.upper(), after.upper()
+        elif casing == "lower":
+            text, before, after = text.lower(), before.lower(), after.lower()
+        style = "+".join(p for p in (form, casing, n.origin) if p)
+        return [(before, "", ""), (text, "PERSON", style), (after, "", "")]
+
+    # DATE --------------------------------------------------------------------------------------
+
+    def date(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        year = rng.randint(1921, 2010) if rng.random() < 0.5 else rng.randint(2015, 2026)
+        month, day = rng.randint(1, 12), rng.randint(1, 28)
+        full = (
+            "mdy_slash",
+            "mdy_short",
+            "iso",
+            "dmy_dot",
+            "dmy_slash",
+            "month_d_y",
+            "d_month_y",
+            "compact",
+        )
+        style = variant if variant in STYLES["DATE"] else ""
+        if not style:
+            options = full if variant == "full" else STYLES["DATE"]
+            style = rng.choice(options)
+        mon = MONTHS[month - 1]
+        abbr = mon[:3]
+        z = rng.random() < 0.6  # zero padded
+        mm, dd = (f"{month:02d}", f"{day:02d}") if z else (str(month), str(day))
+        if style == "mdy_slash":
+            text = f"{mm}/{dd}/{year}" if rng.random() < 0.8 else f"{mm}-{dd}-{year}"
+        elif style == "mdy_short":
+            text = f"{month}/{day}/{year % 100:02d}"
+        elif style == "md":
+            text = f"{month}/{day}"
+        elif style == "iso":
+            text = f"{year}-{month:02d}-{day:02d}"
+        elif style == "dmy_dot":
+            text = f"{day:02d}.{month:02d}.{year}"
+        elif style == "dmy_slash":
+            day = rng.randint(13, 28)  # unambiguous as day first
+            text = f"{day}/{month:02d}/{year}"
+        elif style == "month_d_y":
+            text = rng.choice(
+                (f"{mon} {day}, {year}", f"{abbr} {day}, {year}", f"{abbr}. {day} {year}")
+            )
+        elif style == "d_month_y":
+            text = rng.choice(
+                (f"{day} {mon} {year}", f"{day:02d}-{abbr.upper()}-{year}", f"{day}{abbr}{year}")
+            )
+        elif style == "month_d":
+            text = rng.choice((f"{mon} {day}", f"{abbr} {day}"))
+        elif style == "ordinal":
+            suffix = "th" if 11 <= day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+            text = rng.choice((f"{mon} {day}{suffix}", f"{day}{suffix} of {mon}"))
+        elif style == "month_y":
+            text = rng.choice((f"{mon} {year}", f"{abbr} {year}", f"{month:02d}/{year}"))
+        else:  # compact
+            text = (
+                f"{month:02d}{day:02d}{year}"
+                if rng.random() < 0.6
+                else f"{year}{month:02d}{day:02d}"
+            )
+        if genre == "message" and rng.random() < 0.6:
+            text = text.lower()
+        return [(text, "DATE", style)]
+
+    # AGE (over 89) -----------------------------------------------------------------------------
+
+    def _age_phrase(self, n: int, variant: str, kind: str) -> Piece:
+        words = kind == "AGE" and self.rng.random() < 0.12
+        num = _number_words(n) if words else str(n)
+        style = "words" if words else "digits"
+        form = variant or self.rng.choice(("adj", "np"))
+        if form == "num":
+            parts = [("", ""), (num, kind)]
+        elif form == "adj":
+            after = self.rng.choice(
+                ("-year-old", " yo", " y/o", " y.o.", "yo", " year old", "-yr-old", " YO")
+            )
+            parts = [(num, kind), (after, "")]
+        else:
+            before = self.rng.choice(("age ", "aged ", "age "))
+            if self.rng.random() < 0.3:
+                parts = [(num, kind), (" years old", "")]
+            else:
+                parts = [(before, ""), (num, kind)]
+        return [(t, k, style if k else "") for t, k in parts]
+
+    def age(self, genre: str, variant: str = "") -> Piece:
+        n = self.rng.choice((90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104))
+        return self._age_phrase(n, variant, "AGE")
+
+    def young_age(self, variant: str = "") -> str:
+        piece = self._age_phrase(self.rng.randint(18, 89), variant, "")
+        return "".join(t for t, _, _ in piece)
+
+    # contact -----------------------------------------------------------------------------------
+
+    def phone(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["PHONE"] else rng.choice(STYLES["PHONE"])
+        a = f"{rng.randint(2, 9)}{self.digits(2)}"
+        e = f"{rng.randint(2, 9)}{self.digits(2)}"
+        line = self.digits(4)
+        if style == "us_paren":
+            text = f"({a}) {e}-{line}" if rng.random() < 0.85 else f"({a}){e}-{line}"
+        elif style == "us_dash":
+            text = f"{a}-{e}-{line}"
+        elif style == "us_dot":
+            text = f"{a}.{e}.{line}"
+        elif style == "us_plain":
+            text = f"{a}{e}{line}"
+        elif style == "us_plus1":
+            text = rng.choice((f"+1 {a} {e} {line}", f"+1-{a}-{e}-{line}", f"1-{a}-{e}-{line}"))
+        else:
+            text = rng.choice(
+                (
+                    f"+44 20 {self.digits(4)} {self.digits(4)}",
+                    f"+44 7{self.digits(3)} {self.digits(6)}",
+                    f"+49 30 {self.digits(8)}",
+                    f"+33 6 {self.digits(2)} {self.digits(2)} {self.digits(2)} {self.digits(2)}",
+                    f"+91 9{self.digits(4)} {self.digits(5)}",
+                    f"+52 55 {self.digits(4)} {self.digits(4)}",
+                    f"+234 80{self.digits(1)} {self.digits(3)} {self.digits(4)}",
+                    f"+81 90-{self.digits(4)}-{self.digits(4)}",
+                    f"+55 11 9{self.digits(4)}-{self.digits(4)}",
+                    f"+63 917 {self.digits(3)} {self.digits(4)}",
+                    f"0171 {self.digits(7)}",
+                    f"07700 {self.digits(6)}",
+                )
+            )
+        return [(text, "PHONE", style)]
+
+    def handle(self, sep: str = ".") -> str:
+        n = self.name()
+        first = re.sub(r"[^a-z]", "", _ascii(n.first).lower()) or "pat"
+        last = re.sub(r"[^a-z]", "", _ascii(n.last).lower()) or "doe"
+        return self.rng.choice(
+            (
+                f"{first}{sep}{last}",
+                f"{first[0]}{last}",
+                f"{first}{last}{self.rng.randint(1, 99)}",
+                f"{first}_{last[0]}",
+                f"{last}{first[0]}{self.rng.randint(1950, 2005)}",
+                f"{first}{sep}{last}{self.digits(2)}",
+            )
+        )
+
+    def email(self, genre: str, variant: str = "") -> Piece:
+        style = variant if variant in STYLES["EMAIL"] else self.rng.choice(STYLES["EMAIL"])
+        if style == "personal":
+            domain = self.rng.choice(
+                (
+                    "gmail.com",
+                    "yahoo.com",
+                    "hotmail.com",
+                    "outlook.com",
+                    "icloud.com",
+                    "aol.com",
+                    "proton.me",
+                    "comcast.net",
+                    "web.de",
+                    "orange.fr",
+                    "libero.it",
+                    "uol.com.br",
+                    "wp.pl",
+                    "att.net",
+                )
+            )
+        else:
+            domain = self.rng.choice(
+                (
+                    "stmarys-health.org",
+                    "acmelogistics.com",
+                    "cityofdayton.gov",
+                    "uw.edu",
+                    "northwell.edu",
+                    "brightline-dental.com",
+                    "mail.mil",
+                    "k12.oh.us",
+                )
+            )
+        text = f"{self.handle()}@{domain}"
+        if genre == "form" and self.rng.random() < 0.2:
+            text = text.upper()
+        return [(text, "EMAIL", style)]
+
+    # numbers -----------------------------------------------------------------------------------
+
+    def ssn(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["SSN"] else rng.choice(STYLES["SSN"])
+        area = rng.choice([i for i in range(1, 900) if i != 666])
+        a, g, s = f"{area:03d}", f"{rng.randint(1, 99):02d}", f"{rng.randint(1, 9999):04d}"
+        if style == "dashed":
+            text = f"{a}-{g}-{s}"
+        elif style == "spaced":
+            text = f"{a} {g} {s}"
+        elif style == "plain":
+            text = f"{a}{g}{s}"
+        elif style == "test":
+            text = rng.choice(("123-45-6789", "078-05-1120", "219-09-9999", "457-55-5462"))
+            if rng.random() < 0.3:
+                text = text.replace("-", "")
+        else:
+            text = rng.choice(
+                (f"000-{g}-{s}", f"666-{g}-{s}", f"9{self.digits(2)}-{g}-{s}", f"{a}-00-{s}")
+            )
+        return [(text, "SSN", style)]
+
+    def mrn(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["MRN"] else rng.choice(STYLES["MRN"])
+        if style == "digits":
+            text = rng.choice(
+                (self.digits(7), "00" + self.digits(6), self.digits(8), self.digits(10))
+            )
+        elif style == "prefixed":
+            text = rng.choice(
+                (
+                    "E" + self.digits(7),
+                    "MR" + self.digits(7),
+                    "A00" + self.digits(6),
+                    "HSP-" + self.digits(7),
+                    "M" + self.digits(9),
+                    "RX" + self.digits(6),
+                )
+            )
+        else:
+            text = rng.choice(
+                (
+                    f"{self.digits(2)}-{self.digits(2)}-{self.digits(2)}",
+                    f"{self.digits(3)}-{self.digits(3)}-{self.digits(3)}",
+                    f"{rng.randint(2015, 2026)}-{self.digits(7)}",
+                    f"{self.digits(4)}-{self.digits(4)}",
+                )
+            )
+        return [(text, "MRN", style)]
+
+    def mbi(self) -> str:
+        alpha = "ACDEFGHJKMNPQRTUVWXY"  # no S, L, O, I, B, Z
+        an = alpha + string.digits
+        c = [
+            self.rng.choice("123456789"),
+            self.rng.choice(alpha),
+            self.rng.choice(an),
+            self.rng.choice(string.digits),
+            self.rng.choice(alpha),
+            self.rng.choice(an),
+            self.rng.choice(string.digits),
+            self.rng.choice(alpha),
+            self.rng.choice(alpha),
+            self.rng.choice(string.digits),
+            self.rng.choice(string.digits),
+        ]
+        raw = "".join(c)
+        return f"{raw[:4]}-{raw[4:7]}-{raw[7:]}" if self.rng.random() < 0.6 else raw
+
+    def health_plan(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["HEALTH_PLAN"] else rng.choice(STYLES["HEALTH_PLAN"])
+        if style == "member":
+            text = rng.choice(
+                (
+                    self.letters(3) + self.digits(9),
+                    "W" + self.digits(9),
+                    "H" + self.digits(8),
+                    self.digits(9) + "01",
+                    f"{self.letters(3)} {self.digits(7)} {self.digits(2)}",
+                    "MEM-" + self.digits(10),
+                    "U" + self.digits(8) + "01",
+                )
+            )
+        elif style == "group":
+            text = rng.choice(
+                (
+                    "GRP-" + self.digits(6),
+                    self.digits(5),
+                    f"{self.digits(7)}-{self.digits(3)}",
+                    "G" + self.digits(5),
+                    self.digits(6) + "M" + self.digits(3),
+                )
+            )
+        elif style == "medicaid":
+            text = rng.choice(
+                (
+                    self.letters(2) + self.digits(5) + self.letters(1),
+                    self.digits(8) + self.letters(1),
+                    self.digits(10),
+                    "MCD" + self.digits(9),
+                )
+            )
+        else:
+            text = self.mbi()
+        return [(text, "HEALTH_PLAN", style)]
+
+    def luhn_digit(self, payload: str) -> str:
+        total = 0
+        for i, ch in enumerate(reversed(payload)):
+            d = int(ch)
+            if i % 2 == 0:
+                d *= 2
+                d = d - 9 if d > 9 else d
+            total += d
+        return str((10 - total % 10) % 10)
+
+    def account(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["ACCOUNT"] else rng.choice(STYLES["ACCOUNT"])
+        if style == "account":
+            text = rng.choice(
+                (
+                    self.digits(11),
+                    f"{self.digits(4)}-{self.digits(4)}-{self.digits(2)}",
+                    "ACCT-" + self.digits(8),
+                    self.digits(8),
+                )
+            )
+        elif style == "billing":
+            text = rng.choice(
+                (
+                    f"B-{rng.randint(2018, 2026)}-{self.digits(5)}",
+                    "HB" + self.digits(7),
+                    "GUAR-" + self.digits(8),
+                    "PB" + self.digits(9),
+                )
+            )
+        elif style == "claim":
+            text = rng.choice(
+                (
+                    f"{rng.randint(2018, 2026)}{self.digits(9)}",
+                    f"CLM-{self.digits(5)}-{self.digits(2)}",
+                    "C" + self.digits(10),
+                    f"{self.digits(2)}-{self.digits(2)}-{self.digits(6)}",
+                )
+            )
+        else:
+            head = rng.choice(("4", "51", "55", "6011"))
+            payload = head + self.digits(15 - len(head))
+            num = payload + self.luhn_digit(payload)
+            sep = rng.choice((" ", "-", ""))
+            text = sep.join(num[i : i + 4] for i in range(0, 16, 4))
+        return [(text, "ACCOUNT", style)]
+
+    def license(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["LICENSE"] else rng.choice(STYLES["LICENSE"])
+        if style == "drivers":
+            text = rng.choice(
+                (
+                    self.letters(1) + self.digits(7),
+                    f"{self.digits(3)} {self.digits(3)} {self.digits(3)}",
+                    f"{self.letters(1)}{self.digits(3)}-{self.digits(3)}-{self.digits(2)}-"
+                    f"{self.digits(3)}-{self.digits(1)}",
+                    self.digits(8),
+                    f"{self.letters(1)}{self.digits(3)}-{self.digits(4)}-{self.digits(4)}",
+                    "S" + self.digits(8),
+                    f"{self.digits(2)} {self.digits(3)} {self.digits(3)}",
+                )
+            )
+        elif style == "dea":
+            d = [rng.randint(0, 9) for _ in range(6)]
+            check = (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10
+            text = rng.choice("ABFGMPRX") + self.letters(1) + "".join(map(str, d)) + str(check)
+        elif style == "npi":
+            payload = rng.choice("12") + self.digits(8)
+            text = payload + self.luhn_digit("80840" + payload)
+        else:
+            text = rng.choice(
+                (
+                    rng.choice("AGC") + self.digits(5),
+                    "MD" + self.digits(8),
+                    "ME" + self.digits(6),
+                    self.digits(6),
+                    "RN" + self.digits(7),
+                    f"{rng.choice(('MD', 'DO', 'PA'))}-{self.digits(5)}",
+                    "0101" + self.digits(6),
+                )
+            )
+        return [(text, "LICENSE", style)]
+
+    def vin(self) -> str:
+        chars = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+        values = dict(zip("ABCDEFGH", range(1, 9), strict=True))
+        values |= dict(zip("JKLMNPR", (1, 2, 3, 4, 5, 7, 9), strict=True))
+        values |= dict(zip("STUVWXYZ", range(2, 10), strict=True))
+        values |= {str(i): i for i in range(10)}
+        weights = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+        wmi = self.rng.choice(
+            ("1HG", "1FT", "2T1", "3VW", "JHM", "WBA", "5YJ", "KMH", "1G1", "WDD")
+        )
+        year = self.rng.choice("ABCDEFGHJKLMNPRSTVWXY123456789")
+        body = list(
+            wmi + "".join(self.rng.choice(chars) for _ in range(5)) + "0" + year
+            + self.rng.choice(chars) + self.digits(6)
+        )  # fmt: skip
+        check = sum(values[c] * w for c, w in zip(body, weights, strict=True)) % 11
+        body[8] = "X" if check == 10 else str(check)
+        return "".join(body)
+
+    def vehicle(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["VEHICLE"] else rng.choice(STYLES["VEHICLE"])
+        if style == "vin":
+            text = self.vin()
+        else:
+            text = rng.choice(
+                (
+                    f"{rng.randint(1, 9)}{self.letters(3)}{self.digits(3)}",
+                    f"{self.letters(3)}-{self.digits(4)}",
+                    f"{self.letters(3)} {self.digits(4)}",
+                    f"{self.letters(2)} {self.digits(4)}",
+                    f"{self.letters(1)}-{self.letters(2)} {self.digits(4)}",
+                    f"{self.letters(2)}-{self.digits(3)}-{self.letters(2)}",
+                    f"{self.digits(3)} {self.letters(3)}",
+                )
+            )
+        if genre == "message" and rng.random() < 0.4:
+            text = text.lower()
+        return [(text, "VEHICLE", style)]
+
+    def gtin(self) -> str:
+        payload = "00" + self.digits(11)  # 13 digits, then the mod-10 check
+        total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(payload)))
+        return payload + str((10 - total % 10) % 10)
+
+    def device(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["DEVICE"] else rng.choice(STYLES["DEVICE"])
+        yymmdd = f"{rng.randint(24, 30)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        lot = self.letters(1) + self.digits(3) + self.letters(1) + self.digits(1)
+        if style == "serial":
+            text = rng.choice(
+                (
+                    "PJN" + self.digits(6) + "H",
+                    "RNK" + self.digits(6) + "S",
+                    "NG" + self.digits(7) + "H",
+                    self.digits(1) + self.letters(1) + self.digits(2) + self.letters(1)
+                    + self.digits(4),
+                    f"{self.letters(1)}{self.digits(1)}{self.letters(1)}{self.digits(1)}-"
+                    f"{self.digits(2)}{self.letters(1)}{self.digits(1)}",
+                    "SN" + self.digits(9),
+                    self.letters(3) + self.digits(7),
+                )
+            )  # fmt: skip
+        elif style == "udi_gs1":
+            serial = self.digits(rng.randint(4, 8))
+            if rng.random() < 0.7:
+                text = f"(01){self.gtin()}(17){yymmdd}(10){lot}"
+                text += f"(21){serial}" if rng.random() < 0.6 else ""
+            else:
+                text = f"01{self.gtin()}17{yymmdd}10{lot}"
+        else:
+            text = (
+                f"+{self.letters(1)}{self.letters(3, string.ascii_uppercase + string.digits)}"
+                f"{self.letters(6, string.ascii_uppercase + string.digits)}{self.digits(1)}"
+                f"/$$3{yymmdd}{lot}{self.letters(1)}"
+            )
+        return [(text, "DEVICE", style)]
+
+    def url(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["URL"] else rng.choice(STYLES["URL"])
+        h = self.handle(rng.choice((".", "-", "")))
+        token = self.letters(rng.randint(6, 11), string.ascii_letters + string.digits)
+        path = rng.choice(
+            (
+                f"facebook.com/{h}",
+                f"instagram.com/{h}",
+                f"linkedin.com/in/{h}",
+                f"x.com/{h}",
+                f"tiktok.com/@{h}",
+                f"youtube.com/@{h}",
+                f"gofundme.com/f/help-{h.replace('.', '-')}-recover",
+                f"caringbridge.org/visit/{h.replace('.', '')}",
+                h.replace(".", "").replace("_", "")
+                + rng.choice(("photo.com", "art.com", "blog.net", "tax.com")),
+                f"mychart.riversidehealth.org/MyChart/app/letters?pid={self.digits(7)}",
+                f"portal.northbay-clinic.com/patient/{self.digits(8)}",
+                f"photos.app.goo.gl/{token}",
+                f"dropbox.com/s/{token.lower()}/rash.jpg",
+                f"imgur.com/a/{token}",
+                f"bit.ly/{token[:7]}",
+            )
+        )
+        if style == "scheme":
+            text = rng.choice(("https://", "https://www.", "http://")) + path
+        elif style == "www":
+            text = "www." + path
+        else:
+            text = path
+        return [(text, "URL", style)]
+
+    def ip(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["IP"] else rng.choice(STYLES["IP"])
+        if style == "v4":
+            first = rng.choice((rng.randint(1, 223), 10, 192, 172))
+            text = f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+        else:
+            groups = [f"{rng.randint(0, 0xFFFF):x}" for _ in range(8)]
+            groups[0] = rng.choice(("2001", "2600", "2a02", "fe80", "2607", "2804"))
+            r = rng.random()
+            if r < 0.3:
+                text = ":".join(g.zfill(4) for g in groups)
+            elif r < 0.7:
+                text = ":".join(groups[:2]) + "::" + ":".join(groups[5:])
+            else:
+                text = ":".join(groups)
+            if rng.random() < 0.2:
+                text = text.upper()
+        return [(text, "IP", style)]
+
+    # places ------------------------------------------------------------------------------------
+
+    def street(self) -> str:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.25:
+            return self.faker("en_US").street_address().split(" Apt.")[0].split(" Suite")[0]
+        n = str(rng.choice((rng.randint(1, 99), rng.randint(100, 9999), rng.randint(10000, 99999))))
+        direction = rng.choice(("", "", "", "N ", "S ", "E ", "W ", "NE ", "North "))
+        name = rng.choice(
+            (
+                rng.choice(("Oak", "Maple", "Cedar", "Elm", "Pine", "Birch", "Willow", "Walnut")),
+                rng.choice(("Main", "Park", "Lake", "Hill", "Sunset", "Highland", "Church")),
+                rng.choice(("Washington", "Lincoln", "Jefferson", "Mill", "River", "Bay")),
+                rng.choice(("3rd", "14th", "42nd", "1st", "2nd", "101st", "7th")),
+                self.faker("en_US").last_name(),
+                _invented(rng, True),
+            )
+        )
+        suffix = rng.choice(
+            ("Street", "St", "St.", "Ave", "Avenue", "Rd", "Road", "Blvd", "Lane", "Ln", "Dr")
+            + ("Drive", "Ct", "Way", "Pl", "Terrace", "Circle", "Hwy", "Pkwy", "Trail")
+        )
+        if rng.random() < 0.06:
+            return rng.choice((f"County Road {rng.randint(1, 99)}", f"Route {rng.randint(1, 99)}"))
+        return f"{n} {direction}{name} {suffix}"
+
+    def address(self, genre: str, variant: str = "") -> Piece:
+        rng = self.rng
+        style = variant if variant in STYLES["ADDRESS"] else ""
+        if not style:
+            style = rng.choice(("us_street", "us_street", "unit", "po_box", "intl_street"))
+        if style == "us_street":
+            text = self.street()
+        elif style == "unit":
+            unit = rng.choice(
+                (
+                    f"Apt {rng.randint(1, 30)}{rng.choice('ABCD')}",
+                    f"Apt. {rng.randint(1, 999)}",
+                    f"Unit {rng.randint(1, 40)}",
+                    f"#{rng.randint(100, 999)}",
+                    f"Ste {rng.randint(100, 900)}",
+                    f"Fl {rng.randint(2, 9)}",
+                )
+            )
+            text = f"{unit}, {self.street()}" if rng.random() < 0.3 else f"{self.street()}, {unit}"
+        elif style == "po_box":
+            text = rng.choice(
+                (
+                    f"PO Box {rng.randint(1, 9999)}",
+                    f"P.O. Box {rng.randint(1, 999)}",
+                    f"Post Office Box {rng.randint(1, 999)}",
+                    f"RR {rng.randint(1, 9)} Box {rng.randint(1, 199)}",
+                    f"HC {rng.randint(1, 80)} Box {rng.randint(1, 99)}{rng.choice(('', 'A'))}",
+                    f"PMB {rng.randint(100, 999)}",
+                )
+            )
+        elif style == "intl_street":
+            if rng.random() < 0.25:
+                text = rng.choice(
+                    (
+                        f"{rng.randint(1, 150)} Rue de {rng.choice(('Rivoli', 'la Paix', 'Lyon'))}",
+                        f"Calle Mayor {rng.randint(1, 90)}, {rng.randint(1, 6)}º B",
+                        f"Via Roma {rng.randint(1, 200)}",
+                        f"ul. Kwiatowa {rng.randint(1, 50)}/{rng.randint(1, 30)}",
+                        f"Hauptstraße {rng.randint(1, 200)}",
+                        f"Rua das Flores, {rng.randint(1, 999)}",
+                    )
+                )
+            else:
+                loc = rng.choice(("de_DE", "fr_FR", "es_ES", "it_IT", "pl_PL", "pt_BR", "nl_NL"))
+                text = " ".join(self.faker(loc).street_address().split())
+        else:
+            text = self.city()
+        if genre == "message" and rng.random() < 0.5:
+            text = text.lower()
+        return [(text, "ADDRESS", style)]
+
+    def city(self) -> str:
+        if self.rng.random() < 0.5:
+            return self.rng.choice(CITIES)
+        return self.faker("en_US").city()
+
+    def zip(self, genre: str, variant: str = "") -> Piece:
+        style = variant if variant in ("zip5", "zip9") else self.rng.choice(("zip5", "zip9"))
+        text = self.digits(5) if style == "zip5" else f"{self.digits(5)}-{self.digits(4)}"
+        return [(text, "ZIP", style)]
+
+    def postal(self, genre: str, variant: str = "") -> Piece:
+        """A full postal line: street (+ unit), city, state (unlabelled), ZIP; or a foreign one."""
+        rng = self.rng
+        low = genre == "message" and rng.random() < 0.5
+
+        def lo(s: str) -> str:
+            return s.lower() if low else s
+
+        if rng.random() < 0.8:
+            street = self.address(genre, rng.choice(("us_street", "us_street", "unit", "po_box")))
+            s_text, _, s_style = street[0]
+            return [
+                (lo(s_text), "ADDRESS", s_style),
+                (", ", "", ""),
+                (lo(self.city()), "ADDRESS", "city"),
+                (rng.choice((", ", " ", ", ")) + rng.choice(STATES) + " ", "", ""),
+                *self.zip(genre),
+            ]
+        loc = rng.choice(("de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR"))
+        f = self.faker(loc)
+        street = " ".join(f.street_address().split())
+        code = f.postcode()
+        # Faker's it_IT city() is not deterministic across processes (it draws from a set).
+        city = rng.choice(IT_CITIES) if loc == "it_IT" else f.city()
+        if loc == "nl_NL" and " " not in code:
+            code = f"{code[:4]} {code[4:]}"
+        return [
+            (lo(street), "ADDRESS", "intl_street"),
+            (", ", "", ""),
+            (code, "ZIP", "postcode"),
+            (" ", "", ""),
+            (lo(city), "ADDRESS", "city"),
+        ]
+
+    # hard negatives ----------------------------------------------------------------------------
+
+    def negative(self, name: str, variant: str) -> str:
+        rng = self.rng
+        if name == "drug":
+            drug = rng.choice(DRUGS)
+            text = drug if variant == "name" else f"{drug} {rng.choice(DOSES)} {rng.choice(FREQS)}"
+        elif name == "eponym":
+            text = rng.choice(EPONYMS)
+        elif name == "sign":
+            text = rng.choice(SIGNS)
+        elif name == "lab":
+            text = rng.choice(
+                (
+                    f"HbA1c {rng.uniform(5, 11):.1f}%",
+                    f"BP {rng.randint(95, 185)}/{rng.randint(55, 110)}",
+                    f"INR {rng.uniform(0.9, 4):.1f}",
+                    f"K {rng.uniform(3, 6):.1f}",
+                    f"Cr {rng.uniform(0.5, 3):.2f}",
+                    f"eGFR {rng.randint(15, 110)}",
+                    f"SpO2 {rng.randint(86, 100)}% on RA",
+                    f"HR {rng.randint(48, 140)}",
+                    f"T {rng.uniform(36, 39.5):.1f} C",
+                    f"BMI {rng.uniform(17, 45):.1f}",
+                    f"WBC {rng.uniform(2, 20):.1f}",
+                    f"Hgb {rng.uniform(7, 17):.1f}",
+                    f"plt {rng.randint(40, 450)}",
+                    f"LDL {rng.randint(50, 220)}",
+                    f"TSH {rng.uniform(0.1, 9):.2f}",
+                    f"glucose {rng.randint(60, 400)} mg/dL",
+                    f"pain {rng.randint(0, 10)}/10",
+                    f"EF {rng.randint(20, 65)}%",
+                    f"Wt {rng.randint(40, 150)} kg",
+                    f"PSA {rng.uniform(0.2, 12):.1f}",
+                    f"RR {rng.randint(10, 30)}",
+                    "troponin <0.01",
+                    f"takes {rng.choice(('2/3', '1/2', '3/4'))} of the dose",
+                    f"{rng.choice(('1/2', '1/4'))} tab",
+                )
+            )
+        elif name == "code":
+            text = rng.choice(CODES)
+        elif name == "room":
+            text = rng.choice(ROOMS)
+        elif name == "dept":
+            text = rng.choice(FACILITIES)
+        elif name == "year":
+            text = str(rng.randint(1960, 2025))
+        elif name == "reldate":
+            text = rng.choice(RELDATES)
+        elif name == "time":
+            h, m = rng.randint(0, 23), rng.choice((0, 5, 10, 15, 20, 30, 40, 45, 50))
+            text = rng.choice(
+                (f"{h:02d}:{m:02d}", f"{h % 12 or 12}:{m:02d} {'am' if h < 12 else 'pm'}")
+                + (f"{h:02d}{m:02d}", "noon")
+            )
+        elif name == "duration":
+            text = rng.choice(
+                (
+                    f"{rng.randint(2, 14)} days",
+                    f"{rng.randint(2, 10)} weeks",
+                    f"{rng.randint(2, 11)} months",
+                    f"{rng.randint(15, 90)} min",
+                    f"{rng.randint(2, 20)} years",
+                )
+            )
+        elif name == "young_age":
+            text = self.young_age(variant)
+        elif name == "sex":
+            text = rng.choice(("F", "M", "female", "male"))
+        elif name == "state":
+            text = rng.choice(STATES)
+        elif name == "relation":
+            text = rng.choice(RELATIONS)
+        elif name == "payer":
+            text = rng.choice(PAYERS)
+        elif name == "car":
+            text = rng.choice(CARS)
+        elif name == "lang":
+            text = rng.choice(LANGS)
+        elif name == "device_type":
+            text = rng.choice(DEVICE_TYPES)
+        else:
+            raise KeyError(name)
+        return _cap(text) if variant == "cap" else text
+
+
+_FAKERS: dict = {}
+
+
+def _ascii(s: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
+
+
+# --- the templates: two disjoint families -------------------------------------------------------
+#
+# `{KIND}` or `{KIND:variant}` is a labelled slot (PERSON variants name a form and/or casing, e.g.
+# `{PERSON:last_first+upper}`, or `clinician`; DATE: a style or `full`; AGE: adj, np or num; other
+# kinds: a style). `{POSTAL}` is a full postal address line (street, city, state, ZIP). Lower-case
+# slots are hard negatives (`{drug:name}`: the name alone; `:cap`: capitalised).
+
+_RAW = {
+    "dev": {
+        "note": """
+Pt is a {young_age:adj} {sex} seen {DATE:md} for f/u of {eponym}; on {drug}.
+{PERSON} is a {AGE:adj} {sex} with {eponym}, admitted from {dept}.
+Seen by {PERSON:clinician} in {room} on {DATE}; {lab}, {lab}.
+Daughter {PERSON} (cell {PHONE}) is the health care proxy.
+DOB {DATE:full}, MRN {MRN}; allergic to {drug:name}.
+Discharged home to {POSTAL} on {drug}, f/u in {duration}.
+S: {PERSON:first_only} reports {duration} of worsening dyspnea since {reldate}.
+O: {lab}, {lab}, {lab}. A/P: {code}, continue {drug}.
+Insurance verified: member ID {HEALTH_PLAN:member}, Medicare MBI {HEALTH_PLAN:mbi}.
+Pacemaker (SN {DEVICE}) interrogated {reldate}, normal function, {lab}.
+Pt reports the insulin pump serial {DEVICE:serial} alarmed at {time}.
+Dear {PERSON:clinician}, I am writing about our mutual patient {PERSON}, DOB {DATE:full}.
+He was involved in an MVC; vehicle VIN {VEHICLE:vin}, plate {VEHICLE:plate}.
+Billing: account {ACCOUNT}, claim {ACCOUNT:claim} submitted for {code}.
+Rx for {drug} signed, prescriber DEA {LICENSE:dea}, NPI {LICENSE:npi}.
+Patient emailed from {EMAIL} asking whether to hold {drug:name}.
+Portal login from IP {IP} on {DATE} was flagged by security.
+Photo of the rash shared at {URL}, c/w {eponym}.
+SSN {SSN} verified with {PERSON:full}, {young_age:adj} {sex}, at registration.
+{PERSON:titled} was called at {PHONE} re: {lab}.
+Lives alone at {ADDRESS}; her {relation} {PERSON} lives nearby (ZIP {ZIP}).
+Hx {eponym} dx {year}, {eponym} in remission since {year}, {sign}.
+FHx: father with {eponym} (died at {young_age:np}), mother {AGE:adj} and living.
+Driver's license {LICENSE:drivers} copied; not to drive until {DATE}.
+Dr. visit on Monday with cardiology. Will continue {drug} and recheck {lab} {reldate}.
+Case discussed with {PERSON:clinician} ({PHONE}); plan to start {drug:name} {reldate}.
+State medical license {LICENSE:medical} on file for {PERSON:clinician}.
+Pt paid the {payer} copay with card {ACCOUNT:card} at {time}.
+CGM transmitter SN {DEVICE:serial} replaced; UDI {DEVICE:udi_gs1}.
+Her {relation} {PERSON} can be reached at {EMAIL} or {PHONE}.
+Pt {PERSON:initials}, {young_age:adj} {sex}, {eponym}, {lab}.
+Remote monitoring data uploaded from {IP:v6} at {time}.
+Group number {HEALTH_PLAN:group}, subscriber {PERSON}, plan {payer}.
+Patient's blog ({URL}) describes living with {eponym}.
+{sign}; baby {PERSON} born {DATE} at {time}, {lab}.
+Mail returned from {ADDRESS:po_box}, {ZIP}; new address requested.
+Home health to visit {POSTAL} twice weekly for {drug:name} injections.
+{PERSON:last_first} seen in {dept} on {DATE:month_d}, {AGE:np}, {eponym}.
+Medicaid ID {HEALTH_PLAN:medicaid} confirmed; {code}.
+{PERSON:first_only} called back, {lab} at home; Hope to taper {drug:name} {reldate}.
+Spoke with {PERSON:lower} from the pharmacy about {drug:name} {reldate}.
+Billing account {ACCOUNT:billing} flagged; guarantor {PERSON:middle_initial}.
+She has been on {drug} since {year}; A1c goal discussed, {lab}.
+Parked car (plate {VEHICLE:plate}) was towed from the garage on {DATE}.
+Registered with the state registry as SSN {SSN:plain}, DOB {DATE:compact}.
+A {young_age:adj} {sex} with {eponym} on {drug}, {lab}; seen {reldate}.
+Her {relation}, {young_age:adj}, has {eponym}; Will start {drug:name} for both.
+""",
+        "message": """
+hi this is {PERSON:lower} my {lab} this am, is that ok
+can u call me back at {PHONE} pls, {PERSON:first_only}
+my dob is {DATE} and my mrn is {MRN}
+pls send the refill for {drug:name} to {EMAIL} thx
+i moved!! new address is {POSTAL}
+{PERSON:titled} said to stop the {drug:name} {reldate} is that right?
+my husband {PERSON} is {AGE:adj} and i'm {young_age:num}, he fell {reldate}
+insurance changed, new member id {HEALTH_PLAN:member} group {HEALTH_PLAN:group}
+whats my medicare number? card says {HEALTH_PLAN:mbi}
+the pump sn {DEVICE} keeps beeping, started {reldate}
+got a bill for acct {ACCOUNT} but i already paid
+claim {ACCOUNT:claim} was denied why??
+they towed my car, plate {VEHICLE:plate}, can u send a note
+my ssn is {SSN} for the disability form
+here is the link {URL}
+portal says my ip {IP} is blocked
+appt tmrw at {time}? {PERSON:first_only} here
+need my license # on the form? its {LICENSE:drivers}
+thx for seeing me {reldate}, the {drug:name} is helping
+mom is {AGE:adj} now, can she still get the flu shot
+the vin is {VEHICLE:vin} for the handicap placard form
+zip code is {ZIP} not the old one
+email me at {EMAIL} or text {PHONE}
+im at {ADDRESS} come to the back door
+pharmacy needs ur dea # {LICENSE:dea} for the {drug:name} script
+pls fax to {PHONE:us_dash} attn {PERSON:full}
+pls tell {PERSON:lower+titled} my {lab} hes asking
+my medicaid # is {HEALTH_PLAN:medicaid}
+here is the udi from the box {DEVICE:udi_hibcc}
+the npi on the form is {LICENSE:npi}? {PERSON:lower+titled} signed
+is {PERSON:lower+full} ok to pick up my {drug:name}, she's my {relation}
+im {young_age:num} and on {drug:name}, is {drug:name} ok too?
+dr said {drug} but the bottle says {drug} ??
+""",
+        "form": """
+Name: {PERSON}
+DOB: {DATE:full}    Age: {young_age:num}
+MRN: {MRN}    Acct #: {ACCOUNT}
+Address: {ADDRESS}
+City/State/ZIP: {ADDRESS:city}, {state} {ZIP}
+Phone (home): {PHONE}    Cell: {PHONE}
+Email: {EMAIL}
+SSN: {SSN}
+Primary insurance: {payer}   Member ID: {HEALTH_PLAN:member}   Group: {HEALTH_PLAN:group}
+Medicare ID (MBI): {HEALTH_PLAN:mbi}
+Emergency contact: {PERSON} ({relation})  {PHONE}
+Referring physician: {PERSON:clinician}   NPI: {LICENSE:npi}
+Driver license #: {LICENSE:drivers}   State: {state}
+Vehicle (parking permit): {car}, plate {VEHICLE:plate}   VIN: {VEHICLE:vin}
+Implanted device: {device_type}   Serial: {DEVICE:serial}
+UDI: {DEVICE}
+Portal username: {EMAIL}   Last login IP: {IP}
+Personal website: {URL}
+Visit date: {DATE}   Time: {time}   Room: {room}
+Diagnosis: {code} {eponym}   Meds: {drug}
+Guarantor: {PERSON:last_first}   Billing acct: {ACCOUNT:billing}
+Mailing address: {ADDRESS:po_box}, {ADDRESS:city}, {state} {ZIP}
+Age: {AGE:num}   Sex: {sex}
+Prescriber: {PERSON:clinician}   DEA: {LICENSE:dea}   Lic: {LICENSE:medical}
+Allergies: {drug:name}   Last A1c: {lab}   Seen since: {year}
+Home address: {POSTAL}
+Medicaid #: {HEALTH_PLAN:medicaid}   Claim #: {ACCOUNT:claim}
+PATIENT: {PERSON:last_first+upper}   {MRN}   {DATE:full}
+Age: {young_age:num}   Meds: {drug}   Hx: {eponym}
+""",
+    },
+    # EVAL family: the detector's author does not read below this line.
+    "eval": {
+        "note": """
+This {AGE:adj} {sex} with a hx of {eponym} presents with {duration} of cough.
+HPI: {PERSON:full} presented to {dept} on {DATE} with chest pain, {lab}.
+Per her son {PERSON:first_only}, she has been confused since {reldate}.
+Telephone encounter: {PERSON:titled} called from {PHONE} at {time} asking about {drug:name}.
+Attending: {PERSON:clinician}. Fellow: {PERSON:clinician}.
+Transferred from OSH (their MRN {MRN}), our medical record number {MRN}.
+Discharge summary for {PERSON:last_first} (DOB {DATE:full}); admitted {DATE}, discharged {DATE}.
+ICD {DEVICE} checked in device clinic; {lab}, battery ok.
+Plan: return in {duration}, sooner if {eponym} symptoms worsen; {drug}.
+Social: lives with partner {PERSON} at {POSTAL}; retired since {year}.
+Contact info updated to {EMAIL} and {PHONE}.
+Coverage: {payer} member {HEALTH_PLAN:member} (group {HEALTH_PLAN:group}); MBI {HEALTH_PLAN:mbi}.
+Financial counseling: balance on account {ACCOUNT} referred; claim {ACCOUNT:claim} pending.
+Identity confirmed with SSN {SSN} and date of birth {DATE:full}.
+Prescribed by {PERSON:clinician} (DEA {LICENSE:dea}, state lic {LICENSE:medical}).
+Police report: patient's car (VIN {VEHICLE:vin}) was struck at {time}; plate {VEHICLE:plate}.
+Telehealth session ({young_age:adj} {sex}) from {IP} dropped twice, reconnected via {URL}.
+Mother is {AGE:np}; father deceased at {young_age:np} of {eponym}.
+{PERSON:initials} is a {young_age:adj} {sex} G2P1 at 32 weeks, {lab}.
+Insulin pump (serial {DEVICE:serial}) downloaded; UDI {DEVICE:udi_hibcc}.
+Letter on behalf of {PERSON}, DL {LICENSE:drivers}, for a disabled parking permit.
+Home visit at {ADDRESS}, {ADDRESS:city} ({ZIP}); {drug} reconciled.
+Family posts updates on {URL} for friends.
+Seen on {DATE:md} and again {reldate}; {lab}, {lab}.
+Brother {PERSON:middle_initial} was tested as a donor, HLA match pending.
+She is now {AGE:adj}, still living independently at {ADDRESS:unit}.
+Call back number {PHONE}; ok to leave a message with {PERSON:first_only}.
+Vendor recorded the device's address {IP:v6} at {time}.
+Records mailed to {ADDRESS:po_box}, {ADDRESS:city}, {state} {ZIP}.
+{eponym:cap} diagnosed in {year}; {eponym} excluded; started {drug}.
+Pt to see PCP on Monday; Grace period for the copay explained, {code}.
+Copay charged to card {ACCOUNT:card} per {relation}'s request.
+Seen with interpreter ({lang}); {PERSON:lower} signed consent on {DATE:ordinal}.
+Next of kin {PERSON:upper} notified by phone at {PHONE:intl}.
+Billing guarantor account {ACCOUNT:billing}; {payer} Medicaid {HEALTH_PLAN:medicaid}.
+Provider NPI {LICENSE:npi} ordered {code}; {sign}.
+Bill to {PERSON:full}, {POSTAL}.
+Symptoms began the week of {DATE:month_d}, worse after {drug:name}; {AGE:np} per chart.
+Plate {VEHICLE:plate} noted on the EMS run sheet; {lab}.
+{PERSON:first_only} brought in a copy of her SSN card ({SSN:test}).
+MRN {MRN}: {eponym}, last seen {DATE:month_y}.
+Consulted {PERSON:clinician} re: anticoagulation, {drug}; {lab}.
+Patient forwarded the lab PDF from {EMAIL:personal} at {time}.
+Last admission at {dept} in {year}; {PERSON:titled} declined {drug:name} then.
+Known {eponym}; {young_age:adj} {sex} on {drug}, {lab}, seen at {dept}.
+Partner is {young_age:np}, also on {drug:name}; {sign}.
+""",
+        "message": """
+hey its {PERSON:first_only} again, still dizzy after the {drug:name}
+this is {PERSON:lower}'s {relation}, she is {AGE:adj}, can i pick up her rx
+pls update my phone to {PHONE} and email {EMAIL}
+born {DATE}, chart # {MRN}, need my records
+new insurance card member {HEALTH_PLAN} thx
+my mbi is {HEALTH_PLAN:mbi} the lady on the phone asked
+sending the pic here {URL}
+cant log in from {IP} help
+whats the serial for my pacer? card says {DEVICE}
+paid acct {ACCOUNT} online {reldate}
+dmv form: dl {LICENSE:drivers}, plate {VEHICLE:plate}
+need u to sign the form for my car {VEHICLE:vin}
+ssn {SSN} for the fmla paperwork
+new addr {POSTAL}
+ride picks me up at {ADDRESS} at {time}
+zip is {ZIP} btw
+tell {PERSON:titled} thank u so much!!
+{PERSON:lower} here, is my appt still on {DATE:md}?
+the dea on the rx is {LICENSE:dea}, pharmacy says its wrong
+grandpa turned {AGE:num} {reldate}, grandma is {young_age:num}, is the home visit still ok
+call {PERSON:first_only} at {PHONE} if i dont answer
+thx!! {lab} :) see u {reldate}
+my email changed to {EMAIL}
+group # is {HEALTH_PLAN:group} and claim {ACCOUNT:claim}
+{PERSON:lower+titled} told me the {device_type} udi is {DEVICE:udi_gs1}
+my npi is {LICENSE:npi}, im the home nurse for {PERSON:lower+initial_last}
+my license number is {LICENSE:medical} for the volunteer form
+im {PERSON:lower+full}, born {DATE:full}, pls call back
+my son is {young_age:num} and takes {drug:name}, can he have {drug:name} with it
+still on the {drug} since {year}, {lab} last wk
+""",
+        "form": """
+PATIENT: {PERSON:last_first+upper}  MRN: {MRN}  DOB: {DATE:full}
+Patient name (last, first): {PERSON:last_first}
+Date of birth: {DATE:full}
+Street address: {ADDRESS}
+City: {ADDRESS:city}  State: {state}  Zip: {ZIP}
+Home #: {PHONE}  Work #: {PHONE}  Fax: {PHONE}
+E-mail address: {EMAIL}
+Social Security #: {SSN}
+Subscriber: {PERSON}  Subscriber ID: {HEALTH_PLAN:member}
+Medicaid #: {HEALTH_PLAN:medicaid}   MBI: {HEALTH_PLAN:mbi}
+Next of kin: {PERSON} - {relation} - {PHONE}
+PCP: {PERSON:clinician}  Lic #: {LICENSE:medical}
+ID verified: DL {LICENSE:drivers} exp {DATE}
+Vehicle: {car} {VEHICLE:plate}
+VIN: {VEHICLE:vin}
+Device serial #: {DEVICE:serial}   UDI-DI: {DEVICE:udi_gs1}
+Account #: {ACCOUNT}   Claim #: {ACCOUNT:claim}
+Statement for acct {ACCOUNT:billing}   Card on file: {ACCOUNT:card}
+Access log: {IP} {time}
+Website / social media: {URL}
+Patient age (yrs): {AGE:num}
+Date of service: {DATE}   CPT: {code}   Dx: {code}
+Ordering provider: {PERSON:clinician}  NPI {LICENSE:npi}  DEA {LICENSE:dea}
+Interpreter needed: Y   Language: {lang}   Height: 165 cm
+Mailing: {ADDRESS:po_box} / ZIP {ZIP}
+Permanent address: {POSTAL}
+Group #: {HEALTH_PLAN:group}   Payer: {payer}
+Responsible party: {PERSON:middle_initial}   Relationship: {relation}
+Device UDI (HIBCC): {DEVICE:udi_hibcc}   Implanted: {year}
+Current meds: {drug}; {drug}   PMH: {eponym}   Age at dx: {young_age:num}
+""",
+    },
+}
+TEMPLATES: dict[str, dict[str, list[str]]] = {
+    family: {
+        genre: [t for t in block.strip().splitlines() if t.strip()] for genre, block in g.items()
+    }
+    for family, g in _RAW.items()
+}
+
+SLOT = re.compile(r"\{(\w+)(?::([\w+]+))?\}")
+LABELLED = {*KINDS, "POSTAL"}
+
+
+def template_kinds(template: str) -> set[str]:
+    """The kinds a template's labelled slots produce."""
+    kinds = set()
+    for name, _ in SLOT.findall(template):
+        if name == "POSTAL":
+            kinds |= {"ADDRESS", "ZIP"}
+        elif name in LABELLED:
+            kinds.add(name)
+    return kinds
+
+
+def _fill(maker: _Maker, template: str, genre: str) -> Piece:
+    gens: dict[str, Callable[[str, str], Piece]] = {
+        "PERSON": maker.person,
+        "DATE": maker.date,
+        "AGE": maker.age,
+        "PHONE": maker.phone,
+        "EMAIL": maker.email,
+        "SSN": maker.ssn,
+        "MRN": maker.mrn,
+        "HEALTH_PLAN": maker.health_plan,
+        "ACCOUNT": maker.account,
+        "LICENSE": maker.license,
+        "VEHICLE": maker.vehicle,
+        "DEVICE": maker.device,
+        "URL": maker.url,
+        "IP": maker.ip,
+        "ADDRESS": maker.address,
+        "ZIP": maker.zip,
+        "POSTAL": maker.postal,
+    }
+    out: Piece = []
+    pos = 0
+    for m in SLOT.finditer(template):
+        out.append((template[pos : m.start()], "", ""))
+        name, variant = m.group(1), m.group(2) or ""
+        if name in gens:
+            out.extend(gens[name](genre, variant))
+        else:
+            out.append((maker.negative(name, variant), "", ""))
+        pos = m.end()
+    out.append((template[pos:], "", ""))
+    return out
+
+
+# Names and dates come in the most forms: they get more than their share of the sentences.
+SHARE = dict.fromkeys(KINDS, 1.0) | {"PERSON": 2.5, "DATE": 1.8}
+SENTENCES_PER_SAMPLE = {"note": (1, 4), "message": (1, 3), "form": (2, 4)}
+GENRE_WEIGHTS = {"note": 0.45, "message": 0.25, "form": 0.30}
+JOINER = {"note": (" ",), "message": (" ", ". ", "\n", "! "), "form": ("\n",)}
+
+
+def generate(seed: int, n: int, split: str) -> list[Sample]:
+    """Samples holding at least `n` sentences in all, from the `split` family ("dev" or "eval")."""
+    if split not in TEMPLATES:
+        raise ValueError(f"split must be one of {sorted(TEMPLATES)}, not {split!r}")
+    rng = random.Random(f"{seed}:{split}")
+    maker = _Maker(rng, seed * 2 + (split == "eval"))
+    family = TEMPLATES[split]
+    pools: dict[tuple[str, str], list[str]] = {}
+    for genre, templates in family.items():
+        for t in templates:
+            for kind in template_kinds(t) or {"NONE"}:
+                pools.setdefault((genre, kind), []).append(t)
+    counts = dict.fromkeys(KINDS, 0)
+    samples: list[Sample] = []
+    sentences = 0
+    while sentences < n:
+        genre = maker.pick(GENRE_WEIGHTS)
+        lo, hi = SENTENCES_PER_SAMPLE[genre]
+        k = min(rng.randint(lo, hi), max(1, n - sentences))
+        text, spans = "", []
+        for i in range(k):
+            if rng.random() < 0.1 and (genre, "NONE") in pools:
+                target = "NONE"
+            else:  # the least seen of a few kinds: every kind gets its share
+                target = min(rng.sample(KINDS, 4), key=lambda kind: counts[kind] / SHARE[kind])
+            template = rng.choice(pools.get((genre, target)) or family[genre])
+            if i:
+                text += rng.choice(JOINER[genre])
+            for part, kind, style in _fill(maker, template, genre):
+                if kind:
+                    spans.append(Span(len(text), len(text) + len(part), kind, style))
+                    counts[kind] += 1
+                text += part
+        samples.append(Sample(text, tuple(spans), genre))
+        sentences += k
+    return samples
+
+
+if __name__ == "__main__":  # a look at the corpus: python bench/phi_corpus.py [split] [n]
+    import sys
+    from collections import Counter
+
+    split = sys.argv[1] if len(sys.argv) > 1 else "dev"
+    out = generate(1, int(sys.argv[2]) if len(sys.argv) > 2 else 40, split)
+    for s in out:
+        marked, pos = [], 0
+        for sp in s.spans:
+            marked += [s.text[pos : sp.start], f"[{s.text[sp.start : sp.end]}|{sp.kind}]"]
+            pos = sp.end
+        print(f"--- {s.genre}\n{''.join(marked)}{s.text[pos:]}")
+    print(Counter(sp.kind for s in out for sp in s.spans))
