@@ -37,12 +37,19 @@ What is labelled, and how (`Span.style` records the form, `STYLES` lists them al
   city of a postal address line as a separate span; the state is not labelled), ZIP (5 and 9 digit
   ZIP codes, and foreign postcodes: style "postcode").
 
-The two families. Every template is written in exactly one of two lists, `TEMPLATES["dev"]` and
-`TEMPLATES["eval"]` (the fixed rule: the list it stands in), with different wording and contexts;
-`split="dev"` draws only from the first, `split="eval"` only from the second. The detector's author
-develops on dev; reported figures come from eval, whose templates he has not read. Both families
-cover every kind in every genre, and every style (the value generators, which pick the styles, are
-shared).
+The three families. Every template is written in exactly one of three lists, `TEMPLATES["dev"]`,
+`TEMPLATES["eval"]` and `TEMPLATES["test"]` (the fixed rule: the list it stands in), each with its
+own wording and contexts; `split=` draws only from the family of that name.
+- dev: the detector's author develops on it (reads its samples and his errors on them).
+- eval: validation. Its templates were never read by the detector's author, but its aggregate
+  recall figures were consulted during development, so it is no longer a clean held-out set.
+- test: written after the detector, from scratch, in other clinical situations, with hard
+  negatives of its own besides the shared ones (the test family's vocabularies and negative slots
+  stand with its templates, below the line the detector's author does not read). No figure of it
+  is consulted before the reported run; bench/phi.py reports its figures.
+Every family covers every kind in every genre, and every style (the value generators, which pick
+the styles and the names, are shared: the families differ in their sentences and negatives, not in
+the forms the entities take). Adding the test family changed nothing dev or eval generate.
 
 Deterministic: the same (seed, n, split) gives the same samples, in any process (`random.Random`
 and `Faker.seed_instance`, both seeded from the arguments; no set or hash order is relied on), for
@@ -488,13 +495,13 @@ def _syllables(rng: random.Random, count: int) -> str:
     )
 
 
-def _invented(rng: random.Random, surname: bool) -> str:
+def _invented(rng: random.Random, surname: bool, avoid: set[str] = _NEGATIVE_WORDS) -> str:
     while True:
         if surname:
             word = _syllables(rng, rng.choice((1, 2, 2))) + rng.choice(SURNAME_ENDINGS)
         else:
             word = _syllables(rng, rng.choice((1, 2, 2, 3))) + rng.choice(GIVEN_ENDINGS)
-        if 3 <= len(word) <= 11 and word not in _NEGATIVE_WORDS and word[0].isalpha():
+        if 3 <= len(word) <= 11 and word not in avoid and word[0].isalpha():
             return word.capitalize()
 
 
@@ -520,9 +527,10 @@ def _cap(s: str) -> str:
 class _Maker:
     """Value generators for one generate() call: labelled kinds and hard negatives."""
 
-    def __init__(self, rng: random.Random, seed: int) -> None:
+    def __init__(self, rng: random.Random, seed: int, avoid: set[str] = _NEGATIVE_WORDS) -> None:
         self.rng = rng
         self.seed = seed
+        self.avoid = avoid  # words an invented name must not be
         self._fakers: dict = {}
 
     def faker(self, locale: str):
@@ -550,7 +558,11 @@ class _Maker:
     def name(self) -> _Name:
         r = self.rng.random()
         if r < 0.33:
-            return _Name(_invented(self.rng, False), _invented(self.rng, True), "invented")
+            first, last = (
+                _invented(self.rng, False, self.avoid),
+                _invented(self.rng, True, self.avoid),
+            )
+            return _Name(first, last, "invented")
         if r < 0.66:
             f = self.faker("en_US")
             return _Name(f.first_name(), f.last_name(), "")
@@ -1150,7 +1162,7 @@ class _Maker:
                 rng.choice(("Washington", "Lincoln", "Jefferson", "Mill", "River", "Bay")),
                 rng.choice(("3rd", "14th", "42nd", "1st", "2nd", "101st", "7th")),
                 self.faker("en_US").last_name(),
-                _invented(rng, True),
+                _invented(rng, True, self.avoid),
             )
         )
         suffix = rng.choice(
@@ -1338,8 +1350,8 @@ class _Maker:
             text = rng.choice(LANGS)
         elif name == "device_type":
             text = rng.choice(DEVICE_TYPES)
-        else:
-            raise KeyError(name)
+        else:  # the test family's own negatives (below), or a KeyError
+            text = _test_negative(self, name, variant)
         return _cap(text) if variant == "cap" else text
 
 
@@ -1352,7 +1364,7 @@ def _ascii(s: str) -> str:
     return unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
 
 
-# --- the templates: two disjoint families -------------------------------------------------------
+# --- the templates: three disjoint families -----------------------------------------------------
 #
 # `{KIND}` or `{KIND:variant}` is a labelled slot (PERSON variants name a form and/or casing, e.g.
 # `{PERSON:last_first+upper}`, or `clinician`; DATE: a style or `full`; AGE: adj, np or num; other
@@ -1592,7 +1604,484 @@ Device UDI (HIBCC): {DEVICE:udi_hibcc}   Implanted: {year}
 Current meds: {drug}; {drug}   PMH: {eponym}   Age at dx: {young_age:num}
 """,
     },
+    # TEST family: written after the detector, from scratch, in other clinical situations (ED
+    # triage and EMS, pharmacy calls, home health, insurance appeals, school nursing, telehealth,
+    # discharge teaching, lab requisitions, referral faxes, hospice, dialysis, dental, OB...). No
+    # figure of it was consulted before the reported run; the detector's author does not read it.
+    "test": {
+        "note": """
+Triage: {young_age:adj} {sex} in at {time} with {duration} of flank pain; ESI 3, {lab}, {measure}.
+EMS run: {PERSON:initial_last} found on the kitchen floor at {ADDRESS}, {score} on scene, {lab}.
+Brought in by granddaughter {PERSON:first_only}; patient is {AGE:adj}, uses a rollator at baseline.
+Security moved a car idling in the ambulance bay (plate {VEHICLE:plate}) at {time}; keys at triage.
+Rollover MVC, trauma team paged; the tow slip lists VIN {VEHICLE:vin} for the patient's {car}.
+Pharmacist {PERSON:full} ({org}) phoned at {time} to clarify the {med:name} sig; callback {PHONE}.
+PA for {med} faxed to {payer} at {PHONE:us_dash}; cardholder ID {HEALTH_PLAN:member}, BIN 610014.
+Controlled-substance pickup by the patient's {relation}; driver license {LICENSE:drivers} checked.
+Verbal order taken from {PERSON:clinician} (DEA {LICENSE:dea}) for {med}, read back and verified.
+Dispensed {ndc}, {med}; counselled on the {drug:name} interaction, {measure}.
+Home health SOC {DATE}: {PERSON:titled} lives alone in a second-floor walk-up, {ADDRESS:unit}.
+Aide says the {relation}, {PERSON:middle_initial}, fills the pillbox now; {med}, {drug} reconciled.
+Homebound status: leaves the house only for dialysis at {org}; {score}, {measure}.
+Appeal: {payer} denied claim {ACCOUNT:claim} for {condition}; P2P with {PERSON:clinician}.
+Second-level appeal mailed {DATE:month_d_y} for enrollee {HEALTH_PLAN:member} ({PERSON:full}).
+Medical necessity: {young_age:adj} {sex}, {condition}; failed {drug:name}, {med:name} since {year}.
+School nurse: {PERSON:first_only} (grade 4) wheezing after recess at {time}; albuterol, sats 97%.
+Reached the mother, {PERSON}, at {PHONE}; she is on her way, child afebrile and resting.
+Pump occlusion alert in gym class; set swapped, serial {DEVICE:serial} noted for the vendor.
+Student's CGM (UDI {DEVICE:udi_gs1}) alarmed low at {time}; juice given, recheck in 15 min.
+Video visit: {young_age:adj} {sex} joined from {IP} at {time}, at home in ZIP {ZIP}; consent given.
+Telehealth check-in: the invite never arrived, so the link {URL} was re-sent to {EMAIL:personal}.
+Telehealth provider holds license {LICENSE:medical} in the patient's state; billed as {code}.
+Discharge teaching with {PERSON:lower} and her {relation}; see {PERSON:titled} on {DATE:month_d}.
+Return precautions: call 911 or text 988 for thoughts of self-harm. May drive again in {duration}.
+Frank blood in the urine or a temp over 101 F: call. {drug} as before, {med}; recheck {when:future}.
+Lab requisition: fasting specimen drawn {DATE:iso} at {time}, tubes labelled with MRN {MRN}.
+Specimen rejected: wristband read {MRN:hyphenated} but the tube said {MRN:digits}; redraw ordered.
+Duplicate charts merged, {MRN:prefixed} retired in favour of {MRN}.
+Referral received by fax from {org} for {PERSON:last_first}, born {DATE:full}, re: {condition}.
+Faxed the consult note back to {PHONE} attn. referral coordinator {PERSON:initial_last}; 4 pages.
+Hospice consent signed by agent {PERSON:full} ({young_age:np}); Medicare MBI {HEALTH_PLAN:mbi}.
+Patient is {AGE:np}, DNR/DNI, with {condition}; {med} for air hunger, {score}.
+Family meeting with son {PERSON:upper}, {young_age:np}; Hope is for his mother to die at home.
+Dialysis chair 6: fistula thrill present, {measure}; machine {DEVICE:serial} logged, {lab}.
+Subrogation: other driver's VIN {VEHICLE:vin}; auto carrier billed on acct {ACCOUNT:account}.
+Payment plan set up with autopay on card {ACCOUNT:card}; first draft {DATE:mdy_slash}.
+Balance on {ACCOUNT:billing} split between {payer} and the auto insurer; {code}.
+Refund of the duplicate payment issued to card {ACCOUNT:card} after the billing dispute.
+Disability paperwork: SSN {SSN} and date of injury {DATE} entered for {PERSON:full}.
+Medicaid application held: SSN on it ({SSN}) does not match the card; {PERSON:initials} to bring it.
+Occupational health: forklift driver, {young_age:np}, {score}; modified duty from {reldate}.
+POD 2 after a Whipple; {lab}, {measure}, on {drug}. Bill the brace to the secondary payer.
+MRI safety screen: spinal cord stimulator, implant card serial {DEVICE} checked with radiology.
+Nurse line: caller {PERSON:first_only}, {young_age:np}, says her {AGE:adj} father has not eaten.
+Privacy office reviewed a break-the-glass open of this chart from {IP:v4} by {PERSON:last_first}.
+E-prescription for {med:name} transmitted from {IP:v6}; prescriber NPI {LICENSE:npi}.
+Prenatal visit: G3P2, LMP {DATE}, EDD {DATE}; {measure}, {lab}.
+OB intake for {PERSON:full}, {young_age:np}; partner {PERSON:first_only} here, {lang} interpreter.
+Newborn {PERSON:last_first}, Apgars 8 and 9, 3.4 kg; mother ({young_age:np}) has MRN {MRN}.
+Wound care: stage 3 sacral ulcer, {measure}; next visit at the home, {POSTAL}.
+Supplies ship to {ADDRESS:po_box} in {ADDRESS:city}; the carrier will not deliver to the farm road.
+Wheelchair van from {POSTAL} to {org} booked for {time}.
+Case management: moved in with her {relation} in {ADDRESS:city}, ZIP {ZIP:zip9}; agency changed.
+Social work: the family posts updates at {URL:www} and asked that it stay out of the chart.
+Records released to {EMAIL:work} at the attorney's office under a signed authorization.
+Dental: {young_age:adj} {sex}, tooth #19 extracted, {med}; {PERSON:titled} reviewed post-op care.
+PT eval: {condition}, {score}, {young_age:np}; Hope to progress to a cane {when:future}.
+Interpreter {PERSON:full} assisted by video in {lang}; teach-back completed.
+Sleep medicine: CPAP serial {DEVICE:serial} and UDI {DEVICE:udi_hibcc} recorded by the DME vendor.
+Valet ticket for the {car}, plate {VEHICLE:plate}, stapled to the belongings bag.
+Pharmacy abroad called from {PHONE:intl} re lost {med:name}; {PERSON:titled} okayed a 7-day supply.
+Discharged to {org}: {PERSON:upper} to continue {drug}, stop {med:name}, follow up in {duration}.
+History: {eponym} since {year}, {condition} diagnosed in {year}; Gene panel pending.
+Home visit: she turned {AGE:num} {reldate}, her {relation} is {young_age:np}; {lab}, {measure}.
+Rose to 38.9 C overnight; {drug} given, {lab}, blood cultures x2 at {time}.
+Incision photo arrived from {EMAIL}; reviewed with {PERSON:clinician}, no erythema.
+Skilled nursing visit by {PERSON:initials} at {time}: {lab}, {measure}; SN 2x/week x 4 weeks.
+Coverage through the employer plan, group {HEALTH_PLAN:group}; RxBIN 004336, RxPCN ADV.
+Medicaid recipient ID {HEALTH_PLAN:medicaid} checked for school speech therapy, enrolled in {year}.
+Return label for the {device_type} printed to {POSTAL}.
+""",
+        "message": """
+reminder: {PERSON:first_only} has an appt w/ {PERSON:titled} on {DATE} at {time}. reply C to confirm
+ur {med:name} is ready for pickup at {org}. txt STOP to opt out
+hi its {PERSON:lower}, is the nurse still coming to {ADDRESS} tmrw? buzzer is broken just knock
+grandma is {AGE:num} and keeps spitting out the {drug:name}, any tips
+[video chat] pt: cant hear u, my ip is {IP} if the tech guy needs it
+[video chat] provider: pls close the app and reopen {URL}, then allow the camera
+can u fax the inhaler form to the school at {PHONE}? its for {PERSON:first_only}
+this is {PERSON:lower+full}, {PERSON:first_only}'s mom, he left his {med:name} at home can u call me
+school nurse wants the pump serial, its {DEVICE:serial} on the back
+appeal is in, claim # {ACCOUNT:claim}, they said 30 days for a decision
+rx insurance: id {HEALTH_PLAN:member} grp {HEALTH_PLAN:group} bin 610014 pcn adv
+wait is {HEALTH_PLAN:mbi} my medicare # or is that the old red white and blue card
+transport lady needs my medicaid # {HEALTH_PLAN:medicaid}
+walgreens says they need the npi {LICENSE:npi} and dea {LICENSE:dea} on the script ugh
+they wouldnt give me the {med:name} without my dl # {LICENSE:drivers}
+new number! its {PERSON:first_only}, save {PHONE}
+can the after-visit summary go to {EMAIL} instead of paper, im {young_age:adj} not 100 lol
+hospice intake needs the ssn, its {SSN}, and hes {young_age:num} not {young_age:num} on ur form
+my card {ACCOUNT:card} got charged twice for the visit {reldate}
+can i do a payment plan on hospital bill {ACCOUNT:billing}
+omw to quest, is my mrn {MRN}? the lab slip is smudged and says age {young_age:num}
+{PERSON:lower+titled} wants me to do the sleep study {DATE:md}, will insurance cover it
+mom {PERSON} ({AGE:adj}) fell {reldate}, the aide is w her at {POSTAL}
+we moved to {ADDRESS:city}, zip {ZIP}, pls update so home health can find us
+send supplies to {ADDRESS:po_box} pls, porch pirates lol
+got towed during my infusion!! plate {VEHICLE:plate}, can someone vouch
+the claims adjuster wants the vin {VEHICLE:vin}, is that in my chart?
+cgm udi {DEVICE:udi_hibcc} for the warranty replacement
+lmp was {DATE} and the test was positive {when:past}!!
+feeling better, {lab} on my home cuff, been on {drug} since {year}
+can i take {med:name} with my {drug:name}? im {young_age:num} if that matters
+video visit w {PERSON:clinician} at {time}? never got the link, pls use {EMAIL:personal}
+{PERSON:first_only} here, dob {DATE:full}, pharmacy says ur system has it wrong
+leave a vm at {PHONE:us_plain} after 5 pls
+im the visiting nurse for {PERSON:initial_last}, my lic is {LICENSE:medical}, pls call back
+dads page is {URL:bare} if the team wants updates
+got an email that someone signed in from {IP:v6}, was that u guys??
+coach needs a note, {PERSON:first_only} has {condition} and takes {med}
+{PERSON:lower+middle_initial} checking in, {measure} this am, took the {med:name} at {time}
+dad is {AGE:np} now and refuses the walker, pls talk to {PERSON:first_only} (shes {young_age:adj})
+denial letter is dated {DATE:month_d_y}, member id {HEALTH_PLAN}
+{PERSON:first_only} threw up at school {when:past}, nurse gave {med:name}, ok w his {drug:name}?
+home health office # is {PHONE:us_dot} if they call u
+May i double up on the {med:name} if i missed it {when:past}?
+thx for squeezing me in {reldate}!! the {drug:name} is already helping
+the ortho says its a {condition}, do i still take the {med:name}
+they wrote {score} at {org}, what does that mean
+{PERSON:lower} here, they sent me to {org} for the {condition}, new cell is {PHONE}
+""",
+        "form": """
+Ordering clinician: {PERSON:clinician}   NPI: {LICENSE:npi}
+Specimen: serum   Collected: {DATE} {time}   Fasting: Y
+Order codes: {code}, {code}   Priority: routine   Specimen: urine
+Pt MRN: {MRN}   Bill to: {payer}   Draw site: {org}
+TO: {org}   FAX: {PHONE}   FROM: {PERSON:clinician}
+RE: {PERSON:last_first+upper}   DOB: {DATE:full}   Pages: 4 incl. cover
+Reason for referral: {young_age:adj} {sex} with {condition}; {score}
+Student: {PERSON:last_first}   Grade: 5   Homeroom: {PERSON:titled}
+Parent/guardian: {PERSON:full}   Age: {young_age:num}   Cell: {PHONE}   Work: {PHONE}
+Allergies: peanut, tree nut   Emergency med: EpiPen 0.3 mg IM   Asthma action plan: Y
+Medication given at school: {med}   By: {PERSON:initials}   Time: {time}
+Claim number: {ACCOUNT:claim}   Date of denial: {DATE}
+Enrollee: {PERSON}, {young_age:np}   Enrollee #: {HEALTH_PLAN:member}   Plan: {payer}, since {year}
+Group/employer plan #: {HEALTH_PLAN:group}   Rx BIN: 610014   PCN: ADV
+Denied service: {med:name} ({code})   Appeal level: 2   Expedited: N
+Release records to: {PERSON:full}, {POSTAL}
+Send by e-mail to: {EMAIL}   or fax: {PHONE:us_paren}
+Expires: {DATE:month_d_y}   Signed by: {PERSON:middle_initial}   Relationship: {relation}
+Start of care: {DATE}   Cert period: 60 days   Homebound: Y
+Service address: {ADDRESS:unit}   Dog on premises: Y   Stairs: 12
+Town: {ADDRESS:city}   Zip code: {ZIP}   Rural: Y
+Certifying physician: {PERSON:clinician}   State license: {LICENSE:medical}
+Caregiver: {PERSON:first_only} ({relation}, {young_age:np})   Lives with pt: Y   Pt age: {AGE:num}
+SSN (verified {when:past}): {SSN}
+Photo ID type: driver's license   ID #: {LICENSE:drivers}   Issuing state: {state}
+Prescriber DEA #: {LICENSE:dea}   Written: {DATE:iso}   Refills: 2   {ndc}
+Refund to card: {ACCOUNT:card}   Amount: $85.00
+Item: CPAP (HCPCS E0601)   Serial: {DEVICE:serial}   Delivered: {DATE}
+Implant log - UDI: {DEVICE:udi_gs1}   Site: L chest   Type: {device_type}
+HIBCC barcode: {DEVICE:udi_hibcc}   Lot on box matches: Y
+Pickup address: {POSTAL}   Wheelchair: Y   Escort: {relation}
+Parking validation - vehicle: {car}   Tag: {VEHICLE:plate}   Level 3
+MVC report - VIN: {VEHICLE:vin}   Date of injury: {DATE}
+Telehealth consent - client IP: {IP}   Browser: Chrome 121   Signed at: {time}
+E-signature captured from {IP:v6} at {time}
+Visit link: {URL}   Sent by SMS to: {PHONE:us_plus1}
+Fundraising page (charity-care file): {URL:www}
+Location during visit: {ADDRESS}
+Hospital acct #: {ACCOUNT:account}   Guarantor: {PERSON:last_first}   Balance: $240.00
+Statement #: {ACCOUNT:billing}   Due in 30 days   Financial assistance: applied
+MBI: {HEALTH_PLAN:mbi}   Part A effective: {DATE:month_y}
+Medicaid recipient #: {HEALTH_PLAN:medicaid}   Spend-down: N
+Hospice - pt age: {AGE:num}   Terminal dx: {condition}   PPS 30%
+Immunizations today: Tdap, influenza   Next due: {when:future}   VIS given: Y
+Vitals: {lab}   {measure}   Wt: 61 kg
+Contact e-mail: {EMAIL:work}   Language: {lang}
+SSN/ITIN (financial assistance): {SSN}
+Nurse signature: {PERSON:initials}, RN   Date: {DATE:mdy_short}
+Wristband MRN: {MRN:prefixed}   Area: ED   Arrival: {time}
+NAME: {PERSON:upper}   SEX: {sex}   AGE: {young_age:num}
+Date of birth (MM/DD/YYYY): {DATE:mdy_slash}
+Emergency contact email / phone: {EMAIL} / {PHONE}
+Home meds: {drug}; {med}   PMH: {condition}, {eponym} dx {year}
+""",
+    },
 }
+# --- hard negatives that only the test family's templates draw on ----------------------------
+#
+# The test family was written after the detector, with vocabularies of its own besides the shared
+# ones above: other drugs (brands that read like given names among them: Allegra, Ella, Aleve),
+# eponymous conditions and fractures named after common surnames (Jones, Smith, Baker, Turner,
+# Williams, Hunter), eponymous scores and clinical tests, other facilities (Cedars-Sinai, Lurie
+# Children's, MD Anderson...), lab values in other forms, other relative dates, NDC product codes.
+# Adding them here changes nothing the dev and eval families generate.
+
+TEST_DRUGS = (
+    "Depakote",
+    "Bactrim DS",
+    "Keflex",
+    "cephalexin",
+    "Cymbalta",
+    "duloxetine",
+    "Lovenox",
+    "enoxaparin",
+    "albuterol",
+    "Flovent",
+    "EpiPen",
+    "Tamiflu",
+    "Macrobid",
+    "nitrofurantoin",
+    "Valtrex",
+    "Imitrex",
+    "Topamax",
+    "Lamictal",
+    "Abilify",
+    "Haldol",
+    "Klonopin",
+    "Suboxone",
+    "methadone",
+    "Vyvanse",
+    "Singulair",
+    "Allegra",
+    "Ella",
+    "Aleve",
+    "Diflucan",
+    "Flagyl",
+    "Cipro",
+    "doxycycline",
+    "Medrol",
+    "Toradol",
+    "Dilaudid",
+    "Percocet",
+    "tramadol",
+    "Lyrica",
+    "Victoza",
+    "Tresiba",
+    "Novolog",
+    "Otezla",
+    "Stelara",
+    "Skyrizi",
+    "Evista",
+    "Tradjenta",
+    "Xeljanz",
+    "hydroxyzine",
+    "Miralax",
+    "Reglan",
+    "Phenergan",
+    "spironolactone",
+    "Coreg",
+    "Cardizem",
+    "digoxin",
+    "Celexa",
+    "Effexor",
+    "Ritalin",
+)
+TEST_DOSES = (
+    "250 mg",
+    "875 mg",
+    "2 puffs",
+    "0.3 mg",
+    "1 g",
+    "15 mL",
+    "8 units",
+    "25 mcg",
+    "300 mg",
+    "1 tab",
+    "2 tabs",
+    "40 mg/0.4 mL",
+    "12.5 mg",
+)
+TEST_SIGS = (
+    "PO q8h x 7 days",
+    "IM once",
+    "q4h PRN wheeze",
+    "at bedtime",
+    "SC daily",
+    "every other day",
+    "BID with food",
+    "x1 now",
+    "taper over 5 days",
+    "q12h",
+    "PO TID PRN nausea",
+)
+TEST_EPONYMS = (
+    "Ehlers-Danlos syndrome",
+    "Legg-Calve-Perthes disease",
+    "Sever's disease",
+    "Tay-Sachs disease",
+    "von Willebrand disease",
+    "Peyronie's disease",
+    "Baker's cyst",
+    "Colles fracture",
+    "Jones fracture",
+    "Smith fracture",
+    "Bennett fracture",
+    "Bartholin cyst",
+    "Turner syndrome",
+    "Williams syndrome",
+    "Hunter syndrome",
+    "Klinefelter syndrome",
+    "Fabry disease",
+    "Gaucher disease",
+    "Lyme disease",
+    "Chiari malformation",
+    "Horner syndrome",
+    "Wernicke encephalopathy",
+    "Takayasu arteritis",
+    "Behcet's disease",
+    "Still's disease",
+    "Charcot foot",
+    "Conn syndrome",
+    "de Quervain tenosynovitis",
+    "Morton's neuroma",
+    "Mallory-Weiss tear",
+    "Zenker's diverticulum",
+    "Ludwig's angina",
+    "Fournier's gangrene",
+    "Brugada syndrome",
+    "Prinzmetal angina",
+    "Lambert-Eaton syndrome",
+    "Sheehan syndrome",
+    "Reye syndrome",
+)
+TEST_SCORES = (
+    "Wells score 4",
+    "CHA2DS2-VASc 3",
+    "Bishop score 6",
+    "Child-Pugh class B",
+    "Killip class II",
+    "Hunt and Hess grade 2",
+    "Braden 14",
+    "Morse fall score 45",
+    "NIHSS 4",
+    "Centor 3",
+    "Alvarado 7",
+    "PHQ-9 of 12",
+    "GAD-7 of 9",
+    "Ranson 2",
+    "Breslow depth 1.2 mm",
+    "Lachman negative",
+    "McMurray positive",
+    "Tinel sign positive",
+    "Phalen test positive",
+    "Finkelstein test positive",
+    "Ottawa ankle rules negative",
+    "Duke criteria not met",
+    "Beighton 6/9",
+    "Karnofsky 60",
+    "ECOG 2",
+    "Wagner grade 2",
+    "MoCA 24/30",
+    "Barthel index 60",
+    "Hoehn and Yahr stage 2",
+    "modified Rankin 3",
+    "Glasgow-Blatchford 6",
+    "Fitzpatrick type III",
+)
+TEST_FACILITIES = (
+    "Walgreens",
+    "CVS",
+    "Quest Diagnostics",
+    "LabCorp",
+    "Cleveland Clinic",
+    "Cedars-Sinai",
+    "Brigham and Women's",
+    "Shriners Children's",
+    "Ronald McDonald House",
+    "St. Jude",
+    "Vanderbilt",
+    "Emory",
+    "Duke",
+    "Baylor Scott & White",
+    "Geisinger",
+    "Ochsner",
+    "the VA clinic",
+    "Hospice of the Valley",
+    "the Visiting Nurse Service",
+    "DaVita dialysis",
+    "the school-based health center",
+    "Lurie Children's",
+    "Nemours",
+    "Scripps",
+    "Sutter Health",
+    "Dana-Farber",
+    "MD Anderson",
+)
+TEST_RELDATES_PAST = (
+    "the day before yesterday",
+    "three days ago",
+    "this past Saturday",
+    "a few weeks back",
+    "two Sundays ago",
+    "late last week",
+    "earlier this afternoon",
+    "the night before last",
+    "a couple of days ago",
+)
+TEST_RELDATES_FUTURE = (
+    "at the next visit",
+    "the week after next",
+    "in two weeks",
+    "in 10 days",
+    "later today",
+    "by the end of next month",
+    "first thing tomorrow",
+    "sometime next week",
+    "after the follow-up call",
+)
+# The test family's invented names avoid these words too (a set of its own: dev and eval, which
+# never draw them, keep the invented names they had).
+_TEST_NEGATIVE_WORDS = _NEGATIVE_WORDS | {
+    w.lower()
+    for phrase in TEST_DRUGS + TEST_EPONYMS + TEST_SCORES + TEST_FACILITIES
+    for w in re.findall(r"\w+", phrase)
+}
+
+
+def _test_negative(maker: _Maker, name: str, variant: str) -> str:
+    """The hard negatives only the test family's templates have slots for."""
+    rng = maker.rng
+    if name == "med":
+        med = rng.choice(TEST_DRUGS)
+        text = (
+            med if variant == "name" else f"{med} {rng.choice(TEST_DOSES)} {rng.choice(TEST_SIGS)}"
+        )
+    elif name == "condition":
+        text = rng.choice(TEST_EPONYMS)
+    elif name == "score":
+        text = rng.choice(TEST_SCORES)
+    elif name == "org":
+        text = rng.choice(TEST_FACILITIES)
+    elif name == "when":  # when:past, when:future
+        text = rng.choice(TEST_RELDATES_PAST if variant == "past" else TEST_RELDATES_FUTURE)
+    elif name == "ndc":
+        text = rng.choice(
+            (
+                f"NDC {maker.digits(5)}-{maker.digits(4)}-{maker.digits(2)}",
+                f"NDC {maker.digits(4)}-{maker.digits(4)}-{maker.digits(2)}",
+                f"NDC {maker.digits(5)}-{maker.digits(3)}-{maker.digits(2)}",
+            )
+        )
+    elif name == "measure":
+        text = rng.choice(
+            (
+                f"Na {rng.randint(126, 147)}",
+                f"lactate {rng.uniform(0.6, 6):.1f}",
+                f"CK {rng.randint(40, 9000)}",
+                f"CRP {rng.uniform(0.2, 180):.1f} mg/L",
+                f"ESR {rng.randint(2, 110)}",
+                f"BNP {rng.randint(20, 3000)}",
+                f"d-dimer {rng.uniform(0.1, 4):.2f}",
+                f"Mg {rng.uniform(1.2, 2.6):.1f}",
+                f"lipase {rng.randint(10, 900)}",
+                f"AST/ALT {rng.randint(12, 400)}/{rng.randint(8, 500)}",
+                f"peak flow {rng.randint(120, 550)} L/min",
+                f"FEV1 {rng.randint(30, 110)}% predicted",
+                f"ANC {rng.uniform(0.1, 9):.1f}",
+                f"vitamin D {rng.randint(6, 80)}",
+                f"ferritin {rng.randint(3, 900)}",
+                f"fingerstick glucose {rng.randint(38, 480)}",
+                f"temp {rng.uniform(96.5, 104.5):.1f} F",
+                f"pulse ox {rng.randint(84, 100)}%",
+                f"on {rng.randint(1, 6)} L NC",
+                "urine hCG negative",
+                "rapid strep negative",
+                f"wound {rng.randint(1, 9)} x {rng.randint(1, 6)} cm",
+                f"{rng.randint(92, 196)}/{rng.randint(48, 118)} mmHg",
+                f"weight {rng.uniform(90, 320):.1f} lb",
+                f"QTc {rng.randint(380, 540)} ms",
+                f"{rng.choice(('1+', '2+', '3+'))} pitting edema",
+                f"UOP {rng.randint(100, 2400)} mL",
+                f"blood alcohol {rng.randint(0, 350)} mg/dL",
+            )
+        )
+    else:
+        raise KeyError(name)
+    return text
+
+
 TEMPLATES: dict[str, dict[str, list[str]]] = {
     family: {
         genre: [t for t in block.strip().splitlines() if t.strip()] for genre, block in g.items()
@@ -1657,11 +2146,15 @@ JOINER = {"note": (" ",), "message": (" ", ". ", "\n", "! "), "form": ("\n",)}
 
 
 def generate(seed: int, n: int, split: str) -> list[Sample]:
-    """Samples holding at least `n` sentences in all, from the `split` family ("dev" or "eval")."""
+    """Samples holding at least `n` sentences in all, from the `split` family (dev, eval, test)."""
     if split not in TEMPLATES:
         raise ValueError(f"split must be one of {sorted(TEMPLATES)}, not {split!r}")
     rng = random.Random(f"{seed}:{split}")
-    maker = _Maker(rng, seed * 2 + (split == "eval"))
+    # Faker's seed: dev and eval keep the one they had as the only two families; test's differs.
+    if split == "test":
+        maker = _Maker(rng, seed * 2 + (1 << 40), _TEST_NEGATIVE_WORDS)
+    else:
+        maker = _Maker(rng, seed * 2 + (split == "eval"))
     family = TEMPLATES[split]
     pools: dict[tuple[str, str], list[str]] = {}
     for genre, templates in family.items():

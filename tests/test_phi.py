@@ -12,6 +12,7 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -450,3 +451,15 @@ def test_the_preview_api_says_when_nothing_would_be_sent(alice, north, admin_api
     assert r.json()["verdict"] == "as_is" and "<SSN_1>" in r.json()["sent"]
     r = admin_api(alice).post("/fleets/north/compliance/redaction-preview", {"text": ""})
     assert r.status_code == 422
+
+
+def test_the_figures_the_compliance_page_shows_are_the_last_benchmarks():
+    results = json.loads((Path(__file__).parent.parent / "bench/results/phi.json").read_text())
+    ours = results["detectors"]["agents.phi"]
+    assert results["corpus"]["split"] == "test"
+    measured = {
+        "sentences": results["corpus"]["sentences"],
+        **{k: ours["recall"][k] for k in ("overall", "PERSON", "DATE", "identifiers")},
+        "precision": ours["precision"]["overall"],
+    }
+    assert measured == phi.MEASURED

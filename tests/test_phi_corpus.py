@@ -1,10 +1,14 @@
 """The synthetic clinical PHI corpus of bench/phi.py (bench/phi_corpus.py): deterministic, its gold
-spans exactly the entities they claim, every kind and style in both template families, the two
-families disjoint, hard negatives present and unlabelled."""
+spans exactly the entities they claim, every kind and style in each of the three template families
+(dev, eval, test), the families disjoint, hard negatives present and unlabelled, and dev and eval
+still generating what they did before the test family was added."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import itertools
 import os
 import re
 import subprocess
@@ -26,7 +30,7 @@ def load_corpus():
 
 
 pc = load_corpus()
-SPLITS = ("dev", "eval")
+SPLITS = ("dev", "eval", "test")
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +38,21 @@ def corpus():
     return {split: pc.generate(11, 2000, split) for split in SPLITS}
 
 
-def test_the_same_seed_gives_the_same_samples_and_another_seed_others():
-    first = pc.generate(5, 120, "eval")
-    assert pc.generate(5, 120, "eval") == first
-    assert pc.generate(6, 120, "eval") != first
-    assert [s.text for s in pc.generate(5, 120, "dev")] != [s.text for s in first]
+@pytest.mark.parametrize("split", SPLITS)
+def test_the_same_seed_gives_the_same_samples_and_another_seed_others(split):
+    first = pc.generate(5, 120, split)
+    assert pc.generate(5, 120, split) == first
+    assert pc.generate(6, 120, split) != first
+    for other in SPLITS:
+        if other != split:
+            assert [s.text for s in pc.generate(5, 120, other)] != [s.text for s in first]
 
 
-def test_the_corpus_is_the_same_in_every_process_whatever_its_hash_seed():
+@pytest.mark.parametrize("split", SPLITS)
+def test_the_corpus_is_the_same_in_every_process_whatever_its_hash_seed(split):
     code = (
         "import hashlib, sys; sys.path.insert(0, 'bench'); import phi_corpus as pc; "
-        "print(hashlib.sha256(repr(pc.generate(7, 400, 'eval')).encode()).hexdigest())"
+        f"print(hashlib.sha256(repr(pc.generate(7, 400, {split!r})).encode()).hexdigest())"
     )
     digests = {
         subprocess.run(
@@ -66,7 +74,7 @@ def test_a_run_of_n_sentences_is_a_few_samples_of_one_to_four_sentences_in_every
     assert {s.genre for s in samples} == set(pc.GENRES)
     assert max(s.text.count("\n") for s in samples if s.genre == "form") <= 3
     with pytest.raises(ValueError):
-        pc.generate(3, 10, "test")
+        pc.generate(3, 10, "holdout")
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -112,10 +120,14 @@ def test_a_quarter_of_the_names_are_invented_and_about_two_samples_in_five_name_
     assert 0.33 <= with_person / len(samples) <= 0.6
 
 
-def test_dev_and_eval_templates_are_disjoint_and_each_covers_every_kind_in_every_genre():
-    dev = {t for ts in pc.TEMPLATES["dev"].values() for t in ts}
-    eval_ = {t for ts in pc.TEMPLATES["eval"].values() for t in ts}
-    assert dev and eval_ and not dev & eval_
+def test_the_three_families_are_disjoint_and_each_covers_every_kind_in_every_genre():
+    assert sorted(pc.TEMPLATES) == sorted(SPLITS)
+    families = {f: {t for ts in pc.TEMPLATES[f].values() for t in ts} for f in SPLITS}
+    for a, b in itertools.combinations(SPLITS, 2):
+        assert families[a] and families[b] and not families[a] & families[b], (a, b)
+    # The test family, written last, has at least as many templates per genre as eval.
+    for genre in pc.GENRES:
+        assert len(pc.TEMPLATES["test"][genre]) >= len(pc.TEMPLATES["eval"][genre]), genre
     for family in SPLITS:
         for genre in pc.GENRES:
             covered = set().union(*map(pc.template_kinds, pc.TEMPLATES[family][genre]))
@@ -126,8 +138,8 @@ def literal_fragments(template: str) -> list[str]:
     return [f.strip() for f in pc.SLOT.split(template)[::3] if len(f.strip()) >= 14]
 
 
-def test_a_split_never_draws_on_the_other_familys_templates(corpus):
-    for split, other in (("dev", "eval"), ("eval", "dev")):
+def test_a_split_never_draws_on_another_familys_templates(corpus):
+    for split, other in itertools.permutations(SPLITS, 2):
         own = " ".join(t for ts in pc.TEMPLATES[split].values() for t in ts)
         foreign = {
             f
@@ -138,7 +150,23 @@ def test_a_split_never_draws_on_the_other_familys_templates(corpus):
         }
         assert foreign
         text = "\n".join(s.text for s in corpus[split])
-        assert not [f for f in foreign if f in text]
+        assert not [f for f in foreign if f in text], (split, other)
+
+
+def alternation(phrases) -> str:
+    return r"\b(?:" + "|".join(map(re.escape, phrases)) + r")\b"
+
+
+# The test family's own negatives, but for the drugs that are also given names (a person may be
+# called Ella or Allegra, and is then labelled).
+TEST_NEGATIVES = {
+    "test drug": alternation(d for d in pc.TEST_DRUGS if d not in ("Ella", "Allegra")),
+    "test eponym": alternation(pc.TEST_EPONYMS),
+    "test score": alternation(pc.TEST_SCORES),
+    "test facility": alternation(pc.TEST_FACILITIES),
+    "test relative date": alternation(pc.TEST_RELDATES_PAST + pc.TEST_RELDATES_FUTURE),
+    "ndc": r"\bNDC \d{4,5}-\d{3,4}-\d{2}\b",
+}
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -155,6 +183,9 @@ def test_hard_negatives_appear_everywhere_without_a_label(corpus, split):
             "lab or dose": r"\b(?:BP \d+/\d+|HbA1c \d|INR \d|\d/\d of the dose|\d+ mg)",
             "code": r"\b(?:E11\.9|I10|J44\.1|CPT 9921\d|G20)\b",
         }
+        if split == "test":  # eponymous conditions and scores of its own, besides the shared ones
+            patterns |= TEST_NEGATIVES
+            patterns["eponym"] += "|" + "|".join(map(re.escape, pc.TEST_EPONYMS + pc.TEST_SCORES))
         for name, pattern in patterns.items():
             for m in re.finditer(pattern, text):
                 assert not any(m.start() < s.end and s.start < m.end() for s in sample.spans), (
@@ -164,3 +195,44 @@ def test_hard_negatives_appear_everywhere_without_a_label(corpus, split):
     for name in ("drug", "eponym", "year alone", "age under 90", "relative date", "lab or dose"):
         assert sum(n for (what, _), n in found.items() if what == name) >= 30, (name, found)
     assert {genre for (what, genre) in found if what == "drug"} == set(pc.GENRES)
+    if split == "test":
+        for name in ("test drug", "test eponym", "test score", "test facility"):
+            assert sum(n for (what, _), n in found.items() if what == name) >= 30, (name, found)
+            assert {genre for (what, genre) in found if what == name} == set(pc.GENRES), name
+        assert found["test relative date", "note"] and found["ndc", "note"]
+
+
+def test_the_test_family_is_written_in_other_contexts_than_dev_and_eval():
+    """Not a paraphrase check (that takes reading), but a floor: few of the test templates' cues
+    (the last words of the literal text before a labelled slot) are cues of dev or eval."""
+
+    def cues(family: str) -> set[str]:
+        out = set()
+        for template in (t for ts in pc.TEMPLATES[family].values() for t in ts):
+            pos = 0
+            for m in pc.SLOT.finditer(template):
+                words = re.findall(r"[A-Za-z#'/-]+", template[pos : m.start()].lower())[-3:]
+                pos = m.end()
+                if m.group(1) in pc.LABELLED and len(words) >= 2:
+                    out.add(" ".join(words))
+        return out
+
+    test, seen = cues("test"), cues("dev") | cues("eval")
+    assert len(test) >= 100 and len(test & seen) <= len(test) // 20, sorted(test & seen)
+
+
+# What dev and eval generate must not change when the corpus grows (eval's figures are compared
+# across runs): the digests of generate(20260314, 2000, split) under the Faker they were taken with.
+FROZEN = {
+    "faker": "40.63.0",
+    "dev": "056e5afa70c25a5d64403566ac14f58a167b07507e8f28915cebc8e39e4bda39",
+    "eval": "01f4b1235e3a9a834ceebf1d785998c79128cc6f014fe3241cb7cb7fb98c6238",
+}
+
+
+@pytest.mark.parametrize("split", ("dev", "eval"))
+def test_dev_and_eval_generate_what_they_always_did(split):
+    if importlib.metadata.version("faker") != FROZEN["faker"]:
+        pytest.skip("another Faker version: its name and address lists differ")
+    digest = hashlib.sha256(repr(pc.generate(20260314, 2000, split)).encode()).hexdigest()
+    assert digest == FROZEN[split]
