@@ -51,6 +51,55 @@ def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
     return {"error": {"message": message, "type": kind}}
 
 
+class _Events:
+    """An OpenAI chat completion as server-sent events: the role chunk, content chunks, then a
+    stop chunk and `[DONE]`, or an `error` event and no `[DONE]` (never a short success)."""
+
+    def __init__(self, send, model: str, cid: str = "", created: int = 0):
+        self.send, self.model = send, model
+        self.cid = cid or f"chatcmpl-{uuid.uuid4().hex[:20]}"
+        self.created = created or int(time.time())
+
+    async def _event(self, data: dict[str, Any]) -> None:
+        body = f"data: {json.dumps(data)}\n\n".encode()
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def start(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    *(headers or []),
+                ],
+            }
+        )
+        await self.chunk({"role": "assistant", "content": ""})
+
+    async def chunk(self, delta: dict[str, Any], finish: str | None = None) -> None:
+        await self._event(
+            {
+                "id": self.cid,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    async def done(self) -> None:
+        await self.chunk({}, "stop")
+        await self.send(
+            {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
+        )
+
+    async def fail(self, message: str) -> None:
+        await self._event({"error": {"message": message, "type": "upstream"}})
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class LocalAPI:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
@@ -138,43 +187,15 @@ class LocalAPI:
         kind, value = await queue.get()
         if kind == "error":
             raise value
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream"),
-                    (b"cache-control", b"no-cache"),
-                ],
-            }
-        )
-
-        async def event(data: dict) -> None:
-            body = f"data: {json.dumps(data)}\n\n".encode()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-
-        def chunk(delta: dict, finish: str | None = None) -> dict:
-            return {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": f"cloud:{endpoint}",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-
-        await event(chunk({"role": "assistant", "content": ""}))
+        stream = _Events(send, f"cloud:{endpoint}")
+        await stream.start()
         while kind == "piece":
-            await event(chunk({"content": value}))
+            await stream.chunk({"content": value})
             kind, value = await queue.get()
         if kind == "error":
-            await event(
-                {"error": {"message": f"the cloud stream failed: {value}", "type": "upstream"}}
-            )
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await stream.fail(f"the cloud stream failed: {value}")
             return
-        await event(chunk({}, "stop"))
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+        await stream.done()
 
     async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
@@ -203,43 +224,14 @@ class LocalAPI:
                     **({"edgefleet": {"routing": turn.routing}} if turn.routing else {}),
                 },
             )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream"),
-                    (b"cache-control", b"no-cache"),
-                    *(
-                        [(b"x-edgefleet-routing", json.dumps(turn.routing).encode())]
-                        if turn.routing
-                        else []
-                    ),
-                ],
-            }
+        headers = (
+            [(b"x-edgefleet-routing", json.dumps(turn.routing).encode())] if turn.routing else []
         )
-
-        async def event(delta: dict, finish: str | None = None) -> None:
-            chunk = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": turn.agent,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": f"data: {json.dumps(chunk)}\n\n".encode(),
-                    "more_body": True,
-                }
-            )
-
-        await event({"role": "assistant", "content": ""})
+        stream = _Events(send, turn.agent, cid, created)
+        await stream.start(headers)
         for i in range(0, len(turn.answer), 16):
-            await event({"content": turn.answer[i : i + 16]})
-        await event({}, "stop")
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            await stream.chunk({"content": turn.answer[i : i + 16]})
+        await stream.done()
 
 
 class LocalServer:

@@ -47,7 +47,7 @@ def assignment(model_file, **extra):
 def prepare(north, alice, sections) -> str:
     """A fleet polled every second with `sections` assigned; returns an enrollment token."""
     north.poll_interval_s = 1
-    north.save()
+    north.save(update_fields=["poll_interval_s"])
     services.do_put_layer(north, name="base", scope="fleet", sections=sections, actor=alice)
     return services.do_create_enrollment_token(north, actor=alice)[1]
 

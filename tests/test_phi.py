@@ -19,17 +19,16 @@ import pytest
 from openai import OpenAI
 
 from agents import compliance, phi
-from agents.runtime import Runtime, StateDir
 from agents.schemas import CompliancePolicy
 from agents.server import LocalServer
 from agents.tinymodel import serve_openai, smollm2
 from controlplane.audit.models import AuditRecord
 from edgenodes import services
-from edgenodes.models import Node
 
 from .agent_helpers import OnOffProxy, free_port, wait_for
-from .test_agent_e2e import assignment, enroll, prepare
+from .test_agent_e2e import assignment
 from .test_pages import client_for
+from .test_routing import start
 
 # The three requests a new user's walk sent to the demo's cloud in a HIPAA fleet (issue 22), and
 # the identifiers in each that must not leave the node.
@@ -305,10 +304,10 @@ def smol_cloud():
 
 
 def hipaa_node(server_url: str, north, alice, tmp_path, model_file, cloud_url):
+    """North in HIPAA mode with an endpoint without a BAA (behind a recording proxy to
+    `cloud_url`), a node enrolled and running, and its local API."""
     u = urlsplit(cloud_url)
     proxy = OnOffProxy(u.hostname, u.port)
-    token = prepare(north, alice, assignment(model_file))
-    north.refresh_from_db()
     services.do_set_compliance(
         north,
         mode="hipaa",
@@ -317,15 +316,7 @@ def hipaa_node(server_url: str, north, alice, tmp_path, model_file, cloud_url):
         ],
         actor=alice,
     )
-    state = tmp_path / "state"
-    assert enroll(server_url, token, state) == 0
-    runtime = Runtime(StateDir(state), send_interval_s=0.2)
-    runtime.start()
-    node = Node.objects.get()
-    wait_for(
-        lambda: Node.objects.get(pk=node.pk).reported_revision == node.desired_revision,
-        what="applied revision",
-    )
+    runtime = start(server_url, north, alice, tmp_path, assignment(model_file))
     server = LocalServer(runtime, port=free_port())
     server.start()
     return runtime, server, proxy

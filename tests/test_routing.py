@@ -43,10 +43,11 @@ def cloud_endpoint(fleet, admin, url: str) -> None:
     fleet.refresh_from_db()
 
 
-def start(live_server, north, alice, tmp_path, sections) -> Runtime:
+def start(server, north, alice, tmp_path, sections) -> Runtime:
+    """A node enrolled at `server` (live_server, or a URL), running with `sections` applied."""
     token = prepare(north, alice, sections)
     state = tmp_path / "state"
-    assert enroll(live_server.url, token, state) == 0
+    assert enroll(getattr(server, "url", server), token, state) == 0
     runtime = Runtime(StateDir(state), send_interval_s=0.2)
     runtime.start()
     node = Node.objects.get()
