@@ -196,19 +196,21 @@ def test_an_endpoint_with_a_baa_or_a_fleet_outside_hipaa_gets_the_text_as_it_is(
 # --- the control plane's second pass ------------------------------------------------------------
 
 
+def hipaa_behind_proxy(north, alice, cloud_url: str, model: str) -> OnOffProxy:
+    """North in HIPAA mode with one endpoint without a BAA, "plain": `cloud_url` behind a proxy
+    that records what it was sent and what came back."""
+    u = urlsplit(cloud_url)
+    proxy = OnOffProxy(u.hostname, u.port)
+    endpoint = {"name": "plain", "region": "us-east-1", "base_url": proxy.url + "/v1"}
+    services.do_set_compliance(
+        north, mode="hipaa", cloud_endpoints=[{**endpoint, "model": model}], actor=alice
+    )
+    return proxy
+
+
 @pytest.fixture
 def hipaa_relay(alice, north, cloud_llm):
-    """North in HIPAA mode with one endpoint without a BAA, behind a recording proxy."""
-    host, port = urlsplit(cloud_llm).hostname, urlsplit(cloud_llm).port
-    proxy = OnOffProxy(host, port)
-    services.do_set_compliance(
-        north,
-        mode="hipaa",
-        cloud_endpoints=[
-            {"name": "plain", "region": "us-east-1", "base_url": proxy.url + "/v1", "model": "t"}
-        ],
-        actor=alice,
-    )
+    proxy = hipaa_behind_proxy(north, alice, cloud_llm, "t")
     yield proxy
     proxy.down()
 
@@ -306,16 +308,7 @@ def smol_cloud():
 def hipaa_node(server_url: str, north, alice, tmp_path, model_file, cloud_url):
     """North in HIPAA mode with an endpoint without a BAA (behind a recording proxy to
     `cloud_url`), a node enrolled and running, and its local API."""
-    u = urlsplit(cloud_url)
-    proxy = OnOffProxy(u.hostname, u.port)
-    services.do_set_compliance(
-        north,
-        mode="hipaa",
-        cloud_endpoints=[
-            {"name": "plain", "region": "us-east-1", "base_url": proxy.url + "/v1", "model": "smol"}
-        ],
-        actor=alice,
-    )
+    proxy = hipaa_behind_proxy(north, alice, cloud_url, "smol")
     runtime = start(server_url, north, alice, tmp_path, assignment(model_file))
     server = LocalServer(runtime, port=free_port())
     server.start()
