@@ -265,7 +265,8 @@ _add(  # "12, rue de la Paix", "Calle Mayor 5", "Vicolo Adriano, 416": a number 
 _add(  # "Hauptstraße 12", "Kerkstraat 4", "Mikepad 330"
     "ADDRESS",
     r"\b[^\W\d_][\w'’-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|straat|laan|"
-    r"gracht|plein|pad|steeg|kade|singel|dijk|hof|vej|gatan|gata|veien)\s*\d{1,4}[a-z]?\b",
+    r"gracht|plein|pad|steeg|kade|singel|dijk|hof|vej|gatan|gata|veien)\s*\d{1,4}[a-z]?"
+    r"(?:-\d{1,4}[a-z]?)?\b",
 )
 _add(
     "ADDRESS",
@@ -312,10 +313,16 @@ _add("AGE", r"\b(?:9\d|1[01]\d)\s?(?:y\s?)?[/-]?\s?(?:[MF]|male|female|man|woman
 _add("AGE", r"\b(?:[MF]|male|female)\s?[/,]\s?(?:9\d|1[01]\d)\b(?!\s*(?:kg|lb|mg|%|cm|bpm))", 0, 0)
 _add(
     "AGE",
-    r"\b(?:turned|turns|turning|is|was|she's|he's|i'm|im|i am|aged?)\s+(9\d|1[01]\d)\b"
+    r"\b(?:is|was|she's|he's|i'm|im|i am|aged?)\s+(9\d|1[01]\d)\b"
     r"(?=\s*(?:$|[.,;!?)]|years?|yrs?|y/?o|yo|y\.o|and|now|today|this|last|next|in|on))",
     1,
 )
+_add(
+    "AGE",
+    r"\b(?:turned|turns|turning|will\s+be|is\s+now)\s+(9\d|1[01]\d)\b(?!\s*(?:mg|%|kg|lb))",
+    1,
+)
+_add("AGE", rf"\b(?:turned|turns|turning|will\s+be|is\s+now|is|was)\s+({_AGE_WORDS})\b", 1)
 _add("AGE", r"\b(?:9\d|1[01]\d)(?:st|nd|rd|th)\s+birthday\b|\bnonagenarian\b|\bcentenarian\b")
 # ages over 89 a few words after "age" ("Patient age (yrs): 93"), with no other number between
 _add("AGE", r"\bage[ds]?\b[^\d\n]{0,25}?\b(9\d|1[0-4]\d)\b", 1)
@@ -339,10 +346,15 @@ _add(
 )
 _add("ADDRESS", r"\b(?:apt|apartment|suite|ste|unit)\.?\s*#?\s*[A-Z]\b", 0, 0)
 _add("ADDRESS", r"#\d{1,5}(?=,\s*\d)")
+_add(  # "Fl 4, 223 W Hernandez Hwy", "Ste 707, Route 41": a unit before its street
+    "ADDRESS",
+    r"(?:\b(?:apt|apartment|suite|ste|unit|fl|floor|bldg|building)\b\.?\s*#?\s*[\w-]{1,6}|#\d{1,5}),?"
+    r"(?=\s*(?:\d|route|rte|highway|hwy|county|state|rr|hc|p\.?\s?o\.?\s*box))",
+)
 _add(
     "ADDRESS",
-    r"\b(?:county|state|farm\s+to\s+market|us|u\.s\.|interstate|rural|township)\s+"
-    r"(?:road|route|highway|hwy|rd|rte|line)\s+\d+[a-z]?\b",
+    r"\b(?:(?:county|state|farm\s+to\s+market|us|u\.s\.|interstate|rural|township)\s+)?"
+    r"(?:road|route|highway|hwy|rd|rte|line)\s+\d+[a-z]?\b(?!\s*(?:mg|mcg|ml|units?|%|minutes?|min))",
 )
 # "Via Roma 12, 00184 Roma", "Kerkstraat 4, 1017 GC Amsterdam": street and number, postcode, city
 _EU_STREET = r"[A-ZÀ-Þ][\w'’.-]*[ \t]+(?:[\w'’.-]+[ \t]+){0,3}\d{1,4}[a-zA-Z]?"
@@ -381,7 +393,7 @@ _add(
 # what follows these words up to the end of the clause is an address, when it holds a number
 _ADDRESS_CUE = re.compile(
     r"\b(?:(?:home|mailing|street|postal|billing|new|current|old|previous|permanent|temporary|"
-    r"residential)\s+)?address(?:\s+(?:is|was|now))?\s*[:\-]?\s*|\b(?:lives|living|resides|"
+    r"residential)\s+)?(?:address|addr\.?)(?:\s+(?:is|was|now))?\s*[:\-]?\s*|\b(?:lives|living|resides|"
     r"residing|staying)\s+(?:alone\s+)?(?:at|on|in)\s+|\bmoved\s+to\s+|\bdischarged\s+(?:home\s+)?"
     r"to\s+|\b(?:mail|letter|package)\s+(?:was\s+)?returned\s+from\s+|\b(?:visit|deliver(?:ed)?|"
     r"send|ship(?:ped)?|mail(?:ed)?)\s+(?:it\s+|them\s+)?(?:to\s+)?(?=\d)",
@@ -399,8 +411,32 @@ _ADDRESS_TAIL = re.compile(
     rf",?\s+(?:{_STATES}|{_STATE_NAMES})\b\.?,?(?:\s+(\d{{5}}(?:-\d{{4}})?))?"
     rf"|(?:,?\s*(?:apt|apartment|suite|ste|unit|fl|floor|#)\.?\s*#?\s*[\w-]+)?,?\s+"
     rf"(\d{{4,5}}(?:-\d{{4}}|\s?[A-Z]{{2}})?)(?:\s+([^\W\d_][\w'’-]*(?:\s[A-Z][\w'’-]*)?))?"
-    rf"|,\s*(?!(?:{_STATES})\b)([A-Z][\w'’-]*(?:[\s-][A-Z][\w'’-]*){{0,2}}),?\s+(\d{{5}}(?:-\d{{4}})?)\b",
+    rf"|,\s*(?!(?:{_STATES})\b)([A-Z][\w'’-]*(?:[\s-][A-Z][\w'’-]*){{0,2}}),?\s+\(?(\d{{5}}(?:-\d{{4}})?)\b",
 )
+
+
+_VEHICLE_WORD = re.compile(
+    r"\b(?:plates?|tags?|registration|reg\.?|vehicle|car|truck|van|suv|motorcycle|pickup)\b", re.I
+)
+_PLATE = re.compile(
+    r"(?<![\w-])(?:[A-Za-z]{1,3}-)?[A-Za-z0-9]{1,4}(?:[ -][A-Za-z0-9]{2,4})?(?![\w-])"
+)
+
+
+def _plates(text: str) -> list[Finding]:
+    """Plates: a token of letters and digits within a few words after a word for a vehicle
+    ("Vehicle: Chevy Malibu 927 RIS", "plate J-VG 4701", "car, tag 6DJH898")."""
+    out = []
+    for cue in _VEHICLE_WORD.finditer(text):
+        line_end = text.find("\n", cue.end())
+        window_end = min(cue.end() + 40, line_end if line_end != -1 else len(text))
+        for m in _PLATE.finditer(text, cue.end(), window_end):
+            value = m.group()
+            digits = sum(c.isdigit() for c in value)
+            letters = sum(c.isalpha() for c in value)
+            if digits >= 2 and letters >= 2 and len(value.replace(" ", "")) >= 5:
+                out.append(Finding("VEHICLE", m.start(), m.end()))
+    return out
 
 
 def _addresses(text: str, found: list[Finding]) -> list[Finding]:
@@ -489,6 +525,8 @@ _STRONG_CUES = (
     r"msg\s+(?:from|for)|attn:?|c/o|care\s+of|seen\s+by|examined\s+by|evaluated\s+by|"
     r"accompanied\s+by|escorted\s+by|brought\s+in\s+by|verified\s+with|discussed\s+with|"
     r"my\s+name\s+is|name\s+is|named|this\s+is|dear|guarantor|subscriber|prescriber|insured|"
+    r"i'?m|i\s+am|(?:leave\s+a\s+)?message\s+with|next\s+of\s+kin|"
+    r"(?:nurse|aide|caregiver|doctor|physician|interpreter|driver|sitter|nanny)\s+for|"
     r"(?:my|her|his|their|pt'?s|patient'?s)\s+(?:husband|wife|son|daughter|mother|father|mom|mum|"
     r"dad|brother|sister|partner|spouse|fianc[ée]e?|boyfriend|girlfriend|grandson|granddaughter|"
     r"grandmother|grandfather|grandma|grandpa|aunt|uncle|niece|nephew|cousin|caregiver|"
@@ -582,6 +620,8 @@ _COMMON_WORDS = """
     i i'm im i've ive i'll ill id i'd u ur you're youre we're were they're theyre he's hes
     she's shes it's its that's thats there's theres what's whats who's whos let's lets
     whether although though because unless while whilst whereas however therefore thus hence
+    email e-mail telehealth telemedicine website online login username portal app apps wifi
+    covid covid-19 sars-cov-2 mychart zoom facetime
     otherwise meanwhile nevertheless since until upon unto onto toward towards via per versus
     lives lived living driver drivers primary secondary holter romberg vehicle device
     bp hr rr t temp inr bmi wt ht hba1c hba hgb hct plt wbc rbc ldl hdl psa tsh spo2 o2 cr
@@ -671,7 +711,8 @@ _LAST_FIRST = re.compile(
     r"(?:^|(?<=[\n.;:!?]\s)|(?<=[\n.;:!?]))\s*((?:[^\W\d_]{1,3}['’]?\s)?[^\W\d_][^\W\d_]*"
     r"(?:['’-][^\W\d_]+)*),\s?([^\W\d_][^\W\d_]*(?:['’-][^\W\d_]+)*)"
     r"(?:\s[^\W\d_][\w'’-]*)?(?=\s+(?:seen|is|was|lives|presented|presents|came|comes|reports|"
-    r"reported|has|had|called|age|aged|dob|mrn|\(|\d)|\s*[,;]|\s*$|\s{2,})",
+    r"reported|has|had|called|age|aged|dob|mrn|signed|brought|notified|agreed|declined|consented|"
+    r"arrived|left|returned|complains|denies|states|stated|says|said|\(|\d)|\s*[,;]|\s*$|\s{2,})",
     re.M,
 )
 _UPPER_NAME = re.compile(
@@ -695,6 +736,10 @@ _NAME_BEFORE = re.compile(  # "Mariane is a 96 year old", "Rian here", "l. ortiz
     r"(?=\s+(?i:ok\s+to|allowed\s+to|able\s+to)\s+(?:pick|come|sign|get|see|visit|call|drive)\b)",
     re.M,
 )
+_CALL_AT = re.compile(  # "call tsubasa at 906...", "text Maria on +1 ..."
+    r"\b(?i:call|text|page|phone|ring|reach|ask\s+for|contact)\s+((?:[^\W\d_][\w'’-]*\.?\s)?"
+    r"[^\W\d_][\w'’-]*)\s+(?i:at|on)\s+[+(\d]"
+)
 _SIGNATURE = re.compile(
     r"(?:pls|please|thanks|thx|thank\s+you|regards|cheers|best|sincerely|love|xoxo|-{1,2})[,!.]?"
     r"\s+([^\W\d_][\w'’-]+(?:\s[^\W\d_][\w'’-]+)?)\s*[.!]*\s*$",
@@ -707,8 +752,11 @@ def _name_after(text: str, pos: int, *, allow_lower: bool) -> tuple[int, int] | 
     First"), or None. Lower-case words count only with `allow_lower`."""
     end, words, i = pos, 0, pos
     while words < 4:
+        gap = i
         while i < len(text) and text[i] == " ":
             i += 1
+        if words and i - gap > 1:
+            break  # two spaces end a form's field ("Subscriber: rebecca kramer  Subscriber ID")
         if words == 1 and i < len(text) and text[i] == "," and end == i:
             # "COSTA, ANA" / "Heimova, Leheine" after a label: the comma joins the two parts
             j = i + 1 + (text[i + 1 : i + 2] == " ")
@@ -738,8 +786,8 @@ def _name_after(text: str, pos: int, *, allow_lower: bool) -> tuple[int, int] | 
             continue
         if low in _NOT_NAMES and not (capital and words > 0 and len(word) > 3):
             break
-        if not capital and not allow_lower:
-            break
+        if not capital and (not allow_lower or (_ordinary(word) and low not in _census_names()[0])):
+            break  # "i'm tired": lower-case English is no name, unless it is a given name ("mark")
         words += 1
         if m.group().endswith(".") and len(word) > 1:  # "Humalog." ends the sentence, not a name
             end = m.end() - 1
@@ -786,13 +834,13 @@ def _candidate_names(text: str, lower_text: bool) -> list[Finding]:
             listed
             and shaped
             and not _ordinary(surname)
-            and not (surname.isupper() and len(surname) <= 4)
+            and not (surname.isupper() and len(surname) <= 4 and surname.lower() not in surnames)
         ):
             out.append(Finding("PERSON", m.start(), m.end()))
     for m in _INITIALS.finditer(text):
         g = 1 if m.group(1) else 0
         out.append(Finding("PERSON", m.start(g), m.end(g)))
-    for regex in (_NAME_BEFORE, _SIGNATURE):
+    for regex in (_NAME_BEFORE, _SIGNATURE, _CALL_AT):
         for m in regex.finditer(text):
             g = next(i for i in range(1, (regex.groups or 0) + 1) if m.group(i))
             words = m.group(g).replace(",", " ").split()
@@ -846,8 +894,8 @@ def _valid(kind: str, value: str, text: str, start: int, end: int, lower_text: b
 
 # A capitalised word before these is an eponym (Parkinson's disease, Wilms tumor), not a person
 _EPONYM_AFTER = re.compile(
-    r"\s+(?:class\s+|grade\s+)?(?:I{1,3}|IV|V)\b|\s+\d{1,2}(?:[/+]\d{1,2})?\b(?!\s*(?:y|yo|yrs?|years?|-))|"
-    r"(?:['’]s?)?(?:[\s-]+[A-Z][\w'’]*)*\s+(?:disease|syndrome|tumou?r|palsy|sign|phenomenon|"
+    r"\s+(?:class\s+|grade\s+)?(?-i:I{1,3}|IV|V)\b|\s+\d{1,2}(?:[/+]\d{1,2})?\b(?!\s*(?:y|yo|yrs?|years?|-))|"
+    r"(?:['’]s?)?(?:[\s-]+(?-i:[A-Z])[\w'’]*){0,2}\s+(?:disease|syndrome|tumou?r|palsy|sign|phenomenon|"
     r"dementia|lymphoma|sarcoma|carcinoma|contracture|thyroiditis|esophagus|oesophagus|anomaly|"
     r"reflex|test|maneuver|manoeuvre|criteria|score|scale|procedure|operation|fracture|ulcer|"
     r"cyst|node|cells?|disorder|deformity|effect|law|rule|classification|stage|staging|"
@@ -1031,8 +1079,11 @@ def _unexplained(text: str, start: int, end: int, covered: set[int]) -> bool:
         first = False
         if m.start() in covered:
             continue
-        if m.group().lower() in _NOT_NAMES or (initial and _ordinary(m.group())):
+        low = m.group().lower()
+        if low in _NOT_NAMES or low in _NOT_PEOPLE or (initial and _ordinary(m.group())):
             continue
+        if _EPONYM_AFTER.match(text, m.end()) or _DRUG_AFTER.match(text, m.end()):
+            continue  # "Parkinson's disease", "Keppra 500 mg": no name to look for
         return True
     return False
 
@@ -1110,7 +1161,8 @@ def _shape_names(text: str, found: list[Finding], lower_text: bool) -> list[Find
         if m.start() in covered:
             continue
         word = m.group()
-        if word[:1].isupper() and not (word.isupper() and len(word) <= 4) and _unknown(word):
+        listed = word.lower() in _census_names()[1] or word.lower() in _census_names()[0]
+        if word[:1].isupper() and (not word.isupper() or listed) and _unknown(word):
             # grow to the capitalised words around it
             s, e = m.start(), m.end()
             for prev in reversed(list(_WORDISH.finditer(text, max(0, s - 40), s))):
@@ -1160,6 +1212,9 @@ def _persons(text: str, doc, offset: int) -> list[Finding]:
                 e -= 2
             while " " in text[s:e] and text[s:e].rsplit(None, 1)[-1].islower():
                 e = s + len(text[s:e].rsplit(None, 1)[0])  # "Entresto ok": no name ends so
+            single = " " not in text[s:e]
+            if single and _ordinary(text[s:e]):
+                continue  # "Grace period", "Bill to": spaCy's guess on a common word
             if e > s and _plausible_name(text, s, e):
                 out.append(Finding("PERSON", s, e))
     return out
@@ -1235,7 +1290,7 @@ def detect(text: str, *, timeout_s: float | None = -1) -> list[Finding]:
             except ValueError:
                 continue
             found.append(Finding("IP", m.start(), m.end()))
-        found += _addresses(text, found)
+        found += _addresses(text, found) + _plates(text)
         names = _candidate_names(text, lower_text)
         names += _shape_names(text, found + names, lower_text)
         names += _listed_names(text, found + names, lower_text)
