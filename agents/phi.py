@@ -357,12 +357,14 @@ _add(
     r"(?:road|route|highway|hwy|rd|rte|line)\s+\d+[a-z]?\b(?!\s*(?:mg|mcg|ml|units?|%|minutes?|min))",
 )
 # "Via Roma 12, 00184 Roma", "Kerkstraat 4, 1017 GC Amsterdam": street and number, postcode, city
-_EU_STREET = r"[A-ZÀ-Þ][\w'’.-]*[ \t]+(?:[\w'’.-]+[ \t]+){0,3}\d{1,4}[a-zA-Z]?"
+_EU_STREET = (
+    rf"(?!(?i:{_MONTH})\b)[A-ZÀ-Þ][\w'’.-]*[ \t]+(?:[\w'’.-]+[ \t]+){{0,3}}\d{{1,4}}[a-zA-Z]?"
+)
 _EU_POSTCODE = r"\d{4,5}(?:[ \t]?[A-Z]{2})?"
 _EU_CITY = r"[A-ZÀ-Þ][\w'’-]+(?:[ -][A-ZÀ-Þ][\w'’-]+)?"
-_add("ADDRESS", rf"({_EU_STREET}),[ \t]*{_EU_POSTCODE}[ \t]+{_EU_CITY}", 1, 0)
-_add("ZIP", rf"{_EU_STREET},[ \t]*({_EU_POSTCODE})[ \t]+{_EU_CITY}", 1, 0)
-_add("ADDRESS", rf"{_EU_STREET},[ \t]*{_EU_POSTCODE}[ \t]+({_EU_CITY})", 1, 0)
+_add("ADDRESS", rf"({_EU_STREET}),[ \t]*{_EU_POSTCODE} {_EU_CITY}", 1, 0)
+_add("ZIP", rf"{_EU_STREET},[ \t]*({_EU_POSTCODE}) {_EU_CITY}", 1, 0)
+_add("ADDRESS", rf"{_EU_STREET},[ \t]*{_EU_POSTCODE} ({_EU_CITY})", 1, 0)
 # a plate or registration a few words after the word for it
 _add(
     "VEHICLE",
@@ -410,7 +412,7 @@ _ADDRESS_TAIL = re.compile(
     rf"(?:,?\s+|,)((?:[A-Z][\w'’-]*|[a-z][a-z'’-]+)(?:[\s-](?:[A-Z][\w'’-]*|[a-z][a-z'’-]+)){{0,2}})"
     rf",?\s+(?:{_STATES}|{_STATE_NAMES})\b\.?,?(?:\s+(\d{{5}}(?:-\d{{4}})?))?"
     rf"|(?:,?\s*(?:apt|apartment|suite|ste|unit|fl|floor|#)\.?\s*#?\s*[\w-]+)?,?\s+"
-    rf"(\d{{4,5}}(?:-\d{{4}}|\s?[A-Z]{{2}})?)(?:\s+([^\W\d_][\w'’-]*(?:\s[A-Z][\w'’-]*)?))?"
+    rf"(\d{{4,5}}(?:-\d{{4}}|\s?[A-Z]{{2}})?)(?: ([^\W\d_][\w'’-]*(?: [A-Z][\w'’-]*)?))?"
     rf"|,\s*(?!(?:{_STATES})\b)([A-Z][\w'’-]*(?:[\s-][A-Z][\w'’-]*){{0,2}}),?\s+\(?(\d{{5}}(?:-\d{{4}})?)\b",
 )
 
@@ -423,7 +425,7 @@ _PLATE = re.compile(
 )
 
 
-def _plates(text: str) -> list[Finding]:
+def _plates(text: str, lower_text: bool) -> list[Finding]:
     """Plates: a token of letters and digits within a few words after a word for a vehicle
     ("Vehicle: Chevy Malibu 927 RIS", "plate J-VG 4701", "car, tag 6DJH898")."""
     out = []
@@ -434,6 +436,10 @@ def _plates(text: str) -> list[Finding]:
             value = m.group()
             digits = sum(c.isdigit() for c in value)
             letters = sum(c.isalpha() for c in value)
+            if re.fullmatch(r"[a-z]{1,4} (?:19|20)\d\d", value):
+                continue  # "dx 1986": a year
+            if not lower_text and any(c.islower() for c in value):
+                continue  # "Ford F-150": a model, not a plate
             if digits >= 2 and letters >= 2 and len(value.replace(" ", "")) >= 5:
                 out.append(Finding("VEHICLE", m.start(), m.end()))
     return out
@@ -525,7 +531,11 @@ _STRONG_CUES = (
     r"msg\s+(?:from|for)|attn:?|c/o|care\s+of|seen\s+by|examined\s+by|evaluated\s+by|"
     r"accompanied\s+by|escorted\s+by|brought\s+in\s+by|verified\s+with|discussed\s+with|"
     r"my\s+name\s+is|name\s+is|named|this\s+is|dear|guarantor|subscriber|prescriber|insured|"
-    r"i'?m|i\s+am|(?:leave\s+a\s+)?message\s+with|next\s+of\s+kin|"
+    r"(?:talk|speak|talking|speaking)\s+(?:to|with)|it'?s\s+for|caller|reminder:|"
+    r"(?-i:i'm|I'm|im|Im|i\s+am|I\s+am)|it'?s|(?:leave\s+a\s+)?message\s+with|next\s+of\s+kin|"
+    r"on\s+behalf\s+of|"
+    r"(?:mom|mum|dad|grandma|grandpa|granny|nana|papa|hubby|wife|husband|son|daughter|sister|"
+    r"brother|aunt|uncle|niece|nephew|cousin|roommate|neighbou?r|caregiver|guardian)(?=\s+[a-z])|"
     r"(?:nurse|aide|caregiver|doctor|physician|interpreter|driver|sitter|nanny)\s+for|"
     r"(?:my|her|his|their|pt'?s|patient'?s)\s+(?:husband|wife|son|daughter|mother|father|mom|mum|"
     r"dad|brother|sister|partner|spouse|fianc[ée]e?|boyfriend|girlfriend|grandson|granddaughter|"
@@ -621,7 +631,9 @@ _COMMON_WORDS = """
     she's shes it's its that's thats there's theres what's whats who's whos let's lets
     whether although though because unless while whilst whereas however therefore thus hence
     email e-mail telehealth telemedicine website online login username portal app apps wifi
-    covid covid-19 sars-cov-2 mychart zoom facetime
+    covid covid-19 sars-cov-2 mychart zoom facetime copay copays deductible coinsurance
+    prescriber prescribers enrollee enrollees cardholder subscriber rxbin rxpcn rxgrp pcn bin
+    whipple nissen billroth kasai fontan bentall
     otherwise meanwhile nevertheless since until upon unto onto toward towards via per versus
     lives lived living driver drivers primary secondary holter romberg vehicle device
     bp hr rr t temp inr bmi wt ht hba1c hba hgb hct plt wbc rbc ldl hdl psa tsh spo2 o2 cr
@@ -634,14 +646,13 @@ _NOT_NAMES = frozenset(_COMMON_WORDS.split())
 # Proper nouns of a clinic's world that are no person: insurers, car makes and models, common brand
 # and generic drug names (a capitalised word no dictionary holds is otherwise taken for a name)
 _PRODUCTS_AND_PAYERS = """
-    aetna anthem bcbs blue cross shield cigna humana kaiser permanente medicare medicaid
-    tricare unitedhealthcare united healthcare optum centene molina wellcare ambetter oscar
-    highmark caresource amerigroup elevance toyota honda ford chevy chevrolet nissan hyundai
-    kia subaru tesla bmw mercedes audi volkswagen vw jeep dodge ram gmc mazda lexus acura
-    volvo buick cadillac chrysler lincoln mitsubishi camry corolla civic accord malibu outback
-    forester altima sentra rav4 crv cr-v f-150 silverado tacoma wrangler elantra sonata rogue
-    prius impala escape explorer fusion focus jetta lipitor atorvastatin zocor simvastatin
-    crestor rosuvastatin pravastatin lisinopril losartan amlodipine norvasc metoprolol toprol
+    aetna anthem bcbs cigna humana kaiser permanente medicare medicaid tricare
+    unitedhealthcare healthcare optum centene molina wellcare ambetter highmark caresource
+    amerigroup elevance toyota honda chevy chevrolet nissan hyundai kia subaru tesla bmw audi
+    volkswagen vw jeep gmc mazda lexus acura volvo buick cadillac chrysler mitsubishi camry
+    corolla malibu outback forester altima sentra rav4 crv cr-v f-150 silverado tacoma
+    wrangler elantra sonata prius impala jetta lipitor atorvastatin zocor simvastatin crestor
+    rosuvastatin pravastatin lisinopril losartan amlodipine norvasc metoprolol toprol
     lopressor carvedilol coreg hydrochlorothiazide hctz furosemide lasix spironolactone
     aldactone warfarin coumadin eliquis apixaban xarelto rivaroxaban pradaxa plavix
     clopidogrel brilinta ticagrelor aspirin metformin glucophage januvia jardiance farxiga
@@ -665,7 +676,13 @@ _PRODUCTS_AND_PAYERS = """
     remicade stelara dupixent keytruda opdivo herceptin rituxan entresto digoxin amiodarone
     diltiazem cardizem verapamil hydralazine clonidine nitroglycerin imdur ranolazine ranexa
     repatha praluent zetia ezetimibe fenofibrate tricor lovenox enoxaparin heparin potassium
-    klor-con miralax colace senna dulcolax imodium prevacid carafate sucralfate
+    klor-con miralax colace senna dulcolax imodium prevacid carafate sucralfate walgreens cvs
+    riteaid walmart costco kroger publix safeway express-scripts caremark labcorp quest
+    cedars-sinai cedars sinai mayo hopkins brigham sutter vanderbilt ochsner nemours davita
+    fresenius shriners dana-farber kettering intermountain geisinger northwell montefiore
+    langone upmc ucla ucsf christiana adventhealth beaumont allina avera lurie rady medstar
+    hackensack tradjenta paxlovid allegra ella aleve imitrex novolog cymbalta depakote toradol
+    coreg epipen tdap dtap mmr hpv
 """
 _NOT_PEOPLE = frozenset(_PRODUCTS_AND_PAYERS.split())
 
@@ -716,7 +733,8 @@ _LAST_FIRST = re.compile(
     re.M,
 )
 _UPPER_NAME = re.compile(
-    r"\b([^\W\d_a-z][\w'’-]+),\s?([^\W\d_a-z][\w'’-]+)(?:\s[^\W\d_a-z][\w'’-]*)?"
+    r"\b([^\W\d_a-z][^\W\d_'’-]*(?:['’-][^\W\d_]+)*),\s?([^\W\d_a-z][^\W\d_'’-]*(?:['’-][^\W\d_]+)*)"
+    r"(?:\s[^\W\d_a-z][^\W\d_'’-]*)?\b"
 )
 _INITIALS = re.compile(
     r"\b(?:[A-Z]\.\s?){2,3}(?![A-Za-z])|\b(?i:pt|patient|mr|mrs|ms)\.?\s+([A-Z]{2,3})\b"
@@ -728,8 +746,13 @@ _INITIAL_WORD = re.compile(
     r"(?<![\w.'’-])(?:[A-Z]\.?|[a-z]\.) (?:[A-Za-z]\.? )?([^\W\d_][^\W\d_'’-]{2,}(?:-[^\W\d_]+)?)\b"
 )
 _NAME_BEFORE = re.compile(  # "Mariane is a 96 year old", "Rian here", "l. ortiz, rn", "is X ok to"
-    r"(?:^|(?<=[\n.;!?]\s)|(?<=[\n.;!?]))\s*((?:[^\W\d_][\w'’-]*\.?\s){0,2}[^\W\d_][\w'’-]*)"
-    r"(?=\s+(?:is\s+an?\s+(?:\d|one|ninety|hundred)|was\s+seen|seen\s+in|here\b))"
+    r"(?:^|(?<=[\n.;:!?]\s)|(?<=[\n.;:!?]))\s*((?:[^\W\d_][\w'’-]*\.?\s){0,2}[^\W\d_][\w'’-]*)"
+    r"(?=\s+(?:is\s+an?\s+(?:\d|one|ninety|hundred)|was\s+seen|seen\s+in|here\b|presented\b|"
+    r"presents\b|brought\b|signed\b|notified\b|consented\b|declined\b|agreed\b|arrived\b|"
+    r"reports\b|reported\b|states\b|stated\b|denies\b|complains\b|came\s+in|returned\b|called\s+"
+    r"(?:back|in|to|about)|told\s+me|says\b|said\b|fell\b|refuses\b|wants\b|needs\b|"
+    r"has\s+an?\s+(?:appt|appointment|visit)|to\s+bring\b|joined\b|missed\b|cancel+ed\b))"
+    r"|\b([^\W\d_][\w'’-]*)(?=\s+here\s*[,.!?])"
     r"|\b((?:[^\W\d_][\w'’-]*\.?,?\s){0,2}[^\W\d_][\w'’-]*),\s*(?i:rn|md|np|pa(?:-c)?|do|dds|"
     r"phd|lpn|cna|crna|dnp|pharmd|msw|lcsw)\b"
     r"|\b(?i:is|can|could|may)\s+((?:[^\W\d_][\w'’-]*\.?\s){0,2}[^\W\d_][\w'’-]*)"
@@ -781,12 +804,17 @@ def _name_after(text: str, pos: int, *, allow_lower: bool) -> tuple[int, int] | 
             words += 1
             end, i = m.end(), m.end()
             continue
+        if len(word) == 1:
+            break  # "Lives with pt: Y": a lone letter is no name
         if words and low in _PARTICLE_WORDS:
             i = m.end()
             continue
         if low in _NOT_NAMES and not (capital and words > 0 and len(word) > 3):
             break
-        if not capital and (not allow_lower or (_ordinary(word) and low not in _census_names()[0])):
+        given, surnames = _census_names()
+        if not capital and (
+            not allow_lower or (_ordinary(word) and low not in given and low not in surnames)
+        ):
             break  # "i'm tired": lower-case English is no name, unless it is a given name ("mark")
         words += 1
         if m.group().endswith(".") and len(word) > 1:  # "Humalog." ends the sentence, not a name
@@ -806,17 +834,22 @@ def _candidate_names(text: str, lower_text: bool) -> list[Finding]:
         (_CUE_LABEL, True, False),
         (_CUE_WEAK_LABEL, False, True),
         (_CUE_STRONG, True, False),
-        (_CUE_WEAK, False, True),
+        (_CUE_WEAK, False, "weak"),
     ):
         for m in cue.finditer(text):
             span = _name_after(text, m.end(), allow_lower=allow_lower)
+            if span and check == "weak" and not _name_like(text[span[0] : span[1]]):
+                continue  # "for dialysis at Brigham and Women's": an English word after "and"
             if span and (not check or _plausible_name(text, *span)):
                 out.append(Finding("PERSON", *span))
     for m in _LAST_FIRST.finditer(text):
         last, first = m.group(1), m.group(2)
         if first.lower() in _NOT_NAMES or last.lower() in _NOT_NAMES and not last[:1].isupper():
             continue
-        if last[:1].isupper() and first[:1].isupper() or _unknown(last) or _unknown(first):
+        given_ok = _unknown(first) or first.lower() in _census_names()[0]
+        if (last[:1].isupper() and first[:1].isupper() and not _ordinary(first)) or (
+            given_ok and (_unknown(last) or last.lower() in _census_names()[1])
+        ):
             out.append(Finding("PERSON", m.start(1), m.end()))
     for m in _UPPER_NAME.finditer(text):
         if m.group(1).isupper() and m.group(2).isupper() and len(m.group(1) + m.group(2)) >= 7:
@@ -839,14 +872,32 @@ def _candidate_names(text: str, lower_text: bool) -> list[Finding]:
             out.append(Finding("PERSON", m.start(), m.end()))
     for m in _INITIALS.finditer(text):
         g = 1 if m.group(1) else 0
+        if g and (m.group(1).lower() in _NOT_NAMES or text[m.end() : m.end() + 1] == ":"):
+            continue  # "Pt MRN: ..."
         out.append(Finding("PERSON", m.start(g), m.end(g)))
     for regex in (_NAME_BEFORE, _SIGNATURE, _CALL_AT):
         for m in regex.finditer(text):
             g = next(i for i in range(1, (regex.groups or 0) + 1) if m.group(i))
-            words = m.group(g).replace(",", " ").split()
-            if all(w.rstrip(".").lower() not in _NOT_NAMES for w in words):
+            words = [w.rstrip(".") for w in m.group(g).replace(",", " ").split()]
+            given = _census_names()[0]
+            if _name_like(m.group(g)) and all(
+                w.lower() not in _NOT_NAMES
+                and w.lower() not in _NOT_PEOPLE
+                and (len(w) == 1 or not _ordinary(w) or w.lower() in given)
+                for w in words
+            ):
                 out.append(Finding("PERSON", m.start(g), m.end(g)))
     return out
+
+
+def _name_like(value: str) -> bool:
+    """Some word of `value` is a listed given name or surname, or no English word."""
+    given, surnames = _census_names()
+    raw = re.findall(r"[^\W\d_][\w'’-]*", value)
+    if any(w.isupper() and 2 <= len(w) <= 3 for w in raw):
+        return True  # initials: "SR is a 93-yr-old"
+    words = [w.lower().removesuffix("'s").removesuffix("’s") for w in raw]
+    return any(w in given or w in surnames or _unknown(w) for w in words)
 
 
 def _with_particles(text: str, f: Finding) -> Finding:
@@ -859,6 +910,11 @@ def _with_particles(text: str, f: Finding) -> Finding:
         start -= len(m.group(0))
 
 
+_TEMPERATURE_BEFORE = re.compile(
+    r"\b(?:temp|temperature|fever|febrile|tmax)\b[^\d\n]{0,12}$|\b(?:over|above|under|below)\s+$"
+    r"|\b(?-i:T)\s*$",
+    re.I,
+)
 _COMMON_SUFFIX = re.compile(
     r"\b(?:spring|run|park|point|view|pass|rest|walk|way|row|loop|green|hill|land|light|lock|"
     r"mall|key|well|wall|union|station|track|trace|course|common|cove|field|ford|fork|path|"
@@ -882,6 +938,8 @@ def _valid(kind: str, value: str, text: str, start: int, end: int, lower_text: b
         return False
     if kind == "VEHICLE":
         return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+    if kind == "AGE" and _TEMPERATURE_BEFORE.search(text, max(0, start - 24), start):
+        return False  # "a temp over 101 F"
     if kind == "ADDRESS" and value[:1].isdigit() and not lower_text:
         # "eGFR 23 last spring": a lower-case street in a text with capitals needs a street word
         # that is no common one
@@ -894,7 +952,7 @@ def _valid(kind: str, value: str, text: str, start: int, end: int, lower_text: b
 
 # A capitalised word before these is an eponym (Parkinson's disease, Wilms tumor), not a person
 _EPONYM_AFTER = re.compile(
-    r"\s+(?:class\s+|grade\s+)?(?-i:I{1,3}|IV|V)\b|\s+\d{1,2}(?:[/+]\d{1,2})?\b(?!\s*(?:y|yo|yrs?|years?|-))|"
+    r"\s*&\s*(?-i:[A-Z])|\s+(?:class\s+|grade\s+)?(?-i:I{1,3}|IV|V)\b|\s+\d{1,2}(?:[/+]\d{1,2})?\b(?!\s*(?:y|yo|yrs?|years?|-))|"
     r"(?:['’]s?)?(?:[\s-]+(?-i:[A-Z])[\w'’]*){0,2}\s+(?:disease|syndrome|tumou?r|palsy|sign|phenomenon|"
     r"dementia|lymphoma|sarcoma|carcinoma|contracture|thyroiditis|esophagus|oesophagus|anomaly|"
     r"reflex|test|maneuver|manoeuvre|criteria|score|scale|procedure|operation|fracture|ulcer|"
@@ -904,7 +962,10 @@ _EPONYM_AFTER = re.compile(
     r"hernia|diverticulum|paralysis|block|catheter|tube|position|line|formula|equation|index|"
     r"questionnaire|inventory|exam|examination|protocol|regimen|ratio|coma|fistula|cyst|"
     r"respirations?|breathing|pattern|bodies|body|nodules?|spots?|lines?|disc|pupils?|monitor|"
-    r"positive|negative|hospital|medical|medicine|general|clinic|center|centre|health|"
+    r"positive|negative|hospital|medical|medicine|general|clinic|center|centre|health|tear|"
+    r"malformation|arteritis|gangrene|grade|type|foot|class|arthropathy|joint|sequence|anemia|"
+    r"anaemia|ataxia|neuropathy|cirrhosis|dystonia|chorea|disease|nodes?|mass|lesion|house|"
+    r"home|foundation|hospice|diagnostics|children's|childrens|women's|panel|depth|"
     r"healthcare|institute|memorial|university|pharmacy|labs?|laboratory|imaging|care)\b",
     re.I,
 )
@@ -941,8 +1002,11 @@ def _plausible_name(text: str, s: int, e: int) -> bool:
         return False
     if " " not in value and value.isupper() and len(value) <= 4:
         return False  # IP, VIN, TSH, RN
-    if any(w.lower() in _NOT_PEOPLE for w in value.split()):
-        return False
+    words = [w.lower().removesuffix("'s").removesuffix("’s") for w in re.split(r"[\s-]+", value)]
+    if any(w in _NOT_PEOPLE for w in words) and all(
+        w in _NOT_PEOPLE or w in _english() or len(w) < 3 for w in words
+    ):
+        return False  # "Walgreens", "Dana-Farber", "Brigham and Women's": no person
     if re.search(r"\b(?:st|saint|san|santa|sankt)\.?\s$", text[max(0, s - 7) : s], re.I):
         return False  # "St. Luke's": a hospital
     if any(c.isdigit() for c in value) or re.match(r"\s*:", text[e:]) or value.count("-") > 1:
@@ -1032,6 +1096,9 @@ def _lexicon_words() -> frozenset[str]:
         words: set[str] = set()
         for pos in ("verb", "adj", "adv"):
             words.update(index.get(hash_string(pos), []))
+        exceptions = tables.get_table("lemma_exc")  # irregular forms: "brought", "fell", "went"
+        for pos in ("verb", "adj", "adv"):
+            words.update(exceptions.get(hash_string(pos), {}))
         _lexicon = frozenset(words)
         _words = frozenset(words | set(index.get(hash_string("noun"), [])) | _NOT_NAMES)
     return _lexicon
@@ -1118,6 +1185,10 @@ def _unknown(word: str) -> bool:
     if len(low) <= 2 or low in _NOT_PEOPLE:
         return False
     english = _english()
+    if "-" in low:  # "E-prescription", "Second-level": English parts make an English word
+        parts = [p for p in low.split("-") if len(p) > 1]
+        if parts and all(any(b in english for b in _bases(p)) for p in parts):
+            return False
     return not any(b in english for b in _bases(low)) and low.replace("-", "") not in english
 
 
@@ -1162,7 +1233,13 @@ def _shape_names(text: str, found: list[Finding], lower_text: bool) -> list[Find
             continue
         word = m.group()
         listed = word.lower() in _census_names()[1] or word.lower() in _census_names()[0]
-        if word[:1].isupper() and (not word.isupper() or listed) and _unknown(word):
+        # an unknown word in capitals is a name beside another word in capitals ("MEINETTE
+        # PRAVFORD"), not alone ("HIBCC")
+        caps_pair = word.isupper() and bool(
+            re.search(r"\b[A-Z]{2,}[ ]$", text[max(0, m.start() - 30) : m.start()])
+            or re.match(r" [A-Z]{2,}\b", text[m.end() : m.end() + 30])
+        )
+        if word[:1].isupper() and (not word.isupper() or listed or caps_pair) and _unknown(word):
             # grow to the capitalised words around it
             s, e = m.start(), m.end()
             for prev in reversed(list(_WORDISH.finditer(text, max(0, s - 40), s))):
@@ -1213,8 +1290,11 @@ def _persons(text: str, doc, offset: int) -> list[Finding]:
             while " " in text[s:e] and text[s:e].rsplit(None, 1)[-1].islower():
                 e = s + len(text[s:e].rsplit(None, 1)[0])  # "Entresto ok": no name ends so
             single = " " not in text[s:e]
-            if single and _ordinary(text[s:e]):
-                continue  # "Grace period", "Bill to": spaCy's guess on a common word
+            word = text[s:e].lower()
+            if single and (
+                _ordinary(word) or (word in _english() and word not in _census_names()[0])
+            ):
+                continue  # "Grace period", "Specimen rejected": spaCy's guess on a common word
             if e > s and _plausible_name(text, s, e):
                 out.append(Finding("PERSON", s, e))
     return out
@@ -1290,7 +1370,7 @@ def detect(text: str, *, timeout_s: float | None = -1) -> list[Finding]:
             except ValueError:
                 continue
             found.append(Finding("IP", m.start(), m.end()))
-        found += _addresses(text, found) + _plates(text)
+        found += _addresses(text, found) + _plates(text, lower_text)
         names = _candidate_names(text, lower_text)
         names += _shape_names(text, found + names, lower_text)
         names += _listed_names(text, found + names, lower_text)
