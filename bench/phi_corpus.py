@@ -37,25 +37,35 @@ What is labelled, and how (`Span.style` records the form, `STYLES` lists them al
   city of a postal address line as a separate span; the state is not labelled), ZIP (5 and 9 digit
   ZIP codes, and foreign postcodes: style "postcode").
 
-The three families. Every template is written in exactly one of three lists, `TEMPLATES["dev"]`,
-`TEMPLATES["eval"]` and `TEMPLATES["test"]` (the fixed rule: the list it stands in), each with its
-own wording and contexts; `split=` draws only from the family of that name.
+The four families. Every template is written in exactly one of four lists, `TEMPLATES["dev"]`,
+`TEMPLATES["eval"]`, `TEMPLATES["test"]` and `TEMPLATES["holdout"]` (the fixed rule: the list it
+stands in), each with its own wording and contexts; `split=` draws only from the family of that
+name.
 - dev: the detector's author develops on it (reads its samples and his errors on them).
-- eval: validation. Its templates were never read by the detector's author, but its aggregate
-  recall figures were consulted during development, so it is no longer a clean held-out set.
-- test: written after the detector, from scratch, in other clinical situations, with hard
-  negatives of its own besides the shared ones (the test family's vocabularies and negative slots
-  stand with its templates, below the line the detector's author does not read). No figure of it
-  is consulted before the reported run; bench/phi.py reports its figures.
-Every family covers every kind in every genre, and every style (the value generators, which pick
-the styles and the names, are shared: the families differ in their sentences and negatives, not in
-the forms the entities take). Adding the test family changed nothing dev or eval generate.
+- eval: validation. Written apart from the detector, but used during development: its figures
+  were consulted and its errors studied, so it is no longer held out.
+- test: validation too. Written after the detector, from scratch, in other clinical situations,
+  with hard negatives of its own besides the shared ones; it too has since been used during
+  development (its errors were read), so it is no longer held out either.
+- holdout: written after the detector's last change, from scratch, by someone who never read the
+  detector, in clinical situations none of the others uses (occupational health, therapy and
+  driver rehab, behavioural-health intake, vaccination and travel clinics, wound care, the sleep
+  lab, ophthalmology, audiology, prior-authorisation letters, critical-value calls, complaints,
+  research consent, ambulance transport and billing, death-certificate worksheets, chats with a
+  virtual assistant), with hard negatives of its own (its vocabularies and negative slots stand
+  with its templates, at the end of the template section). No figure of it is consulted before
+  the reported run; bench/phi.py reports its figures, and eval's and test's as validation.
+The test and holdout families' own vocabularies stand below the line the detector's author does
+not read. Every family covers every kind in every genre, and every style (the value generators,
+which pick the styles and the names, are shared: the families differ in their sentences and
+negatives, not in the forms the entities take). Adding the test family changed nothing dev or
+eval generate, and adding the holdout family changed nothing dev, eval or test generate.
 
 Deterministic: the same (seed, n, split) gives the same samples, in any process (`random.Random`
 and `Faker.seed_instance`, both seeded from the arguments; no set or hash order is relied on), for
 a given Faker version (its name and address lists change between releases: bench/phi.py records
 the version). Needs only the standard library and Faker. `python bench/phi_corpus.py dev 40`
-prints a few samples with their spans marked.
+prints a few samples with their spans marked (the first argument is the family).
 """
 
 from __future__ import annotations
@@ -1350,7 +1360,7 @@ class _Maker:
             text = rng.choice(LANGS)
         elif name == "device_type":
             text = rng.choice(DEVICE_TYPES)
-        else:  # the test family's own negatives (below), or a KeyError
+        else:  # the test and holdout families' own negatives (below), or a KeyError
             text = _test_negative(self, name, variant)
         return _cap(text) if variant == "cap" else text
 
@@ -1364,7 +1374,7 @@ def _ascii(s: str) -> str:
     return unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
 
 
-# --- the templates: three disjoint families -----------------------------------------------------
+# --- the templates: four disjoint families ------------------------------------------------------
 #
 # `{KIND}` or `{KIND:variant}` is a labelled slot (PERSON variants name a form and/or casing, e.g.
 # `{PERSON:last_first+upper}`, or `clinician`; DATE: a style or `full`; AGE: adj, np or num; other
@@ -1606,8 +1616,9 @@ Current meds: {drug}; {drug}   PMH: {eponym}   Age at dx: {young_age:num}
     },
     # TEST family: written after the detector, from scratch, in other clinical situations (ED
     # triage and EMS, pharmacy calls, home health, insurance appeals, school nursing, telehealth,
-    # discharge teaching, lab requisitions, referral faxes, hospice, dialysis, dental, OB...). No
-    # figure of it was consulted before the reported run; the detector's author does not read it.
+    # discharge teaching, lab requisitions, referral faxes, hospice, dialysis, dental, OB...). The
+    # detector's author does not read it; it has since been used during development (its errors
+    # were studied), so it is validation now. The holdout family stands further down.
     "test": {
         "note": """
 Triage: {young_age:adj} {sex} in at {time} with {duration} of flank pain; ESI 3, {lab}, {measure}.
@@ -2077,9 +2088,784 @@ def _test_negative(maker: _Maker, name: str, variant: str) -> str:
                 f"blood alcohol {rng.randint(0, 350)} mg/dL",
             )
         )
-    else:
-        raise KeyError(name)
+    else:  # the holdout family's own negatives (below), or a KeyError
+        text = _holdout_negative(maker, name, variant)
     return text
+
+
+# --- the holdout family: templates and hard negatives of its own -------------------------------
+#
+# Written after the detector's last change, from scratch, by someone who never read the detector,
+# in clinical situations none of the other families uses: occupational health (DOT exams,
+# needlesticks, drug-screen collection, workers' comp), physical and occupational therapy and
+# driver rehabilitation, behavioural-health intake, vaccination and travel clinics, wound care and
+# hyperbaric medicine, the sleep lab, ophthalmology, audiology, prior-authorisation letters,
+# critical-value calls from the lab, patient complaints, research consent, ambulance transport
+# and its billing, death-certificate worksheets, and chats with a virtual assistant. Its hard
+# negatives, besides the shared ones: other drugs and vaccines (among them contraceptive brands
+# that are women's given names, Heather, Camila, Errin, Skyla, Mirena..., only ever with their
+# dose), eponymous conditions named after common names (Todd's paralysis, Gilbert's syndrome,
+# Christmas disease, May-Thurner, Wilson's disease, Ramsay Hunt, Tommy John), eponymous signs and
+# scales (Austin Flint murmur, Sister Mary Joseph nodule, Grey Turner sign, Berg, Tinetti,
+# Epworth...), facilities named after people (Hazelden Betty Ford, Shirley Ryan AbilityLab, Henry
+# Ford Hospital, Walter Reed, Mary Free Bed...), readings of its own (audiograms, visual acuity,
+# sleep indices, wound sizes, numbers of 90 and over that are not ages: "REM latency 94 min",
+# "95 dB", "Days supply: 90"), ages of 80 to 89 near the ages over 89, product codes (CVX,
+# HCPCS, LOINC, CPT, intraocular-lens and CPAP models), and sentences that begin with a common word
+# that is also a given name (Mark, Pat, Max, Misty, Clay, Chase, Iris, Faith, Summer). Adding it
+# changed nothing the dev, eval and test families generate.
+
+HOLDOUT_DRUGS = (
+    "Nurtec",
+    "Ubrelvy",
+    "Aimovig",
+    "Emgality",
+    "Rexulti",
+    "Vraylar",
+    "Caplyta",
+    "Trintellix",
+    "Wegovy",
+    "Zepbound",
+    "Rybelsus",
+    "Invokana",
+    "Kerendia",
+    "Multaq",
+    "Ranexa",
+    "Repatha",
+    "Praluent",
+    "Nexletol",
+    "Linzess",
+    "Xifaxan",
+    "Creon",
+    "Dificid",
+    "Zyvox",
+    "Bactroban",
+    "mupirocin",
+    "Silvadene",
+    "Santyl",
+    "Restasis",
+    "Xiidra",
+    "Lumigan",
+    "latanoprost",
+    "timolol",
+    "Combigan",
+    "Eylea",
+    "Ciprodex",
+    "Flonase",
+    "Belsomra",
+    "Dayvigo",
+    "Quviviq",
+    "Xyrem",
+    "Wakix",
+    "Nuvigil",
+    "modafinil",
+    "trazodone",
+    "mirtazapine",
+    "buspirone",
+    "Strattera",
+    "Qelbree",
+    "naltrexone",
+    "Vivitrol",
+    "Sublocade",
+    "Chantix",
+    "varenicline",
+    "Antabuse",
+    "Campral",
+    "lithium",
+    "clozapine",
+    "Invega Sustenna",
+    "meloxicam",
+    "cyclobenzaprine",
+    "baclofen",
+    "tizanidine",
+    "Robaxin",
+    "Paxil",
+    "Xanax",
+    "Valium",
+    "Zyrtec",
+    "Claritin",
+    "Maxalt",
+    "Tessalon",
+    "Effient",
+    "Lupron",
+    "Nexplanon",
+    "Malarone",
+    "Dukoral",
+)
+HOLDOUT_DOSES = (
+    "75 mg",
+    "2 mg",
+    "0.25 mg",
+    "150 mg",
+    "1 drop",
+    "1 spray each nostril",
+    "3 g",
+    "2.4 mg",
+    "380 mg",
+    "0.5 mL",
+    "7.5 mg",
+    "100 mg",
+    "4 mg",
+)
+HOLDOUT_SIGS = (
+    "at onset of migraine",
+    "OU nightly",
+    "OS BID",
+    "SC weekly",
+    "IM monthly",
+    "PO at bedtime",
+    "PO q8h PRN spasm",
+    "topically to the wound bed daily",
+    "with the first bite of each meal",
+    "PO daily x 14 days",
+    "half an hour before sleep",
+    "every 12 weeks",
+)
+# Contraceptive and hormone brands that are also women's given names: only with their dose.
+HOLDOUT_NAMELIKE_DRUGS = (
+    ("Heather", "0.35 mg PO daily"),
+    ("Camila", "0.35 mg daily"),
+    ("Errin", "0.35 mg daily"),
+    ("Jolivette", "0.35 mg PO daily"),
+    ("Alora", "0.05 mg/day patch 2x/week"),
+    ("Mirena", "52 mg IUD, placed"),
+    ("Kyleena", "19.5 mg IUD in place"),
+    ("Skyla", "13.5 mg IUD in place"),
+)
+HOLDOUT_VACCINES = (
+    "Shingrix",
+    "Prevnar 20",
+    "Gardasil 9",
+    "Arexvy",
+    "Abrysvo",
+    "Boostrix",
+    "Adacel",
+    "Comirnaty",
+    "Spikevax",
+    "Fluzone High-Dose",
+    "Flublok",
+    "Fluad",
+    "Heplisav-B",
+    "Twinrix",
+    "Havrix",
+    "Engerix-B",
+    "Vaxchora",
+    "Typhim Vi",
+    "Ixiaro",
+    "Imovax Rabies",
+    "RabAvert",
+    "Menveo",
+    "MenQuadfi",
+    "Bexsero",
+    "Trumenba",
+    "Pneumovax 23",
+    "Vaxneuvance",
+    "Beyfortus",
+    "ProQuad",
+    "Varivax",
+    "YF-Vax",
+    "Jynneos",
+)
+HOLDOUT_EPONYMS = (
+    "Ramsay Hunt syndrome",
+    "Todd's paralysis",
+    "Gilbert's syndrome",
+    "May-Thurner syndrome",
+    "Wilson's disease",
+    "Lynch syndrome",
+    "Bowen's disease",
+    "Gardner syndrome",
+    "Christmas disease",
+    "Vincent's angina",
+    "Bernard-Soulier syndrome",
+    "Tommy John injury",
+    "Scheuermann's kyphosis",
+    "Bankart lesion",
+    "Hill-Sachs lesion",
+    "Salter-Harris II fracture",
+    "Maisonneuve fracture",
+    "Monteggia fracture",
+    "Lisfranc injury",
+    "Kienbock disease",
+    "Haglund deformity",
+    "Fuchs dystrophy",
+    "Stargardt disease",
+    "Coats disease",
+    "Adie tonic pupil",
+    "Sturge-Weber syndrome",
+    "Waardenburg syndrome",
+    "Usher syndrome",
+    "Pendred syndrome",
+    "Alport syndrome",
+    "Korsakoff syndrome",
+    "Asperger's",
+    "Capgras delusion",
+    "Kleine-Levin syndrome",
+    "Willis-Ekbom disease",
+    "Pickwickian syndrome",
+    "Marjolin ulcer",
+    "Buerger disease",
+    "Martorell ulcer",
+    "Pott's disease",
+    "Hansen's disease",
+    "Chagas disease",
+    "Brown-Sequard syndrome",
+    "Erb's palsy",
+    "Tietze syndrome",
+    "Burkitt lymphoma",
+    "Ewing sarcoma",
+    "Merkel cell carcinoma",
+    "Budd-Chiari syndrome",
+    "Fanconi anemia",
+    "Henoch-Schonlein purpura",
+)
+HOLDOUT_EXAMS = {
+    "ear": (
+        "Weber lateralizes left",
+        "Rinne negative on the right",
+        "Dix-Hallpike positive to the right",
+        "Romberg steady",
+        "Stenger negative",
+        "HINTS exam benign",
+    ),
+    "eye": (
+        "Amsler grid normal",
+        "Ishihara 14/14 plates",
+        "Marcus Gunn pupil absent",
+        "Seidel negative",
+        "Schirmer 6 mm at 5 min",
+        "Hirschberg centered",
+    ),
+    "msk": (
+        "Berg Balance 41/56",
+        "Tinetti 19/28",
+        "Thompson test negative",
+        "Trendelenburg gait",
+        "Spurling test positive",
+        "Hawkins-Kennedy positive",
+        "Neer sign positive",
+        "Apley scratch limited",
+        "Oswestry 34%",
+        "Lysholm 62",
+        "Tegner 4",
+        "Allen test normal",
+        "Semmes-Weinstein monofilament absent",
+        "Rutherford class 3",
+        "Stemmer sign positive",
+    ),
+    "bh": (
+        "C-SSRS screen negative",
+        "Mini-Cog 3/5",
+        "Folstein MMSE 26/30",
+        "Clinical Frailty Scale 5",
+        "RASS -1",
+        "Columbia screen low risk",
+    ),
+    "sign": (
+        "Austin Flint murmur",
+        "Graham Steell murmur",
+        "Sister Mary Joseph nodule",
+        "Grey Turner sign",
+        "Cullen sign",
+        "Chvostek sign positive",
+        "Trousseau sign negative",
+        "Rovsing sign positive",
+        "McBurney point tender",
+        "Levine sign",
+        "Kussmaul respirations",
+        "Osler nodes",
+        "Janeway lesions",
+        "Roth spots",
+        "Virchow node palpable",
+        "Lhermitte sign",
+        "Hoffmann sign negative",
+        "Norton scale 12",
+        "Bristol stool type 6",
+        "Epworth 15/24",
+        "STOP-BANG 6",
+    ),
+}
+HOLDOUT_FACILITIES = (
+    "Hazelden Betty Ford",
+    "Shirley Ryan AbilityLab",
+    "Henry Ford Hospital",
+    "Walter Reed",
+    "Mary Free Bed Rehabilitation",
+    "Helen DeVos Children's",
+    "Lucile Packard Children's",
+    "Craig Hospital",
+    "Grady Memorial",
+    "Jackson Memorial",
+    "Sister Kenny Rehabilitation",
+    "Frazier Rehab",
+    "Mary Bridge Children's",
+    "Bascom Palmer",
+    "Wills Eye",
+    "Mass Eye and Ear",
+    "House Ear Clinic",
+    "McLean Hospital",
+    "Sheppard Pratt",
+    "Spaulding Rehabilitation",
+    "Kessler Institute",
+    "Rancho Los Amigos",
+    "Mount Sinai",
+    "NYU Langone",
+    "Intermountain",
+    "Banner Health",
+    "AdventHealth",
+    "Atrium Health",
+    "Barnes-Jewish",
+    "Harborview",
+    "Concentra",
+    "Passport Health",
+    "Acadian Ambulance",
+    "LifeFlight",
+    "Planned Parenthood",
+    "the Red Cross",
+)
+HOLDOUT_PHARMACIES = (
+    "MinuteClinic",
+    "Rite Aid",
+    "Kroger Pharmacy",
+    "Publix Pharmacy",
+    "Costco Pharmacy",
+    "Walmart Pharmacy",
+    "Express Scripts",
+    "OptumRx",
+)
+HOLDOUT_RELDATES_PAST = (
+    "the Tuesday before last",
+    "a fortnight ago",
+    "since the weekend",
+    "five nights ago",
+    "at the last visit",
+    "earlier in the shift",
+    "on the prior admission",
+    "about ten days back",
+    "late yesterday",
+    "first thing this morning",
+    "ninety days ago",
+)
+HOLDOUT_RELDATES_FUTURE = (
+    "this coming Monday",
+    "at the six-week recheck",
+    "in a month or so",
+    "in ninety days",
+    "before the next dose",
+    "at the 3-month mark",
+    "within 48 hours",
+    "two weeks from Friday",
+    "the day after tomorrow",
+    "at the next fitting",
+)
+HOLDOUT_CVX = ("03", "08", "21", "33", "62", "115", "121", "133", "141", "150", "187", "197", "300")
+HOLDOUT_PRODUCTS = {
+    "transport": (
+        "HCPCS A0427 (ALS1 emergency)",
+        "A0429 BLS emergency",
+        "A0433 ALS2",
+        "A0434 specialty care transport",
+        "A0428 BLS non-emergency",
+    ),
+    "resp": (
+        "3M 1860 N95, regular",
+        "3M 8210",
+        "Halyard FluidShield N95",
+        "3M 6502QL half facepiece",
+        "Moldex 2200",
+    ),
+    "brace": (
+        "total contact cast",
+        "CAM boot (L4361)",
+        "DH offloading walker",
+        "hinged knee brace L1833",
+        "post-op shoe (L3260)",
+    ),
+    "cpap": (
+        "ResMed AirSense 11",
+        "DreamStation 2 Auto",
+        "AirMini",
+        "Luna G3",
+        "AirCurve 10 VAuto",
+    ),
+    "iol": ("AcrySof IQ SN60WF", "Tecnis ZCB00", "enVista MX60", "Clareon CNA0T0"),
+    "cpt": ("97110", "97140", "97530", "92557", "95810", "90471", "97597", "99497", "92014"),
+    "loinc": ("2823-3", "2951-2", "718-7", "4548-4", "2345-7", "6690-2", "777-3", "1975-2"),
+}
+# The holdout family's invented names avoid these words too.
+_HOLDOUT_NEGATIVE_WORDS = _NEGATIVE_WORDS | {
+    w.lower()
+    for phrase in HOLDOUT_DRUGS
+    + tuple(d for d, _ in HOLDOUT_NAMELIKE_DRUGS)
+    + HOLDOUT_VACCINES
+    + HOLDOUT_EPONYMS
+    + tuple(e for group in HOLDOUT_EXAMS.values() for e in group)
+    + HOLDOUT_FACILITIES
+    + HOLDOUT_PHARMACIES
+    for w in re.findall(r"\w+", phrase)
+}
+
+
+def _holdout_reading(maker: _Maker, domain: str) -> str:
+    rng = maker.rng
+    if domain not in ("ear", "eye", "sleep", "pt", "wound", "bh", "crit"):
+        domain = rng.choice(("ear", "eye", "sleep", "pt", "wound", "bh", "crit"))
+    if domain == "ear":
+        options = (
+            f"PTA {rng.randint(10, 85)} dB HL right",
+            f"SRT {rng.randint(5, 70)} dB",
+            f"WRS {rng.randint(40, 100)}% left",
+            f"tympanogram type {rng.choice(('A', 'As', 'B', 'C'))}",
+            "OAEs absent bilaterally",
+            f"thresholds {rng.randint(20, 50)}-{rng.randint(55, 110)} dB at 4 kHz",
+        )
+    elif domain == "eye":
+        options = (
+            f"VA 20/{rng.choice((20, 25, 30, 40, 60, 80, 200))} OD",
+            f"IOP {rng.randint(9, 34)} mmHg OS",
+            f"CDR 0.{rng.randint(2, 9)}",
+            f"20/{rng.choice((20, 25, 30, 40))} OU",
+            f"central thickness {rng.randint(240, 520)} microns",
+            f"K {rng.uniform(40, 47):.2f}/{rng.uniform(41, 48):.2f}",
+        )
+    elif domain == "sleep":
+        options = (
+            f"AHI {rng.uniform(2, 80):.1f}/h",
+            f"ODI {rng.randint(2, 60)}",
+            f"nadir SpO2 {rng.randint(68, 92)}%",
+            f"sleep efficiency {rng.randint(45, 96)}%",
+            f"REM latency {rng.randint(60, 140)} min",
+            f"PLM index {rng.randint(0, 40)}",
+        )
+    elif domain == "pt":
+        options = (
+            f"knee flexion 0-{rng.randint(60, 135)} deg",
+            f"MMT {rng.choice(('3', '3+', '4-', '4', '4+'))}/5 hip abduction",
+            f"TUG {rng.randint(7, 32)} s",
+            f"6MWT {rng.randint(120, 560)} m",
+            f"grip {rng.randint(8, 48)} kg",
+            f"shoulder flexion {rng.randint(70, 180)} deg",
+        )
+    elif domain == "wound":
+        options = (
+            f"{rng.uniform(0.5, 9):.1f} x {rng.uniform(0.3, 6):.1f} x {rng.uniform(0.1, 2):.1f} cm",
+            f"{rng.randint(10, 90)}% slough, {rng.randint(10, 90)}% granulation",
+            "moderate serosanguinous drainage",
+            f"undermining {rng.uniform(0.5, 4):.1f} cm at {rng.randint(1, 12)} o'clock",
+            "periwound maceration",
+            f"ABI {rng.uniform(0.4, 1.3):.2f}",
+        )
+    elif domain == "bh":
+        options = (
+            f"PCL-5 of {rng.randint(5, 70)}",
+            f"EPDS {rng.randint(2, 26)}",
+            f"AUDIT-C {rng.randint(0, 12)}",
+            f"CIWA-Ar {rng.randint(0, 30)}",
+            f"COWS {rng.randint(0, 30)}",
+            f"ASRS {rng.randint(1, 6)}/6",
+        )
+    else:
+        options = (
+            f"potassium {rng.uniform(6.2, 7.8):.1f} mmol/L",
+            f"sodium {rng.randint(108, 121)} mmol/L",
+            f"hemoglobin {rng.uniform(4.8, 6.9):.1f} g/dL",
+            f"platelets {rng.randint(3, 19)} K/uL",
+            f"calcium {rng.uniform(12.5, 15):.1f} mg/dL",
+            f"troponin I {rng.uniform(0.5, 30):.2f} ng/mL",
+            f"lactic acid {rng.uniform(4, 11):.1f} mmol/L",
+            "blood culture with gram-positive cocci in clusters",
+            f"ammonia {rng.randint(90, 240)} umol/L",
+            f"lithium level {rng.uniform(1.6, 3.2):.1f} mmol/L",
+        )
+    return rng.choice(options)
+
+
+def _holdout_negative(maker: _Maker, name: str, variant: str) -> str:
+    """The hard negatives only the holdout family's templates have slots for."""
+    rng = maker.rng
+    if name == "rx":  # rx: name, dose and directions; rx:name the name alone
+        if variant != "name" and rng.random() < 0.25:
+            brand, dose = rng.choice(HOLDOUT_NAMELIKE_DRUGS)
+            return f"{brand} {dose}"
+        drug = rng.choice(HOLDOUT_DRUGS)
+        if variant == "name":
+            return drug
+        return f"{drug} {rng.choice(HOLDOUT_DOSES)} {rng.choice(HOLDOUT_SIGS)}"
+    if name == "vax":
+        return rng.choice(HOLDOUT_VACCINES)
+    if name == "dx":
+        return rng.choice(HOLDOUT_EPONYMS)
+    if name == "exam":  # exam:ear, eye, msk, bh, sign, or any
+        group = HOLDOUT_EXAMS.get(variant) or HOLDOUT_EXAMS[rng.choice(sorted(HOLDOUT_EXAMS))]
+        return rng.choice(group)
+    if name == "site":  # site:pharmacy, or a hospital, clinic or service
+        return rng.choice(HOLDOUT_PHARMACIES if variant == "pharmacy" else HOLDOUT_FACILITIES)
+    if name == "rel":  # rel:past, rel:future
+        return rng.choice(HOLDOUT_RELDATES_PAST if variant == "past" else HOLDOUT_RELDATES_FUTURE)
+    if name == "reading":  # reading:ear, eye, sleep, pt, wound, bh, crit, or any
+        return _holdout_reading(maker, variant)
+    if name == "product":  # product:vaccine, transport, resp, brace, cpap, iol, cpt, loinc
+        if variant == "vaccine":
+            return f"CVX {rng.choice(HOLDOUT_CVX)}"
+        if variant == "iol":
+            power = rng.randint(32, 52) / 2
+            return f"{rng.choice(HOLDOUT_PRODUCTS['iol'])} +{power:.1f} D"
+        if variant not in HOLDOUT_PRODUCTS:
+            variant = rng.choice(("cpt", "loinc", "transport"))
+        code = rng.choice(HOLDOUT_PRODUCTS[variant])
+        return {"cpt": f"CPT {code}", "loinc": f"LOINC {code}"}.get(variant, code)
+    if name == "edge_age":  # an age of 80 to 89 (not PHI), in forms near the labelled ones
+        n = rng.choice((80, 82, 84, 85, 86, 87, 88, 89, 89, 89))
+        words = rng.random() < 0.25
+        num = _number_words(n) if words else str(n)
+        form = variant if variant in ("adj", "np") else rng.choice(("adj", "np"))
+        if form == "adj":
+            return num + rng.choice(("-year-old", " y/o", " yo", "-yr-old"))
+        return rng.choice((f"aged {num}", f"age {num}", f"{num} years old", f"{num} years of age"))
+    raise KeyError(name)
+
+
+_RAW["holdout"] = {
+    "note": """
+DOT exam: {young_age:adj} {sex} trucker, CDL {LICENSE:drivers}; {reading:pt}; card for {duration}.
+Needlestick in the cath lab at {time}; source patient {PERSON:initial_last} (MRN {MRN}) consented.
+Collector {PERSON:full} sealed the split specimen at {time}; donor's licence {LICENSE:drivers}.
+Return to work: may lift 20 lb from {DATE} on; {exam:msk}, {reading:pt}, {rx} for flares.
+Comp carrier opened claim {ACCOUNT:claim}; adjuster {PERSON:titled} wants notes at {PHONE:us_dash}.
+Fit test passed ({product:resp}); employee {PERSON:middle_initial}, {young_age:np}, cleared.
+PT visit 6 of 12 after ACL reconstruction: {reading:pt}, {exam:msk}; home program progressed, {rx}.
+Driver rehab: spinner knob fitted to the {car}, VIN {VEHICLE:vin}; road test {rel:future}.
+Plan of care certified by {PERSON:clinician} through {DATE:month_d_y}; {product:cpt}, twice a week.
+Mark the tender point over the lateral epicondyle before dry needling; {exam:msk}, {reading:pt}.
+BH intake: {young_age:adj} {sex}, low mood, {exam:bh}; lives with {relation} {PERSON:first_only}.
+Collateral from the sister, {PERSON:full} ({PHONE}): stopped {rx:name} {rel:past}, not sleeping.
+Safety plan copy e-mailed to {EMAIL:personal}; crisis line and {site} walk-in hours reviewed.
+Guardian ad litem {PERSON:titled} requested the treatment summary for the hearing on {DATE:month_d}.
+Substance use: {rx:name} on and off since {year}, last {rel:past}; {reading:bh}; to {site}.
+Faith community remains her main support; {dx} ruled out, {rx} continued, {reading:bh}.
+Vaccine administered {DATE} at {time}: {vax}, left deltoid, {product:vaccine}; no syncope.
+Registry updated for {PERSON:last_first}, born {DATE:full}; {vax} dose 2 due {rel:future}.
+Travel visit: off to rural West Africa {rel:future}; {vax} and {vax} given, Malarone started.
+Staff flu clinic: {PERSON:upper} declined {vax} on religious grounds; declination on file.
+Wound clinic: {reading:wound}; Pat dry, apply {rx:name} and a foam border, change every third day.
+Wound vac {DEVICE:serial} leaking; rep {PERSON:full} to swap the canister at {ADDRESS} {rel:future}.
+Hyperbaric dive 14 of 30 for {dx}; {reading:wound}; {PERSON:titled} equalized without difficulty.
+Serial wound photos uploaded to {URL} from the bedside tablet at {IP}; {dx} healing at the edges.
+PSG: {reading:sleep}, {reading:sleep}; {dx} not supported; CPAP titrated to 10 cm H2O.
+Sleep tech {PERSON:initials} applied the montage at {time}; {PERSON:titled} slept 5.2 hours.
+CPAP compliance pulled from unit {DEVICE:serial}: used 27 of 30 nights, {reading:sleep}.
+Home sleep test kit {DEVICE:udi_gs1} went out by courier to {POSTAL} and came back {rel:past}.
+Drowsy-driving talk with a long-haul trucker; tractor VIN {VEHICLE:vin} on the FMCSA form.
+Ophtho: {reading:eye}, {reading:eye}; Iris flat, lens 2+ nuclear sclerosis; {dx} OD.
+Misty vision OS {rel:past}; {exam:eye}; {PERSON:titled} will see her back on {DATE:md}.
+Phaco with {product:iol} OD on {DATE:iso}; {PERSON:last_first}'s implant card: {DEVICE:udi_hibcc}.
+Low-vision referral to {site}; she stopped driving in {year}, plate {VEHICLE:plate} turned in.
+Audiogram: {reading:ear}, {reading:ear}; {exam:ear}; pattern fits {dx}.
+CI processor {DEVICE:serial} remapped for {PERSON:first_only}; mom {PERSON:full} ({young_age:np}).
+Hearing aids shipped to {ADDRESS:unit}, {ADDRESS:city}, {state} {ZIP:zip9}; fitting {rel:future}.
+Audiology: {AGE:adj} who hears best on the left; family to face him when talking, {reading:ear}.
+To {payer} utilization review: please cover {rx} for {PERSON:full}, ID {HEALTH_PLAN:member}.
+She has tried and failed {rx:name} and {drug:name}; {dx} documented since {year}, {reading}.
+Questions to my office at {PHONE:us_paren} (fax {PHONE}); my NPI for reference: {LICENSE:npi}.
+Enclosed are the denial for claim {ACCOUNT:claim}, dated {DATE:month_d_y}, and the chart notes.
+Sincerely, {PERSON:clinician}, writing for a {AGE:adj} whose {dx} limits every daily activity.
+Critical {reading:crit} phoned by {PERSON:full} of the core lab; read back by {PERSON:initial_last}.
+Critical result on MRN {MRN:hyphenated}: {reading:crit}; covering resident paged, {rx} ordered.
+Office closed: critical left with the answering service, {PHONE:us_dot}, for {PERSON:titled}.
+Outpatient draw: {reading:crit}; reached at home and sent to {site}; {exam:sign}.
+Grievance: the {relation}, {PERSON}, says the call light went unanswered an hour on {DATE:ordinal}.
+Complainant wants a reply at {EMAIL} or by post to {ADDRESS:po_box}, {ADDRESS:city}, {state} {ZIP}.
+Patient relations: ticket on plate {VEHICLE:plate} while she was upstairs at {site}; fee refunded.
+Billing grievance: card {ACCOUNT:card} charged twice; account {ACCOUNT:billing} credited in full.
+Research consent for {PERSON:full} taken by coordinator {PERSON:initials} on {DATE}; copy given.
+Participant portal activated for {EMAIL:work}; study wearable {DEVICE:serial} paired to the phone.
+Eligibility: {young_age:adj} {sex} with {dx}; exclusion if {exam:sign} or {reading}.
+Subject withdrew by phone from {PHONE:intl}; no more samples to be drawn, data kept per protocol.
+Stipend for visit 3 loaded onto study card {ACCOUNT:card}.
+Ambulance run: {product:transport}, picked up at {POSTAL} at {time}; 12.4 loaded miles.
+Medic {PERSON:initial_last} (state EMS licence {LICENSE:medical}) handed over at {site} at {time}.
+Transport billed to Medicare, MBI {HEALTH_PLAN:mbi}; Medicaid secondary {HEALTH_PLAN:medicaid}.
+Scene: single-vehicle rollover, the patient's {car} (VIN {VEHICLE:vin}) on its roof; {exam:sign}.
+Run report uploaded from the rig's tablet ({IP:v6}) at {time}.
+Decedent: {PERSON:last_first+upper}, {AGE:np}; died {DATE:full} at {time}.
+Cause of death: (a) {dx}, interval {duration}; (b) {eponym}; manner natural; {code}.
+Informant: {relation} {PERSON:middle_initial}, reachable at {PHONE}; residence {ADDRESS}.
+Decedent's SSN {SSN} matched the funeral director's worksheet; a machinist since {year}.
+Pronounced by {PERSON:clinician} at {time}; the medical examiner declined the case.
+Pre-anesthesia: {young_age:adj} {sex}, {exam:sign}, {lab}; hold {rx:name} 48 hours before the block.
+Allergy clinic: mite and cat positive, {lab}; {relation} {PERSON:first_only} trained on the pen.
+Poison center: {young_age:np} caller says the toddler chewed two {rx:name} tablets; well at {time}.
+Genetic counselling: {dx} in the paternal line; a cousin, {PERSON:titled}, positive in {year}.
+Cardiac rehab: {reading:pt}, {exam:sign}; Max dose of {rx:name} reached, so {rx:name} added.
+Dietitian: Clay-coloured stools and weight loss reported, {lab}; back to {PERSON:titled}.
+Chaplain visit asked for by the daughter, {PERSON:first_only}; the patient, now {AGE:num}, wants it.
+Video interpreter ({lang}) used; patient {PERSON:initials} verified by birth date {DATE:compact}.
+Teledermatology: images uploaded through {URL:scheme}; shin lesion, {exam:sign}.
+Imaging tech signed in to the OCT from {IP:v4}; scans exported for {PERSON:titled}.
+Jury-service excusal letter mailed to {POSTAL}; {dx} prevents sitting for long.
+Farmworker clinic: consular ID seen, no SSN given; family abroad reachable at {PHONE:intl}.
+Jail infirmary: {PERSON:last_first}, detention health record {MRN:prefixed}, {reading:bh}.
+Podiatry: {exam:msk}, {reading:wound}; Chase the bone culture and offload with a {product:brace}.
+Pulmonary rehab: walked 310 m, {lab}; concentrator serial {DEVICE:serial} checked by the vendor.
+Lactation consult: mother {PERSON:full} ({young_age:np}); baby born {DATE:month_d} at 38 weeks.
+Fertility clinic: transfer planned for {DATE}; partner's SSN {SSN:spaced} needed for consents.
+SSN {SSN:invalid} on the referral fails the payer edit; call {PERSON:first_only}, {PHONE:us_plus1}.
+Self-pay plan on guarantor account {ACCOUNT:account}; statements go abroad to {ADDRESS:intl_street}.
+Traveller will stay at {POSTAL} for six months; {vax} given, {rx:name} packed.
+Nurse reviewer at {payer} confirmed group {HEALTH_PLAN:group}; plan year restarted {DATE:md}.
+State Medicaid ({HEALTH_PLAN:medicaid}) covers one pair of aids every 5 years; {product:cpt}.
+Found by a neighbour at {ADDRESS}, {ADDRESS:city}; family gives the age as {AGE:num}.
+Pharmacy ({site:pharmacy}, DEA {LICENSE:dea}) confirmed the {rx:name} fill; {PERSON:titled} told.
+Wound nurse {PERSON:initials}, WOCN, measured {reading:wound}; next dressing change {rel:future}.
+Fundus photos done; the daughter asked that results go to {EMAIL:personal}.
+Husband is {edge_age:np}; the patient herself is {AGE:np}, both independent in ADLs.
+Eye clinic: {edge_age:adj} {sex} with {dx}, {reading:eye}, {exam:eye}.
+OT: {edge_age:adj} {sex}, {eponym}, on {drug}, {lab}; needs help on stairs since {reldate}.
+Hospice aide reports {reading:wound} on the heel; {PERSON:titled} ({young_age:np}) keeps {rx}.
+""",
+    "message": """
+[assistant] Hi! I can help with refills. First, your date of birth? [you] {DATE}
+[you] refill {rx:name} pls [assistant] I found a chart for {PERSON:initial_last}. Is that you?
+[assistant] Please type the ID printed on your insurance card. [you] {HEALTH_PLAN:member}
+[you] the red white n blue one says {HEALTH_PLAN:mbi} [assistant] Thanks! Checking {rx:name}.
+[assistant] Which number should the pharmacy call? [you] {PHONE}
+[you] agent [assistant] Connecting you with {PERSON:first_only} from patient access, ~4 minutes.
+[assistant] To verify, type the last 4 of your SSN. [you] oops the whole thing is {SSN}
+[assistant] You're booked with {PERSON:titled} on {DATE:month_d} at {time}. Reply 1 to add it.
+[you] do u still have me at {POSTAL}
+[assistant] A reset link went to {EMAIL}. [you] ok got it ty
+[you] sign in fails every time from {IP} [assistant] I've unlocked the account, try again.
+[you] here's my social {SSN:dashed} [assistant] For your safety, please don't share it in chat.
+[assistant] Which pharmacy? [you] the {site:pharmacy} on {ADDRESS:us_street}
+[you] acct {ACCOUNT:account} [assistant] That account shows a balance of $0.00.
+[assistant] Is this about {PERSON:full}, born {DATE:full}? [you] yes my son
+[you] is the pacer clinic {PHONE:us_dot} [assistant] Yes, open 8 to 5 on weekdays.
+[you] {URL:www} wont open [assistant] Try the app instead, or call the help desk.
+[assistant] Sorry, I can't read photos of plates. [you] fine its {VEHICLE:plate}, for parking
+vax clinic: ur appt at {site} is {DATE:md} {time}. bring ur card + a mask. reply Y to keep it
+got my {vax} today, arm is killing me, is {rx:name} ok? - {PERSON:first_only}
+hi again, {PERSON:lower+full} from PT here, can we move thurs to fri? knee is {reading:pt}
+work comp claim # {ACCOUNT:claim}, adjuster says u never sent the notes
+boss needs the return to work note by {DATE:md}, fax is {PHONE:us_dash}
+cpap blows air in my eyes all night, machine sn {DEVICE:serial}, mask size M
+do i drop the sleep study box at {ADDRESS} or mail it back? they think its {dx}
+eye dr says {dx}, no driving after the drops, can my {relation} {PERSON:lower} pick me up
+box label says {DEVICE:udi_hibcc}, is that the # u need for the hearing aid recall
+im {AGE:num}, had aids since {year} and my ears are fine, pls tell my {relation} that
+measured the wound like u showed me: {reading:wound}. pic {URL}
+Pat dry first then the cream?? or cream then gauze, {rx:name} is almost gone
+Max i can do is 10 min on the bike before my knee swells, {exam:msk} at PT
+the valet scraped my {car} (had it since {year}), plate {VEHICLE:plate}, who do i complain to
+ambulance bill {ACCOUNT:billing} says i owe $1,200?? medicaid card says {HEALTH_PLAN:medicaid}
+why did {site} charge my card {ACCOUNT:card} when i have coverage
+consent form lists {EMAIL:work} as the study contact, legit or spam?
+{PERSON:lower+titled} from the study wants my bp readings here: {lab}
+funeral home needs dads dob {DATE:full} and ssn {SSN} for the certificate
+dad passed {rel:past}, he was {AGE:num}. does {PERSON:lower+titled} sign the death cert?
+grandma {PERSON:first_only} is {edge_age:np}, the intake sheet has her age wrong
+shes {AGE:adj} and cant do stairs, the ambulance has to come to {ADDRESS:unit}
+new zip {ZIP} + new cell {PHONE}, update pls so the home nurse finds me
+relocated to {ADDRESS:city} for my {relation}'s job, zip {ZIP:zip5}
+send the injury forms to {ADDRESS:po_box}, my mailbox got smashed
+dl {LICENSE:drivers} got suspended after the seizure, how long til i can drive
+is {LICENSE:medical} my OT's license number? the school form wants it
+the {rx:name} script bounced, something about prescriber {LICENSE:dea} not valid for schedule II
+npi for the walker order is {LICENSE:npi}? supplier keeps asking
+found the implant card!! {DEVICE:udi_gs1}
+the chart number u have is {MRN:digits} but mine is {MRN:digits}, u merged me w someone else
+wristband from {site} says {MRN:prefixed}, do u need that one
+vision screening form: born {DATE:mdy_short}, grade 3, {PERSON:lower+last_first}
+got towed at {site} while i was in for my {dx}, vin {VEHICLE:vin} is on the slip, help
+i sent the complaint to {EMAIL} and nobody answered since {reldate}
+new plan is {payer}, id {HEALTH_PLAN} grp {HEALTH_PLAN:group}, pls redo the prior auth
+lol wrong number, meant to text {PERSON:first_only} at {PHONE:us_plain}
+video visit failed, the vpn showed my ip as {IP:v6}, is that why
+the memorial livestream is at {URL:bare} if the care team wants to watch
+my pcp {PERSON:clinician} retired, who do i see now for the {dx}
+been on {rx} since {year}, new eye dr wants {drug:name} instead, thoughts?
+Summer camp form needs the {vax} record and the {rx:name} dose {rel:future}
+im interpreting for {PERSON:initials}, she has {dx} and says the drops burn, {reading:eye}
+he turned {AGE:num} {rel:past} and still mows the lawn, does he need {vax}
+the mobile x-ray truck comes to {POSTAL}? its the blue house
+research visit {DATE:ordinal}? i put it in my calendar as {DATE:iso}
+my {relation} is {edge_age:np} and takes {drug}, can they get the {vax} too
+""",
+    "form": """
+Employee: {PERSON:last_first}   Forklift operator since {year}   Shift: nights
+Injured on: {DATE}   Body part: L wrist   Witnessed: Y   Reported: {rel:past}
+WC carrier claim #: {ACCOUNT:claim}   Adjuster line: {PHONE}
+CDL #: {LICENSE:drivers}   Class: A   Med card expires: {DATE:mdy_slash}
+Tractor VIN: {VEHICLE:vin}   Trailer plate: {VEHICLE:plate}
+Collection: 10-panel urine, {product:loinc}   Collector: {PERSON:initials}   Result: negative
+Referring provider: {PERSON:clinician}   Dx: {dx}   {code}
+Precautions: {exam:msk}; {reading:pt}   Visits authorized: 12   Frequency: 2x/wk
+Home exercise portal: {URL:scheme}   Username: {EMAIL}
+Preferred name: {PERSON:first_only}   Pronouns: they/them   Age: {young_age:num}
+Safe contact: {PERSON:full} ({relation})   OK to text: {PHONE:us_dash}
+Screeners: {reading:bh}; {exam:bh}   Prior treatment: {site}
+Legal: court-ordered   Probation officer: {PERSON:titled}   Officer phone: {PHONE}
+Vaccine: {vax}   Dose: 0.5 mL   Route: IM   {product:vaccine}
+Recipient: {PERSON:upper}   DOB: {DATE:full}   Age at dose: {young_age:num}
+Given by: {PERSON:initials}   Date given: {DATE}   Site: R deltoid   Next due: {rel:future}
+Wound 2 location: sacrum   Wound bed: {reading:wound}   Photo link: {URL}
+NPWT unit serial: {DEVICE:serial}   Canister changed: {DATE:md}
+Study: split-night PSG   Findings: {reading:sleep}; {reading:sleep}   Impression: {dx}
+PAP device: {product:cpap}   Serial: {DEVICE:serial}   Modem IP: {IP}
+Epworth: 14/24   Drives for a living: Y   Licence no.: {LICENSE:drivers}
+Acuity: {reading:eye}   Pressure: {reading:eye}   Return: {rel:future}
+Lens implanted: {product:iol}   Implant UDI: {DEVICE:udi_hibcc}   Eye: OD
+Left aid serial: {DEVICE:serial}   Right aid serial: {DEVICE:serial}   Warranty to: {DATE:month_y}
+Newborn hearing screen: {reading:ear}   Refer to: {site}   Parent e-mail: {EMAIL:personal}
+Insured's name: {PERSON:last_first}   Insured's ID number: {HEALTH_PLAN:member}   Carrier: {payer}
+Drug requested: {rx}   Quantity: 90   Days supply: 90   Tried first: {drug:name}
+Prescribing clinician's NPI: {LICENSE:npi}   Office fax: {PHONE:us_paren}
+Diagnosis: {dx}   Onset: {year}   Supporting labs: {reading:crit}
+Insured's birth date: {DATE:full}   Other coverage: Medicaid {HEALTH_PLAN:medicaid}
+Critical value: {reading:crit}   Called to: {PERSON:initial_last}   Read back: Y   At: {time}
+Patient MRN: {MRN}   Specimen collected: {DATE:iso} {time}
+Complainant: {PERSON}   Relationship to patient: {relation}   Best number: {PHONE}
+Incident date: {DATE}   Where: {site}, {room}   Staff member named: {PERSON:first_only}
+Reply preference: e-mail   Reply to: {EMAIL}
+Participant: {PERSON:full}   Consent version: 4.1   Signed on: {DATE}
+Witness: {PERSON:middle_initial}   LAR: n/a   Copy given to participant: Y
+Reimbursement card #: {ACCOUNT:card}   Visit: 3 of 8   Amount: $50.00
+Wearable serial: {DEVICE:serial}   Paired from IP: {IP:v4}
+Pickup location: {POSTAL}   Destination: {site}   Stretcher: Y
+Crew lead: {PERSON:initial_last}, paramedic   EMS licence: {LICENSE:medical}   Unit: Medic 7
+Primary payer: Medicare   MBI: {HEALTH_PLAN:mbi}   Secondary: {payer}   Group: {HEALTH_PLAN:group}
+Service level: {product:transport}   Loaded miles: 14.2   Oxygen: 2 L
+Patient account: {ACCOUNT:billing}   Balance after insurance: $312.40
+Origin street: {ADDRESS:us_street}, {ADDRESS:city}, {state} {ZIP:zip9}
+Decedent's legal name: {PERSON:upper}   Sex: {sex}   Age in years: {AGE:num}
+Date of death: {DATE:full}   Time pronounced: {time}   Place of death: {site}
+Decedent SSN: {SSN}   Usual residence: {ADDRESS}, {ADDRESS:city} {ZIP}
+Informant: {PERSON:full}   Informant mailing address: {POSTAL}
+Immediate cause: {dx}   Interval: {duration}   Other significant: {eponym}
+Certifier: {PERSON:clinician}   License no.: {LICENSE:medical}   Date certified: {DATE:mdy_slash}
+Address abroad (if any): {ADDRESS:intl_street}   Overseas phone: {PHONE:intl}
+Portal e-mail: {EMAIL:work}   Last sign-in from: {IP:v6}
+Respite fund page: {URL:www}
+Placard vehicle: {car}   Tag: {VEHICLE:plate}   VIN: {VEHICLE:vin}
+Recall notice - product: {device_type}   UDI: {DEVICE:udi_gs1}
+Medications: {rx}; {drug}   Vaccines today: {vax}
+Clinic chart no.: {MRN:hyphenated}   Visit type: new patient   {code}
+Detention health record: {MRN:prefixed}   Housing: B-2
+Guardian: {PERSON:titled}   Guardian e-mail: {EMAIL}
+Patient age: {AGE:num}   Lives with: {relation}, {edge_age}
+SS#: {SSN:plain}   Marital status: widowed   Veteran: N
+SSN for charity care screening: {SSN:test}
+Card on file (last charged {rel:past}): {ACCOUNT:card}
+After-hours contact: {PHONE:us_plus1}   Best time: {time}
+City of residence: {ADDRESS:city}   Area: rural   ZIP+4: {ZIP:zip9}
+Home (PO box): {ADDRESS:po_box}   Zip: {ZIP}
+Primary insured: {PERSON:last_first+upper}   Insured DOB: {DATE:compact}
+State plan no.: {HEALTH_PLAN:medicaid}   Spend-down met: Y
+Screening time: {time}   Chart: Snellen   Result: {reading:eye}   Color: {exam:eye}
+Symptoms: Misty vision OS, halos at night   Iris: brown   {exam:eye}   Since: {year}
+Meds reconciled: {drug}; {rx}   Allergies: {rx:name}   Hx: {eponym}, since {year}
+Hospice aide: {PERSON:first_only}   Visit days: Mon/Thu   Family: {relation}, {edge_age}
+""",
+}
 
 
 TEMPLATES: dict[str, dict[str, list[str]]] = {
@@ -2146,13 +2932,17 @@ JOINER = {"note": (" ",), "message": (" ", ". ", "\n", "! "), "form": ("\n",)}
 
 
 def generate(seed: int, n: int, split: str) -> list[Sample]:
-    """Samples holding at least `n` sentences in all, from the `split` family (dev, eval, test)."""
+    """Samples holding at least `n` sentences in all, from the `split` family (dev, eval, test,
+    holdout)."""
     if split not in TEMPLATES:
         raise ValueError(f"split must be one of {sorted(TEMPLATES)}, not {split!r}")
     rng = random.Random(f"{seed}:{split}")
-    # Faker's seed: dev and eval keep the one they had as the only two families; test's differs.
+    # Faker's seed: dev and eval keep the one they had as the only two families; test's and
+    # holdout's differ.
     if split == "test":
         maker = _Maker(rng, seed * 2 + (1 << 40), _TEST_NEGATIVE_WORDS)
+    elif split == "holdout":
+        maker = _Maker(rng, seed * 2 + (2 << 40), _HOLDOUT_NEGATIVE_WORDS)
     else:
         maker = _Maker(rng, seed * 2 + (split == "eval"))
     family = TEMPLATES[split]

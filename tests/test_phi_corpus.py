@@ -1,7 +1,8 @@
 """The synthetic clinical PHI corpus of bench/phi.py (bench/phi_corpus.py): deterministic, its gold
-spans exactly the entities they claim, every kind and style in each of the three template families
-(dev, eval, test), the families disjoint, hard negatives present and unlabelled, and dev and eval
-still generating what they did before the test family was added."""
+spans exactly the entities they claim, every kind and style in each of the four template families
+(dev, eval, test, holdout), the families pairwise disjoint, hard negatives present and unlabelled
+(the holdout family's own ones too), and dev, eval and test still generating what they did before
+the holdout family was added."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import itertools
 import os
+import random
 import re
 import subprocess
 import sys
@@ -32,7 +34,7 @@ def load_corpus():
 
 
 pc = load_corpus()
-SPLITS = ("dev", "eval", "test")
+SPLITS = ("dev", "eval", "test", "holdout")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_a_run_of_n_sentences_is_a_few_samples_of_one_to_four_sentences_in_every
     assert {s.genre for s in samples} == set(pc.GENRES)
     assert max(s.text.count("\n") for s in samples if s.genre == "form") <= 3
     with pytest.raises(ValueError):
-        pc.generate(3, 10, "holdout")
+        pc.generate(3, 10, "heldout")
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -122,14 +124,16 @@ def test_a_quarter_of_the_names_are_invented_and_about_two_samples_in_five_name_
     assert 0.33 <= with_person / len(samples) <= 0.6
 
 
-def test_the_three_families_are_disjoint_and_each_covers_every_kind_in_every_genre():
+def test_the_four_families_are_disjoint_and_each_covers_every_kind_in_every_genre():
     assert sorted(pc.TEMPLATES) == sorted(SPLITS)
     families = {f: {t for ts in pc.TEMPLATES[f].values() for t in ts} for f in SPLITS}
     for a, b in itertools.combinations(SPLITS, 2):
         assert families[a] and families[b] and not families[a] & families[b], (a, b)
-    # The test family, written last, has at least as many templates per genre as eval.
+    # The test family has at least as many templates per genre as eval, and the holdout family,
+    # written last, at least as many as test.
     for genre in pc.GENRES:
         assert len(pc.TEMPLATES["test"][genre]) >= len(pc.TEMPLATES["eval"][genre]), genre
+        assert len(pc.TEMPLATES["holdout"][genre]) >= len(pc.TEMPLATES["test"][genre]), genre
     for family in SPLITS:
         for genre in pc.GENRES:
             covered = set().union(*map(pc.template_kinds, pc.TEMPLATES[family][genre]))
@@ -169,6 +173,27 @@ TEST_NEGATIVES = {
     "test relative date": alternation(pc.TEST_RELDATES_PAST + pc.TEST_RELDATES_FUTURE),
     "ndc": r"\bNDC \d{4,5}-\d{3,4}-\d{2}\b",
 }
+# The holdout family's own negatives. Its contraceptive brands that are also given names (Heather,
+# Camila...) only ever stand with their dose: "Heather 0.35 mg daily" is no person.
+HOLDOUT_EXAMS = tuple(e for group in pc.HOLDOUT_EXAMS.values() for e in group)
+HOLDOUT_NEGATIVES = {
+    "holdout drug": alternation(pc.HOLDOUT_DRUGS),
+    "name-like brand with its dose": alternation(
+        f"{d} {dose}" for d, dose in pc.HOLDOUT_NAMELIKE_DRUGS
+    ),
+    "holdout vaccine": alternation(pc.HOLDOUT_VACCINES),
+    "holdout eponym": alternation(pc.HOLDOUT_EPONYMS),
+    "holdout exam": "|".join(map(re.escape, HOLDOUT_EXAMS)),
+    "holdout facility": alternation(pc.HOLDOUT_FACILITIES + pc.HOLDOUT_PHARMACIES),
+    "holdout relative date": alternation(pc.HOLDOUT_RELDATES_PAST + pc.HOLDOUT_RELDATES_FUTURE),
+    "product code": r"\b(?:CVX \d{2,3}|CPT 9\d{4}|LOINC \d{3,4}-\d|A04\d\d|SN60WF|L\d{4})\b",
+    "given-name word": r"\b(?:Mark the|Pat dry|Max (?:dose|i can)|Misty vision|Clay-coloured"
+    r"|Chase the|Iris flat|Faith community|Summer camp)\b",
+    "age of 80 to 89": r"\b(?:aged? (?:8\d|eighty(?:-\w+)?)\b|(?:8\d|eighty(?:-\w+)?)"
+    r"(?:-year-old|-yr-old| y/o| yo| years)\b)",
+    "90 or more, not an age": r"\b(?:Quantity: 90|Days supply: 90|REM latency (?:9\d|1\d\d) min"
+    r"|\d+ dB|(?:in )?ninety days(?: ago)?)",
+}
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -188,6 +213,9 @@ def test_hard_negatives_appear_everywhere_without_a_label(corpus, split):
         if split == "test":  # eponymous conditions and scores of its own, besides the shared ones
             patterns |= TEST_NEGATIVES
             patterns["eponym"] += "|" + "|".join(map(re.escape, pc.TEST_EPONYMS + pc.TEST_SCORES))
+        if split == "holdout":
+            patterns |= HOLDOUT_NEGATIVES
+            patterns["eponym"] += "|" + "|".join(map(re.escape, pc.HOLDOUT_EPONYMS + HOLDOUT_EXAMS))
         for name, pattern in patterns.items():
             for m in re.finditer(pattern, text):
                 assert not any(m.start() < s.end and s.start < m.end() for s in sample.spans), (
@@ -202,38 +230,67 @@ def test_hard_negatives_appear_everywhere_without_a_label(corpus, split):
             assert sum(n for (what, _), n in found.items() if what == name) >= 30, (name, found)
             assert {genre for (what, genre) in found if what == name} == set(pc.GENRES), name
         assert found["test relative date", "note"] and found["ndc", "note"]
+    if split == "holdout":
+        for name in ("holdout drug", "holdout vaccine", "holdout eponym", "holdout exam"):
+            assert sum(n for (what, _), n in found.items() if what == name) >= 30, (name, found)
+            assert {genre for (what, genre) in found if what == name} == set(pc.GENRES), name
+        for name in (
+            "holdout facility",
+            "holdout relative date",
+            "product code",
+            "age of 80 to 89",
+        ):
+            assert sum(n for (what, _), n in found.items() if what == name) >= 30, (name, found)
+        for name in ("name-like brand with its dose", "given-name word", "90 or more, not an age"):
+            assert sum(n for (what, _), n in found.items() if what == name) >= 10, (name, found)
+        assert found["given-name word", "note"] and found["given-name word", "message"]
 
 
-def test_the_test_family_is_written_in_other_contexts_than_dev_and_eval():
-    """Not a paraphrase check (that takes reading), but a floor: few of the test templates' cues
-    (the last words of the literal text before a labelled slot) are cues of dev or eval."""
-
-    def cues(family: str) -> set[str]:
-        out = set()
-        for template in (t for ts in pc.TEMPLATES[family].values() for t in ts):
-            pos = 0
-            for m in pc.SLOT.finditer(template):
-                words = re.findall(r"[A-Za-z#'/-]+", template[pos : m.start()].lower())[-3:]
-                pos = m.end()
-                if m.group(1) in pc.LABELLED and len(words) >= 2:
-                    out.add(" ".join(words))
-        return out
-
-    test, seen = cues("test"), cues("dev") | cues("eval")
-    assert len(test) >= 100 and len(test & seen) <= len(test) // 20, sorted(test & seen)
+def test_the_holdout_familys_name_like_brands_never_stand_alone():
+    maker = pc._Maker(random.Random(1), 1, pc._HOLDOUT_NEGATIVE_WORDS)
+    brands = {d for d, _ in pc.HOLDOUT_NAMELIKE_DRUGS}
+    alone = {pc._holdout_negative(maker, "rx", "name") for _ in range(3000)}
+    assert alone and not alone & brands
+    dosed = {pc._holdout_negative(maker, "rx", "") for _ in range(3000)}
+    assert {f"{d} {dose}" for d, dose in pc.HOLDOUT_NAMELIKE_DRUGS} <= dosed
 
 
-# What dev and eval generate must not change when the corpus grows (eval's figures are compared
-# across runs): the digests of generate(20260314, 2000, split) under the Faker they were taken with.
+def cues(family: str) -> set[str]:
+    """The last words of the literal text before each labelled slot of a family's templates."""
+    out = set()
+    for template in (t for ts in pc.TEMPLATES[family].values() for t in ts):
+        pos = 0
+        for m in pc.SLOT.finditer(template):
+            words = re.findall(r"[A-Za-z#'/-]+", template[pos : m.start()].lower())[-3:]
+            pos = m.end()
+            if m.group(1) in pc.LABELLED and len(words) >= 2:
+                out.add(" ".join(words))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("family", "earlier"), [("test", ("dev", "eval")), ("holdout", SPLITS[:3])]
+)
+def test_a_later_family_is_written_in_other_contexts_than_the_earlier_ones(family, earlier):
+    """Not a paraphrase check (that takes reading), but a floor: few of a later family's cues
+    (the last words of the literal text before a labelled slot) are cues of an earlier one."""
+    later, seen = cues(family), set().union(*map(cues, earlier))
+    assert len(later) >= 100 and len(later & seen) <= len(later) // 20, sorted(later & seen)
+
+
+# What dev, eval and test generate must not change when the corpus grows (the validation figures
+# of eval and test are compared across runs): the digests of generate(20260314, 2000, split) under
+# the Faker they were taken with. Adding the holdout family changed none of them.
 FROZEN = {
     "faker": "40.63.0",
     "dev": "056e5afa70c25a5d64403566ac14f58a167b07507e8f28915cebc8e39e4bda39",
     "eval": "01f4b1235e3a9a834ceebf1d785998c79128cc6f014fe3241cb7cb7fb98c6238",
+    "test": "46159b89b410d3027ae7ef6cb3f08839a3a3b6ddd132f88711d075835ff53cac",
 }
 
 
-@pytest.mark.parametrize("split", ("dev", "eval"))
-def test_dev_and_eval_generate_what_they_always_did(split):
+@pytest.mark.parametrize("split", ("dev", "eval", "test"))
+def test_dev_eval_and_test_generate_what_they_always_did(split):
     if importlib.metadata.version("faker") != FROZEN["faker"]:
         pytest.skip("another Faker version: its name and address lists differ")
     digest = hashlib.sha256(repr(pc.generate(20260314, 2000, split)).encode()).hexdigest()
