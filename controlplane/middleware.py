@@ -156,3 +156,33 @@ class NodeApiGuardMiddleware:
         finally:
             if counted:
                 self.done()
+
+
+# Features no page of the dashboard uses, switched off for every page (and any script on it)
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), "
+    "display-capture=(), interest-cohort=()"
+)
+
+
+class PrivateAnswersMiddleware:
+    """What a signed-in person or a token holder is shown is not kept by the browser or a proxy
+    (a clinic's shared computer keeps no node pages, audit rows or approval arguments in its
+    cache): `Cache-Control: no-store` unless the view chose a policy of its own. A person counts
+    as signed in where the view looked at `request.user` (a page that never does is public).
+    Every answer also carries `Permissions-Policy`."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = request.__dict__.get("_cached_user")
+        private = "HTTP_AUTHORIZATION" in request.META or (
+            user is not None and user.is_authenticated
+        )
+        if private and "Cache-Control" not in response:
+            response["Cache-Control"] = "no-store"
+        if "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = PERMISSIONS_POLICY
+        return response
