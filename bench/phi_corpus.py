@@ -594,14 +594,35 @@ class _Maker:
         if not form:
             form = self.pick(
                 {
-                    "note": {"full": 24, "middle_initial": 6, "last_first": 8, "initial_last": 10,
-                             "first_only": 12, "titled": 25, "initials": 8},
-                    "message": {"full": 30, "middle_initial": 2, "last_first": 3,
-                                "initial_last": 4, "first_only": 32, "titled": 25, "initials": 4},
-                    "form": {"full": 34, "middle_initial": 14, "last_first": 38,
-                             "initial_last": 6, "first_only": 1, "titled": 4, "initials": 3},
+                    "note": {
+                        "full": 24,
+                        "middle_initial": 6,
+                        "last_first": 8,
+                        "initial_last": 10,
+                        "first_only": 12,
+                        "titled": 25,
+                        "initials": 8,
+                    },
+                    "message": {
+                        "full": 30,
+                        "middle_initial": 2,
+                        "last_first": 3,
+                        "initial_last": 4,
+                        "first_only": 32,
+                        "titled": 25,
+                        "initials": 4,
+                    },
+                    "form": {
+                        "full": 34,
+                        "middle_initial": 14,
+                        "last_first": 38,
+                        "initial_last": 6,
+                        "first_only": 1,
+                        "titled": 4,
+                        "initials": 3,
+                    },
                 }[genre]
-            )  # fmt: skip
+            )
         casing = next((p for p in parts if p in PERSON_CASINGS), "")
         if not casing:
             r = self.rng.random()
@@ -1036,9 +1057,13 @@ class _Maker:
         )
         year = self.rng.choice("ABCDEFGHJKLMNPRSTVWXY123456789")
         body = list(
-            wmi + "".join(self.rng.choice(chars) for _ in range(5)) + "0" + year
-            + self.rng.choice(chars) + self.digits(6)
-        )  # fmt: skip
+            wmi
+            + "".join(self.rng.choice(chars) for _ in range(5))
+            + "0"
+            + year
+            + self.rng.choice(chars)
+            + self.digits(6)
+        )
         check = sum(values[c] * w for c, w in zip(body, weights, strict=True)) % 11
         body[8] = "X" if check == 10 else str(check)
         return "".join(body)
@@ -1080,14 +1105,17 @@ class _Maker:
                     "PJN" + self.digits(6) + "H",
                     "RNK" + self.digits(6) + "S",
                     "NG" + self.digits(7) + "H",
-                    self.digits(1) + self.letters(1) + self.digits(2) + self.letters(1)
+                    self.digits(1)
+                    + self.letters(1)
+                    + self.digits(2)
+                    + self.letters(1)
                     + self.digits(4),
                     f"{self.letters(1)}{self.digits(1)}{self.letters(1)}{self.digits(1)}-"
                     f"{self.digits(2)}{self.letters(1)}{self.digits(1)}",
                     "SN" + self.digits(9),
                     self.letters(3) + self.digits(7),
                 )
-            )  # fmt: skip
+            )
         elif style == "udi_gs1":
             serial = self.digits(rng.randint(4, 8))
             if rng.random() < 0.7:

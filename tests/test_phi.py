@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -388,7 +387,6 @@ def test_a_node_answers_locally_when_the_control_planes_second_pass_refuses(
     monkeypatch.setattr(runtime.escalator, "policy", lambda: stale)
     client = OpenAI(base_url=server.url + "/v1", api_key="local")
     try:
-        started = time.monotonic()
         reply = client.chat.completions.with_raw_response.create(
             model="cloud:plain", messages=[{"role": "user", "content": WALK[1][0]}], max_tokens=8
         )
@@ -397,7 +395,6 @@ def test_a_node_answers_locally_when_the_control_planes_second_pass_refuses(
         assert body["edgefleet"]["routing"]["rule"] == "phi"
         assert "second pass" in body["edgefleet"]["routing"]["note"]
         assert bytes(proxy.sent) == b""
-        assert time.monotonic() - started < 60
     finally:
         server.server.should_exit = True
         runtime.shutdown()
