@@ -77,24 +77,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-KINDS = (
-    "PERSON",
-    "DATE",
-    "AGE",
-    "PHONE",
-    "EMAIL",
-    "SSN",
-    "MRN",
-    "HEALTH_PLAN",
-    "ACCOUNT",
-    "LICENSE",
-    "VEHICLE",
-    "DEVICE",
-    "URL",
-    "IP",
-    "ADDRESS",
-    "ZIP",
-)
+from agents.phi import KINDS  # the kinds are the contract; nothing else of the detector
+
 IDENTIFIERS = tuple(k for k in KINDS if k not in ("PERSON", "DATE"))
 GENRES = ("note", "message", "form")
 

@@ -249,19 +249,19 @@ def record_forward(
     return usd
 
 
+def _audit(action: str, node: Node, endpoint: str, after: dict[str, Any], request=None) -> None:
+    record(
+        action, ("escalation", endpoint), node=node, fleet=node.fleet, after=after, request=request
+    )
+
+
 @transaction.atomic
 def record_failure(
     node: Node, *, agent: str, endpoint: str, error: str, attempts: int, request=None
 ) -> None:
     _count(node, agent, endpoint, failures=1)
-    record(
-        "escalation.failed",
-        ("escalation", endpoint),
-        node=node,
-        fleet=node.fleet,
-        after={"agent": agent, "endpoint": endpoint, "error": error, "attempts": attempts},
-        request=request,
-    )
+    after = {"agent": agent, "endpoint": endpoint, "error": error, "attempts": attempts}
+    _audit("escalation.failed", node, endpoint, after, request)
 
 
 def record_mismatch(
@@ -274,25 +274,13 @@ def record_mismatch(
     request=None,
 ) -> None:
     """The node said it redacted other counts than the placeholders the control plane received."""
-    record(
-        "phi.mismatch",
-        ("escalation", endpoint),
-        node=node,
-        fleet=node.fleet,
-        after={"agent": agent, "endpoint": endpoint, "node": node_counts, "received": received},
-        request=request,
-    )
+    after = {"agent": agent, "endpoint": endpoint, "node": node_counts, "received": received}
+    _audit("phi.mismatch", node, endpoint, after, request)
 
 
 def record_refusal(node: Node, *, agent: str, endpoint: str, reason: str, request=None) -> None:
-    record(
-        "escalation.refused",
-        ("escalation", endpoint),
-        node=node,
-        fleet=node.fleet,
-        after={"agent": agent, "endpoint": endpoint, "reason": reason},
-        request=request,
-    )
+    after = {"agent": agent, "endpoint": endpoint, "reason": reason}
+    _audit("escalation.refused", node, endpoint, after, request)
 
 
 @dataclass

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from agents import phi
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -295,7 +293,3 @@ def test_dev_eval_and_test_generate_what_they_always_did(split):
         pytest.skip("another Faker version: its name and address lists differ")
     digest = hashlib.sha256(repr(pc.generate(20260314, 2000, split)).encode()).hexdigest()
     assert digest == FROZEN[split]
-
-
-def test_the_corpus_labels_the_kinds_the_detector_names():
-    assert set(pc.KINDS) == set(phi.KINDS)
