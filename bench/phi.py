@@ -445,11 +445,36 @@ def main() -> None:
         if base[k] is not None and new[k] is not None
     }
     results["wall_s"] = round(time.perf_counter() - t_start, 1)
+    results["measured_on"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "phi.json"
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False))
     write_markdown(results, RESULTS / "phi.md")
+    if not SMOKE:
+        write_measured(results)
     log(f"Wrote {out} ({results['wall_s']} s)")
+
+
+MEASURED_MODULE = ROOT / "agents" / "phi" / "measured.py"
+
+
+def write_measured(results: dict) -> None:
+    """The figures the Compliance page shows (agents.phi.MEASURED), from this run: written here,
+    never by hand, so the page says what was measured and when."""
+    ours = results["detectors"]["agents.phi"]
+    figures = {
+        "measured_on": results["measured_on"],
+        "split": results["corpus"]["split"],
+        "sentences": results["corpus"]["sentences"],
+        **{k: ours["recall"][k] for k in ("overall", "PERSON", "DATE", "identifiers")},
+        "precision": ours["precision"]["overall"],
+    }
+    lines = [f"    {k!r}: {v!r}," for k, v in figures.items()]
+    MEASURED_MODULE.write_text(
+        '"""The held-out figures of the last full `bench/phi.py` run (written by it; do not edit)."""\n'
+        "\n"
+        "MEASURED = {\n" + "\n".join(lines).replace("'", '"') + "\n}\n"
+    )
 
 
 def fmt(x) -> str:

