@@ -470,11 +470,9 @@ def write_measured(results: dict) -> None:
         "precision": ours["precision"]["overall"],
     }
     lines = [f"    {k!r}: {v!r}," for k, v in figures.items()]
-    MEASURED_MODULE.write_text(
-        '"""The held-out figures of the last full `bench/phi.py` run (written by it; do not edit)."""\n'
-        "\n"
-        "MEASURED = {\n" + "\n".join(lines).replace("'", '"') + "\n}\n"
-    )
+    doc = '"""The held-out figures of the last full `bench/phi.py` run (written by it; do not edit)."""'
+    body = "\n".join(lines).replace("'", '"')
+    MEASURED_MODULE.write_text(f"{doc}\n\nMEASURED = {{\n{body}\n}}\n")
 
 
 def fmt(x) -> str:
