@@ -470,7 +470,10 @@ def write_measured(results: dict) -> None:
         "precision": ours["precision"]["overall"],
     }
     lines = [f"    {k!r}: {v!r}," for k, v in figures.items()]
-    doc = '"""The held-out figures of the last full `bench/phi.py` run (written by it; do not edit)."""'
+    doc = (
+        '"""The held-out figures of the last full `bench/phi.py` run '
+        '(written by it; do not edit)."""'
+    )
     body = "\n".join(lines).replace("'", '"')
     MEASURED_MODULE.write_text(f"{doc}\n\nMEASURED = {{\n{body}\n}}\n")
 
