@@ -30,6 +30,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 
 from agents.tinymodel import smollm2
+from controlplane.accounts.models import Membership, Role
 from controlplane.audit import verify_export
 from edgenodes import services
 from edgenodes.models import Fleet, Node, Rollout, ToolApproval
@@ -431,3 +432,45 @@ class TheAdminAndComplianceJourney(BrowserCase):
 def node_reports_model(node) -> bool:
     node.refresh_from_db()
     return bool(node.reported_model_digest)
+
+
+class RedactionPreviewInABrowser(BrowserCase):
+    """The Compliance page's redaction preview, for each persona: the fleet's admin and its
+    compliance officer see what a cloud without a BAA would receive; the others are not offered
+    it. Every page visited is axe-clean and kept as a screenshot."""
+
+    TEXT = (
+        "Check coverage for SSN 536-22-1234, Medicare id 1EG4-TE5-MK73, born March 14, 1962, "
+        "Jane Doe."
+    )
+
+    def test_an_admin_and_a_compliance_officer_preview_a_redaction_and_no_one_else_can(self):
+        from selenium.webdriver.common.by import By
+
+        north = Fleet.objects.create(slug="north", name="North clinics")
+        alice = make_user("alice", is_superuser=True, is_staff=True)
+        make_user("mallory")
+        for name, role in (
+            ("fiona", Role.ADMIN),
+            ("carol", Role.COMPLIANCE),
+            ("olivia", Role.OPERATOR),
+            ("victor", Role.VIEWER),
+        ):
+            Membership.objects.create(user=make_user(name), fleet=north, role=role)
+        services.do_set_compliance(north, mode="hipaa", actor=alice)
+        d, base = self.driver, self.live_server_url
+        for who in ("alice", "fiona", "carol"):
+            self.log_in(who)
+            d.get(f"{base}/compliance/?fleet=north")
+            assert "Measured" in d.page_source and "Not caught" in d.page_source
+            d.find_element(By.ID, "preview-text").send_keys(self.TEXT)
+            d.find_element(By.XPATH, "//button[text()='Preview redaction']").click()
+            assert wait_until(lambda: d.find_elements(By.CSS_SELECTOR, "pre.preview"))
+            sent = d.find_element(By.CSS_SELECTOR, "pre.preview").text
+            assert "<SSN_1>" in sent and "536-22-1234" not in sent and "Jane Doe" not in sent
+            self.check_page(f"compliance-preview-{who}")
+        for who in ("olivia", "victor", "mallory"):
+            self.log_in(who)
+            d.get(f"{base}/compliance/?fleet=north")
+            assert "Preview redaction" not in d.page_source
+            self.check_page(f"compliance-{who}")
