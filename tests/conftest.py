@@ -66,6 +66,10 @@ def test_settings(settings, artifact_dir, tmp_path):
         **settings.EDGEFLEET,
         "CONTACT_FLUSH_S": 0,
         "TOKEN_FAILURE_LIMIT": 10**9,
+        # Each test's audit checkpoints are anchored in its own file: a chain built from scratch
+        # never meets another test's anchors.
+        "AUDIT_ANCHOR_FILE": str(tmp_path / "var" / "audit-anchors.jsonl"),
+        "AUDIT_ANCHOR_URL": "",
     }
     settings.VAR_DIR = tmp_path / "var"  # uploads in progress, demo files
     # Each test's database starts over (and reuses primary keys): so does the actor cache.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +44,10 @@ def checkpoint_payload(seq: int, hash_: str, ts: str, key_id: str) -> bytes:
 class Problem:
     seq: int | None
     reason: str
+    where: str = ""  # what the problem is in, when it is not a record (an anchor file's line)
 
     def __str__(self) -> str:
-        where = f"record #{self.seq}" if self.seq is not None else "the chain"
+        where = self.where or (f"record #{self.seq}" if self.seq is not None else "the chain")
         return f"{where}: {self.reason}"
 
 
@@ -66,8 +67,10 @@ def check_checkpoints(
     every: int,
     head_seq: int,
     base_seq: int = 0,
+    head_checkpoint: int = 0,
 ) -> tuple[dict[int, Checkpoint], Problem | None]:
-    """Check each checkpoint's signature, and that none is missing (one at least every `every`)."""
+    """Check each checkpoint's signature, that none is missing (one at least every `every`), and
+    that the one the chain head names as its newest (`head_checkpoint`) exists."""
     good: dict[int, Checkpoint] = {}
     last = base_seq
     for cp in sorted(checkpoints, key=lambda c: c.seq):
@@ -84,7 +87,95 @@ def check_checkpoints(
         return good, Problem(
             last + 1, f"no signed checkpoint after #{last} for {head_seq - last} records"
         )
+    if head_checkpoint and head_checkpoint not in good:
+        return good, Problem(
+            head_checkpoint,
+            f"the chain head names signed checkpoint #{head_checkpoint} but it is not in the "
+            "database (checkpoints deleted)",
+        )
     return good, None
+
+
+ANCHOR_FIELDS = {"seq": int, "hash": str, "ts": str, "key_id": str, "signature": str}
+
+
+def anchor_line(cp: Checkpoint) -> str:
+    """A checkpoint as one line of the anchor file (no newline): exactly what it signs, and the
+    signature."""
+    return canonical({f: getattr(cp, f) for f in ANCHOR_FIELDS})
+
+
+def parse_anchor_line(text: str) -> Checkpoint | None:
+    """A line of the anchor file as a checkpoint; None if it is not one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or set(data) != set(ANCHOR_FIELDS):
+        return None
+    if any(type(data[f]) is not kind for f, kind in ANCHOR_FIELDS.items()):
+        return None
+    return Checkpoint(**data)
+
+
+def check_anchors(
+    anchored: Sequence[tuple[int, Checkpoint]],
+    stored: Mapping[int, Checkpoint],
+    signature_ok: Callable[[bytes, str], bool],
+    *,
+    marked: Collection[int],
+    last_seq: int,
+    source: str,
+    complete: bool = True,
+) -> tuple[Problem | None, list[int]]:
+    """Check the database's checkpoints against the ones anchored outside it.
+
+    `anchored`: (line number, checkpoint) read from the anchor `source`; `stored`: the database's
+    checkpoints by seq; `marked`: the seqs the database says were anchored; `last_seq`: the newest
+    chained record in the database; `complete`: `source` is the anchor itself, not a copy taken
+    earlier (a copy need not hold the checkpoints signed after its newest line). Returns the first
+    problem, and the stored checkpoints that `source` lacks without contradicting the database
+    (not anchored yet: the anchor was unavailable, `maintain` retries them; or newer than a copy).
+    """
+    by_seq: dict[int, Checkpoint] = {}
+    for number, cp in anchored:
+        where = f"anchor file {source} line {number}"
+        payload = checkpoint_payload(cp.seq, cp.hash, cp.ts, cp.key_id)
+        if not signature_ok(payload, cp.signature):
+            return Problem(
+                cp.seq,
+                f"checkpoint #{cp.seq} does not verify with the trusted public key (the line "
+                "was edited, or the signing key replaced)",
+                where,
+            ), []
+        if by_seq.setdefault(cp.seq, cp) != cp:
+            return Problem(cp.seq, f"a second, different checkpoint #{cp.seq} (edited)", where), []
+    if by_seq and max(by_seq) > last_seq:
+        return Problem(
+            last_seq + 1,
+            f"chain ends at #{last_seq} but signed checkpoint #{max(by_seq)} is anchored in "
+            f"{source} (tail cut)",
+        ), []
+    for seq in sorted(by_seq):
+        if seq not in stored:
+            return Problem(
+                seq,
+                f"its signed checkpoint is anchored in {source} but missing from the database "
+                "(checkpoints deleted)",
+            ), []
+        if stored[seq] != by_seq[seq]:
+            return Problem(
+                seq, f"its signed checkpoint differs from the one anchored in {source} (replaced)"
+            ), []
+    newest = max(by_seq, default=0)
+    for seq in sorted(stored):
+        if seq not in by_seq and seq in marked and (complete or seq < newest):
+            return Problem(
+                seq,
+                f"its signed checkpoint was anchored but is not in {source} (the anchor file "
+                "was truncated or edited, or is not this trail's)",
+            ), []
+    return None, [seq for seq in sorted(stored) if seq not in by_seq]
 
 
 def columns_agree(rec) -> bool:

@@ -70,13 +70,20 @@ class AuditCheckpoint(models.Model):
     """A signed statement "record #seq has hash H" (Ed25519, key outside the database).
 
     Someone who rewrites records and recomputes every hash after them cannot re-sign the
-    checkpoints, so `audit verify` catches a fully recomputed chain."""
+    checkpoints, so `audit verify` catches a fully recomputed chain.
+
+    Each checkpoint is also anchored outside the database (anchors.py): appended to the anchor
+    file after its commit (`anchored_at`) and, where configured, POSTed to the anchor URL
+    (`sent_at`); `maintain` retries what is not anchored yet. Deleting checkpoints, or cutting the
+    chain's tail with them, then contradicts the anchor."""
 
     seq = models.BigIntegerField(unique=True)
     hash = models.CharField(max_length=64)
     ts = models.DateTimeField(default=timezone.now)
     key_id = models.CharField(max_length=16)
     signature = models.CharField(max_length=100)
+    anchored_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]

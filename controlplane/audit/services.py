@@ -9,20 +9,23 @@ import secrets
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
-from django.db.models import Min
+from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agents.schemas import ComplianceMode
-from controlplane import signing
+from controlplane import signing, tokens
 from controlplane.fleets.models import Fleet
 
-from . import actions, chain
+from . import actions, anchors, chain
 from .models import AuditCheckpoint, AuditHead, AuditRecord, SubjectKey
 
 # --- pseudonyms (crypto-shredding) ----------------------------------------------------------------
@@ -106,7 +109,7 @@ def entry(
     source_ip = None
     if request is not None:
         request_id = request.META.get("HTTP_X_REQUEST_ID", "")[:64]
-        source_ip = request.META.get("REMOTE_ADDR") or None
+        source_ip = tokens.client_ip(request.META)  # behind a trusted proxy: its client
     if isinstance(obj, tuple):
         object_type, object_id = obj
     else:
@@ -247,7 +250,8 @@ def _chain(head: AuditHead, records: Sequence[AuditRecord]) -> None:
     head.seq, head.hash = seq, prev
     fields = ["seq", "hash"]
     if due:
-        AuditCheckpoint.objects.bulk_create([_checkpoint(s, h) for s, h in due])
+        signed = AuditCheckpoint.objects.bulk_create([_checkpoint(s, h) for s, h in due])
+        _anchor_on_commit(signed)
         head.checkpoint_seq, head.checkpoint_at = due[-1][0], timezone.now()
         fields += ["checkpoint_seq", "checkpoint_at"]
     _move_head(head, fields)
@@ -335,9 +339,17 @@ def _checkpoint(seq: int, hash_: str) -> AuditCheckpoint:
     return AuditCheckpoint(seq=seq, hash=hash_, ts=now, key_id=kid, signature=signature)
 
 
+def _anchor_on_commit(signed: list[AuditCheckpoint]) -> None:
+    """Once the checkpoints are committed, append them to the anchor file (a line each: nothing
+    measurable next to the 1,000 records a checkpoint covers). Never before the commit: an anchor
+    for a checkpoint that rolled back would contradict the database."""
+    transaction.on_commit(partial(anchors.append_on_commit, signed), robust=True)
+
+
 def _sign_checkpoint(head: AuditHead) -> AuditCheckpoint:
     cp = _checkpoint(head.seq, head.hash)
     cp.save()
+    _anchor_on_commit([cp])
     head.checkpoint_seq, head.checkpoint_at = head.seq, cp.ts
     return cp
 
@@ -360,28 +372,88 @@ def checkpoint(force: bool = False) -> AuditCheckpoint | None:
 # --- verification ---------------------------------------------------------------------------------
 
 
-def as_checkpoint(cp: AuditCheckpoint) -> chain.Checkpoint:
-    return chain.Checkpoint(cp.seq, cp.hash, cp.ts.isoformat(), cp.key_id, cp.signature)
+@dataclass
+class Verification:
+    """What `audit verify` found: records read, the first problem (None: intact), the newest
+    signed checkpoint, and the anchor file's side (how many anchored checkpoints it holds; the
+    database's checkpoints it does not hold yet: a warning, `maintain` retries them)."""
+
+    checked: int
+    problem: chain.Problem | None
+    newest_checkpoint: int = 0
+    anchor_file: str = ""
+    anchor_copy: bool = False  # checked against a copy of the anchor file, not the anchor itself
+    anchored: int = 0
+    unanchored: list[int] = field(default_factory=list)
+    incomplete_lines: int = 0
 
 
-def verify_all(public_pem: str | None = None) -> tuple[int, chain.Problem | None]:
-    """Verify the whole stored chain against the signed checkpoints (the trusted public key is the
-    control plane's own unless one is given).
+def verify_trail(
+    public_pem: str | None = None, anchor_file: str | Path | None = None
+) -> Verification:
+    """Verify the stored chain, its signed checkpoints and the anchor file (`anchor_file`: a copy
+    of it, e.g. an auditor's; default the configured file). The one verification: `manage.py
+    audit verify` and `verify_all`."""
+    public = signing.load_public(public_pem or signing.public_pem())
+
+    def signature_ok(data: bytes, sig: str) -> bool:
+        return signing.verify(public, data, sig)
+
+    head = AuditHead.objects.filter(pk=1).first()
+    stored = list(AuditCheckpoint.objects.order_by("seq"))
+    checkpoints = {c.seq: anchors.as_checkpoint(c) for c in stored}
+    newest = max(checkpoints, default=0)
+    good, problem = chain.check_checkpoints(
+        checkpoints.values(),
+        signature_ok,
+        every=settings.EDGEFLEET["AUDIT_CHECKPOINT_EVERY"],
+        head_seq=head.seq if head else 0,
+        base_seq=head.base_seq if head else 0,
+        head_checkpoint=head.checkpoint_seq if head else 0,
+    )
+    if problem is not None:
+        return Verification(0, problem, newest)
+    checked, problem = _walk(head, good)
+    path = Path(anchor_file) if anchor_file is not None else anchors.anchor_file()
+    copy = anchor_file is not None and path.resolve() != anchors.anchor_file().resolve()
+    result = Verification(checked, problem, newest, anchor_file=str(path), anchor_copy=copy)
+    if problem is not None:
+        return result
+    found = anchors.read(path)
+    result.anchored = len({cp.seq for _, cp in found.checkpoints})
+    result.incomplete_lines = found.incomplete
+    if found.problem is not None:
+        result.problem = found.problem
+        return result
+    last_seq = AuditRecord.objects.aggregate(m=Max("seq"))["m"] or 0
+    result.problem, result.unanchored = chain.check_anchors(
+        found.checkpoints,
+        checkpoints,
+        signature_ok,
+        marked={c.seq for c in stored if c.anchored_at is not None},
+        last_seq=last_seq,
+        source=found.source,
+        complete=not copy,
+    )
+    return result
+
+
+def verify_all(
+    public_pem: str | None = None, anchor_file: str | Path | None = None
+) -> tuple[int, chain.Problem | None]:
+    """(records checked, first problem or None): `verify_trail` without the details."""
+    result = verify_trail(public_pem, anchor_file)
+    return result.checked, result.problem
+
+
+def _walk(
+    head: AuditHead | None, good: dict[int, chain.Checkpoint]
+) -> tuple[int, chain.Problem | None]:
+    """Walk the whole stored chain against the good signed checkpoints.
 
     The chain is cut at signed checkpoints into segments that verify independently; on
     PostgreSQL, outside a transaction, they run in parallel threads, each with its own connection
     (the column check runs in the database, the hashing here)."""
-    public = signing.load_public(public_pem or signing.public_pem())
-    head = AuditHead.objects.filter(pk=1).first()
-    good, problem = chain.check_checkpoints(
-        (as_checkpoint(c) for c in AuditCheckpoint.objects.all()),
-        lambda data, sig: signing.verify(public, data, sig),
-        every=settings.EDGEFLEET["AUDIT_CHECKPOINT_EVERY"],
-        head_seq=head.seq if head else 0,
-        base_seq=head.base_seq if head else 0,
-    )
-    if problem is not None:
-        return 0, problem
     if head is None:
         return chain.verify(rows(fast=False), None, good)
     workers = max(1, int(settings.EDGEFLEET["AUDIT_VERIFY_WORKERS"]))

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from controlplane.accounts import guesses
 from controlplane.accounts.auth import purge_failures
+from controlplane.audit import anchors
 from controlplane.audit import services as audit
 from edgenodes import rollouts, services
 from edgenodes.metrics import maintain
@@ -12,8 +13,8 @@ from edgenodes.registry import uploads
 
 def run_once() -> dict[str, int]:
     """Everything periodic: metric rollups and retention of every data class, a check of running
-    rollouts (a backstop for their task), and a signed audit checkpoint when the last one is older
-    than the interval (docs/compliance.md)."""
+    rollouts (a backstop for their task), a signed audit checkpoint when the last one is older
+    than the interval, and every checkpoint not anchored yet anchored (docs/compliance.md)."""
     result = maintain()
     result["events_purged"] = services.purge_events()
     result["login_failures_purged"] = purge_failures()
@@ -25,13 +26,15 @@ def run_once() -> dict[str, int]:
     result["audit_purged"] = audit.purge()
     cp = audit.checkpoint()
     result["audit_checkpoint"] = cp.seq if cp else 0
+    done = anchors.anchor_pending()
+    result["audit_anchored"], result["audit_anchor_sent"] = done["anchored"], done["sent"]
     return result
 
 
 class Command(BaseCommand):
     help = (
         "Periodic upkeep: roll metrics up, purge every data class past its retention, sign an "
-        "audit checkpoint when due (once, or every N seconds)."
+        "audit checkpoint when due and anchor what is not anchored yet (once, or every N seconds)."
     )
 
     def add_arguments(self, parser):

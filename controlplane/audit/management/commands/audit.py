@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
 from controlplane import signing
-from controlplane.audit import export, services
+from controlplane.audit import anchors, export, services
 from controlplane.audit.models import AuditExport, AuditHead
 from controlplane.errors import ServiceError
 
@@ -29,9 +29,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        v = sub.add_parser("verify", help="verify the chain and its signed checkpoints")
+        v = sub.add_parser(
+            "verify", help="verify the chain, its signed checkpoints and their anchor file"
+        )
         v.add_argument("--public-key", help="trusted public key (PEM); default: this server's")
+        v.add_argument(
+            "--anchors",
+            dest="anchor_file",
+            metavar="FILE",
+            help="anchor file (JSON lines) to check the checkpoints against; default: "
+            "EDGEFLEET_AUDIT_ANCHOR_FILE",
+        )
         sub.add_parser("checkpoint", help="sign a checkpoint of the chain head now")
+        sub.add_parser(
+            "anchor", help="anchor the checkpoints not anchored yet (file, URL), as maintain does"
+        )
         sub.add_parser("purge", help="delete records past retention (up to a signed checkpoint)")
         sub.add_parser("public-key", help="print the signing public key (give it to auditors)")
         sub.add_parser("keygen", help="create the signing key file if it does not exist")
@@ -50,7 +62,7 @@ class Command(BaseCommand):
         except signing.SigningKeyMissing as exc:
             raise CommandError(str(exc)) from None
 
-    def do_verify(self, public_key=None, **_):
+    def do_verify(self, public_key=None, anchor_file=None, **_):
         pem = None
         if public_key:
             try:
@@ -58,19 +70,45 @@ class Command(BaseCommand):
                 signing.load_public(pem)
             except (OSError, ValueError) as exc:
                 raise CommandError(f"cannot use public key {public_key}: {exc}") from None
-        checked, problem = services.verify_all(pem)
-        if problem is not None:
+        if anchor_file and not Path(anchor_file).is_file():
+            raise CommandError(f"anchor file {anchor_file} does not exist or is not a file")
+        result = services.verify_trail(pem, anchor_file)
+        if result.problem is not None:
             raise CommandError(
-                f"audit trail FAILED verification at {problem} ({checked} records read)"
+                f"audit trail FAILED verification at {result.problem} "
+                f"({result.checked} records read)"
+            )
+        if result.unanchored:
+            seqs = result.unanchored
+            shown = ", ".join(f"#{s}" for s in seqs[:5]) + (", ..." if len(seqs) > 5 else "")
+            self.stderr.write(
+                f"warning: {len(seqs)} signed checkpoint(s) not in the copy {result.anchor_file} "
+                f"({shown}): newer than the copy, or not anchored yet"
+                if result.anchor_copy
+                else f"warning: {len(seqs)} signed checkpoint(s) not anchored in "
+                f"{result.anchor_file} yet ({shown}); `manage.py maintain` retries them"
+            )
+        if result.incomplete_lines:
+            self.stderr.write(
+                f"warning: {result.incomplete_lines} incomplete line(s) in {result.anchor_file} "
+                "(left by interrupted writes; skipped)"
             )
         head = AuditHead.objects.filter(pk=1).first()
         pending = services.pending_count()
         self.stdout.write(
             self.style.SUCCESS(
-                f"audit trail OK: {checked} records, chain head #{head.seq if head else 0}, "
-                f"last signed checkpoint #{head.checkpoint_seq if head else 0}"
+                f"audit trail OK: {result.checked} records, chain head "
+                f"#{head.seq if head else 0}, last signed checkpoint #{result.newest_checkpoint}, "
+                f"{result.anchored} checkpoints anchored in {result.anchor_file}"
                 + (f"; {pending} records waiting to be chained" if pending else "")
             )
+        )
+
+    def do_anchor(self, **_):
+        done = anchors.anchor_pending()
+        self.stdout.write(
+            f"anchored {done['anchored']} checkpoint(s) in {anchors.anchor_file()}"
+            + (f", sent {done['sent']} to {anchors.anchor_url()}" if anchors.anchor_url() else "")
         )
 
     def do_checkpoint(self, **_):
