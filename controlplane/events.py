@@ -33,6 +33,11 @@ def fleet_group(fleet_id: int) -> str:
     return f"fleet.{fleet_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every open dashboard socket of one person listens here for `access.changed`."""
+    return f"user.{user_id}"
+
+
 def _publisher_loop() -> asyncio.AbstractEventLoop:
     """This process's publishing loop (started lazily, so also after a fork)."""
     global _loop, _loop_pid
@@ -52,11 +57,11 @@ def _failed(future) -> None:
         log.warning("could not publish an event", exc_info=future.exception())
 
 
-def _send(group: str, payload: dict[str, Any]) -> None:
+def _send(group: str, payload: dict[str, Any], kind: str = "fleet.event") -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "fleet.event", "payload": {**payload, "at": time.time()}}
+    message = {"type": kind, "payload": {**payload, "at": time.time()}}
     try:
         if type(layer).__module__.startswith("channels_redis"):
             future = asyncio.run_coroutine_threadsafe(
@@ -66,12 +71,20 @@ def _send(group: str, payload: dict[str, Any]) -> None:
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception:  # a dashboard that misses an event resyncs; a write must not fail for it
-        log.warning("could not publish %s to %s", payload.get("event"), group, exc_info=True)
+        log.warning("could not publish %s to %s", payload.get("event", kind), group, exc_info=True)
 
 
 def publish_on_commit(fleet_id: int, event: str, **data: Any) -> None:
     payload = {"event": event, "fleet": fleet_id, **data}
     transaction.on_commit(lambda: _send(fleet_group(fleet_id), payload))
+
+
+def access_changed_on_commit(user_id: int, reason: str) -> None:
+    """Once the transaction commits, tell every open socket of this person to check again what
+    they may see (edgenodes/consumers.py): a role granted, changed or removed, a personal token
+    revoked, a logout, an account deactivated or erased."""
+    payload = {"reason": reason}
+    transaction.on_commit(lambda: _send(user_group(user_id), payload, "access.changed"))
 
 
 # Node watches (edgenodes/watch.py): every ASGI process that holds watches listens on this group.

@@ -47,6 +47,32 @@
     document.dispatchEvent(new CustomEvent("fleet-event", { detail: payload }));
   }
 
+  // Access follows the person, live (docs/permissions.md): a frame {"access": {code, detail}}
+  // says why the socket was re-scoped or is about to close; a close with 4401 (session or token
+  // gone, account deactivated) or 4403 (no fleet left) ends live updates: no reconnect loop.
+  const ENDED = {
+    4401: "Live updates stopped: your session ended. Log in again.",
+    4403: "Live updates stopped: you no longer have access to any fleet.",
+  };
+  let endedBecause = "";
+
+  function notify(text) {
+    let box = document.getElementById("live-notice");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "live-notice";
+      box.className = "notice";
+      box.setAttribute("role", "status");
+      (document.getElementById("main") || document.body).prepend(box);
+    }
+    box.textContent = text;
+  }
+
+  function onAccess(access) {
+    if (access.code === "access_revoked") endedBecause = `Live updates stopped: ${access.detail}`;
+    else notify(access.detail);
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/ws/events/`);
@@ -56,8 +82,17 @@
       if (everOpen) document.querySelectorAll("[data-live]").forEach(refresh);  // resync
       everOpen = true;
     };
-    ws.onmessage = (msg) => JSON.parse(msg.data).events.forEach(onEvent);  // coalesced frames
-    ws.onclose = () => {
+    ws.onmessage = (msg) => {
+      const frame = JSON.parse(msg.data);
+      if (frame.access) onAccess(frame.access);
+      (frame.events || []).forEach(onEvent);  // coalesced frames
+    };
+    ws.onclose = (e) => {
+      if (ENDED[e.code]) {  // refused or closed for access: say why, do not retry
+        setState("closed");
+        notify(endedBecause || ENDED[e.code]);
+        return;
+      }
       failures += 1;
       setState(failures > 3 || !navigator.onLine ? "offline" : "reconnecting");
       setTimeout(connect, delay);

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from controlplane.errors import Forbidden, NotFound
 
@@ -38,3 +41,20 @@ def personal_tokens(user) -> QuerySet[PersonalToken]:
         .prefetch_related("fleets")
         .order_by("-created_at", "-id")
     )
+
+
+def token_holder(token_hash: str) -> tuple[PersonalToken | None, Any]:
+    """(the personal token with this hash or None, its user narrowed to the token's role and
+    fleets if the token is usable and the user active, else None): the API's authentication and a
+    live connection's re-check (services.current_user) ask this one question."""
+    pt = (
+        PersonalToken.objects.select_related("user")
+        .prefetch_related("fleets")
+        .filter(token_hash=token_hash)
+        .first()
+    )
+    if pt is None or not pt.is_usable(timezone.now()) or not pt.user.is_active:
+        return pt, None
+    user = pt.user
+    user.token_scope = (pt.role, {f.pk for f in pt.fleets.all()})  # type: ignore[attr-defined]
+    return pt, user

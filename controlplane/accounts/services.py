@@ -1,25 +1,34 @@
-"""Writes for accounts: personal API tokens, invitations and memberships."""
+"""Writes for accounts: personal API tokens, invitations and memberships; and who a live
+connection (a dashboard websocket, an audit export being streamed) acts as now."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import import_module
+from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.signals import user_logged_out
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from controlplane import tokens
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import Conflict, Forbidden, ServiceError
-from controlplane.events import publish_on_commit
+from controlplane.events import access_changed_on_commit, publish_on_commit
 from controlplane.schemas import refuse_unsafe
 
+from . import queries
 from .access import ADMINISTER, fleet_ids, is_global_admin
 from .models import Membership, PersonalToken, Role
 
@@ -68,6 +77,7 @@ def do_revoke_personal_token(user, token: PersonalToken, *, request=None) -> Per
             after={"prefix": token.prefix},
             request=request,
         )
+        access_changed_on_commit(token.user_id, "token_revoked")
     return token
 
 
@@ -163,4 +173,94 @@ def do_set_membership(*, actor, user, fleet, role: str | None, request=None) -> 
         request=request,
     )
     publish_on_commit(fleet.pk, "membership.set", user=user.username, role=role)
+    access_changed_on_commit(user.pk, "membership")
     return result
+
+
+# --- access that follows the person, live ---------------------------------------------------------
+# A dashboard socket and a streamed audit export outlive the request that opened them. Whatever
+# changes what a person may see tells their open sockets at once (`access_changed_on_commit`: the
+# services above, and the receivers below for logouts and changed or deleted accounts); each socket
+# then asks `current_user` who it acts as now (edgenodes/consumers.py; docs/permissions.md).
+
+# Saving an account with these fields (or all of them: update_fields=None) may change its access:
+# a deactivated or erased account, a global admin made or unmade, a changed password (which ends
+# the person's other sessions: Django's session hash).
+ACCESS_FIELDS = {"is_active", "is_superuser", "password"}
+
+
+@receiver(user_logged_out)
+def _on_logout(sender, request=None, user=None, **kwargs):
+    if user is not None and user.pk is not None:
+        access_changed_on_commit(user.pk, "logout")
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _on_account_saved(sender, instance, created=False, update_fields=None, **kwargs):
+    if not created and (update_fields is None or ACCESS_FIELDS & set(update_fields)):
+        access_changed_on_commit(instance.pk, "account")
+
+
+@receiver(post_delete, sender=settings.AUTH_USER_MODEL)
+def _on_account_deleted(sender, instance, **kwargs):
+    access_changed_on_commit(instance.pk, "account")
+
+
+# Why a live connection lost its credentials: code -> what the person is told.
+ENDED = {
+    "session_ended": "Your session ended (logged out, expired or password changed).",
+    "token_revoked": "The API token of this connection was revoked or has expired.",
+    "account_disabled": "Your account was deactivated or erased.",
+}
+
+
+def credentials_of(request, user) -> dict[str, Any]:
+    """What authenticated `request` as `user`, for `current_user` to check again later: a personal
+    token (its hash: the API sets `token_scope` on its user), the session, or the user alone."""
+    if getattr(user, "token_scope", None) is not None and request is not None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, secret = auth.partition(" ")
+        if scheme.lower() == "bearer" and secret.strip():
+            return {"token_hash": tokens.hash_token(secret.strip())}
+    session = getattr(request, "session", None)
+    key = getattr(session, "session_key", None)
+    if key:
+        return {"session_key": key, "user_id": user.pk}
+    return {"user_id": getattr(user, "pk", None)}
+
+
+def current_user(
+    *, token_hash: str | None = None, session_key: str | None = None, user_id: int | None = None
+) -> tuple[Any, str]:
+    """Who a live connection acts as now: (user, "") or (None, a code of ENDED). By a personal
+    token: it is still usable and its user active (the token's narrowing is set again, as the API
+    does). Otherwise the account still exists and is active, and by a session: the session still
+    exists, unexpired, for this user and their current password.
+    """
+    User = get_user_model()
+    if token_hash:
+        pt, token_user = queries.token_holder(token_hash)
+        if token_user is not None:
+            return token_user, ""
+        disabled = pt is not None and pt.is_usable(timezone.now()) and not pt.user.is_active
+        return None, "account_disabled" if disabled else "token_revoked"
+    if user_id is None:
+        return None, "session_ended"
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or not user.is_active:
+        return None, "account_disabled"
+    if session_key and not _session_holds(session_key, user):
+        return None, "session_ended"
+    return user, ""
+
+
+def _session_holds(session_key: str, user) -> bool:
+    """Whether the session still exists, unexpired, logged in as `user` with their current password
+    (Django's session hash, as `django.contrib.auth.get_user` checks it, without its flush: the
+    request that owns the session may be changing the password right now)."""
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    if str(data.get(SESSION_KEY)) != str(user.pk):
+        return False
+    stored = data.get(HASH_SESSION_KEY) or ""
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(stored, h) for h in hashes)

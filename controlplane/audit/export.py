@@ -19,7 +19,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from controlplane import signing
-from controlplane.accounts.access import is_global_admin
+from controlplane.accounts.access import VIEW_AUDIT, fleet_ids, is_global_admin
+from controlplane.accounts.services import ENDED, credentials_of, current_user
 from controlplane.errors import ServiceError
 
 from . import chain, queries
@@ -42,6 +43,7 @@ FIELDS = [
 COLUMNS = ["fleet_id" if f == "fleet" else f for f in FIELDS]  # what each field is read from
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 CHUNK = 5000
+YIELD_ROWS = 2000  # rows per chunk sent; the reader's access is checked again before each one
 
 
 @transaction.atomic
@@ -92,8 +94,36 @@ def do_export(
     def save(manifest: dict[str, Any]) -> None:
         AuditExport.objects.filter(pk=row.pk).update(manifest=manifest)
 
-    body = stream(selected, fmt, complete=complete, filters=filters, upto_seq=upto, on_done=save)
+    body = stream(
+        selected,
+        fmt,
+        complete=complete,
+        filters=filters,
+        upto_seq=upto,
+        on_done=save,
+        still_allowed=None if actor is None else _reader_check(actor, fleet_id, request),
+    )
     return row, body
+
+
+def _reader_check(actor, fleet_id: int | None, request) -> Callable[[], str]:
+    """A check that the export's reader still may read what it selected: "" while they may, else
+    why not. Their session or personal token must still be valid and their account active, and
+    they must still audit the fleet they chose (or, with no fleet chosen, every fleet the export
+    started with; a global admin must still be one)."""
+    credentials = credentials_of(request, actor)
+    scope = fleet_ids(actor, VIEW_AUDIT) if fleet_id is None else {fleet_id}
+
+    def check() -> str:
+        user, ended = current_user(**credentials)
+        if user is None:
+            return ENDED[ended]
+        now = fleet_ids(user, VIEW_AUDIT)
+        if now is None or (scope is not None and scope <= now):
+            return ""
+        return "You no longer may read the audit log of a fleet in this export."
+
+    return check
 
 
 def _rows(qs: QuerySet) -> Iterator[tuple]:
@@ -108,8 +138,16 @@ def stream(
     filters: dict[str, Any],
     upto_seq: int,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    still_allowed: Callable[[], str] | None = None,
 ) -> Iterator[bytes]:
-    """Yield the export in chunks; when it is all out, sign the manifest and hand it to on_done."""
+    """Yield the export in chunks; when it is all out, sign the manifest and hand it to on_done.
+
+    Before each chunk `still_allowed()` is asked again (the stream may outlive the reader's access:
+    a removed role, a logout, a revoked token): when it answers a reason, the export ends there
+    with a last line that says so (JSON Lines: `{"error": {"code": "access_revoked", "detail":
+    ...}}`; CSV: a row `#error,access_revoked,<detail>`), no manifest is signed and the chunk
+    already written but not yet sent is dropped."""
+
     sha = hashlib.sha256()
     count, first, last = 0, None, None
     buf = io.StringIO()
@@ -128,12 +166,20 @@ def stream(
         count += 1
         first = seq if first is None else first
         last = seq
-        if count % 2000 == 0:
+        if count % YIELD_ROWS == 0:
+            refused = still_allowed() if still_allowed is not None else ""
+            if refused:
+                yield _stopped(fmt, refused)
+                return
             data = buf.getvalue().encode()
             buf.seek(0)
             buf.truncate()
             sha.update(data)
             yield data
+    refused = still_allowed() if still_allowed is not None else ""
+    if refused:
+        yield _stopped(fmt, refused)
+        return
     data = buf.getvalue().encode()
     sha.update(data)
     yield data
@@ -149,6 +195,16 @@ def stream(
     )
     if on_done is not None:
         on_done(manifest)
+
+
+def _stopped(fmt: str, detail: str) -> bytes:
+    """The last line of an export stopped because its reader lost access."""
+    if fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(["#error", "access_revoked", detail])
+        return out.getvalue().encode()
+    line = {"error": {"code": "access_revoked", "detail": detail}}
+    return (json.dumps(line, ensure_ascii=False) + "\n").encode()
 
 
 def build_manifest(*, first_seq, last_seq, **fields: Any) -> dict[str, Any]:
