@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import logging
 import os
@@ -18,6 +19,10 @@ from . import __version__, schemas
 from .apply import WATCH_S
 from .client import ControlPlaneError, NodeClient
 from .runtime import Runtime, StateDir, default_state_dir
+from .state import StateDirError
+
+TOKEN_ENV = "EDGEFLEET_ENROLL_TOKEN"  # noqa: S105 - the variable's name, not a token
+FROM_STDIN = "-"
 
 
 def hardware_profile() -> schemas.HardwareProfile:
@@ -67,6 +72,44 @@ def fail(message: str) -> int:
     return 2
 
 
+class TokenError(Exception):
+    """No usable enrollment token (the message is the line printed)."""
+
+
+def enrollment_token(args) -> str:
+    """The enrollment token, from (in this order) `--token-file FILE`, `--token -` (standard
+    input), `--token TOKEN` (discouraged: the process list shows it to every user of the
+    machine), EDGEFLEET_ENROLL_TOKEN, or a prompt when standard input is a terminal."""
+    if args.token_file:
+        try:
+            text = Path(args.token_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise TokenError(f"cannot read the token file {args.token_file}: {why}") from None
+        where = f"the token file {args.token_file}"
+    elif args.token == FROM_STDIN:
+        text, where = sys.stdin.readline(), "standard input"
+    elif args.token:
+        print(
+            "edgefleet-agent: warning: --token TOKEN shows the secret in the process list; use "
+            f"--token-file FILE, --token - (standard input) or {TOKEN_ENV}",
+            file=sys.stderr,
+        )
+        text, where = args.token, "--token"
+    elif os.environ.get(TOKEN_ENV, "").strip():
+        text, where = os.environ[TOKEN_ENV], TOKEN_ENV
+    elif sys.stdin.isatty():
+        text, where = getpass.getpass("Enrollment token: "), "the prompt"
+    else:
+        raise TokenError(
+            f"no enrollment token: give --token-file FILE, set {TOKEN_ENV}, or pipe it to --token -"
+        )
+    token = text.strip()
+    if not token:
+        raise TokenError(f"no enrollment token in {where}")
+    return token
+
+
 def cmd_enroll(args) -> int:
     state = StateDir(args.state_dir).ensure()
     if state.node and not args.force:
@@ -74,15 +117,23 @@ def cmd_enroll(args) -> int:
             f"already enrolled as node {state.node['node_id']} (state in {state.path}); use "
             "--force to re-enroll"
         )
+    try:
+        token = enrollment_token(args)
+    except TokenError as exc:
+        return fail(str(exc))
     client = NodeClient(args.server)
     try:
-        out = client.enroll(
-            args.token, args.name or platform.node() or "edge-node", hardware_profile()
-        )
+        out = client.enroll(token, args.name or platform.node() or "edge-node", hardware_profile())
     except ControlPlaneError as exc:
         return fail(f"enrollment failed: {exc}")
     except ValueError as exc:
-        return fail(f"invalid enrollment request: {exc}")
+        errors = exc.errors(include_input=False) if hasattr(exc, "errors") else None
+        detail = (
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+            if errors
+            else str(exc)
+        )
+        return fail(f"invalid enrollment request: {detail}")  # one line, never the token itself
     finally:
         client.close()
     state.save_node(
@@ -223,7 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument(
         "--server", required=True, help="control plane URL, e.g. https://edgefleet.example.com"
     )
-    e.add_argument("--token", required=True, help="enrollment token (efe_...)")
+    secret = e.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"read the enrollment token (efe_...) from FILE (or set {TOKEN_ENV})",
+    )
+    secret.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="'-': read the enrollment token from standard input; a token itself works but is "
+        "discouraged (the process list shows it)",
+    )
     e.add_argument("--name", help="node name (default: host name)")
     e.add_argument(
         "--force", action="store_true", help="re-enroll even if this state directory is enrolled"
@@ -249,9 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--url", help="local API URL (default: the running agent's)")
     c.add_argument("message", nargs="*", help="one message (default: interactive)")
     args = p.parse_args(argv)
-    return {"enroll": cmd_enroll, "run": cmd_run, "status": cmd_status, "chat": cmd_chat}[
-        args.command
-    ](args)
+    command = {"enroll": cmd_enroll, "run": cmd_run, "status": cmd_status, "chat": cmd_chat}
+    try:
+        StateDir(args.state_dir).check()
+        return command[args.command](args)
+    except StateDirError as exc:
+        return fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -30,22 +30,54 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         os.close(dfd)
 
 
+class StateDirError(Exception):
+    """The state directory cannot be used: a file, a path that cannot be created, an unreadable
+    file in it. The message is the one line the command line prints (exit status 2)."""
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
+    except OSError as exc:
+        raise StateDirError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 class StateDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    def check(self) -> StateDir:
+        """Refuse a path that cannot be a directory: one that is a file, or under one. A
+        directory that does not exist yet is fine (`ensure` makes it)."""
+        for path in (self.path, *self.path.parents):
+            try:
+                if path.is_dir():
+                    return self
+                if path.exists():
+                    where = "is" if path == self.path else f"is under {path}, which is"
+                    raise StateDirError(
+                        f"the state directory {self.path} {where} a file, not a directory"
+                    )
+            except PermissionError as exc:
+                why = exc.strerror or exc
+                raise StateDirError(f"cannot use the state directory {self.path}: {why}") from None
+        return self
+
     def ensure(self) -> StateDir:
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.path, 0o700)
-        for sub in ("models", "sandbox"):
-            (self.path / sub).mkdir(exist_ok=True, mode=0o700)
+        self.check()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.path, 0o700)
+            for sub in ("models", "sandbox"):
+                (self.path / sub).mkdir(exist_ok=True, mode=0o700)
+            if not os.access(self.path, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot create the state directory {self.path}: {exc.strerror or exc}"
+            ) from None
         return self
 
     node = property(lambda self: read_json(self.path / "node.json"))

@@ -8,10 +8,12 @@ non-zero (`exit_on_bad_configuration`) instead of a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,9 +102,39 @@ def url(name: str, default: str, schemes: Sequence[str]) -> str:
     return value
 
 
+def file_path(name: str, default: str) -> str:
+    """A file the process writes: when set, its directory is created now, so a path that cannot
+    hold the file stops the start with one line instead of failing at its first write."""
+    value = raw(name)
+    if value is None:
+        return default
+    path = Path(value)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        raise bad(name, value, f"a file path whose directory can be created ({why})") from None
+    return value
+
+
 def words(name: str, default: str) -> list[str]:
     """A comma-separated list (spaces around items dropped)."""
     return [w.strip() for w in string(name, default).split(",") if w.strip()]
+
+
+def networks(name: str, default: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of addresses or CIDR networks (`10.0.0.1, 192.168.0.0/16, ::1`)."""
+    out = []
+    for word in words(name, default):
+        try:
+            out.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise bad(
+                name, word, "IP addresses or networks such as 10.0.0.1,192.168.0.0/16"
+            ) from None
+    return tuple(out)
 
 
 def database(name: str, default: str, **options: Any) -> dict[str, Any]:

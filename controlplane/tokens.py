@@ -5,10 +5,23 @@ recognised by secret scanners), the rest is 32 random bytes in URL-safe base64. 
 the SHA-256 of the whole token (unique, indexed: one lookup per request) and the first 12
 characters for display. SHA-256 rather than a slow KDF is right here because the secret has 256 bits
 of entropy: brute force is not the threat that slow hashing defends against.
+
+`client_ip` is the one answer to "which address presented this": the throttles of guessed tokens
+(accounts/guesses.py) and of failed logins (accounts/auth.py) both count by it.
 """
 
+from __future__ import annotations
+
 import hashlib
+import ipaddress
 import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ENROLLMENT_PREFIX = "efe_"
 NODE_PREFIX = "efn_"
@@ -24,3 +37,48 @@ def new_token(prefix: str) -> tuple[str, str, str]:
     """Return (plaintext, sha256 hex, display prefix)."""
     plaintext = prefix + secrets.token_urlsafe(32)
     return plaintext, hash_token(plaintext), plaintext[:DISPLAY_CHARS]
+
+
+# --- the address a secret (or a password) is presented from ------------------------------------
+
+
+def _address(text: str) -> IPAddress | None:
+    """An address as a proxy writes it in X-Forwarded-For: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`
+    or `[2001:db8::1]:5678`; None when it is none of these."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in proxies)
+
+
+def client_ip(meta: Mapping[str, Any]) -> str | None:
+    """The client's address, for the login throttle and the token-guess throttle alike.
+
+    `REMOTE_ADDR`, unless it is one of the trusted proxies (EDGEFLEET_TRUSTED_PROXIES, empty by
+    default): then the rightmost address of X-Forwarded-For that is not a trusted proxy itself.
+    Everything left of it was written by the client and is never believed; a malformed entry
+    stops the walk at the last trusted hop. `meta` is a request's META or a WSGI environ."""
+    remote = meta.get("REMOTE_ADDR") or None
+    proxies: Sequence[IPNetwork] = settings.EDGEFLEET["TRUSTED_PROXIES"]
+    if not proxies or remote is None:
+        return remote
+    hop = _address(remote)
+    if hop is None or not _trusted(hop, proxies):
+        return remote
+    for text in reversed(str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")):
+        forwarded = _address(text)
+        if forwarded is None:
+            break
+        hop = forwarded
+        if not _trusted(hop, proxies):
+            break
+    return str(hop)

@@ -1,9 +1,8 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 from django.urls import include, path
 
-from controlplane.accounts.auth import LoginForm
+from controlplane.accounts.auth import LoginView
 from controlplane.api import admin_api, node_api
 from edgenodes.prometheus import metrics
 from edgenodes.relay import chat_completions
@@ -24,7 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(authentication_form=LoginForm),
+        LoginView.as_view(),  # the login throttle's form, known devices, the guessing notice
         name="login",
     ),
     path("accounts/", include("django.contrib.auth.urls")),

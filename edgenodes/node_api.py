@@ -41,7 +41,6 @@ class NodePollAuth(NodeAuth):
     """The same credential, checked in one read (poll.py); the contact is buffered (contacts.py)."""
 
     def authenticate(self, request: HttpRequest, token: str):
-        guesses.refuse_if_blocked(request)
         target = None
         if token.startswith(tokens.NODE_PREFIX) and len(token) <= 200:
             target = poll.poll_target(tokens.hash_token(token))
@@ -55,8 +54,8 @@ class NodePollAuth(NodeAuth):
 
 def refused_credential(token: str, request) -> NodeCredential:
     """Look the credential up; raise Unauthorized saying why it is not usable, else return it.
-    An address that guessed too many (accounts/guesses.py) gets 429 before any lookup."""
-    guesses.refuse_if_blocked(request)
+    An unknown one from an address that guessed too many (accounts/guesses.py) gets 429; a live
+    one is accepted from there too."""
     if not token.startswith(tokens.NODE_PREFIX) or len(token) > 200:
         guesses.unknown("node credential", request)
         raise Unauthorized("missing or malformed node credential")
@@ -82,7 +81,7 @@ def limit_rate(node_id) -> None:
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return tokens.client_ip(request.META)
 
 
 ERRORS = {
@@ -102,7 +101,6 @@ ERRORS = {
 )
 def enroll(request, payload: schemas.EnrollIn):
     """Trade an enrollment token and hardware for a node id and a credential (shown once)."""
-    guesses.refuse_if_blocked(request)
     try:
         node, credential = services.do_enroll_node(payload, request=request)
     except guesses.UnknownSecret:

@@ -14,7 +14,8 @@ for _ in $(seq 1 120); do
 done
 if [ ! -f "$STATE/node.json" ]; then
   token_file=$VAR/$NAME-token
-  "$AGENT" --state-dir "$STATE" enroll --server "$SERVER" --token "$(cat "$token_file")" --name "$NAME" \
+  # --token-file: a token on the command line would be in the process list for every user to see.
+  "$AGENT" --state-dir "$STATE" enroll --server "$SERVER" --token-file "$token_file" --name "$NAME" \
     && rm -f "$token_file"
 fi
 mkdir -p "$STATE/sandbox/notes"

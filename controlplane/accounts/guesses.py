@@ -2,15 +2,21 @@
 
 Every unknown secret presented is recorded (a TokenFailure row: kind, address, time; nothing of the
 secret). An address that presented TOKEN_FAILURE_LIMIT unknown secrets within
-TOKEN_FAILURE_WINDOW_S is refused with 429 and Retry-After for *every* secret until the window
-passes, checked before any lookup, so a guess that happens to be right teaches nothing either.
-The block starts with one `auth.guessing` audit record, not one per guess.
+TOKEN_FAILURE_WINDOW_S gets 429 with Retry-After for its *unknown* secrets until the window passes,
+without a row each. The block starts with one `auth.guessing` audit record, not one per guess.
+
+A secret is always looked up first (one indexed query by its hash, which the request pays anyway),
+and a right one is accepted from a blocked address too: behind a proxy or a site's NAT, one
+guesser must not lock out every node and person sharing its address. Guessing a 256-bit secret
+is not the threat the block defends against; it keeps a guesser's noise out of the database,
+the audit trail and the logs.
 
 Known secrets that are revoked or expired do not count: a node left polling with a revoked
-credential must not lock out the other nodes behind its site's address.
+credential must not mark its site's address as a guesser.
 
-The block is held in each worker's memory (a dictionary lookup on the request path); another
-worker blocks the address at its next unknown secret from it, counting the shared rows.
+The address is `controlplane.tokens.client_ip`: REMOTE_ADDR, or behind a trusted proxy
+(EDGEFLEET_TRUSTED_PROXIES) the client that proxy saw. The block is held in each worker's memory;
+another worker blocks the address at its next unknown secret from it, counting the shared rows.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from django.utils import timezone
 
 from controlplane.audit.services import record
 from controlplane.errors import RateLimited, Unauthorized
+from controlplane.tokens import client_ip
 
 from .models import TokenFailure
 
@@ -42,10 +49,6 @@ def _refusal(ends: float) -> RateLimited:
     )
 
 
-def _ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _block_end(ip: str) -> float | None:
     ends = _blocked.get(ip)
     if ends is None:
@@ -57,21 +60,19 @@ def _block_end(ip: str) -> float | None:
 
 
 def blocked(ip: str | None) -> bool:
-    """Whether this address is refused for guessing now (the request path's dictionary lookup)."""
+    """Whether this address is blocked for guessing now (its unknown secrets get 429)."""
     return bool(_blocked) and _block_end(ip or "") is not None
 
 
-def refuse_if_blocked(request) -> None:
-    ends = _block_end(_ip(request) or "")
-    if ends is not None:
-        raise _refusal(ends)
-
-
 def unknown(kind: str, request) -> None:
-    """Record an unknown `kind` secret from the request's address; raise RateLimited once the
-    address has guessed too often (the caller raises its own 401 otherwise). The audit record's
-    source address is purged with the others (EDGEFLEET_RETENTION_SOURCE_IP_DAYS)."""
-    ip = _ip(request)
+    """Count an unknown `kind` secret from the request's address; raise RateLimited while the
+    address is blocked or once it has guessed too often (the caller raises its own 401
+    otherwise). Call it only after the lookup found nothing. The audit record's source address
+    is purged with the others (EDGEFLEET_RETENTION_SOURCE_IP_DAYS)."""
+    ip = client_ip(request.META)
+    ends = _block_end(ip or "")
+    if ends is not None:
+        raise _refusal(ends)  # already counted: no row, no record per further guess
     cfg = settings.EDGEFLEET
     window = cfg["TOKEN_FAILURE_WINDOW_S"]
     with transaction.atomic():

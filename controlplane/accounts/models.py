@@ -64,9 +64,11 @@ class TokenFailure(models.Model):
 
 
 class LoginFailure(models.Model):
-    """A failed login, for rate limiting. The attempted username is kept only as a hash (people
-    type passwords into the username field); the address is kept for the lockout window."""
+    """A failed login, for throttling (accounts/auth.py). The attempted username is kept only as a
+    hash (people type passwords into the username field); the address (and, from a browser that
+    signed in to that account before, its device id) for the throttle's window."""
 
     ts = models.DateTimeField(default=timezone.now, db_index=True)
     username_hash = models.CharField(max_length=64, db_index=True)
     ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    device = models.CharField(max_length=32, blank=True, default="")

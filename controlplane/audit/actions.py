@@ -14,6 +14,7 @@ ACTIONS: dict[str, str] = {
     "auth.login": "Signed in",
     "auth.login_failed": "Failed sign-in",
     "auth.guessing": "An address blocked for guessing tokens",
+    "auth.account_guessed": "Failed sign-ins to an account: its password may be being guessed",
     "membership.set": "Role in a fleet set or removed",
     "user.invite": "Account created by invitation",
     "personal_token.create": "Personal API token created",
