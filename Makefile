@@ -80,9 +80,12 @@ bench-smoke: install
 # counts go to bench/results/fuzz.md.
 fuzz: install
 	@mkdir -p var; rm -f var/fuzz.jsonl
-	FUZZ_SCALE=$${FUZZ_SCALE:-5} FUZZ_REPORT=$(CURDIR)/var/fuzz.jsonl \
-	  $(BIN)/pytest tests/test_admin_api_fuzz.py tests/test_node_api_fuzz.py
-	$(BIN)/python scripts/resilience_report.py fuzz var/fuzz.jsonl bench/results/fuzz.md
+	@seed=$${FUZZ_SEED:-$$($(BIN)/python -c 'import secrets; print(secrets.randbelow(2**32))')}; \
+	echo "fuzz seed: $$seed (replay: make fuzz FUZZ_SEED=$$seed)"; \
+	FUZZ_SEED=$$seed FUZZ_SCALE=$${FUZZ_SCALE:-5} FUZZ_REPORT=$(CURDIR)/var/fuzz.jsonl \
+	  $(BIN)/pytest -p no:randomly tests/test_admin_api_fuzz.py tests/test_node_api_fuzz.py; status=$$?; \
+	$(BIN)/python scripts/resilience_report.py fuzz var/fuzz.jsonl bench/results/fuzz.md; \
+	echo "fuzz seed: $$seed (replay: make fuzz FUZZ_SEED=$$seed)"; exit $$status
 
 # The fault suite at full counts, on SQLite and then on PostgreSQL + Redis; bench/results/resilience.md.
 resilience: install

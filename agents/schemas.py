@@ -7,22 +7,29 @@ the database as something it would reject with a 500.
 
 from __future__ import annotations
 
+import itertools
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
+import jsonschema_rs
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 MAX_SEQ = 2**63 - 1
 MAX_JSON_DEPTH = 8
@@ -143,8 +150,97 @@ Labels = Annotated[
 ]
 
 
+JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+_CHECKED: ContextVar[bool] = ContextVar("json_checked", default=False)
+
+
+# What pydantic checks after the JSON types, with messages of its own (a range, a pattern, a
+# missing or unknown field): left out of the schema the types are checked with.
+NOT_TYPES = {
+    "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems",
+    "minProperties", "maxProperties", "propertyNames", "required", "enum", "const", "default",
+}  # fmt: skip
+
+
+def _types_only(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_types_only(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "patternProperties"):  # names -> schemas
+            out[key] = {name: _types_only(sub) for name, sub in value.items()}
+        elif key not in NOT_TYPES and not (key == "additionalProperties" and value is False):
+            out[key] = _types_only(value)
+    return out
+
+
+@cache
+def _json_type_validator(cls: type[BaseModel]) -> Any:
+    """A compiled validator of the JSON types `cls`'s JSON Schema (the one the OpenAPI document
+    publishes) states, for every field at every depth."""
+    return jsonschema_rs.validator_for(_types_only(cls.model_json_schema(mode="validation")))
+
+
+def _type_message(instance: Any) -> str:
+    return f"wrong JSON type: {JSON_KINDS.get(type(instance), 'null')} is not accepted here"
+
+
+def strict_json(
+    cls: type[BaseModel], values: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Any:
+    """Read a request body as the JSON it is: an object whose every field has the JSON type its
+    JSON Schema states, before pydantic reads it.
+
+    pydantic's lax mode reads `false` as 0, `"5"` as 5 and `0` as 1970-01-01, and ninja's schemas
+    read any non-object (`[null, null]`) as an object with every field left out, so a body the
+    published schema refuses could be accepted. A body that arrived through an API (ninja passes
+    the request in the validation context) has its JSON types checked against the model's own
+    JSON Schema first (jsonschema_rs, compiled once per model): each wrongly typed field is a 422
+    naming its path; pydantic then checks the rest (ranges, patterns) with its own messages.
+    Forms (whose values are strings), stored documents and the agent's own reads stay lax."""
+    context = info.context or {}
+    if "request" not in context or _CHECKED.get():
+        return handler(values)
+    if not isinstance(values, dict):
+        kind = JSON_KINDS.get(type(values), "null" if values is None else type(values).__name__)
+        raise PydanticCustomError(
+            "object_type", "expected a JSON object, got {kind}", {"kind": kind}
+        )
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError("json_type", _type_message(e.instance)),
+            loc=tuple(e.instance_path),
+            input=e.instance,
+        )
+        for e in itertools.islice(_json_type_validator(cls).iter_errors(values), 20)
+    ]
+    if errors:
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+    checked = _CHECKED.set(True)  # the nested models were checked with it
+    try:
+        return handler(values)
+    finally:
+        _CHECKED.reset(checked)
+
+
 class Strict(BaseModel):
+    """A document of the wire contract: no field it does not declare; as a request body, strict."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _strict_json(cls, values: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo):
+        return strict_json(cls, values, handler, info)
 
 
 class HardwareProfile(Strict):
@@ -589,23 +685,9 @@ class NodeEvent(Strict):
 class MetricBatchIn(Strict):
     samples: Annotated[list[MetricSample], Field(min_length=1)]
 
-    @field_validator("samples")
-    @classmethod
-    def _unique_seqs(cls, samples: list[MetricSample]) -> list[MetricSample]:
-        if len({s.seq for s in samples}) != len(samples):
-            raise ValueError("sequence numbers repeat within the batch")
-        return samples
-
 
 class EventBatchIn(Strict):
     events: Annotated[list[NodeEvent], Field(min_length=1)]
-
-    @field_validator("events")
-    @classmethod
-    def _unique_seqs(cls, events: list[NodeEvent]) -> list[NodeEvent]:
-        if len({e.seq for e in events}) != len(events):
-            raise ValueError("sequence numbers repeat within the batch")
-        return events
 
 
 class AckOut(BaseModel):
@@ -616,5 +698,28 @@ class AckOut(BaseModel):
     duplicates: int
 
 
+# Every error answer of both APIs is `{"detail": ..., "code": ...}`: `detail` for a person (a
+# message, or ninja's list of field errors for a 422), `code` for a program. A refusal with a
+# reason of its own has its own code ("phi_refused", "unsafe_characters"); the others are these.
+ERROR_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid_input",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_body(status: int, detail: Any, code: str = "") -> dict[str, Any]:
+    """The body of an error answer: the detail and a code (the status's, unless one is given)."""
+    return {"detail": detail, "code": code or ERROR_CODES.get(status, "error")}
+
+
 class ErrorOut(BaseModel):
-    detail: Any
+    detail: Any = Field(description="for a person: a message, or the list of invalid fields")
+    code: str = Field(description="for a program: why (e.g. not_found, invalid_input, phi_refused)")

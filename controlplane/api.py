@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from django.core.exceptions import BadRequest
 from django.db import OperationalError
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
-from django.utils import timezone
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
+from agents.schemas import error_body
 from controlplane import tokens
 from controlplane.accounts import guesses
 from controlplane.accounts.api import router as accounts_router
-from controlplane.accounts.models import PersonalToken
+from controlplane.accounts.queries import token_holder
 from controlplane.audit.api import router as audit_router
 from controlplane.errors import RateLimited, ServiceError, Unauthorized, Unavailable, unavailable
 from edgenodes.api import router as fleet_router
@@ -32,22 +33,15 @@ class PersonalTokenAuth(HttpBearer):
     openapi_description = "Personal API token (prefix efp_)."
 
     def authenticate(self, request: HttpRequest, token: str):
-        guesses.refuse_if_blocked(request)
+        # Looked up first: a live token is accepted even from an address blocked for guessing.
         if not token.startswith(tokens.PERSONAL_PREFIX):
             guesses.unknown("API token", request)
             raise Unauthorized("missing or malformed API token")
-        pt = (
-            PersonalToken.objects.select_related("user")
-            .prefetch_related("fleets")
-            .filter(token_hash=tokens.hash_token(token))
-            .first()
-        )
+        pt, user = token_holder(tokens.hash_token(token))
         if pt is None:
             guesses.unknown("API token", request)
-        if pt is None or not pt.is_usable(timezone.now()) or not pt.user.is_active:
+        if user is None:
             raise Unauthorized("unknown, expired or revoked API token")
-        user = pt.user
-        user.token_scope = (pt.role, {f.pk for f in pt.fleets.all()})  # type: ignore[attr-defined]
         request.user = user
         return user
 
@@ -55,10 +49,7 @@ class PersonalTokenAuth(HttpBearer):
 def _install_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ServiceError)
     def service_error(request, exc: ServiceError):
-        body = {"detail": exc.message}
-        code = getattr(exc, "code", "")  # a machine-readable reason (controlplane/errors.py)
-        if code:
-            body["code"] = code
+        body = error_body(exc.status, exc.message, exc.code)
         response = api.create_response(request, body, status=exc.status)
         if isinstance(exc, RateLimited | Unavailable):
             response["Retry-After"] = str(exc.retry_after)
@@ -76,24 +67,26 @@ def _install_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(AuthenticationError)
     def auth_error(request, exc):
-        return api.create_response(request, {"detail": "authentication required"}, status=401)
+        return api.create_response(request, error_body(401, "authentication required"), status=401)
 
     @api.exception_handler(ValidationError)
     def validation_error(request, exc: ValidationError):
-        return api.create_response(request, {"detail": exc.errors}, status=422)
+        return api.create_response(request, error_body(422, exc.errors), status=422)
 
     @api.exception_handler(HttpError)
     def http_error(request, exc: HttpError):
-        return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+        status = exc.status_code
+        return api.create_response(request, error_body(status, str(exc)), status=status)
 
     @api.exception_handler(MultiPartParserError)
     def malformed_multipart(request, exc: MultiPartParserError):
         detail = f"malformed multipart body: {exc}"
-        return api.create_response(request, {"detail": detail}, status=400)
+        return api.create_response(request, error_body(400, detail, "malformed_body"), status=400)
 
     @api.exception_handler(BadRequest)
     def bad_request(request, exc: BadRequest):
-        return api.create_response(request, {"detail": f"bad request: {exc}"}, status=400)
+        body = error_body(400, f"bad request: {exc}", "malformed_body")
+        return api.create_response(request, body, status=400)
 
 
 node_api = NinjaAPI(
@@ -121,3 +114,67 @@ admin_api.add_router("/", accounts_router)
 admin_api.add_router("/", audit_router)
 admin_api.add_router("/", registry_router)
 _install_handlers(admin_api)
+
+
+def _query_names() -> dict[tuple[str, str], frozenset[str]]:
+    """(OpenAPI path, method) -> the query parameters it declares, for both APIs."""
+    names: dict[tuple[str, str], frozenset[str]] = {}
+    for api in (node_api, admin_api):
+        for path, item in api.get_openapi_schema()["paths"].items():
+            for method, op in item.items():
+                params = op.get("parameters", [])
+                declared = frozenset(p["name"] for p in params if p.get("in") == "query")
+                names[(path, method.upper())] = declared
+    return names
+
+
+QUERY_NAMES: dict[tuple[str, str], frozenset[str]] = {}
+DJANGO_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
+class ApiContractMiddleware:
+    """What ninja leaves to Django, held to the APIs' contract (docs/architecture.md, "Errors"):
+
+    - a query parameter an operation does not declare is a 422 naming it, as a wrongly typed one
+      is: `?limt=5` is a typo to report, not a filter to drop silently;
+    - Django's own 404 (no such path) and 405 (no such method) under /api/ are JSON with a code,
+      like every other error of the APIs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code in (404, 405)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            status = response.status_code
+            detail = (
+                "no such API path" if status == 404 else f"{request.method} is not allowed here"
+            )
+            json_response = JsonResponse(error_body(status, detail), status=status)
+            if response.has_header("Allow"):
+                json_response["Allow"] = response["Allow"]
+            return json_response
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        match = request.resolver_match
+        if not request.path.startswith("/api/") or match is None or not request.GET:
+            return None
+        if not QUERY_NAMES:
+            QUERY_NAMES.update(_query_names())
+        path = "/" + DJANGO_PARAM.sub(r"{\1}", match.route)
+        declared = QUERY_NAMES.get((path, request.method or ""))
+        if declared is None:  # not an operation (the OpenAPI document, the docs page)
+            return None
+        unknown = sorted(set(request.GET) - declared)
+        if not unknown:
+            return None
+        errors = [
+            {"type": "unknown_parameter", "loc": ["query", name], "msg": "unknown query parameter"}
+            for name in unknown
+        ]
+        return JsonResponse(error_body(422, errors), status=422)

@@ -38,7 +38,7 @@ class ServiceError(Exception):
     """`field`, where the rule is about one input, lets a form show the message next to it."""
 
     status = 400
-    code = ""  # a machine-readable reason where a client acts on it (e.g. "phi_refused")
+    code = ""  # a reason of its own (e.g. "phi_refused"); "" is the status's (ERROR_CODES)
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)

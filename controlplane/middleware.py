@@ -17,6 +17,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
 
+from agents.schemas import error_body
+
 NODE_API_PREFIX = "/api/node/"
 RELAY_PATH = "/api/node/v1/chat/completions"
 
@@ -109,22 +111,20 @@ class NodeApiGuardMiddleware:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return JsonResponse({"detail": "invalid Content-Length header"}, status=400), False
+            return JsonResponse(error_body(400, "invalid Content-Length header"), status=400), False
         if length > cfg["NODE_MAX_BODY_BYTES"]:
-            return JsonResponse(
-                {
-                    "detail": f"request body of {length} bytes exceeds the limit of "
-                    f"{cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"
-                },
-                status=413,
-            ), False
+            detail = (
+                f"request body of {length} bytes exceeds the limit of "
+                f"{cfg['NODE_MAX_BODY_BYTES']} bytes; send smaller batches"
+            )
+            return JsonResponse(error_body(413, detail), status=413), False
         if request.path == RELAY_PATH:
             return None, False
         full = queue_full()
         with self.lock:
             if self.in_flight >= cfg["MAX_IN_FLIGHT"] or full:
                 response = JsonResponse(
-                    {"detail": "control plane is overloaded; retry later"}, status=429
+                    error_body(429, "control plane is overloaded; retry later"), status=429
                 )
                 response["Retry-After"] = str(cfg["OVERLOAD_RETRY_AFTER_S"])
                 return response, False
@@ -164,13 +164,33 @@ PERMISSIONS_POLICY = (
     "display-capture=(), interest-cohort=()"
 )
 
+# Every script, style sheet, image and font of the dashboard is vendored under static/: a page may
+# load nothing from anywhere else, run no inline script or eval, and apply no inline style (the
+# small behaviours are event listeners in static/*.js). 'self' in connect-src covers the live
+# websocket of the same host (ws: and wss:, CSP Level 3). No page may be framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+# What is not a page (JSON, CSV, text) runs nothing and shows nothing if a browser opens it.
+CONTENT_SECURITY_POLICY_NOT_A_PAGE = "default-src 'none'; frame-ancestors 'none'"
+
+
+def content_security_policy(response) -> str:
+    """The policy for an answer: the dashboard's strict one for HTML, none at all for the rest."""
+    if response.get("Content-Type", "").startswith("text/html"):
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY_NOT_A_PAGE
+
 
 class PrivateAnswersMiddleware:
     """What a signed-in person or a token holder is shown is not kept by the browser or a proxy
     (a clinic's shared computer keeps no node pages, audit rows or approval arguments in its
     cache): `Cache-Control: no-store` unless the view chose a policy of its own. A person counts
     as signed in where the view looked at `request.user` (a page that never does is public).
-    Every answer also carries `Permissions-Policy`."""
+    Every answer also carries `Permissions-Policy` and `Content-Security-Policy` (the strict one
+    of the dashboard on HTML, `default-src 'none'` on the rest), unless the view set its own."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -185,4 +205,6 @@ class PrivateAnswersMiddleware:
             response["Cache-Control"] = "no-store"
         if "Permissions-Policy" not in response:
             response["Permissions-Policy"] = PERMISSIONS_POLICY
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = content_security_policy(response)
         return response

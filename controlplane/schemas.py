@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from ninja import Schema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
-from agents.schemas import NAME_CHECK, UNSAFE_CODE, unsafe_text
+from agents.schemas import NAME_CHECK, UNSAFE_CODE, strict_json, unsafe_text
 from controlplane.errors import ServiceError
 
 Slug = Annotated[
@@ -47,6 +55,20 @@ def _utc(value: datetime) -> datetime:
 
 
 IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc)]
+IsoDate = Annotated[date, BeforeValidator(_iso_only)]
+
+
+class In(Schema):
+    """An admin-API request body: a JSON object of exactly the declared types
+    (agents.schemas.strict_json). The dashboard's forms validate with the same class, leniently:
+    a form sends every value as a string."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _run_root_validator(  # replaces ninja's, which reads a non-object as an empty object
+        cls, values: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        return strict_json(cls, values, handler, info)
 
 
 class UnsafeText(ServiceError):

@@ -39,6 +39,8 @@ SITE_URL = env.url("SITE_URL", "http://127.0.0.1:8000", ("http", "https"))
 VAR_DIR = Path(env.string("EDGEFLEET_VAR_DIR", str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
+    # First, so that its `runserver` (a port check before daphne's) is the one manage.py runs.
+    "controlplane",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -68,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "controlplane.middleware.PrivateAnswersMiddleware",
+    "controlplane.api.ApiContractMiddleware",
     "controlplane.errors.ServiceErrorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -239,6 +242,14 @@ EDGEFLEET: dict[str, Any] = {
     "OVERLOAD_RETRY_AFTER_S": env.integer("EDGEFLEET_OVERLOAD_RETRY_AFTER_S", 15, low=1, high=3600),
     "NODE_MAX_BODY_BYTES": env.integer("EDGEFLEET_NODE_MAX_BODY_BYTES", 1_048_576, low=1024),
     "NODE_MAX_BATCH": env.integer("EDGEFLEET_NODE_MAX_BATCH", 500, low=1),
+    # Pending tool approvals a node, and a whole fleet, may have at once: past either, a node's new
+    # request is refused (429, code approvals_full) and the overview raises an alert.
+    "MAX_PENDING_APPROVALS_PER_NODE": env.integer(
+        "EDGEFLEET_MAX_PENDING_APPROVALS_PER_NODE", 20, low=1, high=100_000
+    ),
+    "MAX_PENDING_APPROVALS_PER_FLEET": env.integer(
+        "EDGEFLEET_MAX_PENDING_APPROVALS_PER_FLEET", 500, low=1, high=1_000_000
+    ),
     # Raw metric samples are kept this long; per-minute rollups are kept ROLLUP_RETENTION_DAYS.
     "METRICS_RAW_RETENTION_H": env.integer("EDGEFLEET_METRICS_RAW_RETENTION_H", 48, low=1),
     "METRICS_ROLLUP_RETENTION_DAYS": _days("EDGEFLEET_METRICS_ROLLUP_RETENTION_DAYS", 400),
@@ -255,17 +266,32 @@ EDGEFLEET: dict[str, Any] = {
     "AUDIT_VERIFY_WORKERS": env.integer("EDGEFLEET_AUDIT_VERIFY_WORKERS", 2, low=1, high=256),
     "AUDIT_VERIFY_SEGMENT_MIN": env.integer("EDGEFLEET_AUDIT_VERIFY_SEGMENT_MIN", 50_000, low=1),
     "AUDIT_CHECKPOINT_INTERVAL_S": env.integer("EDGEFLEET_AUDIT_CHECKPOINT_INTERVAL_S", 300, low=1),
+    # Every signed checkpoint is also appended to this file (O_APPEND, fsync'd; in production on
+    # storage the database's owner cannot rewrite) and POSTed to the URL if one is set, so a cut
+    # tail shows (docs/compliance.md, "Anchors outside the database").
+    "AUDIT_ANCHOR_FILE": env.file_path(
+        "EDGEFLEET_AUDIT_ANCHOR_FILE", str(VAR_DIR / "audit-anchors.jsonl")
+    ),
+    "AUDIT_ANCHOR_URL": env.url("EDGEFLEET_AUDIT_ANCHOR_URL", "", ("http", "https")),
     # Retention per data class (days). Audit records: never under 6 years while a fleet is HIPAA.
     "AUDIT_RETENTION_DAYS": _days("EDGEFLEET_AUDIT_RETENTION_DAYS", 2192),
     "RETENTION_SOURCE_IP_DAYS": _days("EDGEFLEET_RETENTION_SOURCE_IP_DAYS", 30),
     "RETENTION_EVENTS_DAYS": _days("EDGEFLEET_RETENTION_EVENTS_DAYS", 90),
     "RETENTION_LOGIN_FAILURES_DAYS": _days("EDGEFLEET_RETENTION_LOGIN_FAILURES_DAYS", 30),
-    # Login: after LOGIN_FAILURE_LIMIT failures for one username or one address within
-    # LOGIN_LOCKOUT_S, further attempts are refused until the window passes.
+    # Login (controlplane/accounts/auth.py): failures counted over LOGIN_FAILURE_WINDOW_S, per
+    # account and address (LOGIN_FAILURE_LIMIT free) and per address (LOGIN_ADDRESS_FAILURE_LIMIT
+    # free); past them each attempt waits 2, 4, 8... seconds after the last failure, at most
+    # LOGIN_LOCKOUT_S. Never per account alone: a guesser elsewhere does not lock its owner out.
     "LOGIN_FAILURE_LIMIT": env.integer("EDGEFLEET_LOGIN_FAILURE_LIMIT", 5, low=1),
+    "LOGIN_ADDRESS_FAILURE_LIMIT": env.integer("EDGEFLEET_LOGIN_ADDRESS_FAILURE_LIMIT", 20, low=1),
+    "LOGIN_FAILURE_WINDOW_S": env.integer("EDGEFLEET_LOGIN_FAILURE_WINDOW_S", 86_400, low=1),
     "LOGIN_LOCKOUT_S": env.integer("EDGEFLEET_LOGIN_LOCKOUT_S", 900, low=1),
+    # Proxies whose X-Forwarded-For is believed (addresses or CIDR networks; none by default):
+    # the client is the rightmost address there that is not one of them (controlplane/tokens.py).
+    "TRUSTED_PROXIES": env.networks("EDGEFLEET_TRUSTED_PROXIES", ""),
     # Unknown bearer secrets (node credentials, enrollment and API tokens) one address may present
-    # within the window before it is refused outright until the window passes.
+    # within the window before its unknown secrets get 429 until the window passes (a right one
+    # is still accepted).
     "TOKEN_FAILURE_LIMIT": env.integer("EDGEFLEET_TOKEN_FAILURE_LIMIT", 20, low=1),
     "TOKEN_FAILURE_WINDOW_S": env.integer("EDGEFLEET_TOKEN_FAILURE_WINDOW_S", 600, low=1),
     # Dashboard sessions end after this long without a request; shorter for anyone who can see

@@ -6,7 +6,7 @@ service function does the write.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -29,7 +29,7 @@ from agents.schemas import (
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
-from controlplane.schemas import IsoTime, Slug
+from controlplane.schemas import In, IsoDate, IsoTime, Slug
 
 from . import desired_state, escalation, queries, rollouts, services
 from .models import (
@@ -52,14 +52,14 @@ router = Router(tags=["fleet"])
 Description = Annotated[SafeProse, Field(max_length=2000)]
 
 
-class FleetIn(Schema):
+class FleetIn(In):
     slug: Slug
     name: Name
     description: Description = ""
     poll_interval_s: Annotated[int, Field(ge=5, le=86_400)] | None = None
 
 
-class FleetPatch(Schema):
+class FleetPatch(In):
     """Absent fields stay as they are; `poll_interval_s` null means the global default."""
 
     name: Name = None  # type: ignore[assignment]
@@ -114,7 +114,7 @@ class NodeOut(Schema):
         return obj.fleet.slug
 
 
-class NodePatch(Schema):
+class NodePatch(In):
     name: Name | None = None
     labels: Labels | None = None
 
@@ -141,7 +141,7 @@ class DriftOut(Schema):
         return obj.drift_reason
 
 
-class EnrollmentTokenIn(Schema):
+class EnrollmentTokenIn(In):
     labels: Labels = {}
     ttl_hours: Annotated[float, Field(gt=0, le=24 * 365)] | None = Field(
         24, description="hours until it expires; null: it never expires (an explicit choice)"
@@ -186,7 +186,7 @@ class EnrollmentTokenCreatedOut(EnrollmentTokenOut):
     token: str = Field(description="The enrollment token. Shown once; only its hash is stored.")
 
 
-class LayerIn(Schema):
+class LayerIn(In):
     scope: Literal["fleet", "label", "node"]
     selector: Labels = {}
     node: UUID | None = None
@@ -277,7 +277,7 @@ def update_fleet(request, slug: str, payload: FleetPatch):
 # --- compliance -----------------------------------------------------------------------------------
 
 
-class CompliancePatch(Schema):
+class CompliancePatch(In):
     """Absent fields stay as they are. `store_content` null: the mode's default;
     `events_retention_days` null: the global default."""
 
@@ -322,7 +322,7 @@ def set_compliance(request, slug: str, payload: CompliancePatch):
     return _compliance_out(fleet, changed)
 
 
-class RedactionPreviewIn(Schema):
+class RedactionPreviewIn(In):
     text: Annotated[str, Field(min_length=1, max_length=20_000)]
 
 
@@ -373,8 +373,8 @@ class BudgetsOut(CloudBudgets):
 
 class UsageQuery(Schema):
     by: Literal["node", "agent", "endpoint", "day"] = "node"
-    since: date | None = Field(None, description="first UTC day (default: 30 days ago)")
-    until: date | None = Field(None, description="last UTC day (default: today)")
+    since: IsoDate | None = Field(None, description="first UTC day (default: 30 days ago)")
+    until: IsoDate | None = Field(None, description="last UTC day (default: today)")
 
 
 class UsageOut(Schema):
@@ -429,8 +429,8 @@ def cloud_usage(
 
 class LocalUsageQuery(Schema):
     by: Literal["node", "agent"] = "node"
-    since: date | None = Field(None, description="first UTC day (default: 30 days ago)")
-    until: date | None = Field(None, description="last UTC day (default: today)")
+    since: IsoDate | None = Field(None, description="first UTC day (default: 30 days ago)")
+    until: IsoDate | None = Field(None, description="last UTC day (default: today)")
 
 
 class LocalUsageOut(Schema):
@@ -659,7 +659,7 @@ def list_approvals(request, response: HttpResponse, filters: Query[ApprovalFilte
     )
 
 
-class DecisionIn(Schema):
+class DecisionIn(In):
     reason: Annotated[SafeProse, Field(max_length=500)] = ""
 
 
@@ -686,14 +686,14 @@ def deny(request, approval_id: int, payload: DecisionIn | None = None):
 WaveSpec = int | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9](\.[0-9]+)?)%$")]
 
 
-class GatesIn(Schema):
+class GatesIn(In):
     max_load_failures: Annotated[int, Field(ge=0, le=100_000)] = 0
     max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
     max_p95_ratio: Annotated[float, Field(ge=1, le=100)] = 1.5
     max_escalation_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.10
 
 
-class RolloutIn(Schema):
+class RolloutIn(In):
     model: JsonDict = Field(
         description='the model section to roll out, e.g. {"name": "tiny", "variant": "auto"}'
     )

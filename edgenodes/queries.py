@@ -186,8 +186,9 @@ def approvals(user, *, fleet: str | None = None, pending: bool = False) -> Query
     )
     if fleet:
         qs = qs.filter(fleet__slug=fleet)
-    if pending:
+    if pending:  # a queue: the oldest first, the one that expires soonest
         qs = qs.filter(decision=ApprovalStatus.PENDING, expires_at__gt=timezone.now())
+        return qs.order_by("created_at", "id")
     return qs.order_by("-created_at", "-id")
 
 
@@ -296,6 +297,19 @@ def fleet_figures(fleets: list[Fleet], window: timedelta = FIGURE_WINDOW) -> dic
         .annotate(n=Count("id"), total=Sum("value"))
     ):
         sums[row["node__fleet_id"]][row["name"]] = (row["n"], row["total"] or 0.0)
+    # Pending approvals per node (one query): the caps of services._refuse_if_approvals_full.
+    waiting: dict[int, list[tuple[str, int]]] = {f.pk: [] for f in fleets}
+    for fleet_id, node_name, n in (
+        ToolApproval.objects.filter(
+            fleet__in=fleets, decision=ApprovalStatus.PENDING, expires_at__gt=timezone.now()
+        )
+        .values("fleet_id", "node__name")
+        .annotate(n=Count("id"))
+        .values_list("fleet_id", "node__name", "n")
+    ):
+        waiting[fleet_id].append((node_name, n))
+    node_cap = settings.EDGEFLEET["MAX_PENDING_APPROVALS_PER_NODE"]
+    fleet_cap = settings.EDGEFLEET["MAX_PENDING_APPROVALS_PER_FLEET"]
     figures: dict[int, dict] = {}
     for fleet in fleets:
         s = sums[fleet.pk]
@@ -340,6 +354,18 @@ def fleet_figures(fleets: list[Fleet], window: timedelta = FIGURE_WINDOW) -> dic
                 f"{h['name']} uses {h['fraction']:.0%} of its memory "
                 f"(over {fleet.alert_memory_fraction:.0%})"
             )
+        pending = sum(n for _, n in waiting[fleet.pk])
+        f["pending_approvals"] = pending
+        if pending >= fleet_cap:
+            alerts.append(
+                f"{pending} tool calls wait for approval, the fleet's limit: new ones are refused"
+            )
+        for name, n in sorted(waiting[fleet.pk]):
+            if n >= node_cap:
+                alerts.append(
+                    f"{name} has {n} tool calls waiting for approval, its limit: "
+                    "new ones are refused"
+                )
         f["alerts"] = alerts
         figures[fleet.pk] = f
     return figures

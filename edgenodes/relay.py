@@ -64,7 +64,7 @@ def client(endpoint: schemas.CloudEndpoint, key: str):
 def _error(
     status: int, detail: Any, retry_after: int | None = None, code: str = ""
 ) -> JsonResponse:
-    response = JsonResponse({"detail": detail, **({"code": code} if code else {})}, status=status)
+    response = JsonResponse(schemas.error_body(status, detail, code), status=status)
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response

@@ -29,7 +29,14 @@ from controlplane.audit import actions as audit_actions
 from controlplane.audit.services import append as audit_append
 from controlplane.audit.services import entry as audit_entry
 from controlplane.audit.services import pseudonym, record
-from controlplane.errors import Conflict, Forbidden, NotFound, ServiceError, Unauthorized
+from controlplane.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    Unauthorized,
+)
 from controlplane.events import publish_on_commit, wake_on_commit
 from controlplane.schemas import refuse_unsafe, refuse_unsafe_labels
 from controlplane.unset import UNSET, Unset, given
@@ -605,6 +612,8 @@ def _ingest(node: Node, field: str, model, items, to_row) -> schemas.AckOut:
     (node, seq) guards the rest. The agent sends its outbox in sequence order, one batch at a time,
     so the mark (the largest seq stored) covers every item it has sent.
     """
+    if len({item.seq for item in items}) != len(items):  # a rule JSON Schema cannot state: 400
+        raise ServiceError("sequence numbers repeat within the batch", field="seq")
     mark = getattr(node, field)
     fresh = [to_row(item) for item in items if item.seq > mark]
     if fresh:
@@ -722,7 +731,39 @@ def purge_events(now=None) -> int:
 
 
 @transaction.atomic
+class ApprovalsFull(RateLimited):
+    """A node asked for more approvals than people can answer: refused, not queued."""
+
+    code = "approvals_full"
+
+
+def _refuse_if_approvals_full(node: Node) -> None:
+    """The pending approvals of `node` and of its fleet are bounded (EDGEFLEET_MAX_PENDING_
+    APPROVALS_PER_NODE, _PER_FLEET): one node cannot bury the Approvals page. Retry-After is
+    when the oldest pending one expires, the earliest a place may free up by itself."""
+    cfg = settings.EDGEFLEET
+    now = timezone.now()
+    pending = ToolApproval.objects.filter(decision=ApprovalStatus.PENDING, expires_at__gt=now)
+    for scope, rows, cap in (
+        ("this node", pending.filter(node=node), cfg["MAX_PENDING_APPROVALS_PER_NODE"]),
+        (
+            "this fleet",
+            pending.filter(fleet_id=node.fleet_id),
+            cfg["MAX_PENDING_APPROVALS_PER_FLEET"],
+        ),
+    ):
+        if rows.count() >= cap:
+            oldest = rows.order_by("expires_at").values_list("expires_at", flat=True).first()
+            wait = max(1, int(((oldest or now) - now).total_seconds()))
+            raise ApprovalsFull(
+                f"{scope} already has {cap} tool calls waiting for approval (the limit); "
+                "the call is refused: ask again once they are decided",
+                retry_after=wait,
+            )
+
+
 def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) -> ToolApproval:
+    _refuse_if_approvals_full(node)
     # Under HIPAA, or GDPR without opting in, the approver sees the argument names, not values.
     arguments = compliance.minimise({"arguments": req.arguments}, node.fleet.compliance_policy())
     approval = ToolApproval.objects.create(

@@ -314,9 +314,11 @@ def node_revoke(request, node_id):
 
 def _enroll_command(request, token: str) -> str:
     server = request.build_absolute_uri("/").rstrip("/")
+    # The token goes in on standard input: a command line is visible to every process of the node
+    # (docs/agent.md, "The enrollment token stays off the command line").
     return (
-        f"edgefleet-agent --state-dir /var/lib/edgefleet enroll --server {server} "
-        f"--token {token} && edgefleet-agent --state-dir /var/lib/edgefleet run"
+        f"printf %s '{token}' | edgefleet-agent --state-dir /var/lib/edgefleet enroll "
+        f"--server {server} --token - && edgefleet-agent --state-dir /var/lib/edgefleet run"
     )
 
 

@@ -39,6 +39,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, close_old_connections
 
+from agents import schemas
 from controlplane import tokens
 from controlplane.accounts import guesses
 from controlplane.events import WATCH_GROUP
@@ -372,7 +373,7 @@ async def serve(scope, receive, send, django) -> None:
         wait_s = _wait(query["wait"])
         problem = wait_s if isinstance(wait_s, str) else problem
     if problem:
-        body = json.dumps({"detail": problem}).encode()
+        body = json.dumps(schemas.error_body(422, problem)).encode()
         json_headers = [("Content-Type", "application/json"), ("X-Request-ID", rid)]
         await _respond(send, 422, json_headers, body)
         return

@@ -52,23 +52,28 @@ def faults(rows: list[dict]) -> str:
 def fuzz(rows: list[dict]) -> str:
     out = header("API fuzz (`make fuzz`)")
     total = sum(r["requests"] for r in rows)
+    seeds = sorted({str(r.get("seed", "fixed")) for r in rows})
     out += [
-        "Schemathesis over the node API and the admin API, every operation, positive and negative",
-        "cases, with every check it has (the node API: server errors and schema conformance),",
-        "derandomized (a fixed seed); the admin API as each persona, with a permission oracle",
-        "(tests/test_admin_api_fuzz.py). "
+        "Schemathesis over the node API and the admin API: every operation, positive cases",
+        "(schema-valid data must be accepted), negative cases (schema-violating data must be",
+        "refused) and the stateful phase (calls chained along inferred links), with every check it",
+        "has, including `negative_data_rejection` and `positive_data_acceptance`; the admin API as",
+        "each persona, with a permission oracle (tests/test_admin_api_fuzz.py). "
+        f"Seed: {', '.join(seeds)} (replay: `make fuzz FUZZ_SEED=<seed>`). "
         f"**{total:,} requests**, "
         f"{sum(r['server_errors'] for r in rows)} server errors, "
-        f"{sum(r['failures'] for r in rows)} failed checks.",
+        f"{sum(r['failures'] for r in rows)} failed checks (a schema-violating request accepted",
+        "is one).",
         "",
-        "| API | persona | requests | 5xx | failed checks | statuses |",
-        "|---|---|--:|--:|--:|---|",
+        "| API | persona | requests | of which stateful | 5xx | failed checks | statuses |",
+        "|---|---|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         statuses = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items())
+        stateful = r.get("stateful_requests", 0)
         out.append(
-            f"| {r['api']} | {r['persona']} | {r['requests']:,} | {r['server_errors']} "
-            f"| {r['failures']} | {statuses} |"
+            f"| {r['api']} | {r['persona']} | {r['requests']:,} | {stateful:,} "
+            f"| {r['server_errors']} | {r['failures']} | {statuses} |"
         )
     return "\n".join(out) + "\n"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +39,16 @@ TYPED: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "EDGEFLEET_OVERLOAD_RETRY_AFTER_S": ("x", "0", {}),
     "EDGEFLEET_NODE_MAX_BODY_BYTES": ("1MB", "10", {}),
     "EDGEFLEET_NODE_MAX_BATCH": ("x", "0", {}),
+    "EDGEFLEET_MAX_PENDING_APPROVALS_PER_NODE": ("x", "0", {}),
+    "EDGEFLEET_MAX_PENDING_APPROVALS_PER_FLEET": ("many", "0", {}),
     "EDGEFLEET_METRICS_RAW_RETENTION_H": ("x", "0", {}),
     "EDGEFLEET_METRICS_ROLLUP_RETENTION_DAYS": ("x", "0", {}),
     "EDGEFLEET_CREDENTIAL_OVERLAP_S": ("x", "-1", {}),
     "EDGEFLEET_ENROLLMENT_TOKEN_TTL_H": ("x", "0", {}),
     "EDGEFLEET_AUDIT_CHECKPOINT_EVERY": ("x", "0", {}),
     "EDGEFLEET_AUDIT_CHECKPOINT_INTERVAL_S": ("x", "0", {}),
+    "EDGEFLEET_AUDIT_ANCHOR_FILE": ("/dev/null/audit-anchors.jsonl", None, {}),
+    "EDGEFLEET_AUDIT_ANCHOR_URL": ("ftp://anchors.example/audit", None, {}),
     "EDGEFLEET_AUDIT_VERIFY_WORKERS": ("x", "0", {}),
     "EDGEFLEET_AUDIT_VERIFY_SEGMENT_MIN": ("x", "0", {}),
     "EDGEFLEET_AUDIT_RETENTION_DAYS": ("x", "0", {}),
@@ -52,6 +57,9 @@ TYPED: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "EDGEFLEET_RETENTION_LOGIN_FAILURES_DAYS": ("x", "0", {}),
     "EDGEFLEET_LOGIN_FAILURE_LIMIT": ("x", "0", {}),
     "EDGEFLEET_LOGIN_LOCKOUT_S": ("x", "0", {}),
+    "EDGEFLEET_LOGIN_ADDRESS_FAILURE_LIMIT": ("x", "0", {}),
+    "EDGEFLEET_LOGIN_FAILURE_WINDOW_S": ("x", "0", {}),
+    "EDGEFLEET_TRUSTED_PROXIES": ("10.0.0.0/33", None, {}),
     "EDGEFLEET_TOKEN_FAILURE_LIMIT": ("x", "0", {}),
     "EDGEFLEET_TOKEN_FAILURE_WINDOW_S": ("x", "0", {}),
     "EDGEFLEET_SESSION_IDLE_S": ("x", "10", {}),
@@ -152,4 +160,42 @@ def test_a_bad_variable_stops_manage_py_with_one_line_and_no_traceback():
     assert r.stderr.strip().splitlines() == [
         "edgefleet: configuration error: DATABASE_URL='postgres://me:***@db:port/x': expected a "
         "database URL: postgres://user:pass@host:5432/name or sqlite:///path"
+    ]
+
+
+def test_an_anchor_file_whose_directory_cannot_be_created_stops_manage_py_in_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    r = manage("check", EDGEFLEET_AUDIT_ANCHOR_FILE=str(tmp_path / "a-file" / "anchors.jsonl"))
+    assert r.returncode == 2
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("edgefleet: configuration error: EDGEFLEET_AUDIT_ANCHOR_FILE='/")
+    assert line.endswith(": expected a file path whose directory can be created (not a directory)")
+
+
+# An unreachable database and a taken port: one line and exit status 2 (manage.py, runserver).
+UNREACHABLE = {"DATABASE_URL": "postgresql://u:s3cret@127.0.0.1:1/db", "DB_POOL_TIMEOUT_S": "1"}
+
+
+@pytest.mark.parametrize(
+    "command", [["migrate"], ["showmigrations"], ["runserver", "127.0.0.1:0", "--noreload"]]
+)
+@pytest.mark.parametrize("pool", ["1", "0"])
+def test_an_unreachable_database_stops_manage_py_with_one_line(command, pool):
+    r = manage(*command, **UNREACHABLE, DB_POOL=pool)
+    assert r.returncode == 2, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert re.fullmatch(r"edgefleet: cannot reach the database at 127\.0\.0\.1:1 \(.+\)", line)
+    assert "s3cret" not in r.stderr + r.stdout
+
+
+def test_runserver_on_a_taken_port_stops_with_one_line_and_a_non_zero_exit():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = manage("runserver", f"127.0.0.1:{port}", "--noreload")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"CommandError: cannot serve on 127.0.0.1:{port}: the port is already in use (another "
+        "server is running there?)"
     ]

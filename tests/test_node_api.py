@@ -403,11 +403,14 @@ def test_malformed_samples_are_a_422_and_store_nothing(north_node, node_api, sam
     assert MetricSample.objects.count() == 0
 
 
-def test_repeated_sequence_numbers_within_a_batch_are_a_422(north_node, node_api):
+def test_repeated_sequence_numbers_within_a_batch_are_a_400_a_rule_the_schema_cannot_state(
+    north_node, node_api
+):
     _, cred = north_node
     r = node_api(cred).post("/metrics", {"samples": samples(1, 2) + samples(1, 1)})
-    assert r.status_code == 422
-    assert "repeat" in str(r.json()["detail"])
+    assert r.status_code == 400
+    assert "repeat" in r.json()["detail"]
+    assert not MetricSample.objects.exists()
 
 
 def test_event_data_with_a_nul_character_is_a_422(north_node, node_api):

@@ -1,7 +1,8 @@
 """A bounded schemathesis run over the node API's own OpenAPI schema, in the suite.
 
-Positive and negative cases for every operation, sent with a real node credential through the real
-WSGI application: no 5xx, and every response conforms to the schema (status, content type, body).
+Positive and negative cases for every operation and the stateful phase, sent with a real node
+credential through the real WSGI application: no 5xx, every response conforms to the schema
+(status, content type, body), schema-valid data is accepted and schema-violating data refused.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import pytest
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from .fuzz import fuzz, operations
+from .fuzz import fuzz, load, operations, stateful
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -23,6 +26,8 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
 ]
 
 
@@ -30,9 +35,11 @@ def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_vi
     north_node, settings_override, wsgi_in_test_transaction
 ):
     _, credential = north_node
-    ops = operations("/api/node/v1/openapi.json", credential)
+    schema = load("/api/node/v1/openapi.json", credential)
+    ops = operations("/api/node/v1/openapi.json", credential, schema=schema)
     assert len(ops) == 11
     run = fuzz(ops, credential, examples=40, checks=CHECKS)
+    stateful(schema, credential, run, examples=20, checks=CHECKS)
     run.report("node", "a node")
     assert not run.failures, "\n\n".join(run.failures)
 

@@ -83,3 +83,13 @@ def test_unfinished_uploads_are_purged_after_their_time(fiona, admin_api):
     assert uploads.purge() == 0
     assert uploads.purge(now=time.time() + uploads.UPLOAD_TTL_S + 1) == 1
     assert admin_api(fiona).get(f"/models/uploads/{upload_id}").status_code == 404
+
+
+def test_a_person_holds_a_bounded_number_of_unfinished_uploads(fiona, alice, admin_api):
+    from edgenodes.registry import uploads
+
+    for _ in range(uploads.MAX_OPEN_PER_PERSON):
+        assert admin_api(fiona).post("/models/uploads", {"size": 10}).status_code == 201
+    r = admin_api(fiona).post("/models/uploads", {"size": 10})
+    assert r.status_code == 409 and "unfinished uploads" in r.json()["detail"]
+    assert admin_api(alice).post("/models/uploads", {"size": 10}).status_code == 201

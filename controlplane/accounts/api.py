@@ -14,6 +14,7 @@ from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW, VIEW_AUDIT
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
+from controlplane.schemas import In
 
 from . import queries, services
 from .models import Membership, PersonalToken
@@ -23,7 +24,7 @@ router = Router(tags=["accounts"])
 RoleName = Literal["admin", "operator", "compliance", "viewer"]
 
 
-class PersonalTokenIn(Schema):
+class PersonalTokenIn(In):
     name: Name
     role: Literal["", "admin", "operator", "compliance", "viewer"] = Field(
         "", description="Cap the token below your own role ('' = your role)."
@@ -98,11 +99,11 @@ class MemberOut(Schema):
         return obj.created_at
 
 
-class MemberIn(Schema):
+class MemberIn(In):
     role: RoleName
 
 
-class InviteIn(Schema):
+class InviteIn(In):
     username: Annotated[SafeName, Field(min_length=1, max_length=150)]
     email: Annotated[str, Field(max_length=254)] = ""
     fleet: Annotated[str, Field(max_length=63)] | None = Field(

@@ -18,7 +18,7 @@ from controlplane import signing
 from controlplane.accounts.access import ERASE, access_fleet
 from controlplane.errors import ERRORS, ServiceError
 from controlplane.pagination import cursor_page, headers
-from controlplane.schemas import IsoTime, Slug
+from controlplane.schemas import In, IsoTime, Slug
 
 from . import actions, export, privacy, queries
 
@@ -62,7 +62,7 @@ class ExportQuery(AuditFilter):
     format: Literal["csv", "jsonl"] = "jsonl"
 
 
-class ErasureIn(Schema):
+class ErasureIn(In):
     kind: Literal["user", "subject"] = Field(
         description="user: a person with an account (global admins); subject: an end user a "
         "fleet's agents served, as the node reported them"

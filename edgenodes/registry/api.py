@@ -15,6 +15,7 @@ from agents.schemas import SafeName
 from controlplane.accounts.access import ADMINISTER, VIEW
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
+from controlplane.schemas import In
 
 from . import queries, services, uploads
 from .models import Artifact, QuantizationJob
@@ -49,7 +50,7 @@ class ArtifactOut(Schema):
         return obj.source.variant if obj.source else None
 
 
-class QuantizeIn(Schema):
+class QuantizeIn(In):
     source: VariantName = Field("F32", description="the variant to quantize from: F32, F16 or BF16")
     variants: Annotated[list[VariantName], Field(min_length=1, max_length=len(services.TARGETS))]
 
@@ -123,7 +124,7 @@ def upload_model(request, file: File[UploadedFile], name: str = Form("", max_len
 # --- resumable uploads (large files) ------------------------------------------------------------
 
 
-class UploadIn(Schema):
+class UploadIn(In):
     size: Annotated[int, Field(ge=1, le=uploads.MAX_SIZE)] = Field(description="bytes")
     name: Annotated[SafeName, Field(max_length=63)] = Field(
         "", description="register under this name ('' = the name inside the file)"
@@ -226,13 +227,13 @@ def list_routers(request, response: HttpResponse, page: Query[PageQuery]):
     return headers(request, response, offset_page(rows, limit=page.limit, offset=page.offset))
 
 
-class RouterHead(Schema):
+class RouterHead(In):
     bias: float
     answer: bool = False
     weights: dict[str, float] = Field(description="hashed feature index -> weight")
 
 
-class RouterIn(Schema):
+class RouterIn(In):
     """A router as `manage.py router train` writes it (agents/router.py, format 1 or 2)."""
 
     format: int

@@ -29,6 +29,7 @@ from .models import Artifact
 MAX_SIZE = 256 * 2**30  # bytes: the largest file an upload may announce
 MAX_CHUNK = 16 * 2**20  # bytes per request
 UPLOAD_TTL_S = 2 * 86_400
+MAX_OPEN_PER_PERSON = 8  # unfinished uploads one person may hold (each reserves its size on disk)
 COPY_BLOCK = 2**20
 
 
@@ -58,6 +59,11 @@ def do_start_upload(*, actor, name: str, size: int, filename: str = "") -> dict[
     if not 0 < size <= MAX_SIZE:
         raise ServiceError(f"size must be between 1 byte and {MAX_SIZE} bytes", field="size")
     refuse_unsafe("name", name)
+    if sum(1 for meta in _metas() if meta.get("owner") == actor.pk) >= MAX_OPEN_PER_PERSON:
+        raise Conflict(
+            f"you already have {MAX_OPEN_PER_PERSON} unfinished uploads: complete or abandon "
+            f"one first (unfinished uploads are removed after {UPLOAD_TTL_S // 3600} hours)"
+        )
     free = shutil.disk_usage(_dir()).free
     if size > free:
         raise TooLarge(f"not enough disk space for {size} bytes ({free} free)")
@@ -139,15 +145,22 @@ def discard(upload_id: uuid.UUID) -> None:
         path.unlink(missing_ok=True)
 
 
+def _metas() -> list[dict[str, Any]]:
+    """The metadata of every unfinished upload (unreadable ones left out)."""
+    metas = []
+    for meta_path in _dir().glob("*.json"):
+        try:
+            metas.append(json.loads(meta_path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return metas
+
+
 def purge(now: float | None = None) -> int:
     """Remove unfinished uploads older than UPLOAD_TTL_S (manage.py maintain)."""
     now = now or time.time()
     removed = 0
-    for meta_path in _dir().glob("*.json"):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
+    for meta in _metas():
         if now - meta.get("at", now) > UPLOAD_TTL_S:
             discard(uuid.UUID(meta["id"]))
             removed += 1
