@@ -262,21 +262,27 @@ def targets(fleet: Fleet):
     }
 
 
+def furnish(fleet: Fleet, admin) -> None:
+    """One of everything in `fleet`: a node with a pending approval, an enrollment token and a
+    layer named "existing" (the permission matrices' and the browser checks' objects)."""
+    node, _ = enroll(fleet, f"{fleet.slug}-1")
+    services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
+    services.do_create_enrollment_token(fleet, actor=admin)
+    services.do_put_layer(
+        fleet,
+        name="existing",
+        scope="fleet",
+        sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
+        actor=admin,
+    )
+
+
 @pytest.fixture
 def world(north, south, alice):
     get_user_model().objects.create_user(username="bob", password="correct horse battery staple")
     for fleet in (north, south):
-        node, _ = enroll(fleet, f"{fleet.slug}-1")
-        services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
+        furnish(fleet, alice)
         pseudonym("subject", f"{fleet.pk}:patient-7")  # a data subject the edge reported
-        services.do_create_enrollment_token(fleet, actor=alice)
-        services.do_put_layer(
-            fleet,
-            name="existing",
-            scope="fleet",
-            sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
-            actor=alice,
-        )
         rollouts.do_start_rollout(fleet, model=ROLLOUT_MODEL, actor=alice)
     return {"north": north, "south": south}
 

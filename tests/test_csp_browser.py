@@ -16,12 +16,11 @@ import json
 
 from django.urls import get_resolver, resolve
 
-from agents.schemas import ApprovalIn
 from controlplane.middleware import CONTENT_SECURITY_POLICY
-from edgenodes import rollouts, services
+from edgenodes import rollouts
 from edgenodes.models import DesiredStateLayer, Fleet, Node, NodeCredential, Rollout, ToolApproval
 
-from .conftest import ROLLOUT_MODEL, enroll
+from .conftest import ROLLOUT_MODEL, furnish
 from .test_dashboard_browser import BrowserCase, make_user, wait_until
 from .test_dashboard_browser import pytestmark as needs_chromium
 
@@ -137,16 +136,7 @@ class TheDashboardUnderItsContentSecurityPolicy(BrowserCase):
         north = Fleet.objects.create(slug="north", name="North clinics")
         south = Fleet.objects.create(slug="south", name="South warehouses")
         for fleet in (north, south):
-            node, _ = enroll(fleet, f"{fleet.slug}-1")
-            services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
-            services.do_create_enrollment_token(fleet, actor=alice)
-            services.do_put_layer(
-                fleet,
-                name="existing",
-                scope="fleet",
-                sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
-                actor=alice,
-            )
+            furnish(fleet, alice)
         rollout = rollouts.do_start_rollout(north, model=ROLLOUT_MODEL, actor=alice)
         node = Node.objects.get(fleet=north)
         approval = ToolApproval.objects.get(fleet=north)
