@@ -205,8 +205,7 @@ class Runtime:
                 note=f"kept local: {str(exc)[:300]}",
             )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the request local
-            status = getattr(exc, "status", None)
-            if status == 429 and "budget" in str(exc):
+            if getattr(exc, "code", "") == "budget_exhausted":  # a code, never the message
                 router.budget_exhausted()
             return Decision(
                 "local",

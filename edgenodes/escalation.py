@@ -42,7 +42,10 @@ class UpstreamError(ServiceError):
 
 
 class BudgetExhausted(ServiceError):
+    """Every endpoint the request could go to is past a budget: the node stays local a while."""
+
     status = 429
+    code = "budget_exhausted"
 
 
 class PhiForbidden(Forbidden):
@@ -133,7 +136,7 @@ def plan(
     budgets = fleet.budgets()
     prompt = estimate_tokens(messages)
     targets, skipped = [], []
-    mismatch_recorded = False
+    mismatch_recorded = budget_refused = False
     for i, endpoint in enumerate(endpoints):
         try:
             allowed = compliance.check_escalation(policy, endpoint.name, messages)
@@ -157,13 +160,13 @@ def plan(
         refusal, warning = budget_verdict(budgets, used, usd, prompt + max_tokens)
         if refusal:
             skipped.append(f"{endpoint.name}: {refusal}")
+            budget_refused = True
             continue
         targets.append(Target(endpoint, allowed.messages, allowed.redactions, warning))
     if not targets:
         reason = "no cloud endpoint may take this request: " + "; ".join(skipped)
         record_refusal(node, agent=agent, endpoint=name, reason=reason)
-        budget = any("budget" in s for s in skipped)
-        raise (BudgetExhausted if budget else Forbidden)(reason)
+        raise (BudgetExhausted if budget_refused else Forbidden)(reason)
     return Plan(targets, skipped)
 
 

@@ -236,6 +236,7 @@ def test_a_hard_budget_refuses_the_escalation_without_calling_the_cloud(
     escalation.do_set_cloud_budgets(north, budgets={"node_day_tokens": 10}, actor=alice)
     r = post(credential, body())
     assert r.status_code == 429
+    assert r.json()["code"] == "budget_exhausted"  # what the node acts on, not the message
     assert "node daily token budget is exhausted" in r.json()["detail"]
     assert not CloudUsage.objects.exists()
     assert AuditRecord.objects.filter(action="escalation.refused").count() == 1
