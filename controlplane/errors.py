@@ -40,10 +40,12 @@ class ServiceError(Exception):
     status = 400
     code = ""  # a reason of its own (e.g. "phi_refused"); "" is the status's (ERROR_CODES)
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, code: str = ""):
         super().__init__(message)
         self.message = message
         self.field = field
+        if code:
+            self.code = code
 
 
 class NotFound(ServiceError):

@@ -30,7 +30,7 @@ class NodeAuth(HttpBearer):
     openapi_description = "Node credential from enrollment (prefix efn_)."
 
     def authenticate(self, request: HttpRequest, token: str):
-        cred = refused_credential(token, request)
+        cred = usable_credential(token, request)
         limit_rate(cred.node_id)
         contacts.record(cred.node_id, _client_ip(request))
         request.node_credential = cred  # type: ignore[attr-defined]
@@ -45,14 +45,14 @@ class NodePollAuth(NodeAuth):
         if token.startswith(tokens.NODE_PREFIX) and len(token) <= 200:
             target = poll.poll_target(tokens.hash_token(token))
         if target is None:
-            refused_credential(token, request)  # raises with the reason
+            usable_credential(token, request)  # raises with the reason
             raise Unauthorized("node credential refused")  # raced with a rotation or revocation
         limit_rate(target.node_id)
         contacts.record(target.node_id, _client_ip(request))
         return target
 
 
-def refused_credential(token: str, request) -> NodeCredential:
+def usable_credential(token: str, request) -> NodeCredential:
     """Look the credential up; raise Unauthorized saying why it is not usable, else return it.
     An unknown one from an address that guessed too many (accounts/guesses.py) gets 429; a live
     one is accepted from there too."""
@@ -68,9 +68,12 @@ def refused_credential(token: str, request) -> NodeCredential:
         guesses.unknown("node credential", request)
         raise Unauthorized("unknown node credential")
     if cred.revoked_at is not None:
-        raise Unauthorized("node credential has been revoked")
+        raise Unauthorized("node credential has been revoked", code="credential_revoked")
     if cred.expires_at is not None and cred.expires_at <= timezone.now():
-        raise Unauthorized("node credential has expired; rotate before the overlap window ends")
+        raise Unauthorized(
+            "node credential has expired; rotate before the overlap window ends",
+            code="credential_expired",
+        )
     return cred
 
 

@@ -36,7 +36,7 @@ from controlplane.errors import RateLimited, ServiceError
 
 from . import contacts, escalation
 from .models import Node
-from .node_api import limit_rate, refused_credential
+from .node_api import limit_rate, usable_credential
 
 
 class UpstreamCut(Exception):
@@ -93,7 +93,7 @@ def _admit(
 ) -> tuple[Node, escalation.Plan | None]:
     """The node behind the credential, and the endpoints that may take its request (one thread
     hop and one database connection for both); no plan for a malformed request."""
-    cred = refused_credential(token, request)
+    cred = usable_credential(token, request)
     limit_rate(cred.node_id)
     contacts.record(cred.node_id, request.META.get("REMOTE_ADDR"))
     node = cred.node

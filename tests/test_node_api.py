@@ -124,6 +124,7 @@ def test_a_revoked_node_gets_401_at_once(north_node, node_api, alice):
     services.do_revoke_node(node, actor=alice)
     r = api.get("/desired-state")
     assert r.status_code == 401
+    assert r.json()["code"] == "credential_revoked"  # what a program acts on
     assert "revoked" in r.json()["detail"]
 
 
