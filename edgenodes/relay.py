@@ -150,7 +150,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
         return _error(401, "missing or malformed node credential")
     body, invalid = None, None
     try:
-        body = schemas.RelayIn.model_validate_json(request.body)
+        # Strict JSON, as every API body (docs/architecture.md): "5" is not a max_tokens.
+        body = schemas.RelayIn.model_validate_json(request.body, strict=True)
     except ValidationError as exc:
         invalid = json.loads(exc.json(include_url=False, include_input=False))
     try:

@@ -8,6 +8,7 @@ import json
 
 import httpx
 import pytest
+from django.test import Client
 
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.fleets.models import Fleet
@@ -204,3 +205,30 @@ def test_a_malformed_multipart_upload_under_the_real_server_is_json_with_a_code(
     assert 400 <= r.status_code < 500
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["code"] and r.json()["detail"]
+
+
+def relay(credential: str, **change):
+    body = {"model": "cloud:main", "messages": [{"role": "user", "content": "hi"}], **change}
+    return Client().post(
+        "/api/node/v1/chat/completions",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {credential}"},
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"max_tokens": "5"}, {"stream": "true"}, {"temperature": "1"}, {"messages": {"0": {}}}],
+    ids=repr,
+)
+def test_the_relay_reads_its_body_as_the_json_it_is(north_node, change):
+    r = relay(north_node[1], **change)
+    assert r.status_code == 422, r.content
+    assert r.json()["code"] == "invalid_input"
+
+
+def test_the_relay_takes_a_whole_number_temperature_as_json_does(north_node):
+    """JSON Schema's number includes 1: strict JSON takes an int where a float is declared."""
+    r = relay(north_node[1], temperature=1)
+    assert r.status_code != 422, r.content  # refused for the policy (no such endpoint)
