@@ -9,7 +9,7 @@ from django.core.exceptions import BadRequest
 from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
@@ -89,7 +89,12 @@ def _install_handlers(api: NinjaAPI) -> None:
         return api.create_response(request, body, status=400)
 
 
+# Swagger UI, vendored (no CDN); no validator badge, which would load an image from
+# validator.swagger.io (the Content-Security-Policy blocks it anyway).
+DOCS = Swagger(settings={"validatorUrl": None})
+
 node_api = NinjaAPI(
+    docs=DOCS,
     title="edgefleet node API",
     version="1",
     urls_namespace="node-api",
@@ -101,6 +106,7 @@ node_api.add_router("/", node_router)
 _install_handlers(node_api)
 
 admin_api = NinjaAPI(
+    docs=DOCS,
     title="edgefleet admin API",
     version="1",
     urls_namespace="admin-api",
