@@ -208,7 +208,8 @@ def strict_json(
     naming its path; pydantic then checks the rest (ranges, patterns) with its own messages.
     Forms (whose values are strings), stored documents and the agent's own reads stay lax."""
     context = info.context or {}
-    if "request" not in context or _CHECKED.get():
+    # ninja passes the request when it reads a response too ("response_status"): not a body.
+    if "request" not in context or "response_status" in context or _CHECKED.get():
         return handler(values)
     if not isinstance(values, dict):
         kind = JSON_KINDS.get(type(values), "null" if values is None else type(values).__name__)

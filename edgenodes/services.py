@@ -730,7 +730,6 @@ def purge_events(now=None) -> int:
 # --- tool approvals -------------------------------------------------------------------------------
 
 
-@transaction.atomic
 class ApprovalsFull(RateLimited):
     """A node asked for more approvals than people can answer: refused, not queued."""
 
@@ -762,7 +761,10 @@ def _refuse_if_approvals_full(node: Node) -> None:
             )
 
 
+@transaction.atomic
 def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) -> ToolApproval:
+    # One request of a node at a time past this point: two at once cannot both take the last place.
+    Node.objects.select_for_update().filter(pk=node.pk).first()
     _refuse_if_approvals_full(node)
     # Under HIPAA, or GDPR without opting in, the approver sees the argument names, not values.
     arguments = compliance.minimise({"arguments": req.arguments}, node.fleet.compliance_policy())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from agents.schemas import ApprovalIn
+from edgenodes import services
 from edgenodes.models import ToolApproval
 
 from .conftest import enroll
@@ -76,3 +78,14 @@ def test_the_queue_shows_the_oldest_pending_approval_first(north_node, node_api,
     page = client_for(olivia).get("/approvals/").content.decode()
     positions = [page.index(f"/approvals/{i}/approve") for i in ids]
     assert positions == sorted(positions)
+
+
+def test_the_service_refuses_with_its_own_exception_and_stores_nothing(caps, north_node):
+    node, _ = north_node
+    ask = ApprovalIn(tool="clock", agent="ops", timeout_s=600)
+    for _ in range(3):
+        services.do_request_approval(node, ask)
+    with pytest.raises(services.ApprovalsFull) as refused:
+        services.do_request_approval(node, ask)
+    assert refused.value.code == "approvals_full" and refused.value.retry_after >= 1
+    assert ToolApproval.objects.count() == 3
