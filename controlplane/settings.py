@@ -284,6 +284,9 @@ EDGEFLEET: dict[str, Any] = {
     # LOGIN_LOCKOUT_S. Never per account alone: a guesser elsewhere does not lock its owner out.
     "LOGIN_FAILURE_LIMIT": env.integer("EDGEFLEET_LOGIN_FAILURE_LIMIT", 5, low=1),
     "LOGIN_ADDRESS_FAILURE_LIMIT": env.integer("EDGEFLEET_LOGIN_ADDRESS_FAILURE_LIMIT", 20, low=1),
+    # ... and per account from browsers that never signed in to it, whatever their address (many
+    # addresses guessing one account); its known devices and recent addresses are not slowed.
+    "LOGIN_ACCOUNT_FAILURE_LIMIT": env.integer("EDGEFLEET_LOGIN_ACCOUNT_FAILURE_LIMIT", 50, low=1),
     "LOGIN_FAILURE_WINDOW_S": env.integer("EDGEFLEET_LOGIN_FAILURE_WINDOW_S", 86_400, low=1),
     "LOGIN_LOCKOUT_S": env.integer("EDGEFLEET_LOGIN_LOCKOUT_S", 900, low=1),
     # Proxies whose X-Forwarded-For is believed (addresses or CIDR networks; none by default):

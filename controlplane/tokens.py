@@ -82,3 +82,27 @@ def client_ip(meta: Mapping[str, Any]) -> str | None:
         if not _trusted(hop, proxies):
             break
     return str(hop)
+
+
+def scope_meta(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an ASGI scope `client_ip` reads, as a request's META would hold it."""
+    client = scope.get("client") or (None, None)
+    meta: dict[str, Any] = {"REMOTE_ADDR": client[0]}
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"x-forwarded-for":
+            meta["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
+    return meta
+
+
+def throttle_address(ip: str | None) -> str | None:
+    """The address a throttle counts under: an IPv4-mapped IPv6 address as the IPv4 one, any other
+    IPv6 address as its /64 (the base address), the smallest block one subscriber is given, so
+    rotating through a free /64 is one guesser, not 2^64; IPv4 as it is."""
+    address = _address(ip or "")
+    if address is None:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False).network_address)
+    return str(address)

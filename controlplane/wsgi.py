@@ -18,7 +18,7 @@ django_application = exit_on_bad_configuration(get_wsgi_application)
 
 from django.db import DatabaseError, close_old_connections  # noqa: E402
 
-from controlplane import middleware  # noqa: E402
+from controlplane import middleware, tokens  # noqa: E402
 from edgenodes import poll  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def application(environ, start_response):
             target = poll.not_modified(
                 environ.get("HTTP_AUTHORIZATION", ""),
                 environ.get("HTTP_IF_NONE_MATCH", ""),
-                environ.get("REMOTE_ADDR") or None,
+                tokens.client_ip(environ),  # behind a trusted proxy: its client
             )
         except DatabaseError:
             target = None  # Django answers, with 503 and Retry-After if the database is down

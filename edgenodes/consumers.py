@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from types import SimpleNamespace
 from typing import Any
 
@@ -126,11 +127,7 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
         )
         if known:
             return 0
-        client = self.scope.get("client") or (None, None)
-        meta = {"REMOTE_ADDR": client[0]}
-        for name, value in self.scope.get("headers", ()):
-            if name.lower() == b"x-forwarded-for":
-                meta["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
+        meta = tokens.scope_meta(self.scope)
         try:
             guesses.unknown("API token", SimpleNamespace(META=meta))
         except RateLimited:
@@ -157,7 +154,8 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def _rejoin_forever(self):
         while not self.ended:
-            await asyncio.sleep(REJOIN_S)
+            # Spread over ±10%: sockets opened together do not all re-check at once.
+            await asyncio.sleep(REJOIN_S * random.uniform(0.9, 1.1))
             await self.recheck()
             if self.ended:
                 return
@@ -176,7 +174,9 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
             if self.ended:
                 return
             try:
-                found = await database_sync_to_async(self._access)()
+                # Not thread-sensitive: the re-checks of many sockets run side by side, not queued
+                # on the one thread Django keeps for thread-sensitive work.
+                found = await database_sync_to_async(self._access, thread_sensitive=False)()
             except Exception:  # noqa: BLE001 - the database is down: keep the scope, next round
                 log.warning("could not re-check a live socket's access", exc_info=True)
                 return

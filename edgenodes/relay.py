@@ -32,6 +32,7 @@ from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
 from agents import schemas
+from controlplane import tokens
 from controlplane.errors import RateLimited, ServiceError
 
 from . import contacts, escalation
@@ -95,7 +96,7 @@ def _admit(
     hop and one database connection for both); no plan for a malformed request."""
     cred = usable_credential(token, request)
     limit_rate(cred.node_id)
-    contacts.record(cred.node_id, request.META.get("REMOTE_ADDR"))
+    contacts.record(cred.node_id, tokens.client_ip(request.META))
     node = cred.node
     if body is None:
         return node, None

@@ -382,8 +382,7 @@ async def serve(scope, receive, send, django) -> None:
     if scope["method"] != "GET":
         await django(scope, receive, send)
         return
-    client = scope.get("client")
-    ip = client[0] if client else None
+    ip = tokens.client_ip(tokens.scope_meta(scope))  # behind a trusted proxy: its client
     authorization = headers.get("authorization", "")
     if_none_match = headers.get("if-none-match", "")
     token_hash = tokens.hash_token(authorization[7:].strip())

@@ -58,6 +58,7 @@ TYPED: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "EDGEFLEET_LOGIN_FAILURE_LIMIT": ("x", "0", {}),
     "EDGEFLEET_LOGIN_LOCKOUT_S": ("x", "0", {}),
     "EDGEFLEET_LOGIN_ADDRESS_FAILURE_LIMIT": ("x", "0", {}),
+    "EDGEFLEET_LOGIN_ACCOUNT_FAILURE_LIMIT": ("x", "0", {}),
     "EDGEFLEET_LOGIN_FAILURE_WINDOW_S": ("x", "0", {}),
     "EDGEFLEET_TRUSTED_PROXIES": ("10.0.0.0/33", None, {}),
     "EDGEFLEET_TOKEN_FAILURE_LIMIT": ("x", "0", {}),

@@ -159,3 +159,22 @@ def test_a_forged_device_cookie_is_no_known_device(olivia, cookie):
     client = Client(REMOTE_ADDR=GUESSER)
     client.cookies[DEVICE_COOKIE] = cookie
     assert refused(sign_in(client, "olivia"))
+
+
+def test_addresses_of_one_ipv6_64_count_as_one_guesser(olivia):
+    for i in range(LIMIT):
+        assert not refused(sign_in(Client(REMOTE_ADDR=f"2001:db8:7:7::{i + 1:x}"), "olivia", "x"))
+    assert set(LoginFailure.objects.values_list("ip", flat=True)) == {"2001:db8:7:7::"}
+    guessed("olivia", "2001:db8:7:7::", 5)
+    assert refused(sign_in(Client(REMOTE_ADDR="2001:db8:7:7:ffff::1"), "olivia"))
+    assert sign_in(Client(REMOTE_ADDR="2001:db8:7:8::1"), "olivia").status_code == 302
+
+
+def test_many_addresses_guessing_one_account_slow_new_browsers_but_not_its_known_device(olivia):
+    owner = Client(REMOTE_ADDR=HOME)
+    assert sign_in(owner, "olivia").status_code == 302
+    owner.post("/accounts/logout/")
+    for i in range(60):  # a botnet: one guess from each address, each under every other limit
+        guessed("olivia", f"203.0.113.{i}", 1)
+    assert refused(sign_in(Client(REMOTE_ADDR="198.18.0.1"), "olivia"))
+    assert sign_in(owner, "olivia").status_code == 302  # the known device

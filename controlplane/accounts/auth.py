@@ -51,7 +51,7 @@ from agents.schemas import ComplianceMode
 from controlplane.audit.models import AuditRecord
 from controlplane.audit.services import pseudonym, record, user_ref
 from controlplane.fleets.models import Fleet
-from controlplane.tokens import client_ip
+from controlplane.tokens import client_ip, throttle_address
 
 from .access import VIEW, fleet_ids
 from .models import LoginFailure
@@ -69,7 +69,8 @@ def username_hash(username: str) -> str:
 
 
 def _ip(request) -> str | None:
-    return client_ip(request.META) if request is not None else None
+    """The address failures count under (tokens.throttle_address: an IPv6 /64 as one)."""
+    return throttle_address(client_ip(request.META)) if request is not None else None
 
 
 # --- known devices --------------------------------------------------------------------------------
@@ -165,6 +166,13 @@ def login_wait_s(username: str, request) -> int:
             spraying = _wait_s(here, cfg["LOGIN_ADDRESS_FAILURE_LIMIT"], now)
             if spraying > wait and not signed_in_recently(username, ip):
                 wait = spraying
+        # Many addresses guessing one account (a botnet, rotated addresses): past its ceiling,
+        # browsers that never signed in to it wait too; its known devices and recent addresses
+        # do not, so the owner is not locked out.
+        unknown = recent.filter(username_hash=uh, device="")
+        distributed = _wait_s(unknown, cfg["LOGIN_ACCOUNT_FAILURE_LIMIT"], now)
+        if distributed > wait and not (ip and signed_in_recently(username, ip)):
+            wait = distributed
     return max(0, math.ceil(wait))
 
 

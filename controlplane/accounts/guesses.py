@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from controlplane.audit.services import record
 from controlplane.errors import RateLimited, Unauthorized
-from controlplane.tokens import client_ip
+from controlplane.tokens import client_ip, throttle_address
 
 from .models import TokenFailure
 
@@ -61,7 +61,7 @@ def _block_end(ip: str) -> float | None:
 
 def blocked(ip: str | None) -> bool:
     """Whether this address is blocked for guessing now (its unknown secrets get 429)."""
-    return bool(_blocked) and _block_end(ip or "") is not None
+    return bool(_blocked) and _block_end(throttle_address(ip) or "") is not None
 
 
 def unknown(kind: str, request) -> None:
@@ -69,7 +69,7 @@ def unknown(kind: str, request) -> None:
     address is blocked or once it has guessed too often (the caller raises its own 401
     otherwise). Call it only after the lookup found nothing. The audit record's source address
     is purged with the others (EDGEFLEET_RETENTION_SOURCE_IP_DAYS)."""
-    ip = client_ip(request.META)
+    ip = throttle_address(client_ip(request.META))
     ends = _block_end(ip or "")
     if ends is not None:
         raise _refusal(ends)  # already counted: no row, no record per further guess

@@ -192,6 +192,11 @@ ACCESS_FIELDS = {"is_active", "is_superuser", "password"}
 @receiver(user_logged_out)
 def _on_logout(sender, request=None, user=None, **kwargs):
     if user is not None and user.pk is not None:
+        # Django sends this before it flushes the session: flushed first, so that a socket that
+        # re-checks at once (outside a transaction, on_commit runs now) finds it gone.
+        session = getattr(request, "session", None)
+        if session is not None:
+            session.flush()
         access_changed_on_commit(user.pk, "logout")
 
 

@@ -71,6 +71,7 @@ class Command(DaphneRunserver):
             host=self.addr,
             port=int(self.port),
             lifespan="off",
+            proxy_headers=False,  # the client address is ours to derive (EDGEFLEET_TRUSTED_PROXIES)
             log_level="warning",
             timeout_graceful_shutdown=2,  # held watches end with the server, as in production
         )
