@@ -36,8 +36,8 @@ from django.conf import settings
 
 from controlplane import tokens
 from controlplane.accounts import access, guesses
-from controlplane.accounts.access import VIEW, VIEW_AUDIT
-from controlplane.accounts.models import PersonalToken
+from controlplane.accounts.access import VIEW
+from controlplane.accounts.queries import token_holder
 from controlplane.accounts.services import ENDED, current_user
 from controlplane.errors import RateLimited
 from controlplane.events import fleet_group, user_group
@@ -55,7 +55,7 @@ COALESCED = {"node.metrics"}  # newest per node wins within a frame
 # Event kinds that carry what a role may read through the API only with more than VIEW: the
 # action needed in the event's fleet. membership.set names a person and their role: the member
 # list (GET /fleets/{slug}/members) needs view_audit (admins and compliance officers).
-EVENT_ACTIONS: dict[str, str] = {"membership.set": VIEW_AUDIT}
+EVENT_ACTIONS: dict[str, str] = {"membership.set": access.READ_MEMBERS}
 CLOSE_ENDED = 4401  # the session or token is gone, or the account deactivated: log in again
 CLOSE_NO_ACCESS = 4403  # no fleet is left to this person
 CLOSE_RATE_LIMITED = 4429  # this address guessed too many tokens
@@ -123,7 +123,7 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
         one is refused by `_access`). Unknown secrets count as guesses per address, as in the API
         (controlplane/accounts/guesses.py): past the limit the socket is closed with 4429."""
         known = secret.startswith(tokens.PERSONAL_PREFIX) and (
-            PersonalToken.objects.filter(token_hash=tokens.hash_token(secret)).exists()
+            token_holder(tokens.hash_token(secret))[0] is not None
         )
         if known:
             return 0

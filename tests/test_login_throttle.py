@@ -178,3 +178,13 @@ def test_many_addresses_guessing_one_account_slow_new_browsers_but_not_its_known
         guessed("olivia", f"203.0.113.{i}", 1)
     assert refused(sign_in(Client(REMOTE_ADDR="198.18.0.1"), "olivia"))
     assert sign_in(owner, "olivia").status_code == 302  # the known device
+
+
+def test_an_attempt_counts_once_before_its_password_is_checked_and_not_when_it_succeeds(olivia):
+    """The failure row is written before the (slow) password check, so parallel guesses meet
+    each other's; a wrong password leaves exactly that one row, a right one none."""
+    client = Client(REMOTE_ADDR=GUESSER)
+    sign_in(client, "olivia", "wrong")
+    assert LoginFailure.objects.count() == 1
+    assert sign_in(Client(REMOTE_ADDR=HOME), "olivia").status_code == 302
+    assert LoginFailure.objects.count() == 1  # the guesser's; the owner's attempt is gone

@@ -25,6 +25,9 @@ OPERATE = "operate"
 ADMINISTER = "administer"
 VIEW_AUDIT = "view_audit"  # audit log, exports, compliance settings, records of processing
 ERASE = "erase"  # GDPR erasure of a data subject served by the fleet's nodes
+# Who may read a fleet's member list (names and roles): the API, the Access page and the live
+# `membership.set` event (edgenodes/consumers.py) all ask this one right.
+READ_MEMBERS = VIEW_AUDIT
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     Role.ADMIN: frozenset({VIEW, OPERATE, ADMINISTER, VIEW_AUDIT, ERASE}),

@@ -11,7 +11,7 @@ from ninja import Field, Query, Router, Schema, Status
 
 from agents.schemas import Name, SafeName
 from controlplane.accounts import access
-from controlplane.accounts.access import ADMINISTER, VIEW, VIEW_AUDIT
+from controlplane.accounts.access import ADMINISTER, VIEW
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.schemas import In
@@ -139,7 +139,7 @@ class UserOut(Schema):
 @router.get("/fleets/{slug}/members", response={200: list[MemberOut], **ERRORS})
 def list_members(request, response: HttpResponse, slug: str, page: Query[PageQuery]):
     """Who holds which role in the fleet: for its admins and compliance officers (reviews)."""
-    fleet = access.access_fleet(request.auth, slug, VIEW_AUDIT)
+    fleet = access.access_fleet(request.auth, slug, access.READ_MEMBERS)
     page_ = offset_page(queries.members(fleet), limit=page.limit, offset=page.offset)
     return headers(request, response, page_)
 

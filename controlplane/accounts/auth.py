@@ -62,6 +62,7 @@ DEVICE_DAYS = 90  # a browser stays known this long after its last sign-in
 DEVICE_ACCOUNTS = 8  # accounts one browser is remembered for
 NOTICE_KEY = "edgefleet_login_notice"
 THROTTLED = "_edgefleet_login_throttled"  # set on a request the throttle refused
+ATTEMPT = "_edgefleet_login_attempt"  # the failure row written before the password is checked
 
 
 def username_hash(username: str) -> str:
@@ -187,11 +188,23 @@ class LockoutBackend(ModelBackend):
     """Refuses to check a password while this account or address is throttled (login_wait_s)."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
-        if username is not None and login_wait_s(username, request):
-            if request is not None:
-                setattr(request, THROTTLED, True)  # not a guess: nothing was checked
+        if username is None or request is None:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        if login_wait_s(username, request):
+            setattr(request, THROTTLED, True)  # not a guess: nothing was checked
             raise PermissionDenied("too many failed logins")
-        return super().authenticate(request, username=username, password=password, **kwargs)
+        # Counted as a failure before the password is checked (a hash takes a few hundred ms), so
+        # a burst of parallel guesses meets its own failures instead of all passing one check.
+        attempt = LoginFailure.objects.create(
+            username_hash=username_hash(username),
+            ip=_ip(request),
+            device=known_device(request, username),
+        )
+        setattr(request, ATTEMPT, attempt.pk)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            LoginFailure.objects.filter(pk=attempt.pk).delete()
+        return user
 
 
 class LoginForm(AuthenticationForm):
@@ -294,9 +307,10 @@ def _record_failure(sender, credentials, request=None, **kwargs):
     user = get_user_model().objects.filter(username=username).first() if username else None
     device = known_device(request, username)
     with transaction.atomic():
-        LoginFailure.objects.create(
-            username_hash=username_hash(username), ip=_ip(request), device=device
-        )
+        if getattr(request, ATTEMPT, None) is None:  # not through LockoutBackend: counted now
+            LoginFailure.objects.create(
+                username_hash=username_hash(username), ip=_ip(request), device=device
+            )
         record(
             "auth.login_failed",
             ("user", pseudonym("user", str(user.pk)) if user else ""),

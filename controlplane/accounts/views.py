@@ -18,7 +18,7 @@ from controlplane.fleets.models import Fleet
 from controlplane.forms import ALL, submit
 
 from . import access, queries, services
-from .access import ADMINISTER, VIEW, VIEW_AUDIT, access_fleet
+from .access import ADMINISTER, VIEW, access_fleet
 from .api import InviteIn, MemberIn, PersonalTokenIn
 from .models import Role
 
@@ -30,10 +30,10 @@ def _fleets(user, action: str) -> list[Fleet]:
 @login_required
 def access_page(request):
     user = request.user
-    member_fleets = _fleets(user, VIEW_AUDIT)
+    member_fleets = _fleets(user, access.READ_MEMBERS)
     slug = request.GET.get("fleet") or request.POST.get("fleet")
     fleet = (
-        access_fleet(user, slug, VIEW_AUDIT)
+        access_fleet(user, slug, access.READ_MEMBERS)
         if slug
         else (member_fleets[0] if member_fleets else None)
     )
