@@ -9,6 +9,7 @@ from django.core.exceptions import BadRequest
 from django.db import OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
@@ -150,6 +151,10 @@ class ApiContractMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path.startswith("/api/") and request.META.get("QUERY_STRING"):
+            refusal = _unknown_query(request)
+            if refusal is not None:
+                return refusal
         response = self.get_response(request)
         if (
             request.path.startswith("/api/")
@@ -157,30 +162,33 @@ class ApiContractMiddleware:
             and not response.get("Content-Type", "").startswith("application/json")
         ):
             status = response.status_code
-            detail = (
-                "no such API path" if status == 404 else f"{request.method} is not allowed here"
-            )
+            detail = "no such API path" if status == 404 else f"{request.method} is not allowed"
             json_response = JsonResponse(error_body(status, detail), status=status)
             if response.has_header("Allow"):
                 json_response["Allow"] = response["Allow"]
             return json_response
         return response
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
-        match = request.resolver_match
-        if not request.path.startswith("/api/") or match is None or not request.GET:
-            return None
-        if not QUERY_NAMES:
-            QUERY_NAMES.update(_query_names())
-        path = "/" + DJANGO_PARAM.sub(r"{\1}", match.route)
-        declared = QUERY_NAMES.get((path, request.method or ""))
-        if declared is None:  # not an operation (the OpenAPI document, the docs page)
-            return None
-        unknown = sorted(set(request.GET) - declared)
-        if not unknown:
-            return None
-        errors = [
-            {"type": "unknown_parameter", "loc": ["query", name], "msg": "unknown query parameter"}
-            for name in unknown
-        ]
-        return JsonResponse(error_body(422, errors), status=422)
+
+def _unknown_query(request) -> JsonResponse | None:
+    """The 422 for query parameters the operation does not declare, or None. Only requests with a
+    query string pay for it (one URL resolution): not a `process_view`, which Django would run
+    on a thread of its own for every request under ASGI."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    if not QUERY_NAMES:
+        QUERY_NAMES.update(_query_names())
+    path = "/" + DJANGO_PARAM.sub(r"{\1}", match.route)
+    declared = QUERY_NAMES.get((path, request.method or ""))
+    if declared is None:  # not an operation (the OpenAPI document, the docs page)
+        return None
+    unknown = sorted(set(request.GET) - declared)
+    if not unknown:
+        return None
+    errors = [
+        {"type": "unknown_parameter", "loc": ["query", name], "msg": "unknown query parameter"}
+        for name in unknown
+    ]
+    return JsonResponse(error_body(422, errors), status=422)
