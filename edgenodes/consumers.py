@@ -174,9 +174,7 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
             if self.ended:
                 return
             try:
-                # Not thread-sensitive: the re-checks of many sockets run side by side, not queued
-                # on the one thread Django keeps for thread-sensitive work.
-                found = await database_sync_to_async(self._access, thread_sensitive=False)()
+                found = await database_sync_to_async(self._access)()
             except Exception:  # noqa: BLE001 - the database is down: keep the scope, next round
                 log.warning("could not re-check a live socket's access", exc_info=True)
                 return

@@ -66,7 +66,8 @@ def test_a_current_poll_is_answered_304_with_one_query_before_django(north_node)
     assert r["status"] == 304 and r["body"] == b""
     assert r["headers"]["ETag"] == node.etag
     assert float(r["headers"]["X-Poll-Interval"]) > 0 and r["headers"]["X-Request-ID"]
-    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    # A batched write (executemany: contacts another test left pending) is logged without its SQL.
+    reads = [q["sql"] for q in queries.captured_queries if (q["sql"] or "").startswith("SELECT")]
     assert len(reads) == 1  # (the tests write each contact at once: CONTACT_FLUSH_S=0)
 
 
