@@ -163,10 +163,26 @@ _CHECKED: ContextVar[bool] = ContextVar("json_checked", default=False)
 # What pydantic checks after the JSON types, with messages of its own (a range, a pattern, a
 # missing or unknown field): left out of the schema the types are checked with.
 NOT_TYPES = {
-    "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "multipleOf", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems",
-    "minProperties", "maxProperties", "propertyNames", "required", "enum", "const", "default",
-}  # fmt: skip
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "propertyNames",
+    "required",
+    "enum",
+    "const",
+    "default",
+}
 
 
 def _types_only(schema: Any) -> Any:
