@@ -73,7 +73,7 @@ def database_error(exc: BaseException, db: dict) -> str:
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgefleet.settings")
     from django.conf import settings
     from django.core.management import execute_from_command_line
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import Backend, ContextFull, Usage
-from .schemas import AgentSpec
-from .tools import ToolGate
+from agents.backends import Backend, ContextFull, Usage
+from agents.tools import ToolGate
+from wire.schemas import AgentSpec
 
 MAX_STEPS = 4
 

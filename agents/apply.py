@@ -19,16 +19,16 @@ from urllib.request import url2pathname
 
 from pydantic import ValidationError
 
-from . import manifest, schemas
-from .agent import AgentRunner
-from .backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
-from .client import ControlPlaneError, NodeClient, retry_wait
-from .manifest import sha256_file
-from .route import Router, load_scorer
-from .router import RouterError
-from .state import StateDir
-from .telemetry import Telemetry
-from .tools import Approver, ToolGate, registry
+from agents.agent import AgentRunner
+from agents.backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
+from agents.client import ControlPlaneError, NodeClient, retry_wait
+from agents.router import Router, load_scorer
+from agents.state import StateDir
+from agents.telemetry import Telemetry
+from agents.tools import Approver, ToolGate, registry
+from wire import manifest, schemas
+from wire.manifest import sha256_file
+from wire.scoring import RouterError
 
 log = logging.getLogger("edgefleet.agent")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import schemas
-from .client import ControlPlaneError, NodeClient
+from agents.client import ControlPlaneError, NodeClient
+from wire import schemas
 
 log = logging.getLogger("edgefleet.agent")
 

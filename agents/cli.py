@@ -15,11 +15,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, schemas
-from .apply import WATCH_S
-from .client import ControlPlaneError, NodeClient
-from .runtime import Runtime, StateDir, default_state_dir
-from .state import StateDirError
+from agents import __version__
+from agents.apply import WATCH_S
+from agents.client import ControlPlaneError, NodeClient
+from agents.runtime import Runtime, StateDir, default_state_dir
+from agents.state import StateDirError
+from wire import schemas
 
 TOKEN_ENV = "EDGEFLEET_ENROLL_TOKEN"  # noqa: S105 - the variable's name, not a token
 FROM_STDIN = "-"
@@ -154,7 +155,7 @@ def cmd_enroll(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .server import LocalServer
+    from agents.server import LocalServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -191,7 +192,7 @@ def cmd_status(args) -> int:
         return fail(f"not enrolled (no node.json in {state.path})")
     status = state.status
     applied = state.applied or {}
-    from .outbox import Outbox
+    from agents.outbox import Outbox
 
     outbox = Outbox(state.path / "outbox.db").stats() if (state.path / "outbox.db").exists() else {}
     last = status.get("last_contact")

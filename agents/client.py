@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from . import schemas
+from wire import schemas
 
 API = "/api/node/v1"
 

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import compliance, phi, schemas
-from .agent import Turn
-from .backends import Usage
-from .client import ControlPlaneError, NodeClient
-from .telemetry import SUBJECT, Telemetry
+from agents.agent import Turn
+from agents.backends import Usage
+from agents.client import ControlPlaneError, NodeClient
+from agents.telemetry import SUBJECT, Telemetry
+from wire import compliance, phi, schemas
 
 
 class Escalator:

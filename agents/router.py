@@ -1,303 +1,126 @@
-"""The learned part of the local-vs-cloud router: a difficulty score for a query, and for a cascade
-a reliability score for the local answer. Pure Python, no numpy: it runs on every request.
+"""The node's router: for each request, answer locally or escalate to the cloud, and say why.
 
-Features are hashed (CRC-32, stable across processes and machines, unlike `hash`) into 2**bits
-buckets: lowercased word unigrams and bigrams, numbers by shape, and a few counts (length, numbers,
-question marks) as bucketed tokens. A linear model per answering model over them gives the score
-(see Scorer). The control plane trains the weights (`manage.py router train`) and ships them as a
-signed artifact in the desired state; `Scorer.from_artifact` verifies it before the node uses it.
+In order (docs/routing.md):
+1. policy: routing mode "local" (or no endpoint) keeps it local; in a HIPAA fleet a question with
+   PHI stays local; no connectivity, or a budget the relay said is exhausted, keeps it local with a
+   marker in the answer;
+2. "query" mode: the learned score of the question (wire/scoring.py) against the threshold;
+3. "cascade" mode: the node answers locally first, then scores the question with the answer and
+   escalates when it looks unreliable (the escalated query pays for both answers).
+
+The threshold is the routing section's `threshold`, else the score that sends its
+`target_cloud_share` of queries, else the share that reaches its `target_quality`, from the
+router's held-out calibration; with none of them, escalate when the expected gain is positive.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import math
-import re
-import zlib
-from dataclasses import dataclass, field
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from wire import phi, schemas
+from wire.scoring import RouterError, Scorer
 
-from . import manifest
-
-FORMATS = (1, 2)  # 1: summed feature counts; 2: adds `norm` (see Head)
-TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[^\sa-z\d]")
-NUMBER_OR_WORD = re.compile(r"\d")
+BUDGET_BACKOFF_S = 300.0  # after the relay says a budget is exhausted, stay local this long
 
 
-class RouterError(Exception):
-    """The router artifact is malformed or not signed by the pinned key."""
+@dataclass
+class Decision:
+    route: str  # "local" or "cloud"
+    rule: str  # mode, phi, offline, budget, no-router, score, cascade, logprob, fallback
+    score: float | None = None
+    threshold: float | None = None
+    note: str = ""  # why a request that might have gone to the cloud was answered here
+
+    def meta(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
 
 
-def _bucket(value: int) -> int:
-    return value.bit_length()  # 0, 1, 2-3, 4-7, ...
-
-
-def tokens(text: str) -> list[str]:
-    out = []
-    for t in TOKEN.findall(text.lower()):
-        if t[0].isdigit():
-            t = "#" + str(len(t))  # numbers by shape: 7, 42, 1,000 -> #1, #2, #5
-        out.append(t)
-    return out
-
-
-def features(text: str, bits: int, prefix: str = "") -> list[int]:
-    """Hashed feature indices of `text` (a list with repeats; the model sums their weights)."""
-    mask = (1 << bits) - 1
-    crc = zlib.crc32
-    seed = crc(prefix.encode()) if prefix else 0
-    toks = tokens(text)
-    out = []
-    prev = crc(b"^", seed)
-    for t in toks:
-        h = crc(t.encode(), seed)
-        out.append(h & mask)
-        out.append(crc(t.encode(), prev) & mask)  # the bigram (previous token, this one)
-        prev = h
-    numbers = sum(1 for t in toks if t[0] == "#")
-    for name, value in (
-        ("len", len(toks)),
-        ("chars", len(text) // 16),
-        ("nums", numbers),
-        ("lines", text.count("\n")),
-        ("qmarks", text.count("?")),
+class Router:
+    def __init__(
+        self,
+        policy: schemas.RoutingPolicy,
+        scorer: Scorer | None,
+        error: str = "",
     ):
-        out.append(crc(f"{name}={_bucket(value)}".encode(), seed) & mask)
-    return out
+        self.policy = policy
+        self.scorer = scorer
+        self.error = error
+        self.budget_blocked_until = 0.0
 
+    @property
+    def endpoint(self) -> str:
+        return self.policy.endpoint or ""
 
-@dataclass
-class Head:
-    """One linear model: P(this model answers well) = sigmoid(bias + the weights of its features).
+    def threshold(self) -> float:
+        p, s = self.policy, self.scorer
+        if p.threshold is not None:
+            return p.threshold
+        if s is not None and p.target_cloud_share is not None:
+            return s.threshold_for_share(p.target_cloud_share)
+        if s is not None and p.target_quality is not None:
+            return s.threshold_for_share(s.share_for_quality(p.target_quality))
+        return 0.0
 
-    With `norm` "l2" (format 2) the word features count once each and their weights are divided
-    by the square root of how many there are (binary, L2-normalised), so a long query is not
-    judged by its length alone; the answer's signals (`answer_features`) keep weight 1. Without
-    it (format 1) every occurrence adds its weight."""
-
-    bias: float
-    weights: dict[int, float]
-    answer: bool = False  # reads the local answer too (a cascade's weak head)
-
-    def probability(
-        self, words: list[int], answer_words: list[int], signals: list[int], norm: str = ""
-    ) -> float:
-        w = self.weights
-        if self.answer:
-            words = words + answer_words
-        if norm:
-            unique = set(words)
-            m = sum(w.get(i, 0.0) for i in unique) / math.sqrt(len(unique)) if unique else 0.0
-        else:
-            m = sum(w.get(i, 0.0) for i in words)
-        if self.answer:
-            m += sum(w.get(i, 0.0) for i in signals)
-        m += self.bias
-        return 1.0 / (1.0 + math.exp(-m)) if m > -500 else 0.0
-
-
-@dataclass
-class Scorer:
-    """score = P(the cloud model answers well) - P(the local model does): the expected gain of
-    sending this query to the cloud, in [-1, 1]. `kind` "query" reads the query only; "cascade"
-    reads the local answer too, so it runs after the local model answered."""
-
-    kind: str
-    bits: int
-    strong: Head
-    weak: Head
-    version: str = ""
-    # Score at each cloud share 0%, 1%, ..., 100% of the training queries (highest first), so a
-    # node turns a target cloud share into a threshold without the training data.
-    quantiles: list[float] = field(default_factory=list)
-    # PGR reached at each share 0..100% on held-out data, to turn a quality target into a share.
-    pgr: list[float] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    norm: str = "l2"  # "" in format 1 artifacts (see Head)
-
-    def score(self, query: str, answer: str | None = None) -> float:
-        q = features(query, self.bits)
-        a: list[int] = []
-        signals: list[int] = []
-        if self.kind == "cascade":
-            text = answer or ""
-            a = features(text, self.bits, prefix="a:")
-            signals = answer_features(text, self.bits, query if self.norm else None)
-        return self.strong.probability(q, a, signals, self.norm) - self.weak.probability(
-            q, a, signals, self.norm
-        )
-
-    def threshold_for_share(self, share: float) -> float:
-        """The score above which about `share` of queries go to the cloud."""
-        if not self.quantiles:
-            return 0.0
-        share = min(max(share, 0.0), 1.0)
-        i = round(share * (len(self.quantiles) - 1))
-        return self.quantiles[i] if share < 1.0 else -math.inf
-
-    def share_for_quality(self, target_pgr: float) -> float:
-        """The smallest cloud share whose held-out PGR reaches `target_pgr` (1.0 when none)."""
-        for i, value in enumerate(self.pgr):
-            if value >= target_pgr:
-                return i / (len(self.pgr) - 1)
-        return 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        def head(h: Head) -> dict[str, Any]:
-            return {
-                "bias": round(h.bias, 6),
-                "answer": h.answer,
-                "weights": {str(k): round(v, 5) for k, v in sorted(h.weights.items()) if v},
-            }
-
-        return {
-            "format": 2 if self.norm else 1,
-            "norm": self.norm,
-            "kind": self.kind,
-            "bits": self.bits,
-            "version": self.version,
-            "strong": head(self.strong),
-            "weak": head(self.weak),
-            "quantiles": [round(q, 6) for q in self.quantiles],
-            "pgr": [round(p, 4) for p in self.pgr],
-            "meta": self.meta,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Scorer:
-        def head(h: dict[str, Any]) -> Head:
-            return Head(
-                bias=float(h["bias"]),
-                weights={int(k): float(v) for k, v in h["weights"].items()},
-                answer=bool(h.get("answer", False)),
+    def before(
+        self, question: str, *, online: bool, compliance: schemas.CompliancePolicy
+    ) -> Decision | None:
+        """The decision before answering, or None: answer locally, then ask `after` (cascade)."""
+        if self.policy.mode == "local" or not self.endpoint:
+            return Decision("local", "mode")
+        if compliance.mode == schemas.ComplianceMode.HIPAA:
+            try:
+                if phi.detect(question):
+                    return Decision("local", "phi", note="kept local: the request contains PHI")
+            except phi.DetectionError as exc:  # fail closed
+                return Decision("local", "phi", note=f"kept local: {exc}")
+        if not online:
+            return Decision("local", "offline", note="answered locally: the cloud is unreachable")
+        if time.monotonic() < self.budget_blocked_until:
+            return Decision(
+                "local", "budget", note="answered locally: the fleet's cloud budget is exhausted"
             )
+        if self.scorer is None:
+            why = self.error or "no router is assigned"
+            return Decision("local", "no-router", note=f"answered locally: {why}")
+        if self.policy.mode == "cascade":
+            return None
+        return self._judge(self.scorer.score(question), "score")
 
-        try:
-            if data["format"] not in FORMATS:
-                raise RouterError(f"unsupported router format {data['format']!r}")
-            norm = str(data.get("norm") or "") if data["format"] == 2 else ""
-            if norm not in ("", "l2"):
-                raise RouterError(f"unknown router feature norm {norm!r}")
-            if data["kind"] not in ("query", "cascade"):
-                raise RouterError(f"unknown router kind {data['kind']!r}")
-            bits = int(data["bits"])
-            if not 8 <= bits <= 24:
-                raise RouterError(f"router bits {bits} out of range 8..24")
-            return cls(
-                kind=data["kind"],
-                bits=bits,
-                strong=head(data["strong"]),
-                weak=head(data["weak"]),
-                version=str(data.get("version", "")),
-                quantiles=[float(q) for q in data.get("quantiles") or []],
-                pgr=[float(p) for p in data.get("pgr") or []],
-                meta=dict(data.get("meta") or {}),
-                norm=norm,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RouterError(f"malformed router artifact: {exc!r}") from None
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.policy.mode == "cascade" and self.policy.min_logprob is not None
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+    def after(self, question: str, answer: str, logprob: float | None = None) -> Decision:
+        """A cascade's decision on the local answer: the model's own confidence first (its mean
+        token log-probability against `min_logprob`), then the scorer."""
+        assert self.scorer is not None
+        floor = self.policy.min_logprob
+        if floor is not None and logprob is not None and logprob < floor:
+            return Decision("cloud", "logprob", round(logprob, 4), floor)
+        return self._judge(self.scorer.score(question, answer), "cascade")
 
-    @classmethod
-    def from_artifact(cls, raw: bytes, signature: str, public_pem: str) -> Scorer:
-        """Verify `raw` (the artifact's bytes) against the pinned key, then load it."""
-        try:
-            key = manifest.load_public(public_pem)
-            key.verify(base64.b64decode(signature, validate=True), raw)
-        except (InvalidSignature, ValueError, manifest.ManifestError):
-            raise RouterError("the router artifact's signature does not verify") from None
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RouterError(f"the router artifact is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise RouterError("the router artifact is not a JSON object")
-        return cls.from_dict(data)
+    def _judge(self, score: float, rule: str) -> Decision:
+        threshold = self.threshold()
+        route = "cloud" if score > threshold else "local"
+        return Decision(route, rule, round(score, 4), round(threshold, 4))
+
+    def budget_exhausted(self) -> None:
+        self.budget_blocked_until = time.monotonic() + BUDGET_BACKOFF_S
 
 
-FINAL = re.compile(r"####\s*([-\d.,/$ ]+)")
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def answer_features(answer: str, bits: int, question: str | None = None) -> list[int]:
-    """Signals that a worked answer went wrong: no final answer, several candidate finals,
-    a hedge ("however", "actually"), arithmetic in <<a=b>> annotations that does not hold; with
-    the `question` (format 2 routers), the further checks of `_checks`."""
-    mask = (1 << bits) - 1
-    signals = []
-    finals = FINAL.findall(answer)
-    signals.append(f"finals={min(len(finals), 3)}")
-    if finals:
-        final = finals[-1].strip().rstrip(".")
-        signals.append("final_fraction" if "/" in final else "final_int")
-        if "." in final.replace(",", ""):
-            signals.append("final_decimal")
-        if final.startswith("-"):
-            signals.append("final_negative")
-    wrong = 0
-    for expr, result in re.findall(r"<<([^=<>]+)=([^<>]+)>>", answer):
-        try:
-            value = _evaluate(expr)
-            if value is None:
-                continue
-            if abs(value - float(result.replace(",", ""))) > 1e-6 * max(1.0, abs(value)):
-                wrong += 1
-        except ValueError:
-            continue
-    signals.append(f"bad_arith={min(wrong, 2)}")
-    lowered = answer.lower()
-    for hedge in ("however", "actually", "but since", "round", "approximately", "assume", "can't"):
-        if hedge in lowered:
-            signals.append(f"hedge:{hedge}")
-    signals.append(f"steps={_bucket(answer.count(chr(10)))}")
-    out = [zlib.crc32(s.encode(), 7) & mask for s in signals]
-    if question is not None:
-        out += [zlib.crc32(s.encode(), 9) & mask for s in _checks(question, answer, finals)]
-    return out
-
-
-INLINE = re.compile(
-    r"(\d[\d,]*(?:\.\d+)?(?:\s*[-+*/x×]\s*\$?\d[\d,]*(?:\.\d+)?)+)\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)"
-)
-
-
-def _checks(question: str, answer: str, finals: list[str]) -> list[str]:
-    """Format 2's further signals: arithmetic written inline ("12 x 3 = 36") that does not hold,
-    how much of it there is, a final answer copied from the question, the final's magnitude."""
-    bad = checked = 0
-    for expr, result in INLINE.findall(answer):
-        value = _evaluate(expr.replace("x", "*").replace("×", "*").replace("$", ""))
-        if value is None:
-            continue
-        checked += 1
-        try:
-            if abs(value - float(result.replace(",", ""))) > 1e-6 * max(1.0, abs(value)):
-                bad += 1
-        except ValueError:
-            continue
-    out = [f"bad_inline={min(bad, 2)}", f"inline={_bucket(checked)}"]
-    if finals:
-        final = finals[-1].strip().rstrip(".").replace(",", "").replace("$", "").strip()
-        if final in {n.replace(",", "") for n in NUMBER.findall(question)}:
-            out.append("final_in_question")
-        if final and final.replace(".", "").replace("-", "").isdigit():
-            out.append(f"final_digits={min(len(final.split('.')[0]), 6)}")
-    return out
-
-
-ARITH = re.compile(r"^[\d.+\-*/() ]+$")
-
-
-def _evaluate(expr: str) -> float | None:
-    expr = expr.replace(",", "").strip()
-    if not ARITH.match(expr) or "**" in expr or len(expr) > 80:
-        return None
-    try:
-        return float(eval(expr, {"__builtins__": {}}, {}))  # noqa: S307 - digits and + - * / ( ) only
-    except (SyntaxError, ZeroDivisionError, TypeError, OverflowError):
-        return None
+def load_scorer(ref: schemas.RouterRef, cache: Path, fetch, public_pem: str) -> Scorer:
+    """The router `ref` names, from the cache or fetched (`fetch(url) -> bytes`), checked against
+    its sha256 and the signature in the desired state with the pinned key. Raises RouterError."""
+    path = cache / f"{ref.sha256}.json"
+    raw = path.read_bytes() if path.exists() else fetch(ref.url)
+    if hashlib.sha256(raw).hexdigest() != ref.sha256:
+        raise RouterError(f"router {ref.version}: the download does not match its sha256")
+    scorer = Scorer.from_artifact(raw, ref.signature, public_pem)
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(raw)
+    return scorer

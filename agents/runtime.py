@@ -25,17 +25,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import schemas
-from .agent import Turn
-from .apply import WATCH_S, Active, Applier, ApplyError
-from .approvals import Approvals
-from .client import ControlPlaneError, NodeClient
-from .compliance import PhiRefused
-from .escalate import Escalator
-from .outbox import Outbox
-from .route import Decision
-from .state import StateDir, default_state_dir, read_json, write_json_atomic
-from .telemetry import SUBJECT, Telemetry
+from agents.agent import Turn
+from agents.apply import WATCH_S, Active, Applier, ApplyError
+from agents.approvals import Approvals
+from agents.client import ControlPlaneError, NodeClient
+from agents.escalate import Escalator
+from agents.outbox import Outbox
+from agents.router import Decision
+from agents.state import StateDir, default_state_dir, read_json, write_json_atomic
+from agents.telemetry import SUBJECT, Telemetry
+from wire import schemas
+from wire.compliance import PhiRefused
 
 __all__ = [
     "SUBJECT",
@@ -156,7 +156,7 @@ class Runtime:
     def ask(
         self, messages: list[dict[str, Any]], agent: str | None = None, subject: str = ""
     ) -> Turn:
-        """Answer locally or in the cloud, as the routing section says (agents/route.py); the
+        """Answer locally or in the cloud, as the routing section says (agents/router.py); the
         turn's `routing` says which and why, and a `router.decision` event reports it."""
         active = self.active
         router = active.router if active else None

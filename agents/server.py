@@ -13,10 +13,10 @@ import time
 import uuid
 from typing import Any
 
-from .backends import ContextFull
-from .client import ControlPlaneError
-from .compliance import EscalationRefused, PhiRefused
-from .runtime import Runtime
+from agents.backends import ContextFull
+from agents.client import ControlPlaneError
+from agents.runtime import Runtime
+from wire.compliance import EscalationRefused, PhiRefused
 
 MAX_BODY = 1 << 20
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from . import compliance, schemas
-from .client import ControlPlaneError, NodeClient, retry_wait
-from .outbox import STREAMS, Outbox
+from agents.client import ControlPlaneError, NodeClient, retry_wait
+from agents.outbox import STREAMS, Outbox
+from wire import compliance, schemas
 
 log = logging.getLogger("edgefleet.agent")
 

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from .schemas import ToolPolicy, ToolRule
+from wire.schemas import ToolPolicy, ToolRule
 
 MAX_RESULT_CHARS = 4000
 

@@ -39,11 +39,11 @@ def bench_tokens(work: Path) -> dict:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from llama_cpp import Llama
 
-    from agents import manifest
     from agents.backends import quiet_llama_logs
-    from agents.quantize import quantize
     from agents.runtime import Runtime, StateDir
-    from agents.tinymodel import write_tiny_llama
+    from controlplane.registry.quantize import quantize
+    from controlplane.registry.tinymodel import write_tiny_llama
+    from wire import manifest
 
     quiet_llama_logs()
     f32 = write_tiny_llama(
@@ -130,8 +130,8 @@ def bench_tokens(work: Path) -> dict:
 
 def bench_gate(work: Path) -> dict:
     from agents.outbox import Outbox
-    from agents.schemas import ToolPolicy
     from agents.tools import ToolGate, registry
+    from wire.schemas import ToolPolicy
 
     (work / "sandbox" / "notes").mkdir(parents=True, exist_ok=True)
     outbox = Outbox(work / "gate-outbox.db")
@@ -209,7 +209,7 @@ def bench_drain(work: Path) -> dict:
     from agents.outbox import Outbox
     from agents.runtime import Runtime, StateDir
     from controlplane import tokens
-    from edgenodes.models import Fleet, Node, NodeCredential, NodeEventRecord
+    from controlplane.nodes.models import Fleet, Node, NodeCredential, NodeEventRecord
 
     fleet = Fleet.objects.create(slug="drain", name="drain")
     node = Node.objects.create(fleet=fleet, name="offline-node")

@@ -56,7 +56,7 @@ def setup_django(db_url: str, key_file: str) -> None:
     # One plain connection per process (no pool: each writer is a process with one connection).
     os.environ.update(
         DATABASE_URL=db_url,
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        DJANGO_SETTINGS_MODULE="edgefleet.settings",
         EDGEFLEET_SIGNING_KEY_FILE=key_file,
         EDGEFLEET_AUDIT_ANCHOR_FILE=anchor_file(key_file),
         LOG_LEVEL="ERROR",
@@ -73,7 +73,7 @@ def writer(db_url: str, key_file: str, index: int, start, out) -> None:
     from django.contrib.auth import get_user_model
 
     from controlplane.audit.services import record
-    from edgenodes.models import Fleet
+    from controlplane.nodes.models import Fleet
 
     user = get_user_model().objects.get(username="bench-admin")
     fleet = Fleet.objects.get(slug="bench")
@@ -131,7 +131,7 @@ def fill(n: int) -> float:
 
     from controlplane.audit.models import AuditRecord
     from controlplane.audit.services import append, entry
-    from edgenodes.models import Fleet
+    from controlplane.nodes.models import Fleet
 
     user = get_user_model().objects.get(username="bench-admin")
     fleet = Fleet.objects.get(slug="bench")
@@ -311,7 +311,7 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
 
-        from edgenodes.models import Fleet
+        from controlplane.nodes.models import Fleet
 
         call_command("migrate", verbosity=0)
         get_user_model().objects.create_superuser("bench-admin", password=None)

@@ -64,7 +64,7 @@ def seed(db_url: str) -> dict:
     from django.test import Client
 
     from controlplane import tokens
-    from edgenodes.models import Fleet, Node, NodeCredential
+    from controlplane.nodes.models import Fleet, Node, NodeCredential
 
     admin = get_user_model().objects.create_superuser("bench-admin", password=None)
     live = Fleet.objects.create(slug="live", name="live")
@@ -124,7 +124,7 @@ def daphne(env: dict[str, str]) -> Proc:
         "127.0.0.1",
         "-p",
         str(port),
-        "controlplane.asgi:application",
+        "edgefleet.asgi:application",
     ]
     return Proc(argv, env, port)
 
@@ -133,7 +133,7 @@ def gunicorn(env: dict[str, str]) -> Proc:
     port = free_port()
     argv = [
         str(BIN / "gunicorn"),
-        "controlplane.wsgi:application",
+        "edgefleet.wsgi:application",
         "-k",
         "sync",
         "-w",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, log, size  # noqa: E402
 from common import ROUTER_DATA as DATA  # noqa: E402
 
-from agents.tinymodel import smollm2  # noqa: E402
+from controlplane.registry.tinymodel import smollm2  # noqa: E402
 
 QUESTIONS = size("BENCH_QUESTIONS", 200, 3)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -57,7 +57,7 @@ def main() -> None:
     from llama_cpp import Llama
 
     from agents.backends import quiet_llama_logs
-    from edgenodes.router_data import load
+    from controlplane.routing.data import load
 
     quiet_llama_logs()
     every = load("gsm8k", DATA)

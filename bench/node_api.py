@@ -67,7 +67,7 @@ def server_env(db_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        DJANGO_SETTINGS_MODULE="edgefleet.settings",
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="ERROR",
@@ -94,8 +94,8 @@ def make_fleet(slug: str, count: int, interval: int | None, path: Path) -> None:
     """Create (or grow to `count` nodes) a fleet, with credentials hashed as in production; append
     "credential etag group" lines for the new nodes to `path`."""
     from controlplane import tokens
-    from edgenodes import desired_state
-    from edgenodes.models import Fleet, Node, NodeCredential
+    from controlplane.desiredstate import compose as desired_state
+    from controlplane.nodes.models import Fleet, Node, NodeCredential
 
     fleet, _ = Fleet.objects.get_or_create(
         slug=slug, defaults={"name": slug, "poll_interval_s": interval}
@@ -151,8 +151,8 @@ def gunicorn(workers: int, worker_class: str, threads: int = 1):
     return lambda port: [
         str(BIN / "gunicorn"),
         "-c",
-        "python:controlplane.gunicorn_conf",
-        "controlplane.wsgi:application",
+        "python:edgefleet.gunicorn_conf",
+        "edgefleet.wsgi:application",
         "-b",
         f"127.0.0.1:{port}",
         "-w",
@@ -174,7 +174,7 @@ SERVERS = {
     "gunicorn gthread (WSGI, 4 workers x 2 threads)": gunicorn(4, "gthread", 2),
     "uvicorn (ASGI, 2 workers)": lambda port: [
         str(BIN / "uvicorn"),
-        "controlplane.asgi:application",
+        "edgefleet.asgi:application",
         "--host",
         "127.0.0.1",
         "--port",
@@ -502,7 +502,7 @@ async def watches(asgi_url: str, admin_url: str, watch_file: Path, api_token: st
         )
         await asyncio.sleep(1)
 
-    from edgenodes.models import ToolApproval
+    from controlplane.nodes.models import ToolApproval
 
     approvals = await asyncio.to_thread(
         lambda: list(ToolApproval.objects.filter(fleet__slug="watch").values_list("pk", "node_id"))
@@ -557,9 +557,9 @@ async def watches(asgi_url: str, admin_url: str, watch_file: Path, api_token: st
 
 
 def seed_watch_fleet(watch_file: Path) -> None:
-    from agents import schemas
-    from edgenodes import services
-    from edgenodes.models import Node
+    from controlplane.nodes import services
+    from controlplane.nodes.models import Node
+    from wire import schemas
 
     make_fleet("watch", WATCHERS, 30, watch_file)
     for node in Node.objects.filter(fleet__slug="watch", labels__group="b")[:WATCH_PROBES]:
@@ -570,7 +570,7 @@ def seed_watch_fleet(watch_file: Path) -> None:
 
 def current_etags(path: Path) -> None:
     """Rewrite the nodes file with each node's current ETag (after a change to all of them)."""
-    from edgenodes.models import Node
+    from controlplane.nodes.models import Node
 
     lines = [line.split() for line in path.read_text().splitlines()]
     etags = {str(n.pk): n.etag for n in Node.objects.filter(fleet__slug="curve")}
@@ -582,8 +582,8 @@ def refresh_cost(fleet_slug: str) -> dict:
     composed, the changed ones written, in one transaction."""
     from django.contrib.auth import get_user_model
 
-    from edgenodes import services
-    from edgenodes.models import Fleet
+    from controlplane.nodes import services
+    from controlplane.nodes.models import Fleet
 
     fleet = Fleet.objects.get(slug=fleet_slug)
     admin = get_user_model().objects.get(username="bench-admin")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""PHI detection benchmark: recall, precision and speed of `agents.phi.detect` on clinical text.
+"""PHI detection benchmark: recall, precision and speed of `wire.phi.detect` on clinical text.
 
 The set: bench/phi_corpus.py (synthetic notes, messages and forms with gold spans of the 16 Safe
 Harbor kinds, and hard negatives), whose templates come in four disjoint families:
@@ -16,7 +16,7 @@ sentences (10,000; 60 with BENCH_SMOKE=1). The "eval" and "test" splits, same se
 run too and reported apart ("Validation splits"), aggregate figures only (recall overall, PERSON,
 DATE and identifiers; precision), so that they can be compared with the holdout's: a large gap
 between them says the detector fits what was consulted. Two detectors run on all three, each in a
-process of its own: agents.phi as it is in the working tree, and the baseline, the previous
+process of its own: wire.phi as it is in the working tree, and the baseline, the previous
 detector (Presidio on a blank spaCy pipeline, kept as bench/phi_baseline.py), measured in the same
 run. Only the holdout split is timed; the validation splits are measured for accuracy only.
 
@@ -81,7 +81,7 @@ VALIDATION_FIGURES = ("overall", "PERSON", "DATE", "identifiers")
 SENTENCES = size("BENCH_PHI_SENTENCES", 10_000, 60)
 CHUNK_BYTES = 1024
 DETECTORS = {  # name: (module, function), as the worker imports them
-    "agents.phi": ("agents.phi", "detect"),
+    "wire.phi": ("wire.phi", "detect"),
     "baseline": ("phi_baseline", "detect_kinds"),
 }
 TARGETS = {"PERSON": 0.99, "DATE": 0.99, "identifiers": 0.99, "overall": 0.98}
@@ -399,7 +399,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgefleet-phi-bench-") as tmp:
         texts_file = Path(tmp) / "texts.json"
         texts_file.write_text(json.dumps({"texts": texts, "validation": val_texts}))
-        for name in ("baseline", "agents.phi"):
+        for name in ("baseline", "wire.phi"):
             t0 = time.perf_counter()
             load_before = os.getloadavg()[0]
             raw = run_worker(name, texts_file, Path(tmp))
@@ -430,7 +430,7 @@ def main() -> None:
                 )
     base, new = (
         results["detectors"]["baseline"]["speed"],
-        results["detectors"]["agents.phi"]["speed"],
+        results["detectors"]["wire.phi"]["speed"],
     )
     results["agents_phi_over_baseline"] = {
         k: round(new[k] / base[k], 3) if base[k] else None
@@ -459,9 +459,9 @@ MEASURED_MODULE = ROOT / "agents" / "phi" / "measured.py"
 
 
 def write_measured(results: dict) -> None:
-    """The figures the Compliance page shows (agents.phi.MEASURED), from this run: written here,
+    """The figures the Compliance page shows (wire.phi.MEASURED), from this run: written here,
     never by hand, so the page says what was measured and when."""
-    ours = results["detectors"]["agents.phi"]
+    ours = results["detectors"]["wire.phi"]
     figures = {
         "measured_on": results["measured_on"],
         "split": results["corpus"]["split"],
@@ -486,7 +486,7 @@ def write_markdown(results: dict, path: Path) -> None:
     from phi_corpus import KINDS, STYLES
 
     c, d = results["corpus"], results["detectors"]
-    names = ("agents.phi", "baseline")
+    names = ("wire.phi", "baseline")
     genres = ", ".join(f"{v} {k}s" for k, v in c["genres"].items())
     val = results["validation"]
     lines = [
@@ -503,7 +503,7 @@ def write_markdown(results: dict, path: Path) -> None:
         f"sentences in {c['samples']:,} samples ({genres}), "
         f"{c['kb']:,} KB, {sum(c['entities'].values()):,} gold "
         f"entities; {c['samples_with_person']:.0%} of the samples name a person, "
-        f"{c['invented_name_share']:.0%} of the names are invented. agents.phi is the detector in "
+        f"{c['invented_name_share']:.0%} of the names are invented. wire.phi is the detector in "
         "the working tree; the baseline is the previous one (Presidio on a blank spaCy pipeline, "
         "bench/phi_baseline.py), measured in the same run. "
         f"{results['machine']['cpu_model']}, {results['machine']['cpus']} CPUs; each detector "
@@ -520,7 +520,7 @@ def write_markdown(results: dict, path: Path) -> None:
         "| target | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for target in d["agents.phi"]["targets"]:
+    for target in d["wire.phi"]["targets"]:
         row = []
         for n in names:
             ok = d[n]["targets"][target]
@@ -647,7 +647,7 @@ def write_markdown(results: dict, path: Path) -> None:
         "",
         "## Speed and memory (one core)",
         "",
-        "| measure | " + " | ".join(names) + " | agents.phi / baseline |",
+        "| measure | " + " | ".join(names) + " | wire.phi / baseline |",
         "|---|" + "---:|" * (len(names) + 1),
     ]
     for key, label in (
@@ -668,7 +668,7 @@ def write_markdown(results: dict, path: Path) -> None:
             + " | ".join("n/a" if v is None else f"{v:,}" for v in vals)
             + f" | {'' if r is None else f'{r}x'} |"
         )
-    s = d["agents.phi"]["speed"]
+    s = d["wire.phi"]["speed"]
     lines += [
         "",
         f"{s['samples_timed']:,} samples and {s['chunks_1kb_timed']:,} texts of >= 1 KB timed per "

@@ -1,6 +1,6 @@
-"""The baseline of bench/phi.py: agents/phi.py as it was at commit 4a83878, before its rewrite.
+"""The baseline of bench/phi.py: wire/phi.py as it was at commit 4a83878, before its rewrite.
 
-Copied unchanged (`git show 4a83878:agents/phi.py`) but for this paragraph and `detect_kinds`
+Copied unchanged (`git show 4a83878:wire/phi.py`) but for this paragraph and `detect_kinds`
 at the end, which names what it finds with the benchmark's kinds (`KINDS`). Its own docstring:
 
 PHI / personal-data detection with Microsoft Presidio (pattern recognizers, no model download).

@@ -77,7 +77,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents.phi import KINDS  # the kinds are the contract; nothing else of the detector
+from wire.phi import KINDS  # the kinds are the contract; nothing else of the detector
 
 IDENTIFIERS = tuple(k for k in KINDS if k not in ("PERSON", "DATE"))
 GENRES = ("note", "message", "form")

@@ -44,7 +44,7 @@ def setup(var: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         EDGEFLEET_VAR_DIR=str(var),
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        DJANGO_SETTINGS_MODULE="edgefleet.settings",
         LOG_LEVEL="ERROR",
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -71,14 +71,15 @@ def main() -> None:
         var = Path(tmp)
         env = setup(var)
         from agents.client import NodeClient
-        from agents.schemas import EnrollIn
-        from agents.tinymodel import write_tiny_llama
-        from edgenodes import desired_state, services
-        from edgenodes.models import Fleet, Node
-        from edgenodes.registry import queries as registry_queries
-        from edgenodes.registry import resolver
-        from edgenodes.registry import services as registry
-        from edgenodes.registry.models import Artifact
+        from controlplane.desiredstate import compose as desired_state
+        from controlplane.nodes import services
+        from controlplane.nodes.models import Fleet, Node
+        from controlplane.registry import queries as registry_queries
+        from controlplane.registry import resolver
+        from controlplane.registry import services as registry
+        from controlplane.registry.models import Artifact
+        from controlplane.registry.tinymodel import write_tiny_llama
+        from wire.schemas import EnrollIn
 
         results: dict = {"layers": LAYERS}
         log(f"writing an F32 llama GGUF ({LAYERS} layers of width 1024) ...")
@@ -125,7 +126,7 @@ def main() -> None:
         server = subprocess.Popen(
             [
                 str(BIN / "gunicorn"),
-                "controlplane.wsgi:application",
+                "edgefleet.wsgi:application",
                 "-b",
                 f"127.0.0.1:{port}",
                 "-w",

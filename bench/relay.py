@@ -51,8 +51,9 @@ def seed(db_url: str, upstream: str, slow: str) -> tuple[str, str]:
 
     call_command("migrate", verbosity=0)
     from controlplane import tokens
-    from edgenodes import desired_state, services
-    from edgenodes.models import Fleet, Node, NodeCredential
+    from controlplane.desiredstate import compose as desired_state
+    from controlplane.nodes import services
+    from controlplane.nodes.models import Fleet, Node, NodeCredential
 
     admin = get_user_model().objects.create_superuser("bench-admin", password=None)
     fleet = Fleet.objects.create(slug="relay", name="relay")
@@ -116,8 +117,8 @@ class DelayProxy:
 
 
 def upstream_server(tmp: Path) -> tuple[subprocess.Popen, str]:
-    from agents.quantize import quantize
-    from agents.tinymodel import serve_openai, write_tiny_llama
+    from controlplane.registry.quantize import quantize
+    from controlplane.registry.tinymodel import serve_openai, write_tiny_llama
 
     return serve_openai(quantize(write_tiny_llama(tmp / "f32.gguf"), tmp / "q8.gguf", "Q8_0"))
 
@@ -279,7 +280,7 @@ def main() -> None:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "controlplane.asgi:application",
+                "edgefleet.asgi:application",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -49,7 +49,7 @@ def generate_forever(model: str, threads: int | None, stop) -> None:
 
 def logprob_cost(fallback: Path) -> dict:
     from agents.backends import LlamaCppBackend
-    from agents.tinymodel import smollm2
+    from controlplane.registry.tinymodel import smollm2
 
     model = smollm2() or fallback
     backend = LlamaCppBackend(str(model), n_ctx=512, n_threads=1)
@@ -79,7 +79,7 @@ def timings(scorer, rows) -> list[float]:
 
 
 def tables():
-    from edgenodes.router_data import Row, load
+    from controlplane.routing.data import Row, load
 
     if DATA.exists():
         return load("gsm8k", DATA), load("mmlu", DATA)
@@ -97,13 +97,13 @@ def tables():
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgefleet.settings")
     import django
 
     django.setup()
-    from agents.quantize import quantize
-    from agents.tinymodel import write_tiny_llama
-    from edgenodes import router_train
+    from controlplane.registry.quantize import quantize
+    from controlplane.registry.tinymodel import write_tiny_llama
+    from controlplane.routing import train as router_train
 
     gsm8k, mmlu = tables()
     bits = 12 if SMOKE else router_train.DEFAULT_BITS

@@ -1,7 +1,7 @@
 """Exceptions the service layer raises, and the one mapping from them to HTTP.
 
 The same exception gives the same status and message everywhere: the admin and node APIs answer
-`{"detail": message}` (controlplane/api.py), Django views get a plain error page from
+`{"detail": message}` (edgefleet/api.py), Django views get a plain error page from
 `ServiceErrorMiddleware`. The statuses, chosen once (docs/architecture.md, "Errors"):
 
 - 400 ServiceError: the input has the right shape but breaks a rule (a HIPAA fleet that would
@@ -29,7 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.deprecation import MiddlewareMixin
 
-from agents.schemas import ErrorOut
+from wire.schemas import ErrorOut
 
 log = logging.getLogger("edgefleet")
 

@@ -1,8 +1,8 @@
 """Guards in front of the node API: request ids, body size, and load shedding.
 
 Both run sync under WSGI and async under ASGI (the dual pattern of Django's docs), so that the
-async cloud relay (edgenodes/relay.py) stays async end to end: a MiddlewareMixin middleware runs
-on a thread under ASGI, twice a request (controlplane/asgi.py serves the relay behind these two
+async cloud relay (controlplane/relay/views.py) stays async end to end: a MiddlewareMixin middleware runs
+on a thread under ASGI, twice a request (edgefleet/asgi.py serves the relay behind these two
 alone).
 """
 
@@ -17,12 +17,12 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
 
-from agents.schemas import error_body
+from wire.schemas import error_body
 
 NODE_API_PREFIX = "/api/node/"
 RELAY_PATH = "/api/node/v1/chat/completions"
 
-# This worker's listening sockets, handed over by controlplane/gunicorn_conf.py under gunicorn.
+# This worker's listening sockets, handed over by edgefleet/gunicorn_conf.py under gunicorn.
 LISTENERS: list[socket.socket] = []
 
 

@@ -1,4 +1,4 @@
-"""Input types the admin API's routers share (the wire contract with nodes is agents/schemas.py)."""
+"""Input types the admin API's routers share (the wire contract with nodes is wire/schemas.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from agents.schemas import NAME_CHECK, UNSAFE_CODE, strict_json, unsafe_text
 from controlplane.errors import ServiceError
+from wire.schemas import NAME_CHECK, UNSAFE_CODE, strict_json, unsafe_text
 
 Slug = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$"), NAME_CHECK
@@ -60,7 +60,7 @@ IsoDate = Annotated[date, BeforeValidator(_iso_only)]
 
 class In(Schema):
     """An admin-API request body: a JSON object of exactly the declared types
-    (agents.schemas.strict_json). The dashboard's forms validate with the same class, leniently:
+    (wire.schemas.strict_json). The dashboard's forms validate with the same class, leniently:
     a form sends every value as a string."""
 
     @model_validator(mode="wrap")
@@ -78,7 +78,7 @@ class UnsafeText(ServiceError):
 
 
 def refuse_unsafe(field: str, *values: str, prose: bool = False) -> None:
-    """The services' side of the schemas' rule on names (agents.schemas.unsafe_text): a 400 naming
+    """The services' side of the schemas' rule on names (wire.schemas.unsafe_text): a 400 naming
     `field` if one of `values` holds a control character or a bidirectional override (prose may
     keep tabs and line breaks). For callers that reach a service without the API's In schema."""
     for value in values:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 
-from agents import manifest
+from wire import manifest
 
 
 class SigningKeyMissing(Exception):
@@ -81,7 +81,7 @@ def sign(data: bytes) -> str:
 def sign_manifest(
     *, name: str, variant: str, sha256: str, size: int | None
 ) -> tuple[dict[str, Any], str]:
-    """A model artifact's manifest (agents/manifest.py) and its signature by this key."""
+    """A model artifact's manifest (wire/manifest.py) and its signature by this key."""
     m = manifest.build(name=name, variant=variant, sha256=sha256, size=size, key_id=key_id())
     return m, manifest.sign(m, private_key())
 

@@ -7,7 +7,7 @@
 set -u
 PORT=${1:-8473}
 VAR=${EDGEFLEET_VAR_DIR:-var}
-MODEL=$(.venv/bin/python -c 'from agents.tinymodel import smollm2; print(smollm2() or "")')
+MODEL=$(.venv/bin/python -c 'from controlplane.registry.tinymodel import smollm2; print(smollm2() or "")')
 [ -n "$MODEL" ] || MODEL=$VAR/models/edgefleet-tiny-F32.gguf
 exec .venv/bin/python -m llama_cpp.server --model "$MODEL" --model_alias demo-cloud \
   --host 127.0.0.1 --port "$PORT" --n_ctx 2048

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents import manifest
+from wire import manifest
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition", every: float = 0.1):

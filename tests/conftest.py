@@ -18,16 +18,17 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client
 
-from agents.quantize import quantize
-from agents.schemas import ApprovalIn, EnrollIn, HardwareProfile
-from agents.tinymodel import serve_openai, write_tiny_llama
 from controlplane.accounts import guesses
 from controlplane.accounts.models import Membership, Role
-from controlplane.asgi import application
 from controlplane.audit import services as audit_services
 from controlplane.audit.services import pseudonym
-from edgenodes import rollouts, services
-from edgenodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
+from controlplane.nodes import services
+from controlplane.nodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
+from controlplane.registry.quantize import quantize
+from controlplane.registry.tinymodel import serve_openai, write_tiny_llama
+from controlplane.rollouts import services as rollouts
+from edgefleet.asgi import application
+from wire.schemas import ApprovalIn, EnrollIn, HardwareProfile
 
 from .agent_helpers import free_port, wait_for
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from agents.schemas import ApprovalIn
 from controlplane.accounts.models import PersonalToken
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit.models import AuditRecord
 from controlplane.audit.services import user_ref
-from edgenodes import rollouts, services
-from edgenodes.models import EnrollmentToken, Node, Rollout, ToolApproval
+from controlplane.nodes import services
+from controlplane.nodes.models import EnrollmentToken, Node, Rollout, ToolApproval
+from controlplane.rollouts import services as rollouts
+from wire.schemas import ApprovalIn
 
 from .conftest import (
     ADMINISTER,
@@ -297,8 +298,8 @@ def test_a_node_metric_can_be_read_raw_and_per_minute_and_events_listed(world, a
 
     from django.utils import timezone
 
-    from agents.schemas import EventBatchIn, MetricBatchIn
-    from edgenodes import metrics
+    from controlplane.nodes import metrics
+    from wire.schemas import EventBatchIn, MetricBatchIn
 
     node = Node.objects.get(fleet__slug="north")
     minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)

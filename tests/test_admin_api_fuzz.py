@@ -23,7 +23,13 @@ from django.core import serializers
 from controlplane.accounts.models import Membership
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.fleets.models import Fleet
-from edgenodes.models import DesiredStateLayer, EnrollmentToken, Node, Rollout, ToolApproval
+from controlplane.nodes.models import (
+    DesiredStateLayer,
+    EnrollmentToken,
+    Node,
+    Rollout,
+    ToolApproval,
+)
 
 from .conftest import ADMINISTER, OPERATE, RIGHTS, targets
 from .fuzz import fuzz, load, operations, stateful

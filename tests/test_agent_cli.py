@@ -14,8 +14,8 @@ import pytest
 
 from agents import cli
 from agents.state import StateDir
-from edgenodes import services
-from edgenodes.models import Node
+from controlplane.nodes import services
+from controlplane.nodes.models import Node
 
 
 @pytest.mark.parametrize("command", ["run", "status", "chat"])

@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 
-from agents.quantize import quantize
 from agents.runtime import Runtime, StateDir
-from agents.tinymodel import write_tiny_llama
+from controlplane.registry.quantize import quantize
+from controlplane.registry.tinymodel import write_tiny_llama
 
 from .agent_helpers import offline_node, sha256, signed
 

@@ -18,8 +18,8 @@ from openai import OpenAI
 from agents import cli
 from agents.runtime import Runtime, StateDir
 from agents.server import LocalServer
-from edgenodes import services
-from edgenodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
+from controlplane.nodes import services
+from controlplane.nodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
 
 from .agent_helpers import OnOffProxy, free_port, sha256, wait_for
 

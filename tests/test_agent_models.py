@@ -8,10 +8,10 @@ import pytest
 
 from agents.agent import AgentRunner, step_schema
 from agents.backends import BackendError, LlamaCppBackend
-from agents.quantize import quantize
-from agents.schemas import AgentSpec, ToolPolicy
-from agents.tinymodel import write_tiny_llama
 from agents.tools import ToolGate, registry
+from controlplane.registry.quantize import quantize
+from controlplane.registry.tinymodel import write_tiny_llama
+from wire.schemas import AgentSpec, ToolPolicy
 
 
 @pytest.fixture(scope="session")

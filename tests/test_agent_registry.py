@@ -12,10 +12,11 @@ from django.core.files.storage import storages
 
 from agents import cli
 from agents.runtime import Runtime, StateDir
-from edgenodes import desired_state, services
-from edgenodes.models import Node, NodeEventRecord
-from edgenodes.registry import services as registry
-from edgenodes.registry.models import Artifact
+from controlplane.desiredstate import compose as desired_state
+from controlplane.nodes import services
+from controlplane.nodes.models import Node, NodeEventRecord
+from controlplane.registry import services as registry
+from controlplane.registry.models import Artifact
 
 from .agent_helpers import CuttingProxy, wait_for
 

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from agents.schemas import ToolPolicy
 from agents.tools import ToolGate, registry
+from wire.schemas import ToolPolicy
 
 ALL = ["clock", "read_file", "http_get", "sql_query", "create_ticket"]
 

@@ -12,9 +12,9 @@ import pytest
 from agents import cli
 from agents.runtime import Runtime, StateDir
 from controlplane.accounts.services import do_create_personal_token
-from edgenodes import services
-from edgenodes.models import ToolApproval
-from edgenodes.watch import HUB
+from controlplane.nodeapi.watch import HUB
+from controlplane.nodes import services
+from controlplane.nodes.models import ToolApproval
 
 from .agent_helpers import wait_for
 

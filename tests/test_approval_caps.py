@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.schemas import ApprovalIn
-from edgenodes import services
-from edgenodes.models import ToolApproval
+from controlplane.nodes import services
+from controlplane.nodes.models import ToolApproval
+from wire.schemas import ApprovalIn
 
 from .conftest import enroll
 from .test_pages import client_for

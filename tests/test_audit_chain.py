@@ -12,7 +12,7 @@ from django.db import connection
 from controlplane.audit import chain
 from controlplane.audit import services as services_audit
 from controlplane.audit.models import AuditCheckpoint, AuditHead, AuditRecord
-from edgenodes import services
+from controlplane.nodes import services
 
 pytestmark = pytest.mark.django_db
 
@@ -267,7 +267,7 @@ def test_the_trigger_lets_a_pending_record_be_chained_but_not_edited(alice):
     with pytest.raises((ProgrammingError, InternalError, IntegrityError)), transaction.atomic():
         raw(f"UPDATE {TABLE} SET action = 'forged' WHERE id = %s", [rec.pk])
     # A record no later writer picked up is chained by `maintain` (every second when looping).
-    from edgenodes.management.commands.maintain import run_once
+    from controlplane.nodes.management.commands.maintain import run_once
 
     assert run_once()["audit_sealed"] == 1
     assert services_audit.verify_all() == (AuditRecord.objects.count(), None)

@@ -28,8 +28,8 @@ from controlplane import signing
 from controlplane.audit import anchors, chain
 from controlplane.audit import services as services_audit
 from controlplane.audit.models import AuditCheckpoint, AuditHead, AuditRecord
-from edgenodes import services
-from edgenodes.management.commands.maintain import run_once
+from controlplane.nodes import services
+from controlplane.nodes.management.commands.maintain import run_once
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ from django.test.utils import CaptureQueriesContext
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit import actions
 from controlplane.audit.models import AuditRecord
-from controlplane.audit.privacy import do_erase_user
 from controlplane.audit.services import record, user_ref
+from controlplane.compliance.privacy import do_erase_user
 from controlplane.errors import Forbidden, NotFound, ServiceError
-from edgenodes import queries, services
-from edgenodes.models import EnrollmentToken, Fleet, Node
+from controlplane.nodes import queries, services
+from controlplane.nodes.models import EnrollmentToken, Fleet, Node
 
 from .conftest import enroll
 

@@ -17,8 +17,15 @@ import json
 from django.urls import get_resolver, resolve
 
 from controlplane.middleware import CONTENT_SECURITY_POLICY
-from edgenodes import rollouts
-from edgenodes.models import DesiredStateLayer, Fleet, Node, NodeCredential, Rollout, ToolApproval
+from controlplane.nodes.models import (
+    DesiredStateLayer,
+    Fleet,
+    Node,
+    NodeCredential,
+    Rollout,
+    ToolApproval,
+)
+from controlplane.rollouts import services as rollouts
 
 from .conftest import ROLLOUT_MODEL, furnish
 from .test_dashboard_browser import BrowserCase, make_user, wait_until
@@ -26,19 +33,19 @@ from .test_dashboard_browser import pytestmark as needs_chromium
 
 # The pages of the dashboard, by URL name (each one is opened as alice, the admin).
 PAGES = [
-    ("edgenodes:overview", "/"),
-    ("edgenodes:nodes", "/nodes/?fleet=north"),
-    ("edgenodes:node", "/nodes/{node}/"),
-    ("edgenodes:enrollment", "/enrollment/?fleet=north"),
-    ("edgenodes:layers", "/desired-state/?fleet=north"),
-    ("edgenodes:layers", "/desired-state/?fleet=north&preview={node}"),
-    ("edgenodes:rollouts", "/rollouts/?fleet=north"),
-    ("edgenodes:rollout", "/rollouts/{rollout}/"),
-    ("edgenodes:approvals", "/approvals/?fleet=north"),
-    ("edgenodes:approvals", "/approvals/?all=1"),
-    ("edgenodes:models", "/models/"),
-    ("edgenodes:compliance", "/compliance/?fleet=north"),
-    ("edgenodes:costs", "/costs/?fleet=north"),
+    ("dashboard:overview", "/"),
+    ("dashboard:nodes", "/nodes/?fleet=north"),
+    ("dashboard:node", "/nodes/{node}/"),
+    ("dashboard:enrollment", "/enrollment/?fleet=north"),
+    ("dashboard:layers", "/desired-state/?fleet=north"),
+    ("dashboard:layers", "/desired-state/?fleet=north&preview={node}"),
+    ("dashboard:rollouts", "/rollouts/?fleet=north"),
+    ("dashboard:rollout", "/rollouts/{rollout}/"),
+    ("dashboard:approvals", "/approvals/?fleet=north"),
+    ("dashboard:approvals", "/approvals/?all=1"),
+    ("dashboard:models", "/models/"),
+    ("dashboard:compliance", "/compliance/?fleet=north"),
+    ("dashboard:costs", "/costs/?fleet=north"),
     ("audit:browser", "/audit/?fleet=north"),
     ("audit:erase", "/audit/erasure/"),
     ("audit:processing", "/audit/records-of-processing/?fleet=north"),
@@ -46,16 +53,16 @@ PAGES = [
 ]
 # The URL names that are not a page a browser opens, and why.
 NOT_PAGES = {
-    "edgenodes:fleet-alerts": "a form's target (POST)",
-    "edgenodes:node-row": "a row that htmx swaps into the node list",
-    "edgenodes:node-series": "the node charts' JSON",
-    "edgenodes:node-edit": "a form's target (POST)",
-    "edgenodes:node-revoke": "a form's target (POST)",
-    "edgenodes:enrollment-revoke": "a form's target (POST)",
-    "edgenodes:layer-delete": "a form's target (POST)",
-    "edgenodes:rollout-action": "a form's target (POST)",
-    "edgenodes:approval-decide": "a form's target (POST)",
-    "edgenodes:compliance-preview": "a form's target (POST)",
+    "dashboard:fleet-alerts": "a form's target (POST)",
+    "dashboard:node-row": "a row that htmx swaps into the node list",
+    "dashboard:node-series": "the node charts' JSON",
+    "dashboard:node-edit": "a form's target (POST)",
+    "dashboard:node-revoke": "a form's target (POST)",
+    "dashboard:enrollment-revoke": "a form's target (POST)",
+    "dashboard:layer-delete": "a form's target (POST)",
+    "dashboard:rollout-action": "a form's target (POST)",
+    "dashboard:approval-decide": "a form's target (POST)",
+    "dashboard:compliance-preview": "a form's target (POST)",
 }
 # Pages that are not the dashboard's templates but are served under its policy.
 OTHER_PAGES = [

@@ -11,9 +11,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from controlplane.asgi import application
 from controlplane.events import fleet_group
-from edgenodes import services
+from controlplane.nodes import services
+from edgefleet.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +40,7 @@ def test_the_dashboard_shows_only_the_nodes_a_persona_may_see(
 
 
 def test_the_node_table_says_when_no_model_variant_fits_and_why(north_node, victor):
-    from edgenodes.models import Node
+    from controlplane.nodes.models import Node
 
     node, _ = north_node
     Node.objects.filter(pk=node.pk).update(model_choice="model 'tiny': no variant fits: ...")

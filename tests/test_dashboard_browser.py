@@ -29,12 +29,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from agents.tinymodel import smollm2
 from controlplane.accounts.models import Membership, Role
-from controlplane.audit import verify_export
-from edgenodes import services
-from edgenodes.models import Fleet, Node, Rollout, ToolApproval
-from edgenodes.registry import services as registry
+from controlplane.compliance import verify_export
+from controlplane.nodes import services
+from controlplane.nodes.models import Fleet, Node, Rollout, ToolApproval
+from controlplane.registry import services as registry
+from controlplane.registry.tinymodel import smollm2
 
 from .agent_helpers import free_port
 from .conftest import enroll
@@ -195,8 +195,8 @@ class DashboardInABrowser(BrowserCase):
     def test_an_admin_uploads_a_model_with_a_progress_bar_in_chunks(self):
         from selenium.webdriver.common.by import By
 
-        from agents.tinymodel import write_tiny_llama
-        from edgenodes.registry.models import Artifact
+        from controlplane.registry.models import Artifact
+        from controlplane.registry.tinymodel import write_tiny_llama
 
         make_user("alice", is_superuser=True, is_staff=True)
         Fleet.objects.create(slug="north", name="North clinics")

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents.schemas import MetricBatchIn
-from edgenodes import metrics, services
-from edgenodes.models import MetricRollup, MetricSample, Node, NodeStatus
+from controlplane.nodes import metrics, services
+from controlplane.nodes.models import MetricRollup, MetricSample, Node, NodeStatus
+from wire.schemas import MetricBatchIn
 
 pytestmark = pytest.mark.django_db
 

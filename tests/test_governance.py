@@ -14,13 +14,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from agents import compliance
-from agents.schemas import CompliancePolicy
 from controlplane.accounts.models import LoginFailure
 from controlplane.audit import services as audit
 from controlplane.audit.models import AuditRecord, SubjectKey
-from edgenodes import services
-from edgenodes.models import NodeEventRecord
+from controlplane.nodes import services
+from controlplane.nodes.models import NodeEventRecord
+from wire import compliance
+from wire.schemas import CompliancePolicy
 
 pytestmark = pytest.mark.django_db
 VERIFIER = Path(__file__).parent.parent / "controlplane" / "audit" / "verify_export.py"

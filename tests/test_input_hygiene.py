@@ -1,5 +1,5 @@
 """Names, labels and other identifiers refuse C0/C1 control characters and Unicode bidirectional
-overrides, isolates and marks (agents.schemas.unsafe_text, the one rule): a 422 from the schemas
+overrides, isolates and marks (wire.schemas.unsafe_text, the one rule): a 422 from the schemas
 (error type `unsafe_characters`) or a 400 from the services (`ServiceError(..., field=...)`), the
 field named, never a 500. Prose keeps tabs and line breaks. Rows stored before stay readable."""
 
@@ -12,8 +12,8 @@ from django.test import Client
 
 from controlplane.accounts.services import do_create_personal_token, do_invite_user
 from controlplane.errors import ServiceError
-from edgenodes import services
-from edgenodes.models import EnrollmentToken, Fleet, Node, ToolApproval
+from controlplane.nodes import services
+from controlplane.nodes.models import EnrollmentToken, Fleet, Node, ToolApproval
 
 from .conftest import HARDWARE
 

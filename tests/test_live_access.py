@@ -20,12 +20,13 @@ from django.test import Client
 
 from controlplane.accounts import services as accounts
 from controlplane.accounts.models import Membership, Role
-from controlplane.asgi import application
-from controlplane.audit import export
 from controlplane.audit.models import AuditExport
+from controlplane.compliance import export
+from controlplane.dashboard import consumers
 from controlplane.events import fleet_group
-from edgenodes import consumers, services
-from edgenodes.models import Fleet
+from controlplane.nodes import services
+from controlplane.nodes.models import Fleet
+from edgefleet.asgi import application
 
 from .test_dashboard_browser import BrowserCase, make_user, wait_until
 

@@ -11,8 +11,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.audit.models import AuditRecord
-from edgenodes import services
-from edgenodes.models import EnrollmentToken, MetricSample, Node, NodeCredential, NodeEventRecord
+from controlplane.nodes import services
+from controlplane.nodes.models import (
+    EnrollmentToken,
+    MetricSample,
+    Node,
+    NodeCredential,
+    NodeEventRecord,
+)
 
 from .conftest import HARDWARE, enroll
 
@@ -478,7 +484,7 @@ def test_a_long_listen_queue_sheds_node_requests_with_429_but_not_the_dashboard(
 
 
 def test_last_contact_is_buffered_and_written_in_bulk(north, node_api, settings):
-    from edgenodes import contacts
+    from controlplane.nodeapi import contacts
 
     settings.EDGEFLEET = {**settings.EDGEFLEET, "CONTACT_FLUSH_S": 3600}
     contacts.flush()

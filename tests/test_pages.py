@@ -10,11 +10,18 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from agents.schemas import ApprovalIn
-from controlplane.audit import verify_export
 from controlplane.audit.models import AuditRecord
-from edgenodes import services
-from edgenodes.models import CloudUsage, EnrollmentToken, Fleet, Node, Rollout, ToolApproval
+from controlplane.compliance import verify_export
+from controlplane.nodes import services
+from controlplane.nodes.models import (
+    CloudUsage,
+    EnrollmentToken,
+    Fleet,
+    Node,
+    Rollout,
+    ToolApproval,
+)
+from wire.schemas import ApprovalIn
 
 from .conftest import ADMINISTER, AUDIT, OPERATE, RIGHTS, VIEW, enroll, targets
 
@@ -237,7 +244,7 @@ def test_an_approval_is_decided_from_the_queue_with_a_reason_once(north_node, ol
 
 
 def test_a_rollout_is_started_watched_and_aborted_from_the_pages(north_node, olivia, tiny_f32):
-    from edgenodes.registry import services as registry
+    from controlplane.registry import services as registry
 
     registry.do_register_artifact(tiny_f32, name="tiny", actor=None)
     r = client_for(olivia).post(
@@ -265,7 +272,7 @@ def test_alert_thresholds_are_validated_and_raise_alerts_on_the_overview(north_n
     client_for(fiona).post("/fleets/north/alerts", {"alert_error_rate": "0.1"})
     from django.utils import timezone
 
-    from agents.schemas import MetricBatchIn
+    from wire.schemas import MetricBatchIn
 
     now = timezone.now().isoformat()
     samples = [
@@ -398,8 +405,8 @@ def test_the_prometheus_endpoint_is_off_without_a_token_and_needs_it_when_on(
 def test_quantization_is_queued_from_the_models_page_and_a_bad_choice_says_why(
     north, fiona, olivia, tiny_f32
 ):
-    from edgenodes.registry import services as registry
-    from edgenodes.registry.models import QuantizationJob
+    from controlplane.registry import services as registry
+    from controlplane.registry.models import QuantizationJob
 
     registry.do_register_artifact(tiny_f32, name="tiny", actor=None)
     page = client_for(fiona).get("/models/").content.decode()

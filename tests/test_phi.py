@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 import pytest
 from openai import OpenAI
 
-from agents import compliance, phi
-from agents.schemas import CompliancePolicy
 from agents.server import LocalServer
-from agents.tinymodel import serve_openai, smollm2
 from controlplane.audit.models import AuditRecord
-from edgenodes import services
+from controlplane.nodes import services
+from controlplane.registry.tinymodel import serve_openai, smollm2
+from wire import compliance, phi
+from wire.schemas import CompliancePolicy
 
 from .agent_helpers import OnOffProxy, free_port, wait_for
 from .test_agent_e2e import assignment
@@ -436,7 +436,7 @@ def test_the_preview_api_says_when_nothing_would_be_sent(alice, north, admin_api
 
 def test_the_figures_the_compliance_page_shows_are_the_last_benchmarks():
     results = json.loads((Path(__file__).parent.parent / "bench/results/phi.json").read_text())
-    ours = results["detectors"]["agents.phi"]
+    ours = results["detectors"]["wire.phi"]
     assert results["corpus"]["split"] == "holdout"
     measured = {
         "measured_on": results["measured_on"],

@@ -13,7 +13,7 @@ from django.test import Client
 
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.middleware import CONTENT_SECURITY_POLICY, PERMISSIONS_POLICY
-from edgenodes.models import Node
+from controlplane.nodes.models import Node
 
 from .test_pages import client_for
 

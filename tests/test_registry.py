@@ -12,14 +12,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from agents import manifest
 from controlplane import signing
 from controlplane.audit.models import AuditRecord
-from edgenodes import desired_state, services
-from edgenodes.models import Node
-from edgenodes.registry import services as registry
-from edgenodes.registry.models import Artifact, JobStatus, QuantizationJob
-from edgenodes.registry.resolver import MB, Variant, choose
+from controlplane.desiredstate import compose as desired_state
+from controlplane.nodes import services
+from controlplane.nodes.models import Node
+from controlplane.registry import services as registry
+from controlplane.registry.models import Artifact, JobStatus, QuantizationJob
+from controlplane.registry.resolver import MB, Variant, choose
+from wire import manifest
 
 from .conftest import enroll
 

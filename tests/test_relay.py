@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from controlplane.audit.models import AuditRecord
 from controlplane.errors import ServiceError
-from edgenodes import escalation, services
-from edgenodes.models import CloudUsage
+from controlplane.nodes import services
+from controlplane.nodes.models import CloudUsage
+from controlplane.relay import services as escalation
 
 from .agent_helpers import CuttingProxy, OnOffProxy, SlowProxy, wait_for
 from .conftest import enroll
@@ -118,7 +119,7 @@ def test_a_node_that_goes_away_after_the_first_bytes_is_still_charged(
     cloud already answered still runs to its end."""
     from asgiref.testing import ApplicationCommunicator
 
-    from controlplane.asgi import application
+    from edgefleet.asgi import application
 
     node, credential = north_node
     endpoints(north, alice, cloud("main", cloud_llm))
@@ -341,8 +342,8 @@ def test_cloud_cost_is_queryable_per_agent_and_node_and_budgets_show_their_use(
 
 def test_local_tokens_are_queryable_per_node_and_per_agent(alice, victor, north, admin_api):
     from agents.runtime import agent_metric
-    from agents.schemas import MetricBatchIn
-    from edgenodes import metrics
+    from controlplane.nodes import metrics
+    from wire.schemas import MetricBatchIn
 
     node, _ = enroll(north, "n1")
     now = timezone.now().isoformat()
@@ -367,7 +368,7 @@ def test_local_tokens_are_queryable_per_node_and_per_agent(alice, victor, north,
 
 def test_an_agent_metric_name_is_valid_for_any_agent_name():
     from agents.runtime import agent_metric
-    from agents.schemas import MetricSample
+    from wire.schemas import MetricSample
 
     for agent in ("a", "front-desk", "x" * 63):
         MetricSample(seq=1, ts=timezone.now(), name=agent_metric(agent), value=1)
@@ -378,7 +379,7 @@ def test_the_asgi_server_serves_the_relay_behind_its_own_middlewares_only(db):
     headers...) but keeps the request id and the node API's guards."""
     from channels.testing import HttpCommunicator
 
-    from controlplane.asgi import application
+    from edgefleet.asgi import application
 
     async def go(path: str, method: str = "GET", headers=()):
         communicator = HttpCommunicator(application, method, path, headers=list(headers))

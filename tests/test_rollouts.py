@@ -7,11 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents import schemas
 from controlplane.audit.models import AuditRecord
-from edgenodes import desired_state, rollouts, services
-from edgenodes.models import Node, Rollout, RolloutNode
-from edgenodes.registry import services as registry
+from controlplane.desiredstate import compose as desired_state
+from controlplane.nodes import services
+from controlplane.nodes.models import Node, Rollout, RolloutNode
+from controlplane.registry import services as registry
+from controlplane.rollouts import services as rollouts
+from wire import schemas
 
 from .conftest import enroll
 

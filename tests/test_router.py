@@ -14,11 +14,11 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from agents.router import RouterError, Scorer, answer_features, features
 from controlplane import signing
-from edgenodes import router_metrics as metrics
-from edgenodes import router_train
-from edgenodes.router_data import DataError, Row, load, read_table
+from controlplane.routing import metrics
+from controlplane.routing import train as router_train
+from controlplane.routing.data import DataError, Row, load, read_table
+from wire.scoring import RouterError, Scorer, answer_features, features
 
 ROUTER_DATA = Path(settings.EDGEFLEET["ROUTER_DATA_DIR"])
 needs_shared_data = pytest.mark.skipif(
@@ -96,7 +96,7 @@ def test_bootstrap_intervals_contain_the_point_estimate():
 
 
 def test_features_are_the_same_in_every_process_whatever_the_hash_seed():
-    code = "from agents.router import features; print(features('What is 12 + 30?', 18))"
+    code = "from wire.scoring import features; print(features('What is 12 + 30?', 18))"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -126,7 +126,7 @@ def test_a_cascade_router_reads_the_local_answer():
 
 @pytest.mark.parametrize("kind", ["query", "cascade"])
 def test_the_node_scores_a_query_exactly_as_training_saw_it(kind):
-    """agents.router (pure Python, on the node) and router_train.matrix (scipy) agree."""
+    """wire.scoring (pure Python, on the node) and router_train.matrix (scipy) agree."""
     rows = synthetic(60, seed=3)
     scorer = router_train.fit(rows, kind=kind, bits=12, c=1.0)
     x = router_train.matrix(rows, 12, answer=kind == "cascade")

@@ -10,15 +10,16 @@ import time
 
 import pytest
 
-from agents import schemas
-from agents.route import Router
+from agents.router import Router
 from agents.runtime import Runtime, StateDir
 from controlplane.audit.models import AuditRecord
 from controlplane.errors import ServiceError
-from edgenodes import escalation, services
-from edgenodes.models import Node, NodeEventRecord
-from edgenodes.registry import services as registry
-from edgenodes.router_train import fit
+from controlplane.nodes import services
+from controlplane.nodes.models import Node, NodeEventRecord
+from controlplane.registry import services as registry
+from controlplane.relay import services as escalation
+from controlplane.routing.train import fit
+from wire import schemas
 
 from .agent_helpers import wait_for
 from .test_agent_e2e import assignment, enroll, prepare

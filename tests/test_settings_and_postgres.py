@@ -10,10 +10,10 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from agents.schemas import EnrollIn
 from controlplane.errors import ServiceError
-from edgenodes import services
-from edgenodes.models import EnrollmentToken, Node
+from controlplane.nodes import services
+from controlplane.nodes.models import EnrollmentToken, Node
+from wire.schemas import EnrollIn
 
 from .conftest import HARDWARE
 
@@ -118,8 +118,8 @@ def test_concurrent_enrollments_never_spend_a_token_beyond_its_use_limit(north):
 def test_concurrent_replays_of_one_batch_store_each_sample_once(north_node):
     from django.utils import timezone
 
-    from agents.schemas import MetricBatchIn
-    from edgenodes.models import MetricSample
+    from controlplane.nodes.models import MetricSample
+    from wire.schemas import MetricBatchIn
 
     node, _ = north_node
     batch = MetricBatchIn(
@@ -149,7 +149,7 @@ def test_concurrent_replays_of_one_batch_store_each_sample_once(north_node):
 def test_concurrent_audit_writers_keep_the_chain_intact(north, alice):
     from controlplane.audit.models import AuditRecord
     from controlplane.audit.services import verify_all
-    from edgenodes.models import Fleet
+    from controlplane.nodes.models import Fleet
 
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []

@@ -12,7 +12,7 @@ from django.test import Client
 
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.fleets.models import Fleet
-from edgenodes.models import DesiredStateLayer, EnrollmentToken
+from controlplane.nodes.models import DesiredStateLayer, EnrollmentToken
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,9 @@ from controlplane.accounts import guesses
 from controlplane.accounts.models import TokenFailure
 from controlplane.accounts.services import do_create_personal_token
 from controlplane.audit.models import AuditRecord
+from controlplane.nodes import services
+from controlplane.nodes.models import NodeCredential
 from controlplane.tokens import client_ip
-from edgenodes import services
-from edgenodes.models import NodeCredential
 
 from .conftest import HARDWARE, enroll
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgenodes.registry.models import Artifact
+from controlplane.registry.models import Artifact
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def test_only_registry_writers_upload_and_only_their_own_uploads(
 def test_unfinished_uploads_are_purged_after_their_time(fiona, admin_api):
     import time
 
-    from edgenodes.registry import uploads
+    from controlplane.registry import uploads
 
     upload_id = admin_api(fiona).post("/models/uploads", {"size": 10}).json()["id"]
     assert uploads.purge() == 0
@@ -86,7 +86,7 @@ def test_unfinished_uploads_are_purged_after_their_time(fiona, admin_api):
 
 
 def test_a_person_holds_a_bounded_number_of_unfinished_uploads(fiona, alice, admin_api):
-    from edgenodes.registry import uploads
+    from controlplane.registry import uploads
 
     for _ in range(uploads.MAX_OPEN_PER_PERSON):
         assert admin_api(fiona).post("/models/uploads", {"size": 10}).status_code == 201

@@ -1,5 +1,5 @@
-"""The desired-state poll's fast paths and the watch (`?wait=N`): WSGI (controlplane/wsgi.py) and
-ASGI (edgenodes/watch.py), each against the full node API's answers.
+"""The desired-state poll's fast paths and the watch (`?wait=N`): WSGI (edgefleet/wsgi.py) and
+ASGI (controlplane/nodeapi/watch.py), each against the full node API's answers.
 
 The ASGI tests run the real application in this process's event loop and make their changes
 through the services on a worker thread (as an admin's request under the same server would), so
@@ -18,12 +18,13 @@ from asgiref.testing import ApplicationCommunicator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import schemas
 from controlplane import tokens
-from controlplane.asgi import application as asgi_application
-from controlplane.wsgi import application as wsgi_application
-from edgenodes import contacts, services, watch
-from edgenodes.models import Node
+from controlplane.nodeapi import contacts, watch
+from controlplane.nodes import services
+from controlplane.nodes.models import Node
+from edgefleet.asgi import application as asgi_application
+from edgefleet.wsgi import application as wsgi_application
+from wire import schemas
 
 from .conftest import enroll
 

@@ -13,10 +13,9 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 
+from controlplane.accounts.models import Membership, PersonalToken, Role
 from controlplane.errors import NotFound
 from controlplane.fleets.models import Fleet
-
-from .models import Membership, PersonalToken, Role
 
 M = TypeVar("M", bound=Model)
 
@@ -26,7 +25,7 @@ ADMINISTER = "administer"
 VIEW_AUDIT = "view_audit"  # audit log, exports, compliance settings, records of processing
 ERASE = "erase"  # GDPR erasure of a data subject served by the fleet's nodes
 # Who may read a fleet's member list (names and roles): the API, the Access page and the live
-# `membership.set` event (edgenodes/consumers.py) all ask this one right.
+# `membership.set` event (controlplane/dashboard/consumers.py) all ask this one right.
 READ_MEMBERS = VIEW_AUDIT
 
 PERMISSIONS: dict[str, frozenset[str]] = {

@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 
-from .access import is_global_admin
-from .models import Membership
+from controlplane.accounts.access import is_global_admin
+from controlplane.accounts.models import Membership
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

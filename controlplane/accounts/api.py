@@ -9,15 +9,13 @@ from typing import Annotated, Literal
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
-from agents.schemas import Name, SafeName
-from controlplane.accounts import access
+from controlplane.accounts import access, queries, services
 from controlplane.accounts.access import ADMINISTER, VIEW
+from controlplane.accounts.models import Membership, PersonalToken
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.schemas import In
-
-from . import queries, services
-from .models import Membership, PersonalToken
+from wire.schemas import Name, SafeName
 
 router = Router(tags=["accounts"])
 

@@ -7,7 +7,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and access"
 
     def ready(self) -> None:
-        from . import (
-            auth,  # noqa: F401  (signal receivers: login failures, session timeout)
-            services,  # noqa: F401  (signal receivers: logouts and accounts, live access)
-        )
+        pass

@@ -47,14 +47,13 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from agents.schemas import ComplianceMode
+from controlplane.accounts.access import VIEW, fleet_ids
+from controlplane.accounts.models import LoginFailure
 from controlplane.audit.models import AuditRecord
 from controlplane.audit.services import pseudonym, record, user_ref
 from controlplane.fleets.models import Fleet
 from controlplane.tokens import client_ip, throttle_address
-
-from .access import VIEW, fleet_ids
-from .models import LoginFailure
+from wire.schemas import ComplianceMode
 
 DEVICE_COOKIE = "edgefleet_device"
 DEVICE_SALT = "controlplane.accounts.auth.device"

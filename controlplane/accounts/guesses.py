@@ -29,11 +29,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane.accounts.models import TokenFailure
 from controlplane.audit.services import record
 from controlplane.errors import RateLimited, Unauthorized
 from controlplane.tokens import client_ip, throttle_address
-
-from .models import TokenFailure
 
 _blocked: dict[str, float] = {}  # address -> time.monotonic() at which its block ends
 

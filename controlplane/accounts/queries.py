@@ -8,10 +8,9 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from controlplane.accounts.access import is_global_admin
+from controlplane.accounts.models import Membership, PersonalToken
 from controlplane.errors import Forbidden, NotFound
-
-from .access import is_global_admin
-from .models import Membership, PersonalToken
 
 
 def access_user(username: str):

@@ -23,14 +23,13 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from controlplane import tokens
+from controlplane.accounts import queries
+from controlplane.accounts.access import ADMINISTER, fleet_ids, is_global_admin
+from controlplane.accounts.models import Membership, PersonalToken, Role
 from controlplane.audit.services import pseudonym, record
 from controlplane.errors import Conflict, Forbidden, ServiceError
 from controlplane.events import access_changed_on_commit, publish_on_commit
 from controlplane.schemas import refuse_unsafe
-
-from . import queries
-from .access import ADMINISTER, fleet_ids, is_global_admin
-from .models import Membership, PersonalToken, Role
 
 
 @transaction.atomic
@@ -181,7 +180,7 @@ def do_set_membership(*, actor, user, fleet, role: str | None, request=None) -> 
 # A dashboard socket and a streamed audit export outlive the request that opened them. Whatever
 # changes what a person may see tells their open sockets at once (`access_changed_on_commit`: the
 # services above, and the receivers below for logouts and changed or deleted accounts); each socket
-# then asks `current_user` who it acts as now (edgenodes/consumers.py; docs/permissions.md).
+# then asks `current_user` who it acts as now (controlplane/dashboard/consumers.py; docs/permissions.md).
 
 # Saving an account with these fields (or all of them: update_fields=None) may change its access:
 # a deactivated or erased account, a global admin made or unmade, a changed password (which ends

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from . import chain
-from .models import AuditCheckpoint
+from controlplane.audit import chain
+from controlplane.audit.models import AuditCheckpoint
 
 log = logging.getLogger("edgefleet")
 

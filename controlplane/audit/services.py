@@ -21,12 +21,11 @@ from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from agents.schemas import ComplianceMode
 from controlplane import signing, tokens
+from controlplane.audit import actions, anchors, chain
+from controlplane.audit.models import AuditCheckpoint, AuditHead, AuditRecord, SubjectKey
 from controlplane.fleets.models import Fleet
-
-from . import actions, anchors, chain
-from .models import AuditCheckpoint, AuditHead, AuditRecord, SubjectKey
+from wire.schemas import ComplianceMode
 
 # --- pseudonyms (crypto-shredding) ----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from agents.schemas import (
+from wire.schemas import (
     CloudBudgets,
     ComplianceMode,
     CompliancePolicy,
@@ -31,7 +31,7 @@ class Fleet(models.Model):
     # is how an admin slows a whole fleet down.
     poll_interval_s = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    # Compliance (see docs/compliance.md): the fields of agents.schemas.ComplianceSettings. Changed
+    # Compliance (see docs/compliance.md): the fields of wire.schemas.ComplianceSettings. Changed
     # only through do_set_compliance, which audits the change and pushes it to the fleet's nodes in
     # their desired state.
     compliance_mode = models.CharField(
@@ -50,7 +50,7 @@ class Fleet(models.Model):
     alert_p95_latency_ms = models.FloatField(default=2000)
     alert_error_rate = models.FloatField(default=0.05)
     alert_memory_fraction = models.FloatField(default=0.85)
-    # Cloud spending limits: the fields of agents.schemas.CloudBudgets (do_set_cloud_budgets).
+    # Cloud spending limits: the fields of wire.schemas.CloudBudgets (do_set_cloud_budgets).
     cloud_budgets = models.JSONField(default=dict, blank=True)
 
     fleet_field = (

@@ -161,7 +161,7 @@ def server_env(db_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     env.pop("REDIS_URL", None)  # the in-memory channel layer, unless a test starts its own Redis
     env.update(
         DATABASE_URL=db_url,
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        DJANGO_SETTINGS_MODULE="edgefleet.settings",
         EDGEFLEET_VAR_DIR=str(var_dir),
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -188,8 +188,8 @@ SEED = """
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from controlplane import tokens
-from edgenodes import desired_state
-from edgenodes.models import Fleet, Node, NodeCredential
+from controlplane.desiredstate import compose as desired_state
+from controlplane.nodes.models import Fleet, Node, NodeCredential
 fleet = Fleet.objects.create(slug="faults", name="Fault suite")
 creds = {}
 for i in range(%(nodes)d):
@@ -218,8 +218,8 @@ class ControlPlane:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         gunicorn = f"-b 127.0.0.1:{self.port} -w {workers} -k {worker_class} --threads {threads}"
-        self.argv = [sys.executable, "-m", "gunicorn", "-c", "python:controlplane.gunicorn_conf"]
-        self.argv.append("controlplane.wsgi:application")
+        self.argv = [sys.executable, "-m", "gunicorn", "-c", "python:edgefleet.gunicorn_conf"]
+        self.argv.append("edgefleet.wsgi:application")
         self.argv += (gunicorn + " --log-level warning --backlog 2048").split()
         self.procs: list[subprocess.Popen] = []
 
@@ -278,7 +278,7 @@ def daphne(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
     proc = subprocess.Popen(
-        [*argv, "controlplane.asgi:application"],
+        [*argv, "edgefleet.asgi:application"],
         cwd=ROOT,
         env=env,
         start_new_session=True,

@@ -10,8 +10,8 @@ import time
 
 from agents.client import NodeClient
 from agents.outbox import Outbox
-from agents.schemas import CompliancePolicy
 from agents.telemetry import Telemetry
+from wire.schemas import CompliancePolicy
 
 from .harness import ControlPlane, count, database, django, report, seed, server_env, wait_for
 
@@ -22,7 +22,7 @@ VERIFY = """
 from django.db.models import Count, Max
 from controlplane.audit import services as audit
 from controlplane.audit.models import AuditRecord
-from edgenodes.models import MetricSample, NodeEventRecord
+from controlplane.nodes.models import MetricSample, NodeEventRecord
 def per_node(model):
     counts = {"n": Count("id"), "distinct": Count("seq", distinct=True), "top": Max("seq")}
     rows = model.objects.values("node_id").annotate(**counts)

@@ -14,10 +14,10 @@ import pytest
 
 from agents.client import ControlPlaneError, NodeClient
 from agents.outbox import Outbox
-from agents.schemas import CompliancePolicy
 from agents.telemetry import Telemetry
 from controlplane.errors import DISK_FULL
-from edgenodes.registry.models import Artifact
+from controlplane.registry.models import Artifact
+from wire.schemas import CompliancePolicy
 
 from ..test_uploads import put
 from .harness import (
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(not can_mount(), reason="needs to mount a tmpfs 
 CHECK = """
 from django.db import connection
 from controlplane.audit import services as audit
-from edgenodes.models import MetricSample, NodeEventRecord
+from controlplane.nodes.models import MetricSample, NodeEventRecord
 integrity = "not checked"
 if connection.vendor == "sqlite":
     with connection.cursor() as cursor:

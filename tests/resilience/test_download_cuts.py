@@ -15,10 +15,10 @@ import pytest
 
 from agents import cli
 from agents.runtime import Runtime, StateDir
-from edgenodes import services
-from edgenodes.models import Node
-from edgenodes.registry import services as registry
-from edgenodes.registry.models import Artifact
+from controlplane.nodes import services
+from controlplane.nodes.models import Node
+from controlplane.registry import services as registry
+from controlplane.registry.models import Artifact
 
 from ..agent_helpers import OnOffProxy, sha256, wait_for
 from .harness import report

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from agents import outbox as outbox_module
 from agents.client import ControlPlaneError, NodeClient
 from agents.outbox import Outbox
-from agents.schemas import CompliancePolicy
 from agents.telemetry import Telemetry
+from wire.schemas import CompliancePolicy
 
 from .harness import ControlPlane, database, django, report, seed, server_env, wait_for
 
@@ -24,7 +24,7 @@ MAX_AGE_S = 7 * 86400
 
 STORED = """
 from django.db.models import Sum
-from edgenodes.models import MetricSample, NodeEventRecord
+from controlplane.nodes.models import MetricSample, NodeEventRecord
 node = %(node)r
 samples = MetricSample.objects.filter(node_id=node)
 print(json.dumps({

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ComplianceConfig(AppConfig):
+    name = "controlplane.compliance"
+    label = "compliance"
+    verbose_name = "Compliance (audit browsing, exports, erasure)"

@@ -1,8 +1,0 @@
-from django.apps import AppConfig
-
-
-class RegistryConfig(AppConfig):
-    name = "edgenodes.registry"
-    label = "registry"
-    verbose_name = "Model registry"
-    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,742 @@
+"""The node API wire contract: the one set of schemas the control plane and the edge agent share.
+
+Plain pydantic, no Django. Every string is bounded and free of NUL bytes, numbers are finite and fit
+the database columns, so a malformed or hostile payload is a 422 with a message and never reaches
+the database as something it would reject with a 500.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import jsonschema_rs
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+MAX_SEQ = 2**63 - 1
+MAX_JSON_DEPTH = 8
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+# Names, labels and other identifiers are shown on pages, in terminals and in logs, so they hold no
+# C0 or C1 control character (an ESC sequence rewrites a terminal) and no Unicode bidirectional
+# formatting (overrides, isolates, marks: a name that displays as another). Prose (descriptions,
+# notes, reasons) may keep tabs and line breaks. This is the one rule: the schemas below, the admin
+# API's and the services (controlplane.schemas.refuse_unsafe) all apply `unsafe_text`. The same
+# character classes, written so that Python's re and JSON Schema (ECMA 262) read them alike, are
+# the schemas' `pattern`, so a client (and the fuzz) knows what is refused.
+_BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_NAME_UNSAFE = r"\x00-\x1f\x7f-\x9f" + _BIDI
+_PROSE_UNSAFE = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + _BIDI  # keeps \t \n \r
+NAME_PATTERN = f"^[^{_NAME_UNSAFE}]*$"
+PROSE_PATTERN = f"^[^{_PROSE_UNSAFE}]*$"
+_UNSAFE = {False: re.compile(f"[{_NAME_UNSAFE}]"), True: re.compile(f"[{_PROSE_UNSAFE}]")}
+UNSAFE_CODE = "unsafe_characters"  # the 422's error `type`, the 400's `code`
+
+
+def unsafe_text(value: str, *, prose: bool = False) -> str | None:
+    """Why `value` cannot be a name (with `prose`: free text), or None if it can."""
+    found = _UNSAFE[prose].search(value)
+    if found is None:
+        return None
+    return (
+        "must not contain control characters or bidirectional overrides "
+        f"(found U+{ord(found.group()):04X})"
+    )
+
+
+def _refuse_unsafe(prose: bool):
+    def check(value: Any, info: ValidationInfo) -> Any:
+        problem = unsafe_text(value, prose=prose) if isinstance(value, str) else None
+        if problem:
+            where = f"{info.field_name}: " if info.field_name else ""
+            raise PydanticCustomError(UNSAFE_CODE, where + problem)
+        return value
+
+    return BeforeValidator(check)
+
+
+# Checked before length and pattern, so that the message says what is wrong.
+SafeName = Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN}), _refuse_unsafe(False)]
+SafeProse = Annotated[
+    str, Field(json_schema_extra={"pattern": PROSE_PATTERN}), _refuse_unsafe(True)
+]
+NAME_CHECK = _refuse_unsafe(False)  # for names that have a stricter pattern of their own
+
+
+def _json_clean(value: Any, depth: int = 0) -> Any:
+    """Reject what JSON columns cannot store (NUL bytes, non-finite floats) and deep nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        return _no_nul(value)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError("NaN and infinity are not allowed")
+    if isinstance(value, dict):
+        return {_no_nul(str(k)): _json_clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_clean(v, depth + 1) for v in value]
+    return value
+
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    """Aware UTC, its year as written within 2000-2199 (a node whose clock says 0001 has a clock
+    problem, and years at the edge of the calendar overflow when converted). The year is checked as
+    written, before conversion, so that the schema can say the same (TIMESTAMP_PATTERN)."""
+    if not EARLIEST.year <= value.year < LATEST.year:
+        raise ValueError(
+            "timestamp must be between 2000-01-01 and 2200-01-01 (check the node's clock)"
+        )
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# What _utc accepts, in the OpenAPI schema: an RFC 3339 date-time whose year is 2000-2199.
+TIMESTAMP_PATTERN = r"^2[01][0-9]{2}-"
+
+
+Str = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[SafeName, Field(min_length=1, max_length=100)]
+ShortStr = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+LongStr = Annotated[str, Field(max_length=4000), AfterValidator(_no_nul)]
+JsonDict = Annotated[dict[str, Any], AfterValidator(_json_clean)]
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+LabelKey = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"), NAME_CHECK
+]
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9._/-]*$"), NAME_CHECK]
+LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+# The JSON schema says what the validation does: keys that do not match are refused, not ignored.
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    Field(
+        max_length=32,
+        json_schema_extra={
+            "additionalProperties": False,
+            "propertyNames": {"minLength": 1, "maxLength": 63, "pattern": LABEL_KEY},
+        },
+    ),
+]
+
+
+JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+_CHECKED: ContextVar[bool] = ContextVar("json_checked", default=False)
+
+
+# What pydantic checks after the JSON types, with messages of its own (a range, a pattern, a
+# missing or unknown field): left out of the schema the types are checked with.
+NOT_TYPES = {
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "propertyNames",
+    "required",
+    "enum",
+    "const",
+    "default",
+}
+
+
+def _types_only(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_types_only(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "patternProperties"):  # names -> schemas
+            out[key] = {name: _types_only(sub) for name, sub in value.items()}
+        elif key not in NOT_TYPES and not (key == "additionalProperties" and value is False):
+            out[key] = _types_only(value)
+    return out
+
+
+@cache
+def _json_type_validator(cls: type[BaseModel]) -> Any:
+    """A compiled validator of the JSON types `cls`'s JSON Schema (the one the OpenAPI document
+    publishes) states, for every field at every depth."""
+    return jsonschema_rs.validator_for(_types_only(cls.model_json_schema(mode="validation")))
+
+
+def _type_message(instance: Any) -> str:
+    return f"wrong JSON type: {JSON_KINDS.get(type(instance), 'null')} is not accepted here"
+
+
+def strict_json(
+    cls: type[BaseModel], values: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Any:
+    """Read a request body as the JSON it is: an object whose every field has the JSON type its
+    JSON Schema states, before pydantic reads it.
+
+    pydantic's lax mode reads `false` as 0, `"5"` as 5 and `0` as 1970-01-01, and ninja's schemas
+    read any non-object (`[null, null]`) as an object with every field left out, so a body the
+    published schema refuses could be accepted. A body that arrived through an API (ninja passes
+    the request in the validation context) has its JSON types checked against the model's own
+    JSON Schema first (jsonschema_rs, compiled once per model): each wrongly typed field is a 422
+    naming its path; pydantic then checks the rest (ranges, patterns) with its own messages.
+    Forms (whose values are strings), stored documents and the agent's own reads stay lax."""
+    context = info.context or {}
+    # ninja passes the request when it reads a response too ("response_status"): not a body.
+    if "request" not in context or "response_status" in context or _CHECKED.get():
+        return handler(values)
+    if not isinstance(values, dict):
+        kind = JSON_KINDS.get(type(values), "null" if values is None else type(values).__name__)
+        raise PydanticCustomError(
+            "object_type", "expected a JSON object, got {kind}", {"kind": kind}
+        )
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError("json_type", _type_message(e.instance)),
+            loc=tuple(e.instance_path),
+            input=e.instance,
+        )
+        for e in itertools.islice(_json_type_validator(cls).iter_errors(values), 20)
+    ]
+    if errors:
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+    checked = _CHECKED.set(True)  # the nested models were checked with it
+    try:
+        return handler(values)
+    finally:
+        _CHECKED.reset(checked)
+
+
+class Strict(BaseModel):
+    """A document of the wire contract: no field it does not declare; as a request body, strict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _strict_json(cls, values: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo):
+        return strict_json(cls, values, handler, info)
+
+
+class HardwareProfile(Strict):
+    """What a node says it is. Used by hardware-aware model assignment."""
+
+    cpu_model: ShortStr = ""
+    cpu_flags: Annotated[
+        list[Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]], Field(max_length=256)
+    ] = []
+    cpu_cores: Annotated[int, Field(ge=0, le=4096)] = 0
+    ram_mb: Annotated[int, Field(ge=0, le=1 << 32)] = 0
+    gpu: ShortStr = ""
+    vram_mb: Annotated[int, Field(ge=0, le=1 << 32)] = 0
+    os: ShortStr = ""
+    arch: Annotated[str, Field(max_length=32), AfterValidator(_no_nul)] = ""
+    runtime_versions: Annotated[
+        dict[Annotated[str, Field(max_length=64)], ShortStr], Field(max_length=32)
+    ] = {}
+
+
+class EnrollIn(Strict):
+    token: Annotated[str, Field(min_length=8, max_length=200), AfterValidator(_no_nul)]
+    name: Name
+    hardware: HardwareProfile = HardwareProfile()
+
+
+class EnrollOut(BaseModel):
+    node_id: str
+    fleet: str
+    credential: str = Field(description="Shown once. Send as 'Authorization: Bearer <credential>'.")
+    credential_expires_at: datetime | None = None
+    poll_interval_s: int
+    signing_key: str = Field(
+        "",
+        description="The control plane's Ed25519 public key (PEM): the node pins it and loads "
+        "only models whose manifest it signed.",
+    )
+
+
+class SigningKeyOut(BaseModel):
+    key_id: str
+    public_key: str
+
+
+class RotateOut(BaseModel):
+    credential: str = Field(description="The new credential, shown once.")
+    old_credential_valid_until: datetime
+
+
+class DesiredState(BaseModel):
+    """One versioned document per node. Sections are filled by later layers of the product."""
+
+    node_id: str
+    revision: int
+    poll_interval_s: int
+    model: dict[str, Any] | None = None
+    agents: dict[str, Any] = {}
+    tools: dict[str, Any] = {}
+    routing: dict[str, Any] = {}
+    compliance: dict[str, Any] = {}
+
+
+# --- sections of desired state --------------------------------------------------------------------
+
+Slug = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"), NAME_CHECK
+]
+
+
+class ModelAssignment(Strict):
+    """Which model a node runs and how. `url` is http(s) or file://; the node verifies `sha256`."""
+
+    name: Name
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    url: Annotated[str, Field(max_length=2000)] = ""
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    n_ctx: Annotated[int, Field(ge=64, le=1_048_576)] = 2048
+    n_threads: Annotated[int, Field(ge=0, le=512)] = 0
+    n_gpu_layers: Annotated[int, Field(ge=-1, le=1000)] = 0
+    # For backend "openai": an OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM).
+    base_url: Annotated[str, Field(max_length=2000)] = ""
+    remote_model: Annotated[SafeName, Field(max_length=200)] = ""
+    # From the model registry: an admin writes `name` and `variant` ("auto" or a quantization such
+    # as "Q4_K_M"); the control plane fills in url, sha256, the signed manifest and, for "auto",
+    # why this variant was chosen for this node (or, in `error`, why none fits).
+    variant: Annotated[str, Field(max_length=16, pattern=r"^(auto|[A-Z0-9_]+)$")] | None = None
+    manifest: JsonDict | None = None
+    signature: Annotated[str, Field(max_length=200)] | None = None
+    choice: Annotated[str, Field(max_length=1000)] = ""
+    error: Annotated[str, Field(max_length=1000)] = ""
+
+
+class AgentSpec(Strict):
+    role: LongStr = "You are a helpful assistant running on an edge device."
+    # The model this agent runs on: "" means the node's assigned model. A node runs one model, so a
+    # different name is refused at apply time with the reason, not ignored.
+    model: Annotated[SafeName, Field(max_length=100)] = ""
+    tools: Annotated[list[Slug], Field(max_length=64)] = []
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    # A router agent hands each request to one of these specialists (name -> when to use it).
+    routes: Annotated[dict[Slug, ShortStr], Field(max_length=32)] = {}
+    default: bool = False
+
+
+class ToolRule(Strict):
+    mode: Literal["allow", "deny", "approval"] = "deny"
+    path_prefix: Annotated[str, Field(max_length=500)] | None = None
+    hosts: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=100)] | None = (
+        None
+    )
+    rate_per_min: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    approval_timeout_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    # Tool settings the node needs (for example a SQLite database or a queue directory).
+    settings: Annotated[dict[str, Annotated[str, Field(max_length=500)]], Field(max_length=16)] = {}
+
+
+class ToolPolicy(Strict):
+    default: Literal["allow", "deny", "approval"] = "deny"
+    rules: Annotated[dict[Slug, ToolRule], Field(max_length=256)] = {}
+
+
+Region = Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class CloudEndpoint(Strict):
+    """A cloud LLM the control plane may forward escalations to (set per fleet by an admin).
+
+    Nodes receive name, region and `baa` only; the URL and the API key stay on the control plane
+    (the key is read from the environment variable `api_key_env` there)."""
+
+    name: Slug
+    region: Region
+    baa: bool = False  # covered by a HIPAA business associate agreement
+    base_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] | None = None
+    model: Annotated[str, Field(max_length=200)] = ""
+    api_key_env: Annotated[str, Field(max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    # Or a file holding the key (a mounted secret), read on the control plane at call time.
+    api_key_file: Annotated[str, Field(max_length=500, pattern=r"^/")] | None = None
+    # US dollars per 1,000 prompt and completion tokens: what budgets count.
+    price_in_per_1k: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    price_out_per_1k: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    timeout_s: Annotated[int, Field(ge=1, le=600)] | None = (
+        None  # default EDGEFLEET_CLOUD_TIMEOUT_S
+    )
+    # When this endpoint fails (after its retries), the relay tries this one (policy and budget
+    # checked again for it).
+    fallback: Slug | None = None
+
+
+class ComplianceMode(StrEnum):
+    """A fleet's compliance mode: defined here once, for the wire contract, the model's choices
+    (controlplane/fleets) and the admin API."""
+
+    NONE = "none"
+    HIPAA = "hipaa"
+    GDPR = "gdpr"
+
+    @property
+    def label(self) -> str:
+        return "None" if self is ComplianceMode.NONE else self.value.upper()
+
+
+class PhiAction(StrEnum):
+    REDACT = "redact"
+    REFUSE = "refuse"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+def choices(enum: type[ComplianceMode] | type[PhiAction]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a Django field's `choices`."""
+    return [(m.value, m.label) for m in enum]
+
+
+RetentionDays = Annotated[int, Field(ge=1, le=36_500)]
+Regions = Annotated[list[Region], Field(max_length=64)]
+Endpoints = Annotated[list[CloudEndpoint], Field(max_length=32)]
+
+
+class ComplianceSettings(Strict):
+    """What an admin sets for a fleet (stored on the Fleet, changed by do_set_compliance, audited
+    as this). `CompliancePolicy` is what follows from it: enforced by the control plane and pushed
+    to nodes. `store_content` null means the mode's default; `events_retention_days` null, the
+    global default."""
+
+    mode: ComplianceMode = ComplianceMode.NONE
+    phi_action: PhiAction = PhiAction.REDACT
+    store_content: bool | None = None
+    allowed_regions: Regions = []
+    cloud_endpoints: Endpoints = []
+    events_retention_days: RetentionDays | None = None
+
+    @field_validator("cloud_endpoints")
+    @classmethod
+    def _fallbacks_name_other_endpoints(cls, endpoints: list[CloudEndpoint]) -> list[CloudEndpoint]:
+        names = [e.name for e in endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError("cloud endpoint names must be unique")
+        by_name = {e.name: e for e in endpoints}
+        for e in endpoints:
+            seen = {e.name}
+            nxt = e.fallback
+            while nxt is not None:
+                if nxt not in by_name:
+                    raise ValueError(f"endpoint '{e.name}' falls back to unknown '{nxt}'")
+                if nxt in seen:
+                    raise ValueError(f"endpoint '{e.name}': its fallbacks form a loop")
+                seen.add(nxt)
+                nxt = by_name[nxt].fallback
+        return endpoints
+
+    def policy(self, for_node: bool = False) -> CompliancePolicy:
+        """The effective policy. For nodes, endpoints carry only name, region and BAA status: URLs
+        and key names stay on the control plane."""
+        store = (
+            self.mode == ComplianceMode.NONE if self.store_content is None else self.store_content
+        )
+        endpoints = [
+            e.model_dump(include={"name", "region", "baa"} if for_node else None, exclude_none=True)
+            for e in self.cloud_endpoints
+        ]
+        return CompliancePolicy(
+            mode=self.mode,
+            phi_action=self.phi_action,
+            store_content=store and self.mode != ComplianceMode.HIPAA,
+            regions=self.allowed_regions,
+            endpoints=endpoints,  # type: ignore[arg-type]
+        )
+
+
+Limit = Annotated[float, Field(ge=0, le=1e12)] | None
+
+
+class CloudBudgets(Strict):
+    """A fleet's cloud spending limits (control plane only): for the whole fleet and for each of
+    its nodes, per UTC day and calendar month, in US dollars and in tokens; null is no limit. The
+    relay refuses an escalation that would take usage past a limit (the hard stop: the node
+    answers locally) and marks answers once usage reaches `soft_fraction` of one (the warning).
+    A budget never blocks local inference."""
+
+    fleet_day_usd: Limit = None
+    fleet_month_usd: Limit = None
+    fleet_day_tokens: Limit = None
+    fleet_month_tokens: Limit = None
+    node_day_usd: Limit = None
+    node_month_usd: Limit = None
+    node_day_tokens: Limit = None
+    node_month_tokens: Limit = None
+    soft_fraction: Annotated[float, Field(ge=0.1, le=1)] = 0.8
+
+
+class CompliancePolicy(Strict):
+    """A fleet's compliance mode as pushed to its nodes; the control plane enforces it too.
+
+    - hipaa: PHI may go only to endpoints with a BAA; for any other endpoint it is redacted or the
+      request refused (`phi_action`). Content is never stored centrally.
+    - gdpr: cloud endpoints only in `regions`; content stored centrally only if `store_content`.
+    - none: endpoints on the list; content stored centrally unless `store_content` is false."""
+
+    mode: ComplianceMode = ComplianceMode.NONE
+    phi_action: PhiAction = PhiAction.REDACT
+    store_content: bool = True
+    regions: Regions = []
+    endpoints: Endpoints = []
+
+    def endpoint(self, name: str) -> CloudEndpoint | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, Field(max_length=100_000)]
+
+
+class RelayIn(BaseModel):
+    """A chat completion request a node sends the control plane's cloud relay
+    (`POST /api/node/v1/chat/completions`): OpenAI's shape, `model` naming a cloud endpoint of the
+    fleet ("cloud:<endpoint>" or "<endpoint>"). The node has applied the policy (redaction)
+    already; the control plane applies it again. Fields OpenAI clients add and the relay does not
+    use are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Annotated[str, Field(min_length=1, max_length=100)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)]
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    stream: bool = False
+    agent: Slug = "edge"  # which of the node's agents asks: costs are counted per agent
+    # What the node redacted, per kind (wire.phi.KINDS): the control plane counts the
+    # placeholders it receives and audits a disagreement (docs/compliance.md)
+    redactions: Annotated[
+        dict[
+            Annotated[str, Field(pattern=r"^[A-Z_]{1,32}$")],
+            Annotated[int, Field(ge=0, le=1_000_000)],
+        ],
+        Field(max_length=32),
+    ] = {}
+
+
+class EscalateOut(BaseModel):
+    """What the node keeps of the relay's answer."""
+
+    content: str
+    endpoint: str
+    model: str
+    redactions: dict[str, int] = {}
+    cost_usd: float | None = None
+    budget_warning: str = ""
+
+
+class RouterRef(Strict):
+    """A registered router as a node receives it (the control plane resolves a layer's version)."""
+
+    version: Annotated[str, Field(max_length=100)]
+    kind: Literal["query", "cascade"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    signature: Annotated[str, Field(max_length=200)]
+    url: Annotated[str, Field(max_length=2000)]
+
+
+class RoutingPolicy(Strict):
+    """The routing section: when a node sends a request to the cloud (agents/router.py).
+
+    - mode "local": never on its own (a caller may still name "cloud:<endpoint>");
+      "query": the router scores the question and escalates above the threshold;
+      "cascade": the node answers locally first, and escalates when the router, reading the
+      question and the local answer, judges it unreliable, or when the answer's mean token
+      log-probability is under `min_logprob`.
+    - the threshold: `threshold` when given, else the one that sends `target_cloud_share` of
+      queries (or reaches `target_quality`, a share of the local-to-cloud quality gap, on the
+      router's held-out data).
+    - `router`: in a layer, a registered router's version; nodes get it resolved (RouterRef).
+    """
+
+    mode: Literal["local", "query", "cascade"] = "local"
+    endpoint: Slug | None = None
+    router: RouterRef | Annotated[str, Field(max_length=100)] | None = None
+    threshold: Annotated[float, Field(ge=-1, le=1)] | None = None
+    target_cloud_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    target_quality: Annotated[float, Field(ge=0, le=1.5)] | None = None
+    # Cascade: a local answer whose mean token log-probability is below this goes to the cloud
+    # whatever the scorer says (rule "logprob"); the node then measures it on every answer.
+    min_logprob: Annotated[float, Field(ge=-100, le=0)] | None = None
+    error: Annotated[str, Field(max_length=1000)] | None = None  # why the router cannot be used
+
+
+SECTION_SCHEMAS: dict[str, Any] = {
+    "model": ModelAssignment,
+    "tools": ToolPolicy,
+    "routing": RoutingPolicy,
+}
+
+
+def model_digest(model: dict[str, Any] | None) -> str:
+    """What a node reports as the model it runs (and the control plane expects): "sha256:<hex>"
+    for a llama.cpp file, "openai:<base_url>#<model>" for a local OpenAI-compatible server, "" for
+    none (or an assignment that cannot run: `error`)."""
+    if not model or model.get("error"):
+        return ""
+    if model.get("backend") == "openai":
+        return (
+            f"openai:{model.get('base_url', '')}#{model.get('remote_model') or model.get('name')}"
+        )
+    return f"sha256:{model['sha256']}" if model.get("sha256") else ""
+
+
+def first_error(exc: Any) -> str:
+    """A pydantic ValidationError as one line: where, then what."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "value"
+    return f"{where}: {first['msg']}"
+
+
+def validate_sections(sections: dict[str, Any]) -> None:
+    """Check a composed document's typed sections; raises pydantic.ValidationError."""
+    if sections.get("model") is not None:
+        ModelAssignment.model_validate(sections["model"])
+    ToolPolicy.model_validate(sections.get("tools") or {})
+    for spec in (sections.get("agents") or {}).values():
+        AgentSpec.model_validate(spec)
+    CompliancePolicy.model_validate(sections.get("compliance") or {})
+    RoutingPolicy.model_validate(sections.get("routing") or {})
+
+
+# --- tool approvals -------------------------------------------------------------------------------
+
+
+class ApprovalIn(Strict):
+    tool: Slug
+    agent: Slug
+    arguments: JsonDict = {}
+    reason: LongStr = ""
+    timeout_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+
+
+class ApprovalOut(BaseModel):
+    id: int
+    tool: str
+    agent: str
+    arguments: dict[str, Any]
+    status: Literal["pending", "approved", "denied", "expired"]
+    expires_at: datetime
+    decided_by: str = ""
+
+
+SECTIONS = ("model", "agents", "tools", "routing", "compliance")
+
+Health = Literal["ok", "degraded", "error", "starting"]
+
+
+class ReportedStateIn(Strict):
+    applied_revision: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+    model_digest: Annotated[str, Field(max_length=80), AfterValidator(_no_nul)] = ""
+    health: Health = "ok"
+    errors: Annotated[list[LongStr], Field(max_length=50)] = []
+    details: JsonDict = {}
+
+
+class ReportedStateOut(BaseModel):
+    desired_revision: int
+    in_sync: bool
+
+
+class MetricSample(Strict):
+    seq: Seq
+    ts: Timestamp
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")]
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+
+
+class NodeEvent(Strict):
+    seq: Seq
+    ts: Timestamp
+    kind: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")]
+    data: JsonDict = {}
+
+
+class MetricBatchIn(Strict):
+    samples: Annotated[list[MetricSample], Field(min_length=1)]
+
+
+class EventBatchIn(Strict):
+    events: Annotated[list[NodeEvent], Field(min_length=1)]
+
+
+class AckOut(BaseModel):
+    """`acked_seq`: every item with seq <= this has been stored durably; the node may drop them."""
+
+    acked_seq: int
+    accepted: int
+    duplicates: int
+
+
+# Every error answer of both APIs is `{"detail": ..., "code": ...}`: `detail` for a person (a
+# message, or ninja's list of field errors for a 422), `code` for a program. A refusal with a
+# reason of its own has its own code ("phi_refused", "unsafe_characters"); the others are these.
+ERROR_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid_input",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_body(status: int, detail: Any, code: str = "") -> dict[str, Any]:
+    """The body of an error answer: the detail and a code (the status's, unless one is given)."""
+    return {"detail": detail, "code": code or ERROR_CODES.get(status, "error")}
+
+
+class ErrorOut(BaseModel):
+    detail: Any = Field(description="for a person: a message, or the list of invalid fields")
+    code: str = Field(description="for a program: why (e.g. not_found, invalid_input, phi_refused)")
