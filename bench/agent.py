@@ -39,11 +39,11 @@ def bench_tokens(work: Path) -> dict:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from llama_cpp import Llama
 
-    from agents.backends import quiet_llama_logs
     from agents.runtime import Runtime, StateDir
     from controlplane.registry.quantize import quantize
     from controlplane.registry.tinymodel import write_tiny_llama
     from wire import manifest
+    from wire.llamacpp import quiet_llama_logs
 
     quiet_llama_logs()
     f32 = write_tiny_llama(

@@ -56,8 +56,8 @@ def correct(response: str, gold: str) -> bool:
 def main() -> None:
     from llama_cpp import Llama
 
-    from agents.backends import quiet_llama_logs
     from controlplane.routing.data import load
+    from wire.llamacpp import quiet_llama_logs
 
     quiet_llama_logs()
     every = load("gsm8k", DATA)

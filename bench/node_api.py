@@ -36,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, SMOKE, free_port, log, size, stop_group, wait_until_up  # noqa: E402
 
+from controlplane.approvals import services as approvals_services  # noqa: E402
+from controlplane.nodes import layers  # noqa: E402
+
 BIN = Path(sys.executable).parent
 NODES = size("BENCH_NODES", 20000, 200)
 PROP_NODES = size("BENCH_PROP_NODES", 1500, 40)
@@ -94,7 +97,7 @@ def make_fleet(slug: str, count: int, interval: int | None, path: Path) -> None:
     """Create (or grow to `count` nodes) a fleet, with credentials hashed as in production; append
     "credential etag group" lines for the new nodes to `path`."""
     from controlplane import tokens
-    from controlplane.desiredstate import compose as desired_state
+    from controlplane.nodes import desired_state
     from controlplane.nodes.models import Fleet, Node, NodeCredential
 
     fleet, _ = Fleet.objects.get_or_create(
@@ -557,13 +560,12 @@ async def watches(asgi_url: str, admin_url: str, watch_file: Path, api_token: st
 
 
 def seed_watch_fleet(watch_file: Path) -> None:
-    from controlplane.nodes import services
     from controlplane.nodes.models import Node
     from wire import schemas
 
     make_fleet("watch", WATCHERS, 30, watch_file)
     for node in Node.objects.filter(fleet__slug="watch", labels__group="b")[:WATCH_PROBES]:
-        services.do_request_approval(
+        approvals_services.do_request_approval(
             node, schemas.ApprovalIn(tool="shell", agent="ops", arguments={}, timeout_s=3600)
         )
 
@@ -582,13 +584,12 @@ def refresh_cost(fleet_slug: str) -> dict:
     composed, the changed ones written, in one transaction."""
     from django.contrib.auth import get_user_model
 
-    from controlplane.nodes import services
     from controlplane.nodes.models import Fleet
 
     fleet = Fleet.objects.get(slug=fleet_slug)
     admin = get_user_model().objects.get(username="bench-admin")
     t = time.perf_counter()
-    _, changed = services.do_put_layer(
+    _, changed = layers.do_put_layer(
         fleet,
         actor=admin,
         name="fleet-wide",

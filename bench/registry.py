@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, free_port, log, size  # noqa: E402
 
+from controlplane.nodes import layers  # noqa: E402
+
 BIN = Path(sys.executable).parent
 LAYERS = size("BENCH_REGISTRY_LAYERS", 4, 1)
 NODES = size("BENCH_REGISTRY_NODES", 10_000, 200)
@@ -71,8 +73,7 @@ def main() -> None:
         var = Path(tmp)
         env = setup(var)
         from agents.client import NodeClient
-        from controlplane.desiredstate import compose as desired_state
-        from controlplane.nodes import services
+        from controlplane.nodes import desired_state, services
         from controlplane.nodes.models import Fleet, Node
         from controlplane.registry import queries as registry_queries
         from controlplane.registry import resolver
@@ -229,7 +230,7 @@ def main() -> None:
             [Node(fleet=fleet, name=f"n{i:05}", hardware=hw) for i, hw in enumerate(hardware)],
             batch_size=2000,
         )
-        services.do_put_layer(
+        layers.do_put_layer(
             fleet,
             name="model",
             scope="fleet",

@@ -51,8 +51,7 @@ def seed(db_url: str, upstream: str, slow: str) -> tuple[str, str]:
 
     call_command("migrate", verbosity=0)
     from controlplane import tokens
-    from controlplane.desiredstate import compose as desired_state
-    from controlplane.nodes import services
+    from controlplane.nodes import desired_state, services
     from controlplane.nodes.models import Fleet, Node, NodeCredential
 
     admin = get_user_model().objects.create_superuser("bench-admin", password=None)

@@ -39,7 +39,7 @@ QUERIES = size("BENCH_QUERIES", 2000, 50)
 def generate_forever(model: str, threads: int | None, stop) -> None:
     from llama_cpp import Llama
 
-    from agents.backends import quiet_llama_logs
+    from wire.llamacpp import quiet_llama_logs
 
     quiet_llama_logs()
     llm = Llama(model_path=model, n_ctx=512, verbose=False, n_threads=threads)

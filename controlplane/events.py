@@ -81,13 +81,15 @@ def publish_on_commit(fleet_id: int, event: str, **data: Any) -> None:
 
 def access_changed_on_commit(user_id: int, reason: str) -> None:
     """Once the transaction commits, tell every open socket of this person to check again what
-    they may see (controlplane/dashboard/consumers.py): a role granted, changed or removed, a personal token
+    they may see (controlplane/dashboard/consumers.py): a role granted, changed or removed, a
+    personal token
     revoked, a logout, an account deactivated or erased."""
     payload = {"reason": reason}
     transaction.on_commit(lambda: _send(user_group(user_id), payload, "access.changed"))
 
 
-# Node watches (controlplane/nodeapi/watch.py): every ASGI process that holds watches listens on this group.
+# Node watches (controlplane/nodeapi/watch.py): every ASGI process that holds watches listens on
+# this group.
 WATCH_GROUP = "node-watch"
 # Up to this many node ids travel in a wake-up (~380 KB); a larger change wakes every watch of
 # the fleet, which each process then checks in one query (not a 4 MB message for 100,000 nodes).

@@ -1,7 +1,8 @@
 """Guards in front of the node API: request ids, body size, and load shedding.
 
 Both run sync under WSGI and async under ASGI (the dual pattern of Django's docs), so that the
-async cloud relay (controlplane/relay/views.py) stays async end to end: a MiddlewareMixin middleware runs
+async cloud relay (controlplane/relay/views.py) stays async end to end: a MiddlewareMixin
+middleware runs
 on a thread under ASGI, twice a request (edgefleet/asgi.py serves the relay behind these two
 alone).
 """

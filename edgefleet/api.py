@@ -18,11 +18,14 @@ from controlplane import tokens
 from controlplane.accounts import guesses
 from controlplane.accounts.api import router as accounts_router
 from controlplane.accounts.queries import token_holder
+from controlplane.approvals.api import router as approvals_router
 from controlplane.compliance.api import router as audit_router
 from controlplane.errors import RateLimited, ServiceError, Unauthorized, Unavailable, unavailable
 from controlplane.nodeapi.api import router as node_router
 from controlplane.nodes.api import router as fleet_router
 from controlplane.registry.api import router as registry_router
+from controlplane.relay.api import router as relay_router
+from controlplane.rollouts.api import router as rollouts_router
 from wire.schemas import error_body
 
 log = logging.getLogger("edgefleet")
@@ -117,6 +120,9 @@ admin_api = NinjaAPI(
     ),
 )
 admin_api.add_router("/", fleet_router)
+admin_api.add_router("/", relay_router)
+admin_api.add_router("/", approvals_router)
+admin_api.add_router("/", rollouts_router)
 admin_api.add_router("/", accounts_router)
 admin_api.add_router("/", audit_router)
 admin_api.add_router("/", registry_router)

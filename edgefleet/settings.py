@@ -39,8 +39,9 @@ SITE_URL = env.url("SITE_URL", "http://127.0.0.1:8000", ("http", "https"))
 VAR_DIR = Path(env.string("EDGEFLEET_VAR_DIR", str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
-    # First, so that its `runserver` (a port check before daphne's) is the one manage.py runs.
-    "controlplane",
+    # First, so that its `runserver` (a port check before daphne's) is the one manage.py runs;
+    # also demo_setup and maintain, the commands that reach across rooms.
+    "edgefleet",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -235,7 +236,8 @@ EDGEFLEET: dict[str, Any] = {
     # Connections waiting in the listen queue (gunicorn, Linux) above which the node API answers
     # 429 + Retry-After: with sync workers this, not MAX_IN_FLIGHT, sheds a stampede.
     "MAX_QUEUED": env.integer("EDGEFLEET_MAX_QUEUED", 128, low=1),
-    # Watches (GET desired-state?wait=N, served under ASGI: controlplane/nodeapi/watch.py): the longest wait
+    # Watches (GET desired-state?wait=N, served under ASGI: controlplane/nodeapi/watch.py): the
+    # longest wait
     # a node may ask for, how many one server process holds (beyond: answered as a plain poll),
     # and how often each process re-checks every held watch in one query (a safety net for
     # missed wake-ups, e.g. no Redis between processes; also the watches' contact times).

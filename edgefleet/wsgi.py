@@ -1,7 +1,8 @@
 """The WSGI application: Django, with the node poll's 304 answered in front of it.
 
 A desired-state poll whose ETag is current (most requests a fleet sends) is answered by
-`controlplane.nodeapi.poll.not_modified` straight from the WSGI environ: one prepared SELECT, no middleware
+`controlplane.nodeapi.poll.not_modified` straight from the WSGI environ: one prepared SELECT, no
+middleware
 chain, URL resolution or ninja (docs/node-api.md, "The poll's hot path"). Every other request, and
 any poll it declines (a refusal, a changed document, a rate limit, a full listen queue, a database
 error), goes to Django unchanged.

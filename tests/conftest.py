@@ -20,9 +20,10 @@ from django.test import Client
 
 from controlplane.accounts import guesses
 from controlplane.accounts.models import Membership, Role
+from controlplane.approvals import services as approvals_services
 from controlplane.audit import services as audit_services
 from controlplane.audit.services import pseudonym
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
 from controlplane.registry.quantize import quantize
 from controlplane.registry.tinymodel import serve_openai, write_tiny_llama
@@ -267,9 +268,9 @@ def furnish(fleet: Fleet, admin) -> None:
     """One of everything in `fleet`: a node with a pending approval, an enrollment token and a
     layer named "existing" (the permission matrices' and the browser checks' objects)."""
     node, _ = enroll(fleet, f"{fleet.slug}-1")
-    services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
+    approvals_services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
     services.do_create_enrollment_token(fleet, actor=admin)
-    services.do_put_layer(
+    layers.do_put_layer(
         fleet,
         name="existing",
         scope="fleet",

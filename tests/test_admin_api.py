@@ -9,6 +9,7 @@ import pytest
 
 from controlplane.accounts.models import PersonalToken
 from controlplane.accounts.services import do_create_personal_token
+from controlplane.approvals import services as approvals_services
 from controlplane.audit.models import AuditRecord
 from controlplane.audit.services import user_ref
 from controlplane.nodes import services
@@ -163,7 +164,9 @@ def test_an_approval_is_decided_once_and_expiry_means_deny(world, admin_api, oli
     from django.utils import timezone
 
     node = Node.objects.get(fleet__slug="north")
-    late = services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops", timeout_s=1))
+    late = approvals_services.do_request_approval(
+        node, ApprovalIn(tool="clock", agent="ops", timeout_s=1)
+    )
     ToolApproval.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     r = admin_api(olivia).post(f"/approvals/{late.pk}/approve")
     assert r.status_code == 409 and "expired" in r.json()["detail"]

@@ -18,7 +18,8 @@ from openai import OpenAI
 from agents import cli
 from agents.runtime import Runtime, StateDir
 from agents.server import LocalServer
-from controlplane.nodes import services
+from controlplane.approvals import services as approvals_services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import MetricSample, Node, NodeEventRecord, ToolApproval
 
 from .agent_helpers import OnOffProxy, free_port, sha256, wait_for
@@ -48,7 +49,7 @@ def prepare(north, alice, sections) -> str:
     """A fleet polled every second with `sections` assigned; returns an enrollment token."""
     north.poll_interval_s = 1
     north.save(update_fields=["poll_interval_s"])
-    services.do_put_layer(north, name="base", scope="fleet", sections=sections, actor=alice)
+    layers.do_put_layer(north, name="base", scope="fleet", sections=sections, actor=alice)
     return services.do_create_enrollment_token(north, actor=alice)[1]
 
 
@@ -189,7 +190,7 @@ def test_a_tool_call_that_needs_approval_waits_for_an_operator(
     approval = wait_for(
         lambda: ToolApproval.objects.filter(tool="clock").first(), what="approval request"
     )
-    services.do_decide_approval(approval, approve=True, actor=olivia)
+    approvals_services.do_decide_approval(approval, approve=True, actor=olivia)
     t.join(timeout=30)
     assert results["r"].decision == "approved"
     wait_for(
@@ -213,7 +214,7 @@ def test_a_model_that_fails_verification_is_refused_and_the_node_keeps_its_previ
     good_revision = node.reported_revision
     tampered = assignment(model_file)
     tampered["model"]["sha256"] = "0" * 64
-    services.do_put_layer(north, name="base", scope="fleet", sections=tampered, actor=alice)
+    layers.do_put_layer(north, name="base", scope="fleet", sections=tampered, actor=alice)
     node = wait_for(
         lambda: Node.objects.filter(name="n", reported_health="error").first(),
         what="refusal reported",

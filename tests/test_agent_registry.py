@@ -12,8 +12,7 @@ from django.core.files.storage import storages
 
 from agents import cli
 from agents.runtime import Runtime, StateDir
-from controlplane.desiredstate import compose as desired_state
-from controlplane.nodes import services
+from controlplane.nodes import desired_state, layers, services
 from controlplane.nodes.models import Node, NodeEventRecord
 from controlplane.registry import services as registry
 from controlplane.registry.models import Artifact
@@ -33,7 +32,7 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
     q4 = Artifact.objects.get(variant="Q4_K_M")
     north.poll_interval_s = 1
     north.save()
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="base",
         scope="fleet",
@@ -78,7 +77,7 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
 
         # A manifest whose signature does not verify (someone rewrote it in the database).
         Artifact.objects.filter(pk=q4.pk).update(signature=f32.signature)
-        services.do_put_layer(
+        layers.do_put_layer(
             north,
             name="base",
             scope="fleet",
@@ -118,7 +117,7 @@ def test_an_agent_resumes_a_cut_download_verifies_and_loads_its_variant_and_refu
         # Put right, the node moves on to the variant.
         with open(path, "wb") as f:
             f.write(original)
-        services.do_put_layer(
+        layers.do_put_layer(
             north,
             name="base",
             scope="fleet",

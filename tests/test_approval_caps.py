@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.nodes import services
+from controlplane.approvals import services as approvals_services
 from controlplane.nodes.models import ToolApproval
 from wire.schemas import ApprovalIn
 
@@ -84,8 +84,8 @@ def test_the_service_refuses_with_its_own_exception_and_stores_nothing(caps, nor
     node, _ = north_node
     ask = ApprovalIn(tool="clock", agent="ops", timeout_s=600)
     for _ in range(3):
-        services.do_request_approval(node, ask)
-    with pytest.raises(services.ApprovalsFull) as refused:
-        services.do_request_approval(node, ask)
+        approvals_services.do_request_approval(node, ask)
+    with pytest.raises(approvals_services.ApprovalsFull) as refused:
+        approvals_services.do_request_approval(node, ask)
     assert refused.value.code == "approvals_full" and refused.value.retry_after >= 1
     assert ToolApproval.objects.count() == 3

@@ -267,7 +267,7 @@ def test_the_trigger_lets_a_pending_record_be_chained_but_not_edited(alice):
     with pytest.raises((ProgrammingError, InternalError, IntegrityError)), transaction.atomic():
         raw(f"UPDATE {TABLE} SET action = 'forged' WHERE id = %s", [rec.pk])
     # A record no later writer picked up is chained by `maintain` (every second when looping).
-    from controlplane.nodes.management.commands.maintain import run_once
+    from edgefleet.management.commands.maintain import run_once
 
     assert run_once()["audit_sealed"] == 1
     assert services_audit.verify_all() == (AuditRecord.objects.count(), None)

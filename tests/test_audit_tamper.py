@@ -29,7 +29,7 @@ from controlplane.audit import anchors, chain
 from controlplane.audit import services as services_audit
 from controlplane.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from controlplane.nodes import services
-from controlplane.nodes.management.commands.maintain import run_once
+from edgefleet.management.commands.maintain import run_once
 
 pytestmark = pytest.mark.django_db
 

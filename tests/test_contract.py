@@ -15,7 +15,7 @@ from controlplane.audit.models import AuditRecord
 from controlplane.audit.services import record, user_ref
 from controlplane.compliance.privacy import do_erase_user
 from controlplane.errors import Forbidden, NotFound, ServiceError
-from controlplane.nodes import queries, services
+from controlplane.nodes import layers, queries, services
 from controlplane.nodes.models import EnrollmentToken, Fleet, Node
 
 from .conftest import enroll
@@ -78,14 +78,14 @@ def test_an_undeclared_audit_action_is_refused_and_the_declared_ones_are_listed(
 def test_the_services_hold_the_rules_for_every_caller_not_just_the_api(alice, olivia, north, south):
     # The rollout completion and demo_setup call do_put_layer directly: same rules, same message.
     with pytest.raises(ServiceError, match=r"unknown sections \['nonsense'\]"):
-        services.do_put_layer(north, name="x", scope="fleet", sections={"nonsense": {}}, actor=None)
+        layers.do_put_layer(north, name="x", scope="fleet", sections={"nonsense": {}}, actor=None)
     with pytest.raises(ServiceError, match="layer name must be"):
-        services.do_put_layer(north, name="bad name", scope="fleet", sections={}, actor=None)
+        layers.do_put_layer(north, name="bad name", scope="fleet", sections={}, actor=None)
     with pytest.raises(ServiceError, match="a label layer needs a non-empty 'selector'"):
-        services.do_put_layer(north, name="x", scope="label", sections={}, actor=None)
+        layers.do_put_layer(north, name="x", scope="label", sections={}, actor=None)
     other, _ = enroll(south, "south-1")
     with pytest.raises(NotFound, match="not found in fleet 'north'"):
-        services.do_put_layer(north, name="x", scope="node", node=other, sections={}, actor=None)
+        layers.do_put_layer(north, name="x", scope="node", node=other, sections={}, actor=None)
     with pytest.raises(Forbidden, match="only global admins create fleets"):
         services.do_create_fleet(slug="east", name="East", actor=olivia)
     with pytest.raises(ServiceError, match="description must be text"):

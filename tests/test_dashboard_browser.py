@@ -31,7 +31,7 @@ from django.db import connections
 
 from controlplane.accounts.models import Membership, Role
 from controlplane.compliance import verify_export
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import Fleet, Node, Rollout, ToolApproval
 from controlplane.registry import services as registry
 from controlplane.registry.tinymodel import smollm2
@@ -222,7 +222,7 @@ class TheAdminAndComplianceJourney(BrowserCase):
         make_user("carol")
         self.fleet = Fleet.objects.create(slug="north", name="North clinics", poll_interval_s=5)
         registry.do_register_artifact(smollm2(), name="smollm2", actor=self.alice)
-        services.do_put_layer(
+        layers.do_put_layer(
             self.fleet,
             name="base",
             scope="fleet",

@@ -12,7 +12,7 @@ from django.test import Client
 
 from controlplane.accounts.services import do_create_personal_token, do_invite_user
 from controlplane.errors import ServiceError
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import EnrollmentToken, Fleet, Node, ToolApproval
 
 from .conftest import HARDWARE
@@ -189,7 +189,7 @@ def test_the_services_refuse_the_same_characters_naming_the_field(
             lambda: services.do_create_fleet(actor=alice, slug="east", name=bad),
             lambda: services.do_update_node(node, actor=alice, name=bad),
             lambda: do_create_personal_token(victor, name=bad),
-            lambda: services.do_put_layer(north, actor=alice, name=bad, scope="fleet", sections={}),
+            lambda: layers.do_put_layer(north, actor=alice, name=bad, scope="fleet", sections={}),
         ],
         "description": [lambda: services.do_update_fleet(north, actor=alice, description=bad)],
         "labels": [

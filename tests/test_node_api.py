@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.audit.models import AuditRecord
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import (
     EnrollmentToken,
     MetricSample,
@@ -205,7 +205,7 @@ def test_a_layer_change_reaches_only_the_nodes_whose_document_changed(north, oli
         n: node_api(c).get("/desired-state")["ETag"]
         for n, c in [("oslo", oslo_cred), ("bergen", bergen_cred)]
     }
-    _, changed = services.do_put_layer(
+    _, changed = layers.do_put_layer(
         north,
         name="oslo-routing",
         scope="label",
@@ -230,7 +230,7 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
     north, olivia, node_api
 ):
     node, cred = enroll(north, "n", {"site": "oslo"})
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="base",
         scope="fleet",
@@ -240,7 +240,7 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
         },
         actor=olivia,
     )
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="oslo",
         scope="label",
@@ -248,7 +248,7 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
         sections={"routing": {"threshold": 0.8}},
         actor=olivia,
     )
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="this-node",
         scope="node",
@@ -265,10 +265,10 @@ def test_layers_compose_fleet_then_label_then_node_with_later_layers_winning(
 def test_rewriting_a_layer_with_the_same_content_does_not_bump_the_revision(north_node, olivia):
     node, _ = north_node
     fleet = node.fleet
-    services.do_put_layer(
+    layers.do_put_layer(
         fleet, name="base", scope="fleet", sections={"routing": {"threshold": 0.1}}, actor=olivia
     )
-    _, changed = services.do_put_layer(
+    _, changed = layers.do_put_layer(
         fleet, name="base", scope="fleet", sections={"routing": {"threshold": 0.1}}, actor=olivia
     )
     assert changed == 0

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from controlplane.approvals import services as approvals_services
 from controlplane.audit.models import AuditRecord
 from controlplane.compliance import verify_export
 from controlplane.nodes import services
@@ -222,7 +223,7 @@ def test_a_node_form_with_bad_labels_keeps_the_node_as_it_was(north_node, olivia
 
 def test_an_approval_is_decided_from_the_queue_with_a_reason_once(north_node, olivia, alice):
     node, _ = north_node
-    approval = services.do_request_approval(
+    approval = approvals_services.do_request_approval(
         node, ApprovalIn(tool="create_ticket", agent="ops", arguments={"api_key": "sk-123"})
     )
     queue = client_for(olivia).get("/approvals/").content.decode()

@@ -14,8 +14,7 @@ from django.core.management.base import CommandError
 
 from controlplane import signing
 from controlplane.audit.models import AuditRecord
-from controlplane.desiredstate import compose as desired_state
-from controlplane.nodes import services
+from controlplane.nodes import desired_state, layers
 from controlplane.nodes.models import Node
 from controlplane.registry import services as registry
 from controlplane.registry.models import Artifact, JobStatus, QuantizationJob
@@ -209,7 +208,7 @@ def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
     Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
     Node.objects.filter(pk=tiny_node.pk).update(hardware={"ram_mb": 4})
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="model",
         scope="fleet",
@@ -236,7 +235,7 @@ def test_a_new_variant_changes_the_revision_only_of_nodes_whose_choice_changes(a
     small, _ = enroll(north, "small")
     Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="model",
         scope="fleet",

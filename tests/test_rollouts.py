@@ -8,8 +8,7 @@ import pytest
 from django.utils import timezone
 
 from controlplane.audit.models import AuditRecord
-from controlplane.desiredstate import compose as desired_state
-from controlplane.nodes import services
+from controlplane.nodes import desired_state, layers, services
 from controlplane.nodes.models import Node, Rollout, RolloutNode
 from controlplane.registry import services as registry
 from controlplane.rollouts import services as rollouts
@@ -24,7 +23,7 @@ def fleet(alice, north, tiny_f32):
     f32 = registry.do_register_artifact(tiny_f32, name="tiny", actor=alice)
     registry.run_quantization(registry.do_quantize(f32, ["Q4_K_M"], actor=alice)[0].pk)
     nodes = [enroll(north, f"n{i}")[0] for i in range(4)]
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="model",
         scope="fleet",
@@ -156,7 +155,7 @@ def test_a_canary_whose_error_rate_or_latency_regresses_halts(alice, fleet):
         and "p95 latency 400 ms against a baseline of 100 ms" in rollout.reason
     )
 
-    services.do_put_layer(
+    layers.do_put_layer(
         fleet,
         name="model",
         scope="fleet",

@@ -14,7 +14,7 @@ from agents.router import Router
 from agents.runtime import Runtime, StateDir
 from controlplane.audit.models import AuditRecord
 from controlplane.errors import ServiceError
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import Node, NodeEventRecord
 from controlplane.registry import services as registry
 from controlplane.relay import services as escalation
@@ -206,7 +206,7 @@ def test_a_known_exhausted_budget_keeps_requests_local_for_a_while():
 
 def test_an_invalid_routing_section_is_refused_with_the_reason(north, alice):
     with pytest.raises(ServiceError, match="invalid routing section"):
-        services.do_put_layer(
+        layers.do_put_layer(
             north,
             name="r",
             scope="fleet",
@@ -223,7 +223,7 @@ def test_the_cost_page_shows_the_fleets_router_curve_and_target(north, alice):
     scorer.version = "curve-1"
     scorer.pgr = [min(1.0, i / 30) for i in range(101)]
     registry.do_register_router(scorer.to_bytes(), actor=None)
-    services.do_put_layer(
+    layers.do_put_layer(
         north,
         name="routing",
         scope="fleet",

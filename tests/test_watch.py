@@ -19,8 +19,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from controlplane import tokens
+from controlplane.approvals import services as approvals_services
 from controlplane.nodeapi import contacts, watch
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import Node
 from edgefleet.asgi import application as asgi_application
 from edgefleet.wsgi import application as wsgi_application
@@ -172,7 +173,7 @@ def test_an_admin_change_wakes_the_watch_with_the_new_document(alice, north):
         mine = await Call(credential, node.etag).start()
         theirs = await Call(other_credential, other.etag, query="wait=1").start()
         await held(2)
-        await sync_to_async(services.do_put_layer)(
+        await sync_to_async(layers.do_put_layer)(
             north,
             actor=alice,
             name="oslo",
@@ -205,14 +206,16 @@ def test_a_watch_ends_with_304_when_the_wait_passes(north_node):
 
 def test_a_decided_approval_wakes_the_nodes_watch(alice, north_node):
     node, credential = north_node
-    approval = services.do_request_approval(
+    approval = approvals_services.do_request_approval(
         node, schemas.ApprovalIn(tool="shell", agent="ops", arguments={})
     )
 
     async def scenario():
         call = await Call(credential, node.etag).start()
         await held()
-        await sync_to_async(services.do_decide_approval)(approval, actor=alice, approve=True)
+        await sync_to_async(approvals_services.do_decide_approval)(
+            approval, actor=alice, approve=True
+        )
         return await call.answer()
 
     r = run(scenario)
@@ -377,10 +380,10 @@ def test_a_node_watching_again_is_admitted_from_memory_until_its_credential_is_r
 def test_a_watch_for_an_approval_decided_before_it_began_ends_at_once(alice, north_node):
     """A decision that lands between two watches is not missed: the watch names the approval."""
     node, credential = north_node
-    approval = services.do_request_approval(
+    approval = approvals_services.do_request_approval(
         node, schemas.ApprovalIn(tool="shell", agent="ops", arguments={})
     )
-    services.do_decide_approval(approval, actor=alice, approve=False)
+    approvals_services.do_decide_approval(approval, actor=alice, approve=False)
 
     async def scenario():
         query = f"wait=30&approval={approval.pk}"
@@ -393,7 +396,7 @@ def test_a_watch_for_an_approval_decided_before_it_began_ends_at_once(alice, nor
 
 def test_a_watch_for_an_approval_still_pending_is_held(north_node):
     node, credential = north_node
-    approval = services.do_request_approval(
+    approval = approvals_services.do_request_approval(
         node, schemas.ApprovalIn(tool="shell", agent="ops", arguments={})
     )
 

@@ -180,7 +180,8 @@ def do_set_membership(*, actor, user, fleet, role: str | None, request=None) -> 
 # A dashboard socket and a streamed audit export outlive the request that opened them. Whatever
 # changes what a person may see tells their open sockets at once (`access_changed_on_commit`: the
 # services above, and the receivers below for logouts and changed or deleted accounts); each socket
-# then asks `current_user` who it acts as now (controlplane/dashboard/consumers.py; docs/permissions.md).
+# then asks `current_user` who it acts as now (controlplane/dashboard/consumers.py;
+# docs/permissions.md).
 
 # Saving an account with these fields (or all of them: update_fields=None) may change its access:
 # a deactivated or erased account, a global admin made or unmade, a changed password (which ends

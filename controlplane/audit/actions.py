@@ -3,7 +3,8 @@ AuditLogEventType): `services.entry` refuses an undeclared one, so a typo cannot
 action, and the audit browser lists and filters by these.
 
 Control-plane actions are written by the service functions. Edge actions are the kinds of the
-audited node events (controlplane.nodes.services.AUDITED_EVENTS): a node names them, so each family is
+audited node events (controlplane.nodes.services.AUDITED_EVENTS): a node names them, so each family
+is
 declared by its prefix, with labels for the kinds today's agent sends.
 """
 

@@ -12,11 +12,11 @@ from ninja.security import HttpBearer
 
 from controlplane import signing, tokens
 from controlplane.accounts import guesses
-from controlplane.desiredstate import compose as desired_state
+from controlplane.approvals import services as approvals_services
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 from controlplane.nodeapi import contacts, poll, watch
 from controlplane.nodeapi.ratelimit import buckets
-from controlplane.nodes import services
+from controlplane.nodes import desired_state, services
 from controlplane.nodes.models import NodeCredential, ToolApproval
 from controlplane.registry import artifacts
 from controlplane.registry.models import RouterArtifact
@@ -246,7 +246,10 @@ def _approval_out(a) -> schemas.ApprovalOut:
 def request_approval(request, payload: schemas.ApprovalIn):
     """Ask an operator to approve a tool call. Poll `GET approvals/{id}`; expiry means deny."""
     return Status(
-        201, _approval_out(services.do_request_approval(request.auth, payload, request=request))
+        201,
+        _approval_out(
+            approvals_services.do_request_approval(request.auth, payload, request=request)
+        ),
     )
 
 

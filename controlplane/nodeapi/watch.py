@@ -41,11 +41,11 @@ from django.db import DatabaseError, close_old_connections
 
 from controlplane import tokens
 from controlplane.accounts import guesses
-from controlplane.desiredstate import compose as desired_state
 from controlplane.events import WATCH_GROUP
 from controlplane.middleware import request_id
 from controlplane.nodeapi import contacts, poll
 from controlplane.nodeapi.ratelimit import buckets
+from controlplane.nodes import desired_state
 from controlplane.nodes.models import ApprovalStatus, ToolApproval
 from wire import schemas
 

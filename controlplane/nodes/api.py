@@ -14,25 +14,18 @@ from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
-from controlplane.desiredstate import compose as desired_state
 from controlplane.errors import ERRORS
-from controlplane.nodes import queries, services
+from controlplane.nodes import desired_state, layers, queries, services
 from controlplane.nodes.models import (
     DesiredStateLayer,
     EnrollmentToken,
     Fleet,
     Node,
     NodeStatus,
-    Rollout,
-    RolloutNode,
-    ToolApproval,
 )
 from controlplane.pagination import PageQuery, headers, offset_page
-from controlplane.relay import services as escalation
-from controlplane.rollouts import services as rollouts
-from controlplane.schemas import In, IsoDate, IsoTime, Slug
+from controlplane.schemas import In, IsoTime, Slug
 from wire.schemas import (
-    CloudBudgets,
     ComplianceMode,
     ComplianceSettings,
     Endpoints,
@@ -236,10 +229,6 @@ class FleetFilter(PageQuery):
     fleet: str | None = None
 
 
-class ApprovalFilter(FleetFilter):
-    pending: bool = False
-
-
 class EventFilter(PageQuery):
     kind: Annotated[str, Field(max_length=64)] | None = None
 
@@ -324,132 +313,7 @@ def set_compliance(request, slug: str, payload: CompliancePatch):
     return _compliance_out(fleet, changed)
 
 
-class RedactionPreviewIn(In):
-    text: Annotated[str, Field(min_length=1, max_length=20_000)]
-
-
-class PreviewFinding(Schema):
-    kind: str
-    value: str
-
-
-class RedactionPreviewOut(Schema):
-    verdict: Literal["as_is", "redacted", "refused"] = Field(
-        description="as_is: the fleet is not in HIPAA mode, its endpoints get the text as it is "
-        "(`sent` shows what HIPAA mode would send); redacted: what an endpoint without a BAA "
-        "receives; refused: nothing would be sent (`reason`)"
-    )
-    sent: str
-    counts: dict[str, int]
-    findings: list[PreviewFinding]
-    reason: str = ""
-
-
-@router.post(
-    "/fleets/{slug}/compliance/redaction-preview",
-    response={200: RedactionPreviewOut, **ERRORS},
-)
-def redaction_preview(request, response: HttpResponse, slug: str, payload: RedactionPreviewIn):
-    """What a cloud endpoint without a BAA would receive of `text` from this fleet's nodes: the
-    node's own detector and placeholders, run here. Nothing is stored or logged."""
-    fleet = access_fleet(request.auth, slug, VIEW_AUDIT)
-    preview = escalation.redaction_preview(fleet, text=payload.text)
-    response["Cache-Control"] = "no-store"
-    return RedactionPreviewOut(
-        verdict=preview.verdict,  # type: ignore[arg-type]
-        sent=preview.sent,
-        counts=preview.counts,
-        findings=[PreviewFinding(kind=k, value=v) for k, v in preview.findings],
-        reason=preview.reason,
-    )
-
-
 # --- cloud budgets and usage ---------------------------------------------------------------------
-
-
-class BudgetsOut(CloudBudgets):
-    used: dict[str, float] = Field(
-        description="the fleet's usage so far today and this month (fleet_day_usd, ...)"
-    )
-
-
-class UsageQuery(Schema):
-    by: Literal["node", "agent", "endpoint", "day"] = "node"
-    since: IsoDate | None = Field(None, description="first UTC day (default: 30 days ago)")
-    until: IsoDate | None = Field(None, description="last UTC day (default: today)")
-
-
-class UsageOut(Schema):
-    key: str = Field(description="the node's name, the agent, the endpoint or the day")
-    requests: int
-    failures: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-
-def _budgets_out(fleet: Fleet) -> BudgetsOut:
-    used = {k: v for k, v in queries.cloud_usage_so_far(fleet).items() if k.startswith("fleet_")}
-    return BudgetsOut(**fleet.budgets().model_dump(), used=used)
-
-
-@router.get("/fleets/{slug}/budgets", response={200: BudgetsOut, **ERRORS})
-def get_budgets(request, slug: str):
-    """The fleet's cloud budgets (null: no limit) and what it used so far."""
-    return _budgets_out(access_fleet(request.auth, slug, VIEW))
-
-
-@router.put("/fleets/{slug}/budgets", response={200: BudgetsOut, **ERRORS})
-def set_budgets(request, slug: str, payload: CloudBudgets):
-    """Replace the fleet's cloud budgets (a limit left out is no limit). Audited."""
-    fleet = access_fleet(request.auth, slug, ADMINISTER)
-    escalation.do_set_cloud_budgets(
-        fleet, budgets=payload.model_dump(), actor=request.auth, request=request
-    )
-    return _budgets_out(fleet)
-
-
-@router.get("/fleets/{slug}/cloud-usage", response={200: list[UsageOut], **ERRORS})
-def cloud_usage(
-    request, response: HttpResponse, slug: str, q: Query[UsageQuery], page: Query[PageQuery]
-):
-    """Relayed cloud calls summed per node, agent, endpoint or day, most expensive first."""
-    fleet = access_fleet(request.auth, slug, VIEW)
-    since, until = queries.usage_window(q.since, q.until)
-    rows = headers(
-        request,
-        response,
-        offset_page(
-            queries.cloud_usage(fleet, by=q.by, since=since, until=until),
-            limit=page.limit,
-            offset=page.offset,
-        ),
-    )
-    key = queries.USAGE_GROUPS[q.by]
-    return [UsageOut(key=str(r[key]), **{k: v for k, v in r.items() if k != key}) for r in rows]
-
-
-class LocalUsageQuery(Schema):
-    by: Literal["node", "agent"] = "node"
-    since: IsoDate | None = Field(None, description="first UTC day (default: 30 days ago)")
-    until: IsoDate | None = Field(None, description="last UTC day (default: today)")
-
-
-class LocalUsageOut(Schema):
-    key: str = Field(description="the node's name or the agent")
-    tokens: int = Field(description="completion tokens generated on the nodes")
-    requests: int = Field(description="answers that reported them")
-
-
-@router.get("/fleets/{slug}/local-usage", response={200: list[LocalUsageOut], **ERRORS})
-def local_usage(
-    request, response: HttpResponse, slug: str, q: Query[LocalUsageQuery], page: Query[PageQuery]
-):
-    """Tokens generated locally, per node or per agent, most first (beside cloud-usage)."""
-    fleet = access_fleet(request.auth, slug, VIEW)
-    since, until = queries.usage_window(q.since, q.until)
-    rows = queries.local_tokens(fleet, by=q.by, since=since, until=until)
-    return headers(request, response, offset_page(rows, limit=page.limit, offset=page.offset))
 
 
 # --- enrollment tokens --------------------------------------------------------------------------
@@ -598,7 +462,7 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
     """Create or replace a layer. Sections: model, agents, tools, routing (compliance is set per
     fleet)."""
     fleet = access_fleet(request.auth, slug, OPERATE)
-    layer, changed = services.do_put_layer(
+    layer, changed = layers.do_put_layer(
         fleet,
         name=name,
         scope=payload.scope,
@@ -615,189 +479,10 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
 @router.delete("/fleets/{slug}/layers/{name}", response={200: dict[str, int], **ERRORS})
 def delete_layer(request, slug: str, name: str):
     layer = queries.access_layer(request.auth, slug, name, OPERATE)
-    return {"nodes_changed": services.do_delete_layer(layer, request=request, actor=request.auth)}
+    return {"nodes_changed": layers.do_delete_layer(layer, request=request, actor=request.auth)}
 
 
 # --- tool approvals -----------------------------------------------------------------------------
 
 
-class ApprovalOut(Schema):
-    id: int
-    fleet: str
-    node: UUID
-    node_name: str
-    agent: str
-    tool: str
-    arguments: dict[str, Any]
-    reason: str
-    status: str
-    created_at: datetime
-    expires_at: datetime
-    decided_by: str
-    decision_reason: str
-
-    @staticmethod
-    def resolve_fleet(obj: ToolApproval) -> str:
-        return obj.fleet.slug
-
-    @staticmethod
-    def resolve_node(obj: ToolApproval) -> UUID:
-        return obj.node_id
-
-    @staticmethod
-    def resolve_node_name(obj: ToolApproval) -> str:
-        return obj.node.name
-
-    @staticmethod
-    def resolve_decided_by(obj: ToolApproval) -> str:
-        return obj.decided_by.username if obj.decided_by else ""
-
-
-@router.get("/approvals", response={200: list[ApprovalOut], **ERRORS})
-def list_approvals(request, response: HttpResponse, filters: Query[ApprovalFilter]):
-    approvals = queries.approvals(request.auth, fleet=filters.fleet, pending=filters.pending)
-    return headers(
-        request, response, offset_page(approvals, limit=filters.limit, offset=filters.offset)
-    )
-
-
-class DecisionIn(In):
-    reason: Annotated[SafeProse, Field(max_length=500)] = ""
-
-
-@router.post("/approvals/{approval_id}/approve", response={200: ApprovalOut, **ERRORS})
-def approve(request, approval_id: int, payload: DecisionIn | None = None):
-    approval = queries.access_approval(request.auth, approval_id, OPERATE)
-    reason = payload.reason if payload else ""
-    return services.do_decide_approval(
-        approval, approve=True, reason=reason, request=request, actor=request.auth
-    )
-
-
-@router.post("/approvals/{approval_id}/deny", response={200: ApprovalOut, **ERRORS})
-def deny(request, approval_id: int, payload: DecisionIn | None = None):
-    approval = queries.access_approval(request.auth, approval_id, OPERATE)
-    reason = payload.reason if payload else ""
-    return services.do_decide_approval(
-        approval, approve=False, reason=reason, request=request, actor=request.auth
-    )
-
-
 # --- rollouts -----------------------------------------------------------------------------------
-
-WaveSpec = int | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9](\.[0-9]+)?)%$")]
-
-
-class GatesIn(In):
-    max_load_failures: Annotated[int, Field(ge=0, le=100_000)] = 0
-    max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
-    max_p95_ratio: Annotated[float, Field(ge=1, le=100)] = 1.5
-    max_escalation_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.10
-
-
-class RolloutIn(In):
-    model: JsonDict = Field(
-        description='the model section to roll out, e.g. {"name": "tiny", "variant": "auto"}'
-    )
-    layer: Slug = Field("model", description="the layer the model is written to on completion")
-    selector: Labels = {}
-    waves: Annotated[list[WaveSpec], Field(min_length=1, max_length=20)] = [1, "100%"]
-    gates: GatesIn = GatesIn()
-    wave_wait_s: Annotated[int, Field(ge=1, le=7 * 86_400)] = 300
-
-    def service_kwargs(self) -> dict[str, Any]:
-        """do_start_rollout's keywords (the API and the rollouts page alike)."""
-        return {**self.dict(exclude={"gates"}), "gates": self.gates.dict()}
-
-
-class RolloutNodeOut(Schema):
-    node: UUID
-    name: str
-    wave: int
-    state: str
-    target_revision: int | None
-    previous_digest: str
-
-    @staticmethod
-    def resolve_node(obj: RolloutNode) -> UUID:
-        return obj.node_id
-
-    @staticmethod
-    def resolve_name(obj: RolloutNode) -> str:
-        return obj.node.name
-
-
-class RolloutOut(Schema):
-    id: int
-    fleet: str
-    model: dict[str, Any]
-    layer: str
-    selector: dict[str, str]
-    waves: list[int | str]
-    gates: dict[str, float]
-    wave_wait_s: int
-    status: str
-    current_wave: int
-    wave_started_at: datetime
-    baseline: dict[str, Any]
-    last_check: dict[str, Any]
-    reason: str
-    created_at: datetime
-    finished_at: datetime | None
-
-    @staticmethod
-    def resolve_fleet(obj: Rollout) -> str:
-        return obj.fleet.slug
-
-
-class RolloutDetailOut(RolloutOut):
-    nodes: list[RolloutNodeOut]
-
-    @staticmethod
-    def resolve_nodes(obj: Rollout) -> list[RolloutNode]:
-        return queries.rollout_targets(obj)
-
-
-@router.get("/fleets/{slug}/rollouts", response={200: list[RolloutOut], **ERRORS})
-def list_rollouts(request, response: HttpResponse, slug: str, page: Query[PageQuery]):
-    fleet = access_fleet(request.auth, slug, VIEW)
-    return headers(
-        request,
-        response,
-        offset_page(queries.rollouts(fleet), limit=page.limit, offset=page.offset),
-    )
-
-
-@router.post("/fleets/{slug}/rollouts", response={201: RolloutDetailOut, **ERRORS})
-def start_rollout(request, slug: str, payload: RolloutIn):
-    """Start a staged rollout of a model to the fleet's nodes matching `selector` (all if empty).
-    The first wave (the canary) gets the model at once; see docs/models.md for the gates."""
-    fleet = access_fleet(request.auth, slug, OPERATE)
-    rollout = rollouts.do_start_rollout(
-        fleet, **payload.service_kwargs(), request=request, actor=request.auth
-    )
-    return Status(201, rollout)
-
-
-@router.get("/rollouts/{rollout_id}", response={200: RolloutDetailOut, **ERRORS})
-def get_rollout(request, rollout_id: int):
-    return queries.access_rollout(request.auth, rollout_id, VIEW)
-
-
-@router.post("/rollouts/{rollout_id}/pause", response={200: RolloutOut, **ERRORS})
-def pause_rollout(request, rollout_id: int):
-    rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
-    return rollouts.do_pause_rollout(rollout, request=request, actor=request.auth)
-
-
-@router.post("/rollouts/{rollout_id}/resume", response={200: RolloutOut, **ERRORS})
-def resume_rollout(request, rollout_id: int):
-    rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
-    return rollouts.do_resume_rollout(rollout, request=request, actor=request.auth)
-
-
-@router.post("/rollouts/{rollout_id}/abort", response={200: RolloutOut, **ERRORS})
-def abort_rollout(request, rollout_id: int):
-    """Stop and roll every updated node back to the model it ran before."""
-    rollout = queries.access_rollout(request.auth, rollout_id, OPERATE)
-    return rollouts.do_abort_rollout(rollout, request=request, actor=request.auth)

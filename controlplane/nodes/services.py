@@ -8,12 +8,10 @@ dashboard and the management commands all call these; none of them writes models
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -27,32 +25,26 @@ from controlplane.audit import actions as audit_actions
 from controlplane.audit.services import append as audit_append
 from controlplane.audit.services import entry as audit_entry
 from controlplane.audit.services import pseudonym, record
-from controlplane.desiredstate import compose as desired_state
 from controlplane.errors import (
     Conflict,
     Forbidden,
-    NotFound,
-    RateLimited,
     ServiceError,
     Unauthorized,
 )
 from controlplane.events import publish_on_commit, wake_on_commit
+from controlplane.nodes import desired_state
 from controlplane.nodes.models import (
-    ApprovalStatus,
-    DesiredStateLayer,
     EnrollmentToken,
     Fleet,
-    LayerScope,
     MetricSample,
     Node,
     NodeCredential,
     NodeEventRecord,
-    ToolApproval,
 )
 from controlplane.schemas import refuse_unsafe, refuse_unsafe_labels
 from controlplane.unset import UNSET, Unset, given
 from wire import compliance, schemas
-from wire.schemas import SECTIONS, ComplianceMode, ComplianceSettings, first_error
+from wire.schemas import ComplianceMode, ComplianceSettings, first_error
 
 
 def _fleet_snapshot(fleet: Fleet) -> dict[str, Any]:
@@ -417,139 +409,7 @@ def do_update_node(
 # --- desired state layers -------------------------------------------------------------------------
 
 
-def _layer_snapshot(layer: DesiredStateLayer) -> dict[str, Any]:
-    return {
-        "name": layer.name,
-        "scope": layer.scope,
-        "selector": layer.selector,
-        "node": str(layer.node_id) if layer.node_id else None,
-        "priority": layer.priority,
-        "sections": layer.sections,
-    }
-
-
-def _affected(fleet: Fleet, layer: DesiredStateLayer) -> list[Node] | None:
-    """The nodes a layer can touch: one node, or (None) the whole fleet."""
-    if layer.scope == LayerScope.NODE and layer.node_id:
-        return list(Node.objects.filter(pk=layer.node_id))
-    return None
-
-
 LAYER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
-
-
-def _layer_node(fleet: Fleet, scope: str, node: Node | uuid.UUID | str | None) -> Node | None:
-    if scope != LayerScope.NODE:
-        return None
-    if node is None:
-        raise ServiceError("a node layer needs 'node'")
-    node_id = node.pk if isinstance(node, Node) else node
-    try:
-        found = Node.objects.filter(fleet=fleet, pk=node_id).first()
-    except (ValueError, DjangoValidationError):
-        found = None
-    if found is None:
-        raise NotFound(f"node '{node_id}' not found in fleet '{fleet.slug}'")
-    return found
-
-
-@transaction.atomic
-def do_put_layer(
-    fleet: Fleet,
-    *,
-    actor,
-    name: str,
-    scope: str,
-    sections: dict[str, Any],
-    selector: dict[str, str] | None = None,
-    node: Node | uuid.UUID | str | None = None,
-    priority: int = 0,
-    request=None,
-) -> tuple[DesiredStateLayer, int]:
-    """Create or replace a named layer. Returns the layer and how many nodes got a new revision.
-    `node` (a node of this fleet, or its id) for a node layer; `selector` for a label layer."""
-    refuse_unsafe("name", name or "")
-    if not LAYER_NAME.match(name or ""):
-        raise ServiceError("layer name must be 1-63 letters, digits, '-' or '_'", field="name")
-    refuse_unsafe_labels("selector", selector)
-    agents = sections.get("agents")
-    if isinstance(agents, dict):  # checked here too: a fleet without nodes composes nothing
-        refuse_unsafe("sections", *agents)  # agent names
-        for spec in agents.values():
-            try:
-                schemas.AgentSpec.model_validate(spec)
-            except ValidationError as exc:
-                raise ServiceError(
-                    f"invalid agents section: {first_error(exc)}", field="sections"
-                ) from None
-    if scope not in LayerScope.values:
-        raise ServiceError(f"unknown scope '{scope}'; allowed: {list(LayerScope.values)}")
-    if "compliance" in sections:
-        raise ServiceError(
-            "compliance is set per fleet (PUT /api/v1/fleets/{slug}/compliance), not in a layer"
-        )
-    unknown = set(sections) - set(SECTIONS)
-    if unknown:
-        raise ServiceError(f"unknown sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
-    if scope == LayerScope.LABEL and not selector:
-        raise ServiceError("a label layer needs a non-empty 'selector'")
-    target = _layer_node(fleet, scope, node)
-    model = sections.get("model")
-    if isinstance(model, dict):
-        # Checked on its own too: a node in a rollout does not compose this layer's model now.
-        try:
-            schemas.ModelAssignment.model_validate({"name": "layer", **model})
-        except ValidationError as exc:
-            raise ServiceError(f"invalid model section: {first_error(exc)}") from None
-    if "routing" in sections:
-        try:
-            schemas.RoutingPolicy.model_validate(sections["routing"] or {})
-        except ValidationError as exc:
-            raise ServiceError(f"invalid routing section: {first_error(exc)}") from None
-    layer = DesiredStateLayer.objects.select_for_update().filter(fleet=fleet, name=name).first()
-    before = _layer_snapshot(layer) if layer else None
-    old_targets = _affected(fleet, layer) if layer else []
-    if layer is None:
-        layer = DesiredStateLayer(fleet=fleet, name=name)
-    layer.scope = scope
-    layer.selector = selector or {} if scope == LayerScope.LABEL else {}
-    layer.node = target
-    layer.priority = priority
-    layer.sections = sections
-    layer.updated_at = timezone.now()
-    layer.save()
-    new_targets = _affected(fleet, layer)
-    targets = (
-        None
-        if old_targets is None or new_targets is None
-        else {n.pk: n for n in old_targets + new_targets}.values()
-    )
-    changed = desired_state.refresh(fleet, targets)
-    record(
-        "layer.put",
-        layer,
-        user=actor,
-        fleet=fleet,
-        before=before,
-        after=_layer_snapshot(layer),
-        request=request,
-    )
-    publish_on_commit(fleet.pk, "desired_state.changed", layer=name, nodes_changed=len(changed))
-    return layer, len(changed)
-
-
-@transaction.atomic
-def do_delete_layer(layer: DesiredStateLayer, *, actor, request=None) -> int:
-    fleet = layer.fleet
-    targets = _affected(fleet, layer)
-    before = _layer_snapshot(layer)
-    layer.delete()
-    changed = desired_state.refresh(fleet, targets)
-    record("layer.delete", layer, user=actor, fleet=fleet, before=before, request=request)
-    publish_on_commit(
-        fleet.pk, "desired_state.changed", layer=before["name"], nodes_changed=len(changed)
-    )
-    return len(changed)
 
 
 # --- what nodes send ------------------------------------------------------------------------------
@@ -708,7 +568,8 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn, *, request=None) -
 
 
 def erase_subject_events(fleet: Fleet, subject: str) -> int:
-    """GDPR erasure of an edge data subject (controlplane.compliance.privacy.SUBJECT_DATA): delete the
+    """GDPR erasure of an edge data subject (controlplane.compliance.privacy.SUBJECT_DATA): delete
+    the
     fleet's events that name their pseudonym."""
     deleted, _ = NodeEventRecord.objects.filter(node__fleet=fleet, data__subject=subject).delete()
     return deleted
@@ -727,103 +588,3 @@ def purge_events(now=None) -> int:
 
 
 # --- tool approvals -------------------------------------------------------------------------------
-
-
-class ApprovalsFull(RateLimited):
-    """A node asked for more approvals than people can answer: refused, not queued."""
-
-    code = "approvals_full"
-
-
-def _refuse_if_approvals_full(node: Node) -> None:
-    """The pending approvals of `node` and of its fleet are bounded (EDGEFLEET_MAX_PENDING_
-    APPROVALS_PER_NODE, _PER_FLEET): one node cannot bury the Approvals page. Retry-After is
-    when the oldest pending one expires, the earliest a place may free up by itself."""
-    cfg = settings.EDGEFLEET
-    now = timezone.now()
-    pending = ToolApproval.objects.filter(decision=ApprovalStatus.PENDING, expires_at__gt=now)
-    for scope, rows, cap in (
-        ("this node", pending.filter(node=node), cfg["MAX_PENDING_APPROVALS_PER_NODE"]),
-        (
-            "this fleet",
-            pending.filter(fleet_id=node.fleet_id),
-            cfg["MAX_PENDING_APPROVALS_PER_FLEET"],
-        ),
-    ):
-        if rows.count() >= cap:
-            oldest = rows.order_by("expires_at").values_list("expires_at", flat=True).first()
-            wait = max(1, int(((oldest or now) - now).total_seconds()))
-            raise ApprovalsFull(
-                f"{scope} already has {cap} tool calls waiting for approval (the limit); "
-                "the call is refused: ask again once they are decided",
-                retry_after=wait,
-            )
-
-
-@transaction.atomic
-def do_request_approval(node: Node, req: schemas.ApprovalIn, *, request=None) -> ToolApproval:
-    # One request of a node at a time past this point: two at once cannot both take the last place.
-    Node.objects.select_for_update().filter(pk=node.pk).first()
-    _refuse_if_approvals_full(node)
-    # Under HIPAA, or GDPR without opting in, the approver sees the argument names, not values.
-    arguments = compliance.minimise({"arguments": req.arguments}, node.fleet.compliance_policy())
-    approval = ToolApproval.objects.create(
-        node=node,
-        fleet_id=node.fleet_id,
-        agent=req.agent,
-        tool=req.tool,
-        arguments=arguments.get("arguments", arguments),
-        reason=req.reason,
-        expires_at=timezone.now() + timedelta(seconds=req.timeout_s),
-    )
-    record(
-        "approval.request",
-        approval,
-        node=node,
-        fleet=node.fleet,
-        after={"tool": req.tool, "agent": req.agent, "timeout_s": req.timeout_s},
-        request=request,
-    )
-    publish_on_commit(
-        node.fleet_id, "approval.requested", approval=approval.pk, node=str(node.pk), tool=req.tool
-    )
-    return approval
-
-
-@transaction.atomic
-def do_decide_approval(
-    approval: ToolApproval, *, actor, approve: bool, reason: str = "", request=None
-) -> ToolApproval:
-    """Approve or deny a pending tool call, once; `reason` (at most 500 characters) is kept with
-    the decision and in its audit record."""
-    if not isinstance(reason, str) or len(reason) > 500:
-        raise ServiceError("reason must be text of at most 500 characters", field="reason")
-    refuse_unsafe("reason", reason, prose=True)
-    approval = ToolApproval.objects.select_for_update().get(pk=approval.pk)
-    if approval.status != ApprovalStatus.PENDING:
-        raise Conflict(f"approval {approval.pk} is already {approval.status}")
-    approval.decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-    approval.decided_at = timezone.now()
-    approval.decided_by = actor
-    approval.decision_reason = reason.strip()
-    approval.save(update_fields=["decision", "decided_at", "decided_by", "decision_reason"])
-    record(
-        f"approval.{approval.decision}",
-        approval,
-        user=actor,
-        fleet=approval.fleet,
-        after={
-            "tool": approval.tool,
-            "agent": approval.agent,
-            "node": str(approval.node_id),
-            "reason": approval.decision_reason,
-        },
-        request=request,
-    )
-    publish_on_commit(
-        approval.fleet_id, "approval.decided", approval=approval.pk, decision=approval.decision
-    )
-    wake_on_commit(
-        "approval", fleet=approval.fleet_id, nodes=[str(approval.node_id)], approval=approval.pk
-    )
-    return approval

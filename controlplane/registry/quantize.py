@@ -7,6 +7,8 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+from wire.llamacpp import quiet_llama_logs
+
 # llama.cpp's file types (enum llama_ftype) by the variant names the registry uses.
 QUANT_TYPES = {
     "Q8_0": 7,
@@ -22,8 +24,6 @@ QUANT_TYPES = {
 def quantize(src: str | Path, dst: str | Path, qtype: str, threads: int = 0) -> Path:
     """Write `src` quantized to `qtype` as `dst` (threads 0: all cores)."""
     import llama_cpp
-
-    from agents.backends import quiet_llama_logs
 
     quiet_llama_logs()
     if qtype not in QUANT_TYPES:

@@ -1,6 +1,7 @@
 """Every write to the model registry: registering artifacts and quantizing them.
 
-Like controlplane/nodes/services.py, each `do_*` takes the acting user explicitly (None for `manage.py`),
+Like controlplane/nodes/services.py, each `do_*` takes the acting user explicitly (None for
+`manage.py`),
 runs in one transaction and writes its audit record there. Quantization jobs are enqueued on the
 django-tasks database backend in the same transaction, so a job exists exactly when its row does.
 """
@@ -21,20 +22,26 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django_tasks import task
 
 from controlplane import signing
 from controlplane.audit.services import record
-from controlplane.desiredstate import compose as desired_state
 from controlplane.errors import Conflict, ServiceError
-from controlplane.nodes.models import ACTIVE_ROLLOUT, DesiredStateLayer, Fleet, Rollout
 from controlplane.registry import gguf_bounds
 from controlplane.registry.models import Artifact, JobStatus, QuantizationJob, RouterArtifact
 from controlplane.registry.quantize import quantize
 from controlplane.schemas import refuse_unsafe
 from wire.manifest import sha256_file
 from wire.scoring import RouterError, Scorer
+
+# Sent inside the registering transaction. The registry sits below the fleets' domain, so it
+# announces what it registered and the desired state (controlplane/nodes/desired_state.py,
+# connected in controlplane/nodes/apps.py) refreshes the fleets whose layers or active rollouts
+# name it: a new variant can change what "auto" picks, a new router version what a node fetches.
+model_registered = Signal()  # name=: a model's name
+router_registered = Signal()  # version=: a router version
 
 log = logging.getLogger("edgefleet.registry")
 
@@ -179,32 +186,8 @@ def do_register_artifact(
             "source": source.pk if source else None,
         },
     )
-    refresh_assigned(name)
+    model_registered.send(sender=Artifact, name=name)
     return artifact
-
-
-def refresh_assigned(name: str) -> int:
-    """A new variant can change what "auto" picks (or fix a "no variant fits"): refresh the fleets
-    whose layers or active rollouts name the model. Only documents that change get a revision."""
-
-    def names(model: Any) -> bool:
-        return isinstance(model, dict) and model.get("name") == name and bool(model.get("variant"))
-
-    fleet_ids = {
-        fid
-        for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
-        if names((sections or {}).get("model"))
-    } | {
-        fid
-        for fid, model in Rollout.objects.filter(status__in=ACTIVE_ROLLOUT).values_list(
-            "fleet_id", "model"
-        )
-        if names(model)
-    }
-    changed = 0
-    for fleet in Fleet.objects.filter(pk__in=fleet_ids):
-        changed += len(desired_state.refresh(fleet))
-    return changed
 
 
 @transaction.atomic
@@ -249,13 +232,7 @@ def do_register_router(raw: bytes, *, actor, request=None) -> RouterArtifact:
         request=request,
         after={"version": router.version, "kind": router.kind, "sha256": digest, **scorer.meta},
     )
-    fleets = {
-        fid
-        for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
-        if ((sections or {}).get("routing") or {}).get("router") == router.version
-    }
-    for fleet in Fleet.objects.filter(pk__in=fleets):
-        desired_state.refresh(fleet)
+    router_registered.send(sender=RouterArtifact, version=router.version)
     return router
 
 

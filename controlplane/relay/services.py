@@ -31,8 +31,8 @@ from pydantic import ValidationError
 from controlplane.audit.services import record
 from controlplane.errors import Forbidden, ServiceError
 from controlplane.events import publish_on_commit
-from controlplane.nodes import queries
 from controlplane.nodes.models import CloudUsage, Fleet, Node
+from controlplane.relay import queries as relay_queries
 from wire import compliance, phi, schemas
 
 
@@ -131,7 +131,7 @@ def plan(
         reason = f"cloud endpoint '{name}' is not on this fleet's allow-list"
         record_refusal(node, agent=agent, endpoint=name, reason=reason)
         raise Forbidden(reason)
-    used = queries.cloud_usage_so_far(fleet, node)
+    used = relay_queries.cloud_usage_so_far(fleet, node)
     budgets = fleet.budgets()
     prompt = estimate_tokens(messages)
     targets, skipped = [], []

@@ -33,9 +33,10 @@ from django_tasks import task
 from pydantic import ValidationError
 
 from controlplane.audit.services import record
-from controlplane.desiredstate import compose as desired_state
 from controlplane.errors import Conflict, ServiceError
 from controlplane.events import publish_on_commit
+from controlplane.nodes import desired_state
+from controlplane.nodes.layers import do_put_layer
 from controlplane.nodes.models import (
     ACTIVE_ROLLOUT,
     DesiredStateLayer,
@@ -49,7 +50,6 @@ from controlplane.nodes.models import (
     RolloutStatus,
     labels_match,
 )
-from controlplane.nodes.services import do_put_layer
 from wire import schemas
 
 DEFAULT_GATES: dict[str, float] = {

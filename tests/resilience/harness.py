@@ -188,7 +188,7 @@ SEED = """
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from controlplane import tokens
-from controlplane.desiredstate import compose as desired_state
+from controlplane.nodes import desired_state
 from controlplane.nodes.models import Fleet, Node, NodeCredential
 fleet = Fleet.objects.create(slug="faults", name="Fault suite")
 creds = {}

@@ -15,7 +15,7 @@ import pytest
 
 from agents import cli
 from agents.runtime import Runtime, StateDir
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import Node
 from controlplane.registry import services as registry
 from controlplane.registry.models import Artifact
@@ -89,7 +89,7 @@ def test_a_model_download_cut_twenty_times_resumes_verifies_and_never_serves_a_p
     def assign(variant: str) -> None:
         model = {"name": "tiny", "variant": variant, "n_ctx": 512}
         sections = {"model": model, "agents": AGENTS}
-        services.do_put_layer(north, name="base", scope="fleet", sections=sections, actor=alice)
+        layers.do_put_layer(north, name="base", scope="fleet", sections=sections, actor=alice)
 
     assign("Q8_0")
     token = services.do_create_enrollment_token(north, actor=alice)[1]

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from controlplane.nodes import services
+from controlplane.nodes import layers, services
 from controlplane.nodes.models import Fleet
 from controlplane.registry import services as registry
 from controlplane.registry.models import Artifact
@@ -81,7 +81,7 @@ class Command(BaseCommand):
             )
         if not fleet.layers.filter(name="demo-assignment").exists():
             routing = self.demo_routing(user, fleet)
-            services.do_put_layer(
+            layers.do_put_layer(
                 fleet,
                 name="demo-assignment",
                 scope="fleet",

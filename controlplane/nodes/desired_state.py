@@ -7,7 +7,8 @@ digest changes, so an edit that leaves a node's document as it was causes no dow
 
 A model section may name a registry model and a variant ("auto" or a quantization): it is resolved
 per node (registry/resolver.py) into a URL, sha256 and signed manifest. During a rollout, the nodes
-it has reached get the rollout's model section in place of their layers' (controlplane/rollouts/services.py).
+it has reached get the rollout's model section in place of their layers'
+(controlplane/rollouts/services.py).
 A routing section may name a registered router by version: nodes get its sha256, signature and
 download URL (or `error` when no such version is registered).
 """
@@ -35,6 +36,7 @@ from controlplane.nodes.models import (
     Fleet,
     LayerScope,
     Node,
+    Rollout,
     RolloutNode,
     RolloutNodeState,
     etag_for,
@@ -325,3 +327,41 @@ def _save(nodes: list[Node]) -> None:
         by_fleet.setdefault(n.fleet_id, []).append(str(n.pk))
     for fleet_id, ids in by_fleet.items():
         wake_on_commit("desired", fleet=fleet_id, nodes=ids)
+
+
+# --- the registry's announcements (controlplane.registry.services; connected in apps.py) ------
+
+
+def refresh_for_model(sender, *, name: str, **kwargs) -> int:
+    """A new variant can change what "auto" picks (or fix a "no variant fits"): refresh the fleets
+    whose layers or active rollouts name the model. Only documents that change get a revision."""
+
+    def names(model: Any) -> bool:
+        return isinstance(model, dict) and model.get("name") == name and bool(model.get("variant"))
+
+    fleet_ids = {
+        fid
+        for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
+        if names((sections or {}).get("model"))
+    } | {
+        fid
+        for fid, model in Rollout.objects.filter(status__in=ACTIVE_ROLLOUT).values_list(
+            "fleet_id", "model"
+        )
+        if names(model)
+    }
+    changed = 0
+    for fleet in Fleet.objects.filter(pk__in=fleet_ids):
+        changed += len(refresh(fleet))
+    return changed
+
+
+def refresh_for_router(sender, *, version: str, **kwargs) -> None:
+    """A router version registered: refresh the fleets whose layers route with it."""
+    fleets = {
+        fid
+        for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
+        if ((sections or {}).get("routing") or {}).get("router") == version
+    }
+    for fleet in Fleet.objects.filter(pk__in=fleets):
+        refresh(fleet)
