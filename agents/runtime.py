@@ -21,7 +21,6 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from agents.outbox import Outbox
 from agents.router import Decision
 from agents.state import StateDir, default_state_dir, read_json, write_json_atomic
 from agents.telemetry import SUBJECT, Telemetry
-from wire import schemas
 from wire.compliance import PhiRefused
 
 __all__ = [
@@ -78,7 +76,7 @@ class Runtime:
         self.outbox = Outbox(state.path / "outbox.db")
         self.send_interval_s = send_interval_s
         self.stop = threading.Event()
-        self.telemetry = Telemetry(self.outbox, self.client, self.policy)
+        self.telemetry = Telemetry(self.outbox, self.client, lambda: self.applier.policy())
         self.approvals = Approvals(self.client, self.stop)
         self.applier = Applier(
             self.state,
@@ -91,7 +89,7 @@ class Runtime:
         )
         self.approvals.watch = self.applier.watch_once
         self.approvals.etag = lambda: self.applier.etag
-        self.escalator = Escalator(self.client, self.telemetry, self.policy)
+        self.escalator = Escalator(self.client, self.telemetry, self.applier.policy)
         self.threads: list[threading.Thread] = []
         self.listen = ""  # the local API's URL, once serving
 
@@ -104,52 +102,6 @@ class Runtime:
     @property
     def active(self) -> Active | None:
         return self.applier.active
-
-    @active.setter
-    def active(self, value: Active | None) -> None:
-        self.applier.active = value
-
-    @property
-    def etag(self) -> str | None:
-        return self.applier.etag
-
-    @property
-    def last_error(self) -> str:
-        return self.applier.last_error
-
-    def policy(self) -> schemas.CompliancePolicy:
-        return self.applier.policy()
-
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        self.telemetry.event(kind, data)
-
-    def metrics(self, values: dict[str, float]) -> None:
-        self.telemetry.metrics(values)
-
-    def restore(self) -> None:
-        self.applier.restore()
-
-    def apply(self, document: dict[str, Any], etag: str) -> None:
-        self.applier.apply(document, etag)
-
-    def _build(self, document: dict[str, Any]) -> Active:
-        return self.applier._build(document)
-
-    def poll_once(self) -> float:
-        return self.applier.poll_once()
-
-    def send_once(self) -> int:
-        return self.telemetry.send_once()
-
-    def escalate(
-        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
-    ) -> Turn:
-        return self.escalator.escalate(messages, endpoint, agent, subject)
-
-    def escalate_stream(
-        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
-    ) -> Iterator[str]:
-        return self.escalator.stream(messages, endpoint, agent, subject)
 
     # --- answering --------------------------------------------------------------------------------
 
@@ -165,7 +117,9 @@ class Runtime:
         )
         decision = None
         if router is not None:
-            decision = router.before(question, online=self.online(), compliance=self.policy())
+            decision = router.before(
+                question, online=self.online(), compliance=self.applier.policy()
+            )
             if decision is not None and decision.route == "cloud":
                 outcome = self._escalate(router, messages, agent, subject, decision)
                 if isinstance(outcome, Turn):
@@ -181,7 +135,7 @@ class Runtime:
                 decision = outcome
         if decision is not None:
             turn.routing = decision.meta()
-            self.event("router.decision", turn.routing)
+            self.telemetry.event("router.decision", turn.routing)
         return turn
 
     def online(self) -> bool:
@@ -195,7 +149,7 @@ class Runtime:
     ) -> Turn | Decision:
         """The cloud's answer, or the decision to answer locally after all, saying why."""
         try:
-            turn = self.escalate(messages, router.endpoint, agent or "", subject)
+            turn = self.escalator.escalate(messages, router.endpoint, agent or "", subject)
         except PhiRefused as exc:
             return Decision(
                 "local",
@@ -218,7 +172,7 @@ class Runtime:
         if paid is not None:  # a cascade paid for the local answer too
             meta["local_completion_tokens"] = paid.usage.completion_tokens
         turn.routing = meta
-        self.event("router.decision", meta)
+        self.telemetry.event("router.decision", meta)
         return turn
 
     def answer_locally(self, messages: list[dict[str, Any]], note: str, subject: str = "") -> Turn:
@@ -226,7 +180,7 @@ class Runtime:
         calls refused for PHI)."""
         turn = self._answer_locally(messages, None, subject)
         turn.routing = {"route": "local", "rule": "phi", "note": note}
-        self.event("router.decision", turn.routing)
+        self.telemetry.event("router.decision", turn.routing)
         return turn
 
     def _answer_locally(
@@ -241,7 +195,9 @@ class Runtime:
                 try:
                     turn = active.runner.ask(messages, agent)
                 except Exception:
-                    self.metrics({"request.error": 1})  # rollout gates compare error rates
+                    self.telemetry.metrics(
+                        {"request.error": 1}
+                    )  # rollout gates compare error rates
                     raise
         finally:
             SUBJECT.reset(token)
@@ -252,7 +208,7 @@ class Runtime:
         with contextlib.suppress(OSError, ValueError, IndexError):
             resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
             rss_mb = resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-        self.metrics(
+        self.telemetry.metrics(
             {
                 "request.latency_ms": usage.latency_s * 1000,
                 "request.ttft_ms": usage.ttft_s * 1000,
@@ -290,7 +246,7 @@ class Runtime:
         )
 
     def start(self) -> None:
-        self.restore()
+        self.applier.restore()
         loops = {
             "poll": lambda: self.applier.loop(self.stop),
             "send": lambda: self.telemetry.loop(self.stop, self.send_interval_s),
@@ -311,7 +267,7 @@ class Runtime:
         deadline = time.monotonic() + flush_timeout_s
         while time.monotonic() < deadline:
             try:
-                self.send_once()
+                self.telemetry.send_once()
                 break
             except ControlPlaneError:
                 break  # stays in the outbox for next time

@@ -144,7 +144,9 @@ class LocalAPI:
             try:
                 if req.get("stream"):
                     return await self._cloud_stream(send, req, clean, model[6:], subject)
-                turn = await asyncio.to_thread(self.runtime.escalate, clean, model[6:], "", subject)
+                turn = await asyncio.to_thread(
+                    self.runtime.escalator.escalate, clean, model[6:], "", subject
+                )
             except PhiRefused as exc:
                 # HIPAA fails closed: nothing went out; the node answers itself and says why.
                 if not self._agents():
@@ -169,7 +171,7 @@ class LocalAPI:
         return await self._answer(send, req, turn)
 
     async def _cloud_stream(self, send, req, messages, endpoint: str, subject: str) -> None:
-        """A cloud answer streamed as it arrives (runtime.escalate_stream, run on a thread of its
+        """A cloud answer streamed as it arrives (runtime.escalator.stream, run on a thread of its
         own). A refusal raises before anything is sent; a cut after the first chunk ends the
         stream with an `error` event and no `[DONE]`."""
         loop = asyncio.get_running_loop()
@@ -177,7 +179,7 @@ class LocalAPI:
 
         def pump() -> None:
             try:
-                for piece in self.runtime.escalate_stream(messages, endpoint, "", subject):
+                for piece in self.runtime.escalator.stream(messages, endpoint, "", subject):
                     loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
             except Exception as exc:  # noqa: BLE001 - handed to the response

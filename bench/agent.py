@@ -71,7 +71,7 @@ def bench_tokens(work: Path) -> dict:
         }
     )
     runtime = Runtime(state)
-    runtime.active = runtime._build(
+    runtime.applier.active = runtime.applier._build(
         {
             "node_id": "bench",
             "revision": 1,
@@ -227,7 +227,7 @@ def bench_drain(work: Path) -> dict:
         ob.close()
         runtime = Runtime(state)
         started = time.perf_counter()
-        sent = runtime.send_once()
+        sent = runtime.telemetry.send_once()
         elapsed = time.perf_counter() - started
         runtime.shutdown(flush_timeout_s=0)
     finally:

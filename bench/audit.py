@@ -231,7 +231,7 @@ def bench_export(db_url: str, key_file: str, work: Path) -> dict:
     check = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "controlplane" / "audit" / "verify_export.py"),
+            str(ROOT / "controlplane" / "compliance" / "verify_export.py"),
             str(out),
             str(work / "audit.jsonl.manifest.json"),
             "--public-key",

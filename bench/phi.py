@@ -455,7 +455,7 @@ def main() -> None:
     log(f"Wrote {out} ({results['wall_s']} s)")
 
 
-MEASURED_MODULE = ROOT / "agents" / "phi" / "measured.py"
+MEASURED_MODULE = ROOT / "wire" / "phi" / "measured.py"
 
 
 def write_measured(results: dict) -> None:

@@ -29,7 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.deprecation import MiddlewareMixin
 
-from wire.schemas import ErrorOut
+from wire.fields import ErrorOut
 
 log = logging.getLogger("edgefleet")
 

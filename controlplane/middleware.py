@@ -18,7 +18,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
 
-from wire.schemas import error_body
+from wire.fields import error_body
 
 NODE_API_PREFIX = "/api/node/"
 RELAY_PATH = "/api/node/v1/chat/completions"

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from controlplane.errors import ServiceError
-from wire.schemas import NAME_CHECK, UNSAFE_CODE, strict_json, unsafe_text
+from wire.fields import NAME_CHECK, UNSAFE_CODE, strict_json, unsafe_text
 
 Slug = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$"), NAME_CHECK

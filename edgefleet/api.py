@@ -26,7 +26,7 @@ from controlplane.nodes.api import router as fleet_router
 from controlplane.registry.api import router as registry_router
 from controlplane.relay.api import router as relay_router
 from controlplane.rollouts.api import router as rollouts_router
-from wire.schemas import error_body
+from wire.fields import error_body
 
 log = logging.getLogger("edgefleet")
 

@@ -20,9 +20,9 @@ APPLY_AND_HANG = """
 import json, sys
 from agents.runtime import Runtime, StateDir
 runtime = Runtime(StateDir(sys.argv[1]))
-runtime.restore()
+runtime.applier.restore()
 print("applying", flush=True)
-runtime.apply(json.loads(sys.argv[2]), '"2-new"')
+runtime.applier.apply(json.loads(sys.argv[2]), '"2-new"')
 print("applied", flush=True)
 """
 
@@ -85,10 +85,12 @@ def test_an_agent_asking_for_a_model_the_node_does_not_run_is_refused_with_the_r
     runtime = Runtime(state)
     doc = document(1, model.as_uri(), sha256(model))
     doc["agents"]["helper"]["model"] = "llama-70b"
-    runtime.apply(doc, '"1"')
+    runtime.applier.apply(doc, '"1"')
     assert runtime.active is None
-    assert "asks for model 'llama-70b' but this node is assigned 'tiny'" in runtime.last_error
+    assert (
+        "asks for model 'llama-70b' but this node is assigned 'tiny'" in runtime.applier.last_error
+    )
     doc["agents"]["helper"]["model"] = "tiny"
-    runtime.apply(doc, '"1"')
+    runtime.applier.apply(doc, '"1"')
     assert runtime.active.revision == 1
     runtime.shutdown(flush_timeout_s=0)

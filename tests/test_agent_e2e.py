@@ -325,8 +325,8 @@ def test_events_accepted_before_a_sigkill_arrive_exactly_once_after_restart(
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     runtime = Runtime(StateDir(state_dir))
-    runtime.send_once()
-    runtime.send_once()  # a second delivery attempt sends nothing twice
+    runtime.telemetry.send_once()
+    runtime.telemetry.send_once()  # a second delivery attempt sends nothing twice
     node = Node.objects.get(name="n")
     stored = list(
         NodeEventRecord.objects.filter(node=node, kind="tick")

@@ -48,7 +48,7 @@ def test_a_node_runs_its_agents_on_a_local_openai_compatible_server(cloud_llm, t
     state = StateDir(tmp_path / "state").ensure()
     state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_unused"})
     runtime = Runtime(state)
-    runtime.active = runtime._build(
+    runtime.applier.active = runtime.applier._build(
         {
             "node_id": "n",
             "revision": 3,

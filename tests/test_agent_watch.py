@@ -38,8 +38,8 @@ def test_a_watching_agent_gets_an_admin_change_without_waiting_for_its_poll_inte
     runtime = agent(asgi_server, north, alice, tmp_path)
     runtime.start()
     try:
-        wait_for(lambda: runtime.etag is not None, 30, "the first document")
-        before = runtime.etag
+        wait_for(lambda: runtime.applier.etag is not None, 30, "the first document")
+        before = runtime.applier.etag
         _, api_token = do_create_personal_token(alice, name="t")
         r = httpx.put(
             f"{asgi_server}/api/v1/fleets/north/layers/routing",
@@ -48,7 +48,7 @@ def test_a_watching_agent_gets_an_admin_change_without_waiting_for_its_poll_inte
         )
         assert r.status_code == 200, r.text
         # The poll interval is 60 s: only a watch brings the change this soon.
-        wait_for(lambda: runtime.etag != before, 20, "the change to reach the agent")
+        wait_for(lambda: runtime.applier.etag != before, 20, "the change to reach the agent")
         assert runtime.applier.watching()
     finally:
         runtime.shutdown(flush_timeout_s=20)
@@ -66,7 +66,7 @@ def test_an_approval_decision_reaches_a_waiting_agent_through_its_watch(
     look = runtime.client.approval
     runtime.client.approval = lambda approval_id: looks.append(approval_id) or look(approval_id)
     try:
-        wait_for(lambda: runtime.etag is not None, 30, "the first document")
+        wait_for(lambda: runtime.applier.etag is not None, 30, "the first document")
         decision = {}
         waiter = threading.Thread(
             target=lambda: decision.update(ok=runtime.approvals("clock", "ops", {}, 120))
@@ -91,7 +91,8 @@ def test_an_approval_decision_reaches_a_waiting_agent_through_its_watch(
 
 def test_an_agent_polls_where_the_server_does_not_hold_watches(live_server, north, alice, tmp_path):
     runtime = agent(live_server.url, north, alice, tmp_path)
-    runtime.poll_once()  # the first document
-    assert runtime.etag is not None and runtime.applier.watching()
-    runtime.poll_once()  # a watch, answered at once by WSGI without X-Watch: poll for a while
+    runtime.applier.poll_once()  # the first document
+    assert runtime.applier.etag is not None and runtime.applier.watching()
+    # a watch, answered at once by WSGI without X-Watch: poll for a while
+    runtime.applier.poll_once()
     assert not runtime.applier.watching()

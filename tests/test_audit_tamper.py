@@ -35,7 +35,7 @@ pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = AuditRecord._meta.db_table
-VERIFIER = ROOT / "controlplane" / "audit" / "verify_export.py"
+VERIFIER = ROOT / "controlplane" / "compliance" / "verify_export.py"
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ROOT / "controlplane" / "settings.py"
+SETTINGS = ROOT / "edgefleet" / "settings.py"
 POSTGRES = {"DATABASE_URL": "postgres://u:p@127.0.0.1:5432/edgefleet"}
 PRODUCTION = {"EDGEFLEET_PRODUCTION": "1", "SECRET_KEY": "k" * 60}
 

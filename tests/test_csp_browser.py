@@ -86,7 +86,7 @@ def dashboard_url_names() -> set[str]:
     names = set()
     for pattern in get_resolver().url_patterns:
         namespace = getattr(pattern, "namespace", None)
-        if namespace in ("edgenodes", "audit", "accounts"):
+        if namespace in ("dashboard", "audit", "accounts"):
             names |= {f"{namespace}:{p.name}" for p in pattern.url_patterns if p.name}
     return names
 

@@ -23,7 +23,7 @@ from wire import compliance
 from wire.schemas import CompliancePolicy
 
 pytestmark = pytest.mark.django_db
-VERIFIER = Path(__file__).parent.parent / "controlplane" / "audit" / "verify_export.py"
+VERIFIER = Path(__file__).parent.parent / "controlplane" / "compliance" / "verify_export.py"
 PASSWORD = "correct horse battery staple"
 PHI_TEXT = (
     "Patient: John Smith, MRN 48213377, born 03/14/1962, SSN 536-22-1234, phone (555) 123-4567, "
@@ -368,9 +368,11 @@ def test_the_edge_strips_content_before_events_leave_the_device(tmp_path):
     state.ensure()
     state.save_node({"server": "http://127.0.0.1:9", "node_id": "n", "credential": "efn_x"})
     runtime = Runtime(state)
-    runtime.active = Active(1, {"compliance": {"mode": "hipaa"}}, None, None, "")
+    runtime.applier.active = Active(1, {"compliance": {"mode": "hipaa"}}, None, None, "")
     token = SUBJECT.set("patient-7")
-    runtime.event("tool.allowed", {"tool": "read_file", "arguments": {"path": "notes/john.txt"}})
+    runtime.telemetry.event(
+        "tool.allowed", {"tool": "read_file", "arguments": {"path": "notes/john.txt"}}
+    )
     SUBJECT.reset(token)
     (item,) = runtime.outbox.peek("events", 10).items
     data = item["data"]
@@ -378,7 +380,7 @@ def test_the_edge_strips_content_before_events_leave_the_device(tmp_path):
     assert "john" not in json.dumps(item)
     assert data["subject"] == "patient-7"  # pseudonymised by the control plane on arrival
     with pytest.raises(compliance.EscalationRefused):
-        runtime.escalate([{"role": "user", "content": PHI_TEXT}], "nowhere")
+        runtime.escalator.escalate([{"role": "user", "content": PHI_TEXT}], "nowhere")
 
 
 # --- login hardening ----------------------------------------------------------------------------

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.approvals import services as approvals_services
@@ -80,8 +82,8 @@ FORMS = [
     (
         "grant a role",
         ADMINISTER,
-        "/access/",
-        {"form": "member", "fleet": "{slug}", "username": "bob", "role": "viewer"},
+        "/access/members",
+        {"fleet": "{slug}", "username": "bob", "role": "viewer"},
     ),
 ]
 
@@ -133,6 +135,37 @@ def test_pages_without_a_fleet_open_for_everyone_signed_in(world, persona):
         assert client.get(path).status_code == 200, path
     registry = client.get("/models/").status_code
     assert registry == (404 if persona.username == "mallory" else 200)
+
+
+ROLE_READ = 'FROM "accounts_membership" WHERE "accounts_membership"."user_id" = '
+EVERY_PAGE = (
+    "/",
+    "/nodes/",
+    "/nodes/{node}/",
+    "/enrollment/?fleet=north",
+    "/desired-state/?fleet=north",
+    "/rollouts/?fleet=north",
+    "/rollouts/{rollout}/",
+    "/approvals/",
+    "/models/",
+    "/compliance/?fleet=north",
+    "/costs/?fleet=north",
+    "/access/?fleet=north",
+    "/audit/?fleet=north",
+    "/audit/erasure/",
+    "/audit/records-of-processing/",
+)
+
+
+@pytest.mark.parametrize("path", EVERY_PAGE)
+def test_a_page_reads_the_viewers_roles_once_for_its_checks_and_its_navigation(world, fiona, path):
+    ids = targets(Fleet.objects.get(slug="north"))
+    client = client_for(fiona)
+    with CaptureQueriesContext(connection) as queries:
+        r = client.get(path.format(**ids))
+    assert r.status_code == 200, path
+    reads = [q["sql"] for q in queries.captured_queries if ROLE_READ in q["sql"]]
+    assert len(reads) == 1, (path, reads)
 
 
 def test_a_page_says_what_a_role_cannot_do_by_not_offering_it(world, olivia, victor, carol, fiona):
@@ -324,26 +357,26 @@ def test_a_compliance_officer_exports_the_audit_log_and_verifies_it_offline(
 
 def test_a_fleet_admin_grants_a_role_on_the_access_page_and_it_is_audited(north, fiona, mallory):
     r = client_for(fiona).post(
-        "/access/",
-        {"form": "member", "fleet": "north", "username": "mallory", "role": "compliance"},
+        "/access/members",
+        {"fleet": "north", "username": "mallory", "role": "compliance"},
     )
     assert r.status_code == 302
     assert client_for(mallory).get("/audit/?fleet=north").status_code == 200
     assert AuditRecord.objects.filter(action="membership.set").exists()
     r = client_for(fiona).post(
-        "/access/", {"form": "member", "fleet": "north", "username": "fiona", "role": "viewer"}
+        "/access/members", {"fleet": "north", "username": "fiona", "role": "viewer"}
     )
     assert r.status_code == 400 and "your own role" in r.content.decode()
 
 
 def test_an_invitation_and_a_personal_token_are_shown_once_on_the_access_page(north, fiona):
     r = client_for(fiona).post(
-        "/access/",
-        {"form": "invite", "username": "dora", "invite_fleet": "north", "role": "viewer"},
+        "/access/invitations",
+        {"username": "dora", "invite_fleet": "north", "role": "viewer"},
     )
     assert r.status_code == 200 and "/accounts/reset/" in r.content.decode()
     r = client_for(fiona).post(
-        "/access/", {"form": "token", "name": "ci", "role": "viewer", "fleets": ["north"]}
+        "/access/tokens", {"name": "ci", "role": "viewer", "fleets": ["north"]}
     )
     body = r.content.decode()
     plaintext = body.split('<pre id="new-token">', 1)[1].split("<", 1)[0]

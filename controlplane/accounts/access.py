@@ -52,6 +52,31 @@ def allowed(role: str, action: str) -> bool:
     return action in PERMISSIONS.get(role, frozenset())
 
 
+def remember_roles(user) -> None:
+    """Read `user`'s roles at most once from now on: for the user object of one request (a
+    dashboard page's, `controlplane.dashboard.common.page`), whose access checks and navigation
+    then share one query. Never for an object that outlives a request: roles change."""
+    user._roles_once = {}
+
+
+def roles(user) -> dict[int, str]:
+    """fleet id -> `user`'s role there (every fleet is "admin" for a superuser)."""
+    once = getattr(user, "_roles_once", None)
+    if once is not None and "roles" in once:
+        return once["roles"]
+    found: dict[int, str]
+    if user.is_superuser:
+        found = dict.fromkeys(Fleet.objects.values_list("id", flat=True), str(Role.ADMIN))
+    else:
+        found = {
+            fid: str(role)
+            for fid, role in Membership.objects.filter(user=user).values_list("fleet_id", "role")
+        }
+    if once is not None:
+        once["roles"] = found
+    return found
+
+
 def fleet_ids(user, action: str) -> set[int] | None:
     """Fleet ids where `user` may do `action`; None means every fleet (global admin)."""
     if not (user and user.is_authenticated and user.is_active):
@@ -59,15 +84,7 @@ def fleet_ids(user, action: str) -> set[int] | None:
     if is_global_admin(user):
         return None
     scope = _token_scope(user)
-    roles: dict[int, str]
-    if user.is_superuser:
-        roles = dict.fromkeys(Fleet.objects.values_list("id", flat=True), str(Role.ADMIN))
-    else:
-        roles = {
-            fid: str(role)
-            for fid, role in Membership.objects.filter(user=user).values_list("fleet_id", "role")
-        }
-    ids = {fid for fid, role in roles.items() if allowed(role, action)}
+    ids = {fid for fid, role in roles(user).items() if allowed(role, action)}
     if scope:
         cap, scoped_fleets = scope
         if cap:

@@ -15,7 +15,7 @@ from controlplane.accounts.models import Membership, PersonalToken
 from controlplane.errors import ERRORS
 from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.schemas import In
-from wire.schemas import Name, SafeName
+from wire.fields import Name, SafeName
 
 router = Router(tags=["accounts"])
 

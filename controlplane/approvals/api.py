@@ -19,9 +19,7 @@ from controlplane.nodes.models import (
 )
 from controlplane.pagination import headers, offset_page
 from controlplane.schemas import In
-from wire.schemas import (
-    SafeProse,
-)
+from wire.fields import SafeProse
 
 router = Router(tags=["approvals"])
 

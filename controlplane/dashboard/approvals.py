@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -12,14 +11,14 @@ from controlplane.accounts import access
 from controlplane.accounts.access import OPERATE, VIEW, access_fleet
 from controlplane.approvals import queries as approvals_queries
 from controlplane.approvals import services as approvals_services
-from controlplane.dashboard.common import PAGE, page_number, render_page
+from controlplane.dashboard.common import PAGE, page, page_number, render_page
 from controlplane.errors import NotFound
 from controlplane.forms import ALL
 from controlplane.nodes import services
 from controlplane.pagination import offset_page
 
 
-@login_required
+@page
 def approvals(request):
     pending = request.GET.get("all") != "1"
     fleet = request.GET.get("fleet") or None
@@ -40,7 +39,7 @@ def approvals(request):
     return render_page(request, "dashboard/approvals.html", "queue", ctx)
 
 
-@login_required
+@page
 @require_POST
 def approval_decide(request, approval_id: int, decision: str):
     if decision not in ("approve", "deny"):

@@ -12,7 +12,6 @@ import json
 from datetime import UTC
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -22,6 +21,7 @@ from controlplane.accounts import access
 from controlplane.accounts.access import ERASE, VIEW_AUDIT, access_fleet
 from controlplane.audit import actions
 from controlplane.compliance import privacy, queries
+from controlplane.dashboard.common import page
 from controlplane.errors import ServiceError
 from controlplane.fleets.models import Fleet
 from controlplane.forms import ALL
@@ -52,7 +52,7 @@ def _filters(request) -> dict[str, Any]:
     }
 
 
-@login_required
+@page
 def browser(request):
     filters = _filters(request)
     records, _ = queries.records(request.user, **filters)
@@ -93,7 +93,7 @@ def browser(request):
     return render(request, name, ctx)
 
 
-@login_required
+@page
 def erase(request):
     """An erasure request (GDPR Art. 17): an end user the fleet's agents served, or (global admins)
     a person with an account."""
@@ -118,7 +118,7 @@ def erase(request):
     return render(request, "audit/erase.html", ctx, status=status)
 
 
-@login_required
+@page
 def records_of_processing(request):
     fleets = queries.auditable_fleets(request.user, request.GET.get("fleet") or None)
     doc = privacy.records_of_processing(fleets)

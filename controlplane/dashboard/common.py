@@ -11,11 +11,14 @@ An htmx request gets the partial it swaps (a row, a form, a list), never the who
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
 from django.shortcuts import render
 
+from controlplane.accounts import access
 from controlplane.accounts.access import access_fleet
 from controlplane.nodes import queries
 from controlplane.nodes.models import Fleet
@@ -44,3 +47,17 @@ def render_page(request, template: str, partial: str | None, ctx: dict[str, Any]
     """The whole page, or for htmx only `partial`; 400 when a form was rejected."""
     name = f"{template}#{partial}" if request.htmx and partial else template
     return render(request, name, ctx, status=400 if errors else 200)
+
+
+def page(view):
+    """A dashboard page: signed in (else the login page), and the viewer's roles read once for the
+    whole request: the page's access checks and the navigation share one query
+    (`accounts.access.remember_roles`)."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        access.remember_roles(request.user)
+        return view(request, *args, **kwargs)
+
+    return wrapper

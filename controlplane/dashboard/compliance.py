@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW_AUDIT, access_fleet
-from controlplane.dashboard.common import fleet_for, render_page
+from controlplane.dashboard.common import fleet_for, page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import services
 from controlplane.nodes.api import (
@@ -24,7 +23,7 @@ from wire import phi
 from wire.schemas import ComplianceMode, PhiAction
 
 
-@login_required
+@page
 def compliance(request):
     fleet, choices = fleet_for(request, VIEW_AUDIT)
     ctx: dict[str, Any] = {"fleet": fleet, "choices": choices, "errors": {}}
@@ -81,7 +80,7 @@ def _compliance_context(request, fleet: Fleet, ctx: dict[str, Any]) -> None:
     )
 
 
-@login_required
+@page
 @require_POST
 def compliance_preview(request):
     """The redaction preview of the Compliance page: what an endpoint without a BAA would receive

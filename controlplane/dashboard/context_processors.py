@@ -3,18 +3,15 @@ offered (the pages themselves still check every object through the access functi
 
 from __future__ import annotations
 
+from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, OPERATE, PERMISSIONS, VIEW, VIEW_AUDIT
-from controlplane.accounts.models import Membership
 
 
 def rights(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"rights": {}}
-    if user.is_superuser:
-        roles = set(PERMISSIONS)
-    else:
-        roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    roles = set(PERMISSIONS) if user.is_superuser else set(access.roles(user).values())
     can = set().union(*(PERMISSIONS[r] for r in roles)) if roles else set()
     return {
         "rights": {

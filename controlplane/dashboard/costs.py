@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils import timezone
 
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW, access_fleet
-from controlplane.dashboard.common import fleet_for, render_page
+from controlplane.dashboard.common import fleet_for, page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import queries
 from controlplane.relay import queries as relay_queries
@@ -25,7 +24,7 @@ BUDGET_FIELDS = [
 ]
 
 
-@login_required
+@page
 def costs(request):
     """Cloud cost and local tokens per node, agent and endpoint; the budgets (admins edit them);
     the share of requests that went to the cloud."""

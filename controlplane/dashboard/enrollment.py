@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from controlplane.accounts.access import OPERATE
-from controlplane.dashboard.common import PAGE, fleet_for, page_number, render_page
+from controlplane.dashboard.common import PAGE, fleet_for, page, page_number, render_page
 from controlplane.forms import labels_from_text, submit
 from controlplane.nodes import queries, services
 from controlplane.nodes.api import (
@@ -29,7 +28,7 @@ def _enroll_command(request, token: str) -> str:
     )
 
 
-@login_required
+@page
 def enrollment(request):
     fleet, choices = fleet_for(request, OPERATE)
     ctx: dict[str, Any] = {"fleet": fleet, "choices": choices, "errors": {}}
@@ -73,7 +72,7 @@ def enrollment(request):
     return render_page(request, "dashboard/enrollment.html", "token-list", ctx, ctx["errors"])
 
 
-@login_required
+@page
 @require_POST
 def enrollment_revoke(request, token_id: int):
     token = queries.access_enrollment_token(request.user, token_id, OPERATE)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from controlplane.accounts import access
 from controlplane.accounts.access import OPERATE, VIEW, access_fleet
-from controlplane.dashboard.common import fleet_for, render_page
+from controlplane.dashboard.common import fleet_for, page, render_page
 from controlplane.forms import labels_from_text, submit
 from controlplane.nodes import desired_state, queries, services
 from controlplane.nodes import layers as layer_services
@@ -21,7 +20,7 @@ from controlplane.nodes.api import (
 )
 
 
-@login_required
+@page
 def layers(request):
     fleet, choices = fleet_for(request, VIEW)
     ctx: dict[str, Any] = {
@@ -92,7 +91,7 @@ def layers(request):
     return render_page(request, "dashboard/layers.html", None, ctx, ctx["errors"])
 
 
-@login_required
+@page
 @require_POST
 def layer_delete(request, slug: str, name: str):
     layer = queries.access_layer(request.user, slug, name, OPERATE)

@@ -6,7 +6,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,13 +14,14 @@ from django.views.decorators.http import require_POST
 
 from controlplane.accounts import access
 from controlplane.accounts.access import OPERATE, VIEW, access_fleet
-from controlplane.dashboard.common import PAGE, page_number, render_page
+from controlplane.dashboard.common import PAGE, page, page_number, render_page
 from controlplane.forms import labels_from_text, submit
 from controlplane.nodes import desired_state, queries, services
 from controlplane.nodes.api import (
     NodePatch,
 )
 from controlplane.nodes.models import NodeStatus
+from controlplane.nodes.queries import desired_vs_reported
 from controlplane.pagination import offset_page
 
 
@@ -41,7 +41,7 @@ def _node_filters(request) -> dict[str, Any]:
     }
 
 
-@login_required
+@page
 def nodes(request):
     filters = _node_filters(request)
     if filters["fleet"]:
@@ -66,70 +66,20 @@ def nodes(request):
     return render_page(request, "dashboard/nodes.html", "node-table", ctx)
 
 
-@login_required
+@page
 def node_row(request, node_id):
     """One row of the node list (live updates swap this, not the table)."""
     node = queries.access_node(request.user, node_id, VIEW)
     return render(request, "dashboard/nodes.html#node-row", {"node": node})
 
 
-def _desired_vs_reported(node, document: dict[str, Any]) -> list[dict[str, Any]]:
-    names = queries.artifact_names([node.desired_model_digest, node.reported_model_digest])
-    reported_agents = sorted((node.reported_details or {}).get("agents", []))
-    desired_agents = sorted((document.get("agents") or {}).keys())
-    tools = document.get("tools") or {}
-    rules = tools.get("rules") or {}
-    policy = (
-        "; ".join(
-            [f"{name}: {(rule or {}).get('mode', '?')}" for name, rule in sorted(rules.items())]
-            + ([f"others: {tools['default']}"] if tools.get("default") else [])
-        )
-        or "—"
-    )
-    applied = node.reported_revision == node.desired_revision
-    rows = [
-        ("Revision", f"r{node.desired_revision}", _r(node.reported_revision)),
-        (
-            "Model digest",
-            node.desired_model_digest or "—",
-            node.reported_model_digest or "—",
-        ),
-        (
-            "Model (quantization)",
-            names.get(node.desired_model_digest, "—"),
-            names.get(node.reported_model_digest, "—"),
-        ),
-        ("Agents", ", ".join(desired_agents) or "—", ", ".join(reported_agents) or "—"),
-        (
-            "Tool policy",
-            policy,
-            f"{policy} (applied with the revision)" if applied else "not applied yet",
-        ),
-        ("Health", "ok", node.reported_health or "—"),
-    ]
-    return [
-        {"field": f, "desired": d, "reported": r, "differs": _differs(f, d, r, applied)}
-        for f, d, r in rows
-    ]
-
-
-def _r(revision):
-    return f"r{revision}" if revision is not None else "—"
-
-
-def _differs(field: str, desired: str, reported: str, applied: bool) -> bool:
-    if field == "Tool policy":
-        return not applied
-    return desired != reported
-
-
-@login_required
+@page
 def node(request, node_id):
     node = queries.access_node(request.user, node_id, VIEW)
     document = desired_state.document(node)
     ctx = {
         "node": node,
-        "diff": _desired_vs_reported(node, document),
+        "diff": desired_vs_reported(node, document),
         "events": list(queries.node_events(node)[:20]),
         "operate": access.can(request.user, node.fleet_id, OPERATE),
         "labels_text": ", ".join(f"{k}={v}" for k, v in node.labels.items()),
@@ -149,7 +99,7 @@ CHART_RANGES = {
 }
 
 
-@login_required
+@page
 def node_series(request, node_id):
     """The chart data of the node page (JSON for uPlot): latency, tokens/s, memory."""
     node = queries.access_node(request.user, node_id, VIEW)
@@ -166,7 +116,7 @@ def node_series(request, node_id):
     return HttpResponse(json.dumps(out), content_type="application/json")
 
 
-@login_required
+@page
 @require_POST
 def node_edit(request, node_id):
     node = queries.access_node(request.user, node_id, OPERATE)
@@ -186,7 +136,7 @@ def node_edit(request, node_id):
     return redirect(reverse("dashboard:node", args=[node.pk]))
 
 
-@login_required
+@page
 @require_POST
 def node_revoke(request, node_id):
     node = queries.access_node(request.user, node_id, OPERATE)

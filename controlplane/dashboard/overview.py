@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -12,7 +11,7 @@ from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW_AUDIT, access_fleet
 from controlplane.approvals import queries as approvals_queries
 from controlplane.compliance import queries as audit_queries
-from controlplane.dashboard.common import render_page
+from controlplane.dashboard.common import page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import queries, services
 from controlplane.nodes.api import (
@@ -21,7 +20,7 @@ from controlplane.nodes.api import (
 from controlplane.rollouts import queries as rollouts_queries
 
 
-@login_required
+@page
 def overview(request):
     fleets = list(queries.fleets(request.user))
     counts = queries.status_counts(fleets)
@@ -54,7 +53,7 @@ def overview(request):
     return render_page(request, "dashboard/overview.html", "figures", ctx)
 
 
-@login_required
+@page
 @require_POST
 def fleet_alerts(request, slug: str):
     """Edit a fleet's alert thresholds (fleet admins)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect
 from django.urls import reverse
 
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER
-from controlplane.dashboard.common import render_page
+from controlplane.dashboard.common import page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import queries
 from controlplane.registry import queries as registry_queries
@@ -18,7 +17,7 @@ from controlplane.registry import services as registry_services
 from controlplane.registry.api import QuantizeIn
 
 
-@login_required
+@page
 def models_page(request):
     artifacts = list(registry_queries.artifacts(request.user))
     running, unplaceable = queries.model_placement(request.user)

@@ -4,48 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from controlplane.accounts import access
 from controlplane.accounts.access import OPERATE, VIEW, access_fleet
-from controlplane.dashboard.common import PAGE, fleet_for, page_number, render_page
+from controlplane.dashboard.common import PAGE, fleet_for, page, page_number, render_page
 from controlplane.errors import NotFound
 from controlplane.forms import labels_from_text, submit
-from controlplane.nodes.models import NodeStatus, RolloutNodeState
 from controlplane.pagination import offset_page
 from controlplane.registry import queries as registry_queries
 from controlplane.rollouts import queries as rollouts_queries
 from controlplane.rollouts import services as rollouts
 from controlplane.rollouts.api import RolloutIn
+from controlplane.rollouts.queries import wave_counts
 
 
-def _wave_counts(rollout) -> list[dict[str, Any]]:
-    """Per wave: how many targets succeeded, failed, are pending, and are offline now."""
-    waves: dict[int, dict[str, Any]] = {}
-    for t in rollouts_queries.rollout_targets(rollout):
-        w = waves.setdefault(
-            t.wave,
-            {"wave": t.wave, "succeeded": 0, "failed": 0, "pending": 0, "offline": 0, "total": 0},
-        )
-        w["total"] += 1
-        applied = t.node.reported_revision is not None and (
-            t.target_revision is None or t.node.reported_revision >= t.target_revision
-        )
-        if t.state == RolloutNodeState.ROLLED_BACK or (applied and t.node.reported_errors):
-            w["failed"] += 1
-        elif t.state == RolloutNodeState.UPDATED and applied:
-            w["succeeded"] += 1
-        else:
-            w["pending"] += 1
-        if t.node.status in (NodeStatus.OFFLINE, NodeStatus.NEVER):
-            w["offline"] += 1
-    return [waves[k] for k in sorted(waves)]
-
-
-@login_required
+@page
 def rollouts_page(request):
     fleet, choices = fleet_for(request, VIEW)
     ctx: dict[str, Any] = {"fleet": fleet, "choices": choices, "errors": {}}
@@ -95,12 +71,12 @@ def rollouts_page(request):
     return render_page(request, "dashboard/rollouts.html", None, ctx, ctx["errors"])
 
 
-@login_required
+@page
 def rollout(request, rollout_id: int):
     r = rollouts_queries.access_rollout(request.user, rollout_id, VIEW)
     ctx = {
         "rollout": r,
-        "waves": _wave_counts(r),
+        "waves": wave_counts(r),
         "operate": access.can(request.user, r.fleet_id, OPERATE),
     }
     return render_page(request, "dashboard/rollout.html", "progress", ctx)
@@ -113,7 +89,7 @@ ROLLOUT_ACTIONS = {
 }
 
 
-@login_required
+@page
 @require_POST
 def rollout_action(request, rollout_id: int, action: str):
     if action not in ROLLOUT_ACTIONS:

@@ -1,8 +1,9 @@
 """The fleet: the unit of policy and permission.
 
 It lives apart from the domain apps so that RBAC (controlplane/accounts) and the audit trail
-(controlplane/audit) can name it without importing `edgenodes`, which depends on both. Its table
-is still `edgenodes_fleet`, where it was created (the move was state-only, migration fleets 0001).
+(controlplane/audit) can name it without importing `controlplane.nodes`, which depends on both.
+Its table is still `edgenodes_fleet`, where it was created (the move was state-only, migration
+fleets 0001).
 """
 
 from __future__ import annotations

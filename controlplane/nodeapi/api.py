@@ -20,7 +20,7 @@ from controlplane.nodes import desired_state, services
 from controlplane.nodes.models import NodeCredential, ToolApproval
 from controlplane.registry import artifacts
 from controlplane.registry.models import RouterArtifact
-from wire import schemas
+from wire import fields, schemas
 
 router = Router(tags=["node"])
 
@@ -89,19 +89,19 @@ def _client_ip(request: HttpRequest) -> str | None:
 
 
 ERRORS = {
-    400: schemas.ErrorOut,
-    401: schemas.ErrorOut,
-    413: schemas.ErrorOut,
-    422: schemas.ErrorOut,
-    429: schemas.ErrorOut,
-    503: schemas.ErrorOut,
+    400: fields.ErrorOut,
+    401: fields.ErrorOut,
+    413: fields.ErrorOut,
+    422: fields.ErrorOut,
+    429: fields.ErrorOut,
+    503: fields.ErrorOut,
 }
 
 
 @router.post(
     "/enroll",
     auth=None,
-    response={201: schemas.EnrollOut, 409: schemas.ErrorOut, **ERRORS},
+    response={201: schemas.EnrollOut, 409: fields.ErrorOut, **ERRORS},
 )
 def enroll(request, payload: schemas.EnrollIn):
     """Trade an enrollment token and hardware for a node id and a credential (shown once)."""
@@ -131,7 +131,7 @@ def signing_key(request):
 @router.get(
     "/artifacts/{sha256}",
     auth=NodeAuth(),
-    response={200: None, 206: None, 404: schemas.ErrorOut, 416: schemas.ErrorOut, **ERRORS},
+    response={200: None, 206: None, 404: fields.ErrorOut, 416: fields.ErrorOut, **ERRORS},
 )
 def download_artifact(request, sha256: str):
     """A model file from the registry, by sha256. Send `Range: bytes=N-` to resume a download:
@@ -142,7 +142,7 @@ def download_artifact(request, sha256: str):
 @router.get(
     "/routers/{sha256}",
     auth=NodeAuth(),
-    response={200: None, 404: schemas.ErrorOut, **ERRORS},
+    response={200: None, 404: fields.ErrorOut, **ERRORS},
 )
 def download_router(request, sha256: str):
     """A registered router (canonical JSON) by sha256; `X-Signature` is the control plane's
@@ -256,7 +256,7 @@ def request_approval(request, payload: schemas.ApprovalIn):
 @router.get(
     "/approvals/{approval_id}",
     auth=NodeAuth(),
-    response={200: schemas.ApprovalOut, 404: schemas.ErrorOut, **ERRORS},
+    response={200: schemas.ApprovalOut, 404: fields.ErrorOut, **ERRORS},
 )
 def get_approval(request, approval_id: int):
     approval = (

@@ -47,7 +47,7 @@ from controlplane.nodeapi import contacts, poll
 from controlplane.nodeapi.ratelimit import buckets
 from controlplane.nodes import desired_state
 from controlplane.nodes.models import ApprovalStatus, ToolApproval
-from wire import schemas
+from wire import fields
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ async def serve(scope, receive, send, django) -> None:
         wait_s = _wait(query["wait"])
         problem = wait_s if isinstance(wait_s, str) else problem
     if problem:
-        body = json.dumps(schemas.error_body(422, problem)).encode()
+        body = json.dumps(fields.error_body(422, problem)).encode()
         json_headers = [("Content-Type", "application/json"), ("X-Request-ID", rid)]
         await _respond(send, 422, json_headers, body)
         return

@@ -25,17 +25,14 @@ from controlplane.nodes.models import (
 )
 from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.schemas import In, IsoTime, Slug
+from wire.fields import JsonDict, Labels, Name, SafeProse
 from wire.schemas import (
     ComplianceMode,
     ComplianceSettings,
     Endpoints,
-    JsonDict,
-    Labels,
-    Name,
     PhiAction,
     Regions,
     RetentionDays,
-    SafeProse,
 )
 
 router = Router(tags=["fleet"])

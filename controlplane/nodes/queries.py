@@ -380,3 +380,55 @@ def fleet_routing(fleet: Fleet) -> dict[str, Any]:
         pgr = data.get("pgr") or []
         curve = [(i / max(len(pgr) - 1, 1), p) for i, p in enumerate(pgr)]
     return {"section": routing, "router": artifact, "curve": curve}
+
+
+def desired_vs_reported(node, document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The node page's table: what the node should run (its desired-state `document`) beside what
+    it last reported, field by field, each marked where they differ."""
+    names = artifact_names([node.desired_model_digest, node.reported_model_digest])
+    reported_agents = sorted((node.reported_details or {}).get("agents", []))
+    desired_agents = sorted((document.get("agents") or {}).keys())
+    tools = document.get("tools") or {}
+    rules = tools.get("rules") or {}
+    policy = (
+        "; ".join(
+            [f"{name}: {(rule or {}).get('mode', '?')}" for name, rule in sorted(rules.items())]
+            + ([f"others: {tools['default']}"] if tools.get("default") else [])
+        )
+        or "—"
+    )
+    applied = node.reported_revision == node.desired_revision
+    rows = [
+        ("Revision", f"r{node.desired_revision}", _r(node.reported_revision)),
+        (
+            "Model digest",
+            node.desired_model_digest or "—",
+            node.reported_model_digest or "—",
+        ),
+        (
+            "Model (quantization)",
+            names.get(node.desired_model_digest, "—"),
+            names.get(node.reported_model_digest, "—"),
+        ),
+        ("Agents", ", ".join(desired_agents) or "—", ", ".join(reported_agents) or "—"),
+        (
+            "Tool policy",
+            policy,
+            f"{policy} (applied with the revision)" if applied else "not applied yet",
+        ),
+        ("Health", "ok", node.reported_health or "—"),
+    ]
+    return [
+        {"field": f, "desired": d, "reported": r, "differs": _differs(f, d, r, applied)}
+        for f, d, r in rows
+    ]
+
+
+def _r(revision):
+    return f"r{revision}" if revision is not None else "—"
+
+
+def _differs(field: str, desired: str, reported: str, applied: bool) -> bool:
+    if field == "Tool policy":
+        return not applied
+    return desired != reported

@@ -17,7 +17,7 @@ from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.registry import queries, services, uploads
 from controlplane.registry.models import Artifact, QuantizationJob
 from controlplane.schemas import In
-from wire.schemas import SafeName
+from wire.fields import SafeName
 
 router = Router(tags=["models"])
 

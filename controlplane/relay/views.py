@@ -37,7 +37,7 @@ from controlplane.nodeapi import contacts
 from controlplane.nodeapi.api import limit_rate, usable_credential
 from controlplane.nodes.models import Node
 from controlplane.relay import services as escalation
-from wire import schemas
+from wire import fields, schemas
 
 
 class UpstreamCut(Exception):
@@ -65,7 +65,7 @@ def client(endpoint: schemas.CloudEndpoint, key: str):
 def _error(
     status: int, detail: Any, retry_after: int | None = None, code: str = ""
 ) -> JsonResponse:
-    response = JsonResponse(schemas.error_body(status, detail, code), status=status)
+    response = JsonResponse(fields.error_body(status, detail, code), status=status)
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response

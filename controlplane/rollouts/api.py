@@ -19,10 +19,7 @@ from controlplane.pagination import PageQuery, headers, offset_page
 from controlplane.rollouts import queries as rollouts_queries
 from controlplane.rollouts import services as rollouts
 from controlplane.schemas import In, Slug
-from wire.schemas import (
-    JsonDict,
-    Labels,
-)
+from wire.fields import JsonDict, Labels
 
 router = Router(tags=["rollouts"])
 
