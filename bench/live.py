@@ -150,7 +150,8 @@ def gunicorn(env: dict[str, str]) -> Proc:
 
 
 async def dashboard(ws_url: str, session: str, origin: str, sink: dict, stop: asyncio.Event):
-    """One signed-in dashboard: records each metric event's age; reconnects like static/live.js."""
+    """One signed-in dashboard: records each metric event's age; reconnects like
+    dashboard/static/live.js."""
     import websockets
 
     delay = 0.5

@@ -165,9 +165,11 @@ PERMISSIONS_POLICY = (
     "display-capture=(), interest-cohort=()"
 )
 
-# Every script, style sheet, image and font of the dashboard is vendored under static/: a page may
+# Every script, style sheet, image and font of the dashboard is vendored under dashboard/static/: a
+# page may
 # load nothing from anywhere else, run no inline script or eval, and apply no inline style (the
-# small behaviours are event listeners in static/*.js). 'self' in connect-src covers the live
+# small behaviours are event listeners in dashboard/static/*.js). 'self' in connect-src covers the
+# live
 # websocket of the same host (ws: and wss:, CSP Level 3). No page may be framed.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

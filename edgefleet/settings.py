@@ -88,7 +88,8 @@ ASGI_APPLICATION = "edgefleet.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # the dashboard's templates, and its overrides of the admin's and the login pages
+        "DIRS": [BASE_DIR / "controlplane" / "dashboard" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -182,7 +183,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [BASE_DIR / "controlplane" / "dashboard" / "static"]
 STATIC_ROOT = Path(env.string("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # Model artifacts go through Django's storage API ("artifacts"); the filesystem by default.
 STORAGES = {

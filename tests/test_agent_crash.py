@@ -42,7 +42,7 @@ def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
     state = StateDir(tmp_path / "state").ensure()
     offline_node(state)
     first = Runtime(state)
-    first.apply(document(1, model.as_uri(), sha256(model)), '"1-old"')
+    first.applier.apply(document(1, model.as_uri(), sha256(model)), '"1-old"')
     assert first.active.revision == 1
     first.shutdown(flush_timeout_s=0)
 
@@ -70,10 +70,10 @@ def test_a_sigkill_during_an_apply_restarts_on_the_previous_revision(tmp_path):
     hang.close()
 
     restarted = Runtime(state)
-    restarted.restore()
+    restarted.applier.restore()
     assert restarted.active.revision == 1
     assert restarted.active.model_digest == f"sha256:{sha256(model)}"
-    assert restarted.etag == '"1-old"'  # so the next poll asks for revision 2 again
+    assert restarted.applier.etag == '"1-old"'  # so the next poll asks for revision 2 again
     assert restarted.ask([{"role": "user", "content": "still there?"}]).usage.completion_tokens > 0
     restarted.shutdown(flush_timeout_s=0)
 

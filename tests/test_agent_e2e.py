@@ -230,7 +230,7 @@ def test_a_model_that_fails_verification_is_refused_and_the_node_keeps_its_previ
 
     # a restart comes back on the last good revision
     again = Runtime(StateDir(state_dir))
-    again.restore()
+    again.applier.restore()
     assert again.active.revision == good_revision
     again.shutdown()
 

@@ -1,6 +1,7 @@
 """Every page of the dashboard in Debian's chromium under its Content-Security-Policy (no inline
 script, no eval, no inline style, nothing from elsewhere): the browser reports no violation, and
-the small behaviours that were inline handlers still work as event listeners in static/*.js (the
+the small behaviours that were inline handlers still work as event listeners in
+dashboard/static/*.js (the
 fleet picker, the "are you sure?" of a revoke, a delete and an abort, the enrollment token's copy
 button and focus, the approval queue's countdown and keys, the live websocket).
 
@@ -63,6 +64,10 @@ NOT_PAGES = {
     "dashboard:rollout-action": "a form's target (POST)",
     "dashboard:approval-decide": "a form's target (POST)",
     "dashboard:compliance-preview": "a form's target (POST)",
+    "accounts:member-set": "a form's target (POST)",
+    "accounts:invite": "a form's target (POST)",
+    "accounts:token-create": "a form's target (POST)",
+    "accounts:token-revoke": "a form's target (POST)",
 }
 # Pages that are not the dashboard's templates but are served under its policy.
 OTHER_PAGES = [

@@ -19,7 +19,7 @@ from .test_pages import client_for
 
 pytestmark = pytest.mark.django_db
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "controlplane" / "dashboard" / "templates"
 
 
 def test_a_signed_in_persons_pages_are_not_kept_by_the_browser(world, victor, carol):

@@ -18,7 +18,7 @@ from controlplane.accounts import access, queries, services
 from controlplane.accounts.access import ADMINISTER, VIEW, access_fleet
 from controlplane.accounts.api import InviteIn, MemberIn, PersonalTokenIn
 from controlplane.accounts.models import Role
-from controlplane.dashboard.common import page
+from controlplane.dashboard.common import PEOPLE, page
 from controlplane.errors import NotFound, ServiceError
 from controlplane.fleets.models import Fleet
 from controlplane.forms import ALL, submit
@@ -56,7 +56,7 @@ def _render(request, fleet: Fleet | None = None, *, errors=None, **extra: Any):
         ctx["administer"] = access.can(user, fleet.pk, ADMINISTER)
     ctx["tokens"] = list(queries.personal_tokens(user))
     if ctx["global_admin"]:
-        ctx["users"] = list(queries.users(user)[:500])
+        ctx["users"] = list(queries.users(user)[:PEOPLE])
     return render(request, "accounts/access.html", ctx, status=400 if errors else 200)
 
 

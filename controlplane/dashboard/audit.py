@@ -21,7 +21,7 @@ from controlplane.accounts import access
 from controlplane.accounts.access import ERASE, VIEW_AUDIT, access_fleet
 from controlplane.audit import actions
 from controlplane.compliance import privacy, queries
-from controlplane.dashboard.common import page
+from controlplane.dashboard.common import RECENT, page
 from controlplane.errors import ServiceError
 from controlplane.fleets.models import Fleet
 from controlplane.forms import ALL
@@ -85,7 +85,7 @@ def browser(request):
         "problem": queries.check_shown(page.items),
         "export_csv": f"/api/v1/audit/export?{urlencode({**export_query, 'format': 'csv'})}",
         "export_jsonl": f"/api/v1/audit/export?{urlencode({**export_query, 'format': 'jsonl'})}",
-        "exports": list(queries.exports_of(request.user)[:10]),
+        "exports": list(queries.exports_of(request.user)[:RECENT]),
         "erase_fleets": [f for f in fleets if access.can(request.user, f.pk, ERASE)],
         "global_admin": access.is_global_admin(request.user),
     }

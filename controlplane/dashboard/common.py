@@ -24,6 +24,12 @@ from controlplane.nodes import queries
 from controlplane.nodes.models import Fleet
 
 PAGE = 50  # rows per page on the dashboard's lists
+# The short lists a page shows beside its main one (the full lists are paginated, in the API too).
+RECENT = 10  # the latest exports, the latest audit activity on the overview
+SHORT = 20  # a node's latest events, the latest quantization jobs
+TOP = 50  # the largest cloud and local consumers on the costs page
+CHOICES = 200  # nodes offered in a form's picker
+PEOPLE = 500  # accounts a global admin picks from on the Access page
 
 
 def page_number(request: HttpRequest) -> int:

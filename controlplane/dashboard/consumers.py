@@ -109,7 +109,8 @@ class FleetEventsConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self._join(self.fleets)
         except Exception as exc:  # noqa: BLE001 - the channel layer (Redis) is down
-            # Refused (403), not a 500: the dashboard reconnects with backoff (static/live.js).
+            # Refused (403), not a 500: the dashboard reconnects with backoff
+            # (dashboard/static/live.js).
             log.warning("live events unavailable, socket refused: %s", exc)
             self.fleets, self.personal_group = {}, None
             await self.close()

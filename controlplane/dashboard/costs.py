@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW, access_fleet
-from controlplane.dashboard.common import fleet_for, page, render_page
+from controlplane.dashboard.common import TOP, fleet_for, page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import queries
 from controlplane.relay import queries as relay_queries
@@ -63,12 +63,12 @@ def costs(request):
             for k, label in BUDGET_FIELDS
         ],
         soft_fraction=budgets.soft_fraction,
-        by_node=list(relay_queries.cloud_usage(fleet, by="node", since=since, until=until)[:50]),
-        by_agent=list(relay_queries.cloud_usage(fleet, by="agent", since=since, until=until)[:50]),
+        by_node=list(relay_queries.cloud_usage(fleet, by="node", since=since, until=until)[:TOP]),
+        by_agent=list(relay_queries.cloud_usage(fleet, by="agent", since=since, until=until)[:TOP]),
         by_endpoint=list(relay_queries.cloud_usage(fleet, by="endpoint", since=since, until=until)),
-        local=list(relay_queries.local_tokens(fleet, since=since, until=until)[:50]),
+        local=list(relay_queries.local_tokens(fleet, since=since, until=until)[:TOP]),
         local_by_agent=list(
-            relay_queries.local_tokens(fleet, by="agent", since=since, until=until)[:50]
+            relay_queries.local_tokens(fleet, by="agent", since=since, until=until)[:TOP]
         ),
         figures=queries.fleet_figures([fleet])[fleet.pk],
         routing=_routing_chart(queries.fleet_routing(fleet)),

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from controlplane.accounts import access
 from controlplane.accounts.access import OPERATE, VIEW, access_fleet
-from controlplane.dashboard.common import fleet_for, page, render_page
+from controlplane.dashboard.common import CHOICES, fleet_for, page, render_page
 from controlplane.forms import labels_from_text, submit
 from controlplane.nodes import desired_state, queries, services
 from controlplane.nodes import layers as layer_services
@@ -86,7 +86,9 @@ def layers(request):
     ctx.update(
         layers=queries.layers(fleet),
         operate=operate,
-        fleet_nodes=queries.nodes(request.user, fleet=fleet.slug).only("id", "name", "fleet")[:200],
+        fleet_nodes=queries.nodes(request.user, fleet=fleet.slug).only("id", "name", "fleet")[
+            :CHOICES
+        ],
     )
     return render_page(request, "dashboard/layers.html", None, ctx, ctx["errors"])
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from controlplane.accounts import access
 from controlplane.accounts.access import OPERATE, VIEW, access_fleet
-from controlplane.dashboard.common import PAGE, page, page_number, render_page
+from controlplane.dashboard.common import PAGE, SHORT, page, page_number, render_page
 from controlplane.forms import labels_from_text, submit
 from controlplane.nodes import desired_state, queries, services
 from controlplane.nodes.api import (
@@ -80,7 +80,7 @@ def node(request, node_id):
     ctx = {
         "node": node,
         "diff": desired_vs_reported(node, document),
-        "events": list(queries.node_events(node)[:20]),
+        "events": list(queries.node_events(node)[:SHORT]),
         "operate": access.can(request.user, node.fleet_id, OPERATE),
         "labels_text": ", ".join(f"{k}={v}" for k, v in node.labels.items()),
         "ranges": CHART_RANGES,

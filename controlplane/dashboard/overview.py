@@ -11,7 +11,7 @@ from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER, VIEW_AUDIT, access_fleet
 from controlplane.approvals import queries as approvals_queries
 from controlplane.compliance import queries as audit_queries
-from controlplane.dashboard.common import page, render_page
+from controlplane.dashboard.common import RECENT, page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import queries, services
 from controlplane.nodes.api import (
@@ -29,7 +29,7 @@ def overview(request):
     activity = None
     if audit_ids is None or audit_ids:
         records, _ = audit_queries.records(request.user)
-        rows = list(records.select_related("fleet").order_by("-seq")[:10])
+        rows = list(records.select_related("fleet").order_by("-seq")[:RECENT])
         activity = audit_queries.record_rows(rows)
     ctx = {
         "fleets": [

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from controlplane.accounts import access
 from controlplane.accounts.access import ADMINISTER
-from controlplane.dashboard.common import page, render_page
+from controlplane.dashboard.common import SHORT, page, render_page
 from controlplane.forms import submit
 from controlplane.nodes import queries
 from controlplane.registry import queries as registry_queries
@@ -26,7 +26,7 @@ def models_page(request):
     ctx: dict[str, Any] = {
         "artifacts": artifacts,
         "unplaceable": unplaceable,
-        "jobs": list(registry_queries.jobs(request.user)[:20]),
+        "jobs": list(registry_queries.jobs(request.user)[:SHORT]),
         "targets": registry_services.TARGETS,
         "can_write": _may_write_registry(request.user),
         "errors": {},

@@ -1,6 +1,7 @@
 """Redis killed and started again under live dashboards (gunicorn publishing, Daphne holding the
 websockets, both on that Redis): every dashboard receives the fleet's events again, over its own
-socket (the consumer re-joins its groups) or after reconnecting and resyncing as static/live.js
+socket (the consumer re-joins its groups) or after reconnecting and resyncing as
+dashboard/static/live.js
 does."""
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ print(json.dumps({"session": client.cookies["sessionid"].value}))
 
 
 class Dashboard:
-    """A dashboard's live connection, behaving as static/live.js: on a closed socket it
+    """A dashboard's live connection, behaving as dashboard/static/live.js: on a closed socket it
     reconnects (1 s, doubling), and after a reconnect it refreshes what it shows (resync)."""
 
     def __init__(self, ws_url: str, page_url: str, session: str):
