@@ -18,7 +18,8 @@ from agents.backends import Backend, ContextFull, Usage
 from agents.tools import ToolGate
 from wire.schemas import AgentSpec
 
-MAX_STEPS = 4
+MAX_STEPS = 4  # model steps a request may take (each a tool call or the answer)
+TIME_BUDGET_S = 120.0  # wall time a request may spend in the model and tools, approvals not counted
 
 
 GRAMMAR_MAX_LENGTH = 64
@@ -150,10 +151,22 @@ class AgentRunner:
         return target, self.specs[target]
 
     def _run(self, name: str, spec: AgentSpec, messages) -> Turn:
+        """The agent's steps: each is a tool call or the answer. A call identical to one already
+        made in this request is not made again: the model gets the first result back and must
+        answer next (small models repeat calls; a repeated `create_ticket` would file the ticket
+        twice), and the answer then says what the tools did. The request has MAX_STEPS steps and
+        TIME_BUDGET_S of model and tool time (waiting for a person's approval does not count);
+        when either runs out, the answer says what was done."""
         turn = Turn(agent=name, answer="")
         convo = [{"role": "system", "content": system_prompt(spec, self.gate)}, *messages]
         schema = step_schema(spec, self.gate) if spec.tools else None
+        done: dict[str, str] = {}  # the calls made in this request -> their results
+        repeated = False
+        spent = 0.0
         for step_no in range(MAX_STEPS):
+            if spent > TIME_BUDGET_S:
+                break
+            started = time.perf_counter()
             try:
                 out = self.backend.chat(
                     convo,
@@ -165,11 +178,9 @@ class AgentRunner:
             except ContextFull:
                 if step_no == 0:
                     raise
-                results = "; ".join(str(s["result"])[:200] for s in turn.steps)
-                turn.answer = (
-                    f"I ran out of context before finishing. Tool results so far: {results}"
-                )
+                turn.answer = "I ran out of context before finishing." + _done_so_far(turn)
                 return turn
+            spent += time.perf_counter() - started
             turn.usage.completion_tokens += out.usage.completion_tokens
             turn.usage.prompt_tokens += out.usage.prompt_tokens
             if not turn.usage.ttft_s:
@@ -186,14 +197,33 @@ class AgentRunner:
                 turn.answer = out.text  # cut off by max_tokens: return what there is
                 return turn
             if "answer" in step:
-                turn.answer = step["answer"]
+                turn.answer = step["answer"] + (_done_so_far(turn) if repeated else "")
                 return turn
-            result = self.gate.call(name, spec.tools, step.get("tool", ""), step.get("arguments"))
+            tool, arguments = step.get("tool", ""), step.get("arguments")
+            key = json.dumps([tool, arguments], sort_keys=True, default=str)
+            if key in done:
+                # Asked again for what it already has: give the result back and make it answer.
+                repeated = True
+                turn.steps.append({"tool": tool, "arguments": arguments, "repeated": True})
+                convo += [
+                    {"role": "assistant", "content": out.text},
+                    {
+                        "role": "user",
+                        "content": f"You already called {tool} and it returned: {done[key]}. "
+                        "Answer the request now, using that result.",
+                    },
+                ]
+                schema = step_schema(spec.model_copy(update={"tools": []}), self.gate)
+                continue
+            started = time.perf_counter()
+            result = self.gate.call(name, spec.tools, tool, arguments)
+            spent += time.perf_counter() - started - result.waited_s
+            done[key] = result.content
             turn.tool_calls[result.decision] += 1
             turn.steps.append(
                 {
-                    "tool": step.get("tool"),
-                    "arguments": step.get("arguments"),
+                    "tool": tool,
+                    "arguments": arguments,
                     "result": result.content,
                     "decision": result.decision,
                 }
@@ -202,7 +232,17 @@ class AgentRunner:
                 {"role": "assistant", "content": out.text},
                 {"role": "user", "content": f"Tool result: {result.content}"},
             ]
-        turn.answer = (
-            turn.answer or "I could not finish this request within the allowed number of steps."
+        turn.answer = "I could not finish this request within its step or time budget." + (
+            _done_so_far(turn)
         )
         return turn
+
+
+def _done_so_far(turn: Turn) -> str:
+    """What the request's tools did, for an answer that ran out of steps, time or context, or
+    that followed a repeated call: the ticket it filed, the file it read."""
+    made = [s for s in turn.steps if not s.get("repeated")]
+    if not made:
+        return ""
+    parts = [f"{s['tool']} ({s['decision']}): {str(s['result'])[:200]}" for s in made]
+    return " Done so far: " + "; ".join(parts)

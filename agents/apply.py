@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import threading
 import time
@@ -36,6 +37,9 @@ log = logging.getLogger("edgefleet.agent")
 # (under the 60 s read timeout common to reverse proxies); where a server answers a watch at once,
 # or a watch fails on the way (a proxy cutting long requests), poll for WATCH_RETRY_S, then retry.
 WATCH_S = 30
+# The node API's codes for a credential that will never work again (docs/node-api.md).
+REFUSED_FOR_GOOD = ("credential_revoked", "credential_expired")
+REVOKED_POLL_CAP_S = 3600.0
 WATCH_RETRY_S = 600
 
 
@@ -78,6 +82,9 @@ class Applier:
         self.etag: str | None = None
         self.desired_revision: int | None = None
         self.last_contact: float | None = None
+        # Set when the control plane refuses this node's credential for good (its code:
+        # credential_revoked, credential_expired): the node stops answering and polls rarely.
+        self.revoked = ""
         self.last_error = ""
         self.watch_s = watch_s
         self.poll_until = 0.0  # time.monotonic() until which to poll instead of watching
@@ -335,10 +342,25 @@ class Applier:
             try:
                 wait = self.poll_once()
                 attempt = 0
+                self.revoked = ""
             except ControlPlaneError as exc:
                 self.last_error = str(exc)
+                if exc.status == 401 and exc.code in REFUSED_FOR_GOOD:
+                    if not self.revoked:
+                        log.error(
+                            "the control plane refused this node's credential (%s): the node "
+                            "answers no request until it is enrolled again "
+                            "(edgefleet-agent enroll --force)",
+                            exc.code,
+                        )
+                    self.revoked = exc.code
+                    # Ask again now and then (a minute, doubling to an hour): the answer will not
+                    # change by itself, but hammering the control plane helps no one.
+                    wait = min(REVOKED_POLL_CAP_S, 60.0 * 2 ** min(attempt, 10))
+                    wait *= random.uniform(0.5, 1.0)
+                else:
+                    wait = retry_wait(exc, attempt)
                 self.on_contact()
-                wait = retry_wait(exc, attempt)
                 attempt += 1
                 if watched and exc.status in (None, 502, 504):  # a proxy may cut long requests
                     self.poll_instead(f"a watch failed ({exc})")

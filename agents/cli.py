@@ -210,6 +210,8 @@ def cmd_status(args) -> int:
         if last
         else "never",
         "last_error": status.get("last_error", ""),
+        # the control plane's code when it refused the credential for good: nothing is served
+        "revoked": status.get("revoked") or "no",
         "local_api": status.get("listen", ""),
     }
     if args.json:

@@ -35,6 +35,15 @@ from agents.state import StateDir, default_state_dir, read_json, write_json_atom
 from agents.telemetry import SUBJECT, Telemetry
 from wire.compliance import PhiRefused
 
+
+class NodeRevoked(RuntimeError):
+    """The control plane refused this node's credential for good: no request is answered."""
+
+
+class Superseded(RuntimeError):
+    """The node's model or agents changed while a request waited for an approval."""
+
+
 __all__ = [
     "SUBJECT",
     "Active",
@@ -83,7 +92,7 @@ class Runtime:
             node,
             self.client,
             self.telemetry,
-            self.approvals,
+            self._wait_for_approval,
             on_contact=self._save_status,
             watch_s=watch_s,
         )
@@ -91,6 +100,7 @@ class Runtime:
         self.approvals.etag = lambda: self.applier.etag
         self.escalator = Escalator(self.client, self.telemetry, self.applier.policy)
         self.threads: list[threading.Thread] = []
+        self._holding = threading.local()  # the Active a request of this thread runs on
         self.listen = ""  # the local API's URL, once serving
 
     # --- what the parts hold, for the CLI, the local server and tests -----------------------------
@@ -103,6 +113,18 @@ class Runtime:
     def active(self) -> Active | None:
         return self.applier.active
 
+    @property
+    def revoked(self) -> str:
+        """The control plane's code when it refused this node's credential for good, else ""."""
+        return self.applier.revoked
+
+    def refuse_if_revoked(self) -> None:
+        if self.applier.revoked:
+            raise NodeRevoked(
+                f"this node's credential was refused by the control plane ({self.applier.revoked})"
+                ": it answers no request until it is enrolled again"
+            )
+
     # --- answering --------------------------------------------------------------------------------
 
     def ask(
@@ -110,6 +132,7 @@ class Runtime:
     ) -> Turn:
         """Answer locally or in the cloud, as the routing section says (agents/router.py); the
         turn's `routing` says which and why, and a `router.decision` event reports it."""
+        self.refuse_if_revoked()
         active = self.active
         router = active.router if active else None
         question = next(
@@ -192,6 +215,7 @@ class Runtime:
                 active = self.active
                 if not active or not active.runner:
                     raise RuntimeError("no model and agents are loaded on this node yet")
+                self._holding.active = active
                 try:
                     turn = active.runner.ask(messages, agent)
                 except Exception:
@@ -199,6 +223,8 @@ class Runtime:
                         {"request.error": 1}
                     )  # rollout gates compare error rates
                     raise
+                finally:
+                    self._holding.active = None
         finally:
             SUBJECT.reset(token)
         usage = turn.usage
@@ -226,6 +252,25 @@ class Runtime:
         )
         return turn
 
+    def _wait_for_approval(self, tool: str, agent: str, args: dict[str, Any], timeout_s: int):
+        """The tool gate's approver. While a person decides, the request gives up the inference
+        slot, so the node answers other requests meanwhile; if the node's model or agents were
+        replaced in the meantime, the request stops there (its runner is gone) and says so."""
+        active = getattr(self._holding, "active", None)
+        if active is None:  # not inside a request of this runtime: nothing to give up
+            return self.approvals(tool, agent, args, timeout_s)
+        lock = self.applier.request_lock
+        lock.release()
+        try:
+            return self.approvals(tool, agent, args, timeout_s)
+        finally:
+            lock.acquire()
+            if self.applier.active is not active:
+                raise Superseded(
+                    "the node's model or agents changed while this request waited for an "
+                    "approval: ask again"
+                )
+
     # --- loops ------------------------------------------------------------------------------------
 
     def _save_status(self) -> None:
@@ -240,6 +285,7 @@ class Runtime:
                 "agents": sorted(active.runner.specs) if active and active.runner else [],
                 "last_contact": applier.last_contact,
                 "last_error": applier.last_error,
+                "revoked": applier.revoked,
                 "pid": os.getpid(),
                 "listen": self.listen,
             }

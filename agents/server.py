@@ -114,8 +114,20 @@ class LocalAPI:
                 pass
             return
         path, method = scope["path"], scope["method"]
+        revoked = self.runtime.revoked
         if path == "/healthz":
+            if revoked:
+                return await _send_json(
+                    send, 503, {"ok": False, "loaded": bool(self._agents()), "revoked": revoked}
+                )
             return await _send_json(send, 200, {"ok": True, "loaded": bool(self._agents())})
+        if revoked and path.startswith("/v1/"):
+            # A revoked node serves nothing: no local answer, no relayed one (docs/agent.md).
+            message = (
+                f"this node's credential was refused by the control plane ({revoked}): it "
+                "answers no request until it is enrolled again"
+            )
+            return await _send_json(send, 503, _error(message, "node_revoked"))
         if path == "/v1/models" and method == "GET":
             data = [
                 {"id": a, "object": "model", "created": 0, "owned_by": "edgefleet"}

@@ -234,6 +234,7 @@ class ToolResult:
     ok: bool
     content: str
     decision: str  # allowed, denied, approved, failed
+    waited_s: float = 0.0  # time spent waiting for a person's decision
 
 
 Approver = Callable[[str, str, dict[str, Any], int], bool]
@@ -324,12 +325,14 @@ class ToolGate:
         if not decision.allowed:
             self.audit("tool.denied", {**event, "reason": decision.reason})
             return ToolResult(False, f"DENIED: {decision.reason}", "denied")
-        verdict = "allowed"
+        verdict, waited = "allowed", 0.0
         if decision.mode == "approval":
             rule = self.rule(tool)
+            asked = time.monotonic()
             approved = bool(
                 self.approver and self.approver(tool, agent, args, rule.approval_timeout_s)
             )
+            waited = time.monotonic() - asked
             if not approved:
                 reason = (
                     "approval was denied or timed out"
@@ -337,13 +340,13 @@ class ToolGate:
                     else "approval is required but unavailable"
                 )
                 self.audit("tool.denied", {**event, "reason": reason})
-                return ToolResult(False, f"DENIED: {reason}", "denied")
+                return ToolResult(False, f"DENIED: {reason}", "denied", waited)
             verdict = "approved"
         self.audit(f"tool.{verdict}", event)
         try:
             value = self.tools[tool].run(ToolContext(self.sandbox, self.rule(tool)), args)
         except (ToolError, PermissionError, OSError) as exc:
             self.audit("tool.failed", {**event, "error": str(exc)[:500]})
-            return ToolResult(False, f"ERROR: {exc}", "failed")
+            return ToolResult(False, f"ERROR: {exc}", "failed", waited)
         content = value if isinstance(value, str) else json.dumps(value, default=str)
-        return ToolResult(True, content[:MAX_RESULT_CHARS], verdict)
+        return ToolResult(True, content[:MAX_RESULT_CHARS], verdict, waited)

@@ -18,12 +18,16 @@ class NodeStatus(models.TextChoices):
     ONLINE = "online", "Online"
     STALE = "stale", "Stale"
     OFFLINE = "offline", "Offline"
+    REVOKED = "revoked", "Revoked"  # its credentials were revoked: it is refused, whatever it does
 
 
 class NodeQuerySet(models.QuerySet):
     def with_status(self, status: str):
         """Nodes whose derived status is `status`. Status depends on each fleet's poll interval, so
         the cut-offs are computed per fleet (fleets are few) and OR-ed together."""
+        if status == NodeStatus.REVOKED:
+            return self.filter(revoked_at__isnull=False)
+        self = self.filter(revoked_at__isnull=True)
         if status == NodeStatus.NEVER:
             return self.filter(last_seen_at__isnull=True)
         cfg = settings.EDGEFLEET
@@ -65,6 +69,9 @@ class Node(models.Model):
         "EnrollmentToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="nodes"
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # When an operator revoked its credentials ("Revoke credentials"): for good, since a revoked
+    # node cannot rotate; enrolling again makes a new node.
+    revoked_at = models.DateTimeField(null=True, blank=True)
     last_seen_ip = models.GenericIPAddressField(null=True, blank=True)
     # Desired state: the revision increases only when the composed document's digest changes.
     desired_revision = models.PositiveBigIntegerField(default=1)
@@ -101,6 +108,8 @@ class Node(models.Model):
         return self.fleet.effective_poll_interval_s
 
     def status_at(self, now=None) -> str:
+        if self.revoked_at is not None:
+            return NodeStatus.REVOKED
         if self.last_seen_at is None:
             return NodeStatus.NEVER
         now = now or timezone.now()

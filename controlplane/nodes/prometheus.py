@@ -45,7 +45,7 @@ class FleetCollector:
             "edgefleet_alerts", "Alerts raised by the fleet's thresholds", labels=["fleet"]
         )
         for fleet in fleets:
-            for status in ("online", "stale", "offline", "never"):
+            for status in ("online", "stale", "offline", "never", "revoked"):
                 nodes.add_metric([fleet.slug, status], counts[fleet.pk][status])
             for key, gauge in gauges.items():
                 value = figures[fleet.pk][key]

@@ -206,8 +206,8 @@ FIGURE_WINDOW = timedelta(minutes=5)
 
 
 def status_counts(fleets: list[Fleet]) -> dict[int, dict[str, int]]:
-    """fleet id -> {online, stale, offline, never}: one grouped query; the cut-offs depend on each
-    fleet's poll interval, as Node.status does."""
+    """fleet id -> {online, stale, offline, never, revoked}: one grouped query; the cut-offs
+    depend on each fleet's poll interval, as Node.status does, and a revoked node is only that."""
     cfg = settings.EDGEFLEET
     now = timezone.now()
     online, stale = Q(pk__in=[]), Q(pk__in=[])
@@ -215,8 +215,13 @@ def status_counts(fleets: list[Fleet]) -> dict[int, dict[str, int]]:
         interval = fleet.effective_poll_interval_s
         online_cut = now - timedelta(seconds=interval * cfg["ONLINE_FACTOR"])
         stale_cut = now - timedelta(seconds=interval * cfg["STALE_FACTOR"])
-        online |= Q(fleet_id=fleet.pk, last_seen_at__gte=online_cut)
-        stale |= Q(fleet_id=fleet.pk, last_seen_at__lt=online_cut, last_seen_at__gte=stale_cut)
+        online |= Q(fleet_id=fleet.pk, last_seen_at__gte=online_cut, revoked_at__isnull=True)
+        stale |= Q(
+            fleet_id=fleet.pk,
+            last_seen_at__lt=online_cut,
+            last_seen_at__gte=stale_cut,
+            revoked_at__isnull=True,
+        )
     rows = (
         Node.objects.filter(fleet__in=fleets)
         .values("fleet_id")
@@ -224,14 +229,17 @@ def status_counts(fleets: list[Fleet]) -> dict[int, dict[str, int]]:
             total=Count("id"),
             online=Count("id", filter=online),
             stale=Count("id", filter=stale),
-            never=Count("id", filter=Q(last_seen_at__isnull=True)),
+            never=Count("id", filter=Q(last_seen_at__isnull=True, revoked_at__isnull=True)),
+            revoked=Count("id", filter=Q(revoked_at__isnull=False)),
         )
     )
-    counts = {f.pk: {"online": 0, "stale": 0, "offline": 0, "never": 0, "total": 0} for f in fleets}
+    keys = ("online", "stale", "never", "revoked", "total")
+    counts = {f.pk: dict.fromkeys((*keys, "offline"), 0) for f in fleets}
     for row in rows:
-        c = counts[row["fleet_id"]]
-        c.update({k: row[k] for k in ("online", "stale", "never", "total")})
-        c["offline"] = row["total"] - row["online"] - row["stale"] - row["never"]
+        got: dict[str, int] = {**row}  # type: ignore[dict-item]
+        c = counts[got["fleet_id"]]
+        c.update({k: got[k] for k in keys})
+        c["offline"] = c["total"] - c["online"] - c["stale"] - c["never"] - c["revoked"]
     return counts
 
 

@@ -356,9 +356,13 @@ def do_rotate_node_credential(
 @transaction.atomic
 def do_revoke_node(node: Node, *, actor, request=None) -> int:
     """Revoke every credential of the node: its next request gets 401."""
+    now = timezone.now()
     revoked = NodeCredential.objects.filter(node=node, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
+        revoked_at=now
     )
+    if node.revoked_at is None:
+        node.revoked_at = now
+        node.save(update_fields=["revoked_at"])
     record(
         "node.revoke",
         node,
