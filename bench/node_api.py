@@ -36,9 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, SMOKE, free_port, log, size, stop_group, wait_until_up  # noqa: E402
 
-from controlplane.approvals import services as approvals_services  # noqa: E402
-from controlplane.nodes import layers  # noqa: E402
-
 BIN = Path(sys.executable).parent
 NODES = size("BENCH_NODES", 20000, 200)
 PROP_NODES = size("BENCH_PROP_NODES", 1500, 40)
@@ -560,6 +557,7 @@ async def watches(asgi_url: str, admin_url: str, watch_file: Path, api_token: st
 
 
 def seed_watch_fleet(watch_file: Path) -> None:
+    from controlplane.approvals import services as approvals_services
     from controlplane.nodes.models import Node
     from wire import schemas
 
@@ -584,6 +582,7 @@ def refresh_cost(fleet_slug: str) -> dict:
     composed, the changed ones written, in one transaction."""
     from django.contrib.auth import get_user_model
 
+    from controlplane.nodes import layers
     from controlplane.nodes.models import Fleet
 
     fleet = Fleet.objects.get(slug=fleet_slug)

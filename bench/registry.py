@@ -34,8 +34,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, free_port, log, size  # noqa: E402
 
-from controlplane.nodes import layers  # noqa: E402
-
 BIN = Path(sys.executable).parent
 LAYERS = size("BENCH_REGISTRY_LAYERS", 4, 1)
 NODES = size("BENCH_REGISTRY_NODES", 10_000, 200)
@@ -73,7 +71,7 @@ def main() -> None:
         var = Path(tmp)
         env = setup(var)
         from agents.client import NodeClient
-        from controlplane.nodes import desired_state, services
+        from controlplane.nodes import desired_state, layers, services
         from controlplane.nodes.models import Fleet, Node
         from controlplane.registry import queries as registry_queries
         from controlplane.registry import resolver
