@@ -150,6 +150,7 @@ class NodeClient:
         """Through the control plane's cloud relay (non-streaming)."""
         reply = self._call("POST", "/chat/completions", json=req.model_dump(mode="json")).json()
         meta = reply.get("edgefleet", {})
+        usage = reply.get("usage") or {}
         return schemas.EscalateOut(
             content=reply["choices"][0]["message"].get("content") or "",
             endpoint=meta.get("endpoint", req.model.removeprefix("cloud:")),
@@ -157,6 +158,8 @@ class NodeClient:
             redactions=meta.get("redactions", {}),
             cost_usd=meta.get("cost_usd"),
             budget_warning=meta.get("budget_warning", ""),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
         )
 
     def relay_stream(self, req: schemas.RelayIn) -> Iterator[str]:

