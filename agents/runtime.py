@@ -44,6 +44,17 @@ class Superseded(RuntimeError):
     """The node's model or agents changed while a request waited for an approval."""
 
 
+class QueueFull(RuntimeError):
+    """As many requests as the node queues are already waiting for its model."""
+
+
+class Busy(RuntimeError):
+    """A request waited its agent's `timeout_s` for the node's model and gave up."""
+
+
+QUEUE_MAX = 8  # requests that may wait for the model at once; more are told to come back (429)
+
+
 __all__ = [
     "SUBJECT",
     "Active",
@@ -101,6 +112,9 @@ class Runtime:
         self.escalator = Escalator(self.client, self.telemetry, self.applier.policy)
         self.threads: list[threading.Thread] = []
         self._holding = threading.local()  # the Active a request of this thread runs on
+        self._queue_lock = threading.Lock()
+        self.queued = 0  # requests waiting for the model now
+        self.queue_max = QUEUE_MAX
         self.listen = ""  # the local API's URL, once serving
 
     # --- what the parts hold, for the CLI, the local server and tests -----------------------------
@@ -224,7 +238,8 @@ class Runtime:
     ) -> Turn:
         token = SUBJECT.set(subject)
         try:
-            with self.applier.request_lock:
+            self._take_the_model(agent)
+            try:
                 active = self.active
                 if not active or not active.runner:
                     raise RuntimeError("no model and agents are loaded on this node yet")
@@ -238,6 +253,8 @@ class Runtime:
                     raise
                 finally:
                     self._holding.active = None
+            finally:
+                self.applier.request_lock.release()
         finally:
             SUBJECT.reset(token)
         usage = turn.usage
@@ -264,6 +281,29 @@ class Runtime:
             }
         )
         return turn
+
+    def _take_the_model(self, agent: str | None) -> None:
+        """Wait for the node's model (one inference at a time), at most the agent's `timeout_s`,
+        behind at most QUEUE_MAX other requests: a full queue is QueueFull at once, a wait that
+        runs out is Busy. Either way the caller learns it now, not after minutes."""
+        active = self.active
+        runner = active.runner if active else None
+        spec = runner.specs.get(agent or runner.default_agent()) if runner else None
+        timeout_s = float(spec.timeout_s) if spec else 30.0
+        with self._queue_lock:
+            if self.queued >= self.queue_max:
+                raise QueueFull(
+                    f"{self.queued} requests are already waiting for this node's model; "
+                    "ask again shortly"
+                )
+            self.queued += 1
+        try:
+            got = self.applier.request_lock.acquire(timeout=timeout_s)
+        finally:
+            with self._queue_lock:
+                self.queued -= 1
+        if not got:
+            raise Busy(f"this node's model stayed busy for {timeout_s:.0f} s; ask again shortly")
 
     def _wait_for_approval(self, tool: str, agent: str, args: dict[str, Any], timeout_s: int):
         """The tool gate's approver. While a person decides, the request gives up the inference

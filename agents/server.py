@@ -15,7 +15,7 @@ from typing import Any
 
 from agents.backends import ContextFull
 from agents.client import ControlPlaneError
-from agents.runtime import Runtime
+from agents.runtime import Busy, QueueFull, Runtime, Superseded
 from wire.compliance import EscalationRefused, PhiRefused
 
 MAX_BODY = 1 << 20
@@ -48,6 +48,9 @@ async def _send_json(
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+RETRY = [(b"retry-after", b"5")]
 
 
 def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
@@ -151,7 +154,11 @@ class LocalAPI:
                 return await _send_json(
                     send, 503, {"ok": False, "loaded": bool(self._agents()), "revoked": revoked}
                 )
-            return await _send_json(send, 200, {"ok": True, "loaded": bool(self._agents())})
+            queued, most = self.runtime.queued, self.runtime.queue_max
+            health: dict[str, Any] = {"ok": True, "loaded": bool(self._agents()), "queued": queued}
+            if queued >= most:
+                health["degraded"] = f"the request queue is full ({queued} of {most})"
+            return await _send_json(send, 200, health)
         if revoked and path.startswith("/v1/"):
             # A revoked node serves nothing: no local answer, no relayed one (docs/agent.md).
             message = (
@@ -212,6 +219,10 @@ class LocalAPI:
         agent = req.get("model") if req.get("model") in agents else None
         try:
             turn = await asyncio.to_thread(self.runtime.ask, clean, agent, subject, options)
+        except QueueFull as exc:
+            return await _send_json(send, 429, _error(str(exc), "queue_full"), RETRY)
+        except (Busy, Superseded) as exc:
+            return await _send_json(send, 503, _error(str(exc), "busy"), RETRY)
         except (KeyError, RuntimeError, ContextFull) as exc:
             return await _send_json(send, 400, _error(str(exc)))
         except Exception as exc:  # an inference failure must answer, not drop the connection

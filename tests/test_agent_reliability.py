@@ -218,3 +218,43 @@ def test_openai_clients_get_usage_their_max_tokens_and_the_route_in_headers(
     assert bad.status_code == 400 and "max_tokens" in bad.json()["error"]["message"]
     local.stop()
     runtime.shutdown(flush_timeout_s=0)
+
+
+def test_a_full_queue_is_told_to_come_back_and_a_long_wait_ends_with_busy(tmp_path, model_file):
+    """While the model is taken (a long generation: here the test holds the slot), one request
+    waits its agent's timeout_s and is told the node is busy; one more than the queue holds is
+    refused at once with 429 and Retry-After; /healthz says the queue is full."""
+    from .agent_helpers import offline_node
+    from .test_agent_crash import document
+
+    state = StateDir(tmp_path / "state").ensure()
+    offline_node(state)
+    runtime = Runtime(state)
+    doc = document(1, model_file.as_uri(), sha256(model_file))
+    doc["agents"]["helper"]["timeout_s"] = 2
+    runtime.applier.apply(doc, '"1"')
+    runtime.queue_max = 1
+    local = LocalServer(runtime, "127.0.0.1", free_port())
+    local.start()
+    chat = local.url + "/v1/chat/completions"
+    ask = {"messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(chat, json=ask, timeout=60).status_code == 200
+
+    runtime.applier.request_lock.acquire()  # a long generation holds the model
+    waiting: dict = {}
+    first = threading.Thread(
+        target=lambda: waiting.setdefault("r", httpx.post(chat, json=ask, timeout=60))
+    )
+    first.start()
+    wait_for(lambda: runtime.queued == 1, 10, "the first request to queue")
+    health = httpx.get(local.url + "/healthz", timeout=10).json()
+    assert health["queued"] == 1 and "queue is full" in health["degraded"]
+    refused = httpx.post(chat, json=ask, timeout=60)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+    assert refused.json()["error"]["type"] == "queue_full"
+    first.join(timeout=30)
+    assert waiting["r"].status_code == 503 and waiting["r"].json()["error"]["type"] == "busy"
+    runtime.applier.request_lock.release()
+    assert httpx.post(chat, json=ask, timeout=60).status_code == 200  # and it answers again
+    local.stop()
+    runtime.shutdown(flush_timeout_s=0)

@@ -135,6 +135,9 @@ class AgentSpec(Strict):
     # A router agent hands each request to one of these specialists (name -> when to use it).
     routes: Annotated[dict[Slug, ShortStr], Field(max_length=32)] = {}
     default: bool = False
+    # How long a request to this agent may wait for the node's model before it is told the node
+    # is busy (a 503 with Retry-After); the answer itself is bounded by max_tokens.
+    timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
 
 
 class ToolRule(Strict):
