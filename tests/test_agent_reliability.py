@@ -204,7 +204,9 @@ def test_openai_clients_get_usage_their_max_tokens_and_the_route_in_headers(
         model="cloud:main", messages=ask, max_tokens=3
     )
     reply = raw.parse()
-    assert 0 < reply.usage.completion_tokens <= 3  # the client's max_tokens reached the cloud
+    # The client's max_tokens reached the cloud (the default is 512): llama.cpp stops at 3 tokens,
+    # or a few more: it does not stop inside a UTF-8 character the random bytes left open.
+    assert 0 < reply.usage.completion_tokens <= 32
     assert reply.usage.prompt_tokens > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
     assert raw.headers["x-edgefleet-route"] == "cloud"
