@@ -69,8 +69,11 @@ def main() -> None:
     run([base, "-m", "venv", str(VENV)])
     python = VENV / "bin" / "python"
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    run([str(python), "-m", "pip", "install", "-q", "--find-links", str(ROOT / ".wheels"),
-         str(ROOT / "agent")], env=env)  # fmt: skip
+    wheels = str(ROOT / ".wheels")
+    run(
+        [str(python), "-m", "pip", "install", "-q", "--find-links", wheels, str(ROOT / "agent")],
+        env=env,
+    )
     shutil.rmtree(ROOT / "agent" / "build", ignore_errors=True)
     installed = {
         line.split("==")[0].lower()
