@@ -13,9 +13,12 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import ValidationError
+
 from agents.backends import ContextFull
 from agents.client import ControlPlaneError
 from agents.runtime import Busy, QueueFull, Runtime, Superseded
+from wire import schemas
 from wire.compliance import EscalationRefused, PhiRefused
 
 MAX_BODY = 1 << 20
@@ -58,19 +61,13 @@ def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
 
 
 def _options(req: dict[str, Any]) -> dict[str, Any]:
-    """The request's generation parameters that are passed on to a cloud model."""
-    options: dict[str, Any] = {}
-    if req.get("max_tokens") is not None:
-        value = req["max_tokens"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192:
-            raise ValueError("max_tokens must be an integer from 1 to 8192")
-        options["max_tokens"] = value
-    if req.get("temperature") is not None:
-        value = req["temperature"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
-            raise ValueError("temperature must be a number from 0 to 2")
-        options["temperature"] = float(value)
-    return options
+    """The request's generation parameters that are passed on to a cloud model, checked by the
+    wire contract's own bounds (raises ValueError with the field's name)."""
+    try:
+        options = schemas.GenerationOptions.model_validate(req)
+    except ValidationError as exc:
+        raise ValueError(schemas.first_error(exc)) from None
+    return options.model_dump(exclude_none=True)
 
 
 def _routing_headers(routing: dict[str, Any]) -> list[tuple[bytes, bytes]]:

@@ -124,14 +124,30 @@ class ModelAssignment(Strict):
     error: Annotated[str, Field(max_length=1000)] = ""
 
 
+# Generation parameters, bounded once for an agent's spec, a relayed request and the local API.
+MaxTokens = Annotated[int, Field(ge=1, le=8192)]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+
+
+class GenerationOptions(BaseModel):
+    """What an OpenAI client may ask of a cloud model through the node (`max_tokens`,
+    `temperature`), read strictly: "5" is not a max_tokens. The node's local API checks them with
+    this and passes them on in the RelayIn."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+
+
 class AgentSpec(Strict):
     role: LongStr = "You are a helpful assistant running on an edge device."
     # The model this agent runs on: "" means the node's assigned model. A node runs one model, so a
     # different name is refused at apply time with the reason, not ignored.
     model: Annotated[SafeName, Field(max_length=100)] = ""
     tools: Annotated[list[Slug], Field(max_length=64)] = []
-    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    max_tokens: MaxTokens = 256
+    temperature: Temperature = 0.2
     # A router agent hands each request to one of these specialists (name -> when to use it).
     routes: Annotated[dict[Slug, ShortStr], Field(max_length=32)] = {}
     default: bool = False
@@ -323,8 +339,8 @@ class RelayIn(BaseModel):
 
     model: Annotated[str, Field(min_length=1, max_length=100)]
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)]
-    max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: MaxTokens = 512
+    temperature: Temperature | None = None
     stream: bool = False
     agent: Slug = "edge"  # which of the node's agents asks: costs are counted per agent
     # What the node redacted, per kind (wire.phi.KINDS): the control plane counts the
