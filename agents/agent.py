@@ -10,7 +10,9 @@ before any tool runs (the schema constrains the shape; the gate enforces policy 
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +88,95 @@ def system_prompt(spec: AgentSpec, gate: ToolGate) -> str:
     return "\n".join(lines)
 
 
+class Cancelled(Exception):
+    """The client went away: the generation stops at its next token."""
+
+
+@dataclass
+class Stream:
+    """Where a streamed answer goes as it is generated: `text` gets each piece of the answer the
+    person reads (never a tool call's JSON), `routing` the routing decision when it is made before
+    generation. `cancelled` set (the client went away) stops the generation at the next token.
+    `first_at - started` is the time to first token a client sees (perf_counter)."""
+
+    text: Callable[[str], None] = lambda piece: None
+    routing: Callable[[dict[str, Any]], None] = lambda meta: None
+    cancelled: Any = None  # a threading.Event
+    started: float = field(default_factory=time.perf_counter)  # when the request arrived
+    first_at: float = 0.0
+
+    def piece(self, text: str) -> None:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise Cancelled("the client went away")
+        if text:
+            self.first_at = self.first_at or time.perf_counter()
+            self.text(text)
+
+
+_ANSWER_START = re.compile(r'\s*\{\s*"answer"\s*:\s*"')
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+class AnswerText:
+    """The `answer` string of a step's JSON (`{"answer": "..."}`), decoded as the JSON arrives:
+    `feed` takes the generated text piece by piece and returns the answer's characters once they
+    are certain (an escape cut between two pieces waits for its end). A tool call yields nothing."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.at = -1  # where the undecoded part of the answer string starts
+        self.closed = False
+
+    def feed(self, piece: str) -> str:
+        self.buffer += piece
+        if self.closed:
+            return ""
+        if self.at < 0:
+            start = _ANSWER_START.match(self.buffer)
+            if start is None:
+                return ""
+            self.at = start.end()
+        out, buf, i = [], self.buffer, self.at
+        while i < len(buf):
+            c = buf[i]
+            if c == '"':
+                self.closed = True
+                break
+            if c != "\\":
+                out.append(c)
+                i += 1
+                continue
+            if i + 1 >= len(buf):
+                break
+            kind = buf[i + 1]
+            if kind != "u":
+                out.append(_ESCAPES.get(kind, kind))
+                i += 2
+                continue
+            if i + 6 > len(buf):
+                break
+            code = int(buf[i + 2 : i + 6], 16) if _is_hex(buf[i + 2 : i + 6]) else 0xFFFD
+            if 0xD800 <= code < 0xDC00:  # a surrogate pair: wait for its second half
+                if i + 12 > len(buf):
+                    break
+                low = buf[i + 8 : i + 12] if buf[i + 6 : i + 8] == "\\u" else ""
+                if _is_hex(low) and 0xDC00 <= int(low, 16) < 0xE000:
+                    code = 0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+                    i += 6
+                else:
+                    code = 0xFFFD
+            elif 0xDC00 <= code < 0xE000:
+                code = 0xFFFD
+            out.append(chr(code))
+            i += 6
+        self.at = i
+        return "".join(out)
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 4 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 @dataclass
 class Turn:
     agent: str
@@ -112,9 +203,12 @@ class AgentRunner:
                 return name
         return next(iter(self.specs), "")
 
-    def ask(self, messages: list[dict[str, Any]], agent: str | None = None) -> Turn:
+    def ask(
+        self, messages: list[dict[str, Any]], agent: str | None = None, stream: Stream | None = None
+    ) -> Turn:
         """Answer a conversation with `agent` (default: the node's default agent), routing and
-        calling tools as its spec allows."""
+        calling tools as its spec allows; with a `stream`, the answer's text goes to it token by
+        token as the model generates it."""
         name = agent or self.default_agent()
         spec = self.specs.get(name)
         if spec is None:
@@ -122,7 +216,7 @@ class AgentRunner:
         started = time.perf_counter()
         if spec.routes:
             name, spec = self._route(name, spec, messages)
-        turn = self._run(name, spec, messages)
+        turn = self._run(name, spec, messages, stream)
         turn.usage.latency_s = time.perf_counter() - started
         return turn
 
@@ -150,7 +244,7 @@ class AgentRunner:
             raise KeyError(f"router '{name}' has no usable specialist")
         return target, self.specs[target]
 
-    def _run(self, name: str, spec: AgentSpec, messages) -> Turn:
+    def _run(self, name: str, spec: AgentSpec, messages, stream: Stream | None = None) -> Turn:
         """The agent's steps: each is a tool call or the answer. A call identical to one already
         made in this request is not made again: the model gets the first result back and must
         answer next (small models repeat calls; a repeated `create_ticket` would file the ticket
@@ -167,6 +261,7 @@ class AgentRunner:
             if spent > TIME_BUDGET_S:
                 break
             started = time.perf_counter()
+            on_text = _to_stream(stream, json_step=schema is not None)
             try:
                 out = self.backend.chat(
                     convo,
@@ -174,6 +269,7 @@ class AgentRunner:
                     temperature=spec.temperature,
                     json_schema=schema,
                     logprobs=self.logprobs,
+                    on_text=on_text,
                 )
             except ContextFull:
                 if step_no == 0:
@@ -194,7 +290,8 @@ class AgentRunner:
                     out.text, strict=False
                 )  # grammars let control characters into strings
             except ValueError:
-                turn.answer = out.text  # cut off by max_tokens: return what there is
+                # Cut off by max_tokens: the answer as far as it got (or the raw text of a call).
+                turn.answer = _partial(out.text)
                 return turn
             if "answer" in step:
                 turn.answer = step["answer"] + (_done_so_far(turn) if repeated else "")
@@ -236,6 +333,22 @@ class AgentRunner:
             _done_so_far(turn)
         )
         return turn
+
+
+def _to_stream(stream: Stream | None, json_step: bool) -> Callable[[str], None] | None:
+    """What a step's generated text goes through on its way to the stream: a JSON step's answer
+    string, decoded, and nothing of a tool call."""
+    if stream is None or not json_step:
+        return stream.piece if stream else None
+    answer = AnswerText()
+    return lambda text: stream.piece(answer.feed(text))
+
+
+def _partial(text: str) -> str:
+    """What a step cut off by max_tokens said: its answer as far as it got, or its raw text."""
+    answer = AnswerText()
+    decoded = answer.feed(text)
+    return decoded if answer.at >= 0 else text
 
 
 def _done_so_far(turn: Turn) -> str:

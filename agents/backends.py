@@ -1,13 +1,15 @@
 """Inference backends: llama-cpp-python in process, or any OpenAI-compatible server.
 
 Both expose the same small surface: `chat(messages, ...)` returning the text (optionally constrained
-to a JSON schema). Both record what a request cost.
+to a JSON schema), and with `on_text` handing each piece of text to a callback as the model
+generates it (real token streaming). Both record what a request cost.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +84,7 @@ class Backend(Protocol):
         temperature: float,
         json_schema: dict | None = None,
         logprobs: bool = False,
+        on_text: Callable[[str], None] | None = None,
     ) -> Completion: ...
 
     def close(self) -> None: ...
@@ -123,7 +126,7 @@ class LlamaCppBackend:
         self.load_time_s = time.perf_counter() - started
 
     def chat(
-        self, messages, *, max_tokens, temperature, json_schema=None, logprobs=False
+        self, messages, *, max_tokens, temperature, json_schema=None, logprobs=False, on_text=None
     ) -> Completion:
         import llama_cpp
         from llama_cpp import LlamaGrammar, LogitsProcessorList
@@ -133,22 +136,24 @@ class LlamaCppBackend:
             if json_schema
             else None
         )
-        # Not stream=True: llama-cpp-python's streaming re-detokenizes the growing output on every
-        # token (measured: 2.4x slower at 128 tokens), and a per-token Python hook costs a logits
-        # copy per token. llama.cpp's own counters give the time to first token for free: prompt
-        # evaluation plus one token's evaluation.
+        # stream=True only when someone reads the pieces: llama-cpp-python's streaming
+        # re-detokenizes the output on every token. Without it, llama.cpp's own counters give the
+        # time to first token for free: prompt evaluation plus one token's evaluation.
         ctx = self.llm._ctx.ctx
         llama_cpp.llama_perf_context_reset(ctx)
         started = time.perf_counter()
+        recorder = TokenLogprobs() if logprobs else None
         try:
-            recorder = TokenLogprobs() if logprobs else None
             out = self.llm.create_chat_completion(
                 messages=messages,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 grammar=grammar,
                 logits_processor=LogitsProcessorList([recorder]) if recorder else None,
+                stream=on_text is not None,
             )
+            if on_text is not None:
+                return self._streamed(out, on_text, started, recorder)
         except ValueError as exc:  # "Requested tokens (1147) exceed context window of 1024"
             raise ContextFull(str(exc)) from exc
         perf = llama_cpp.llama_perf_context(ctx)
@@ -167,6 +172,34 @@ class LlamaCppBackend:
             choice.get("finish_reason") or "stop",
             recorder.mean() if recorder else None,
         )
+
+    def _streamed(self, chunks, on_text, started: float, recorder) -> Completion:
+        """A streamed generation: each piece to `on_text` as it is decoded (an exception there,
+        such as the client going away, stops the generation). The counts come from the context's
+        length: when the first chunk arrives it holds the prompt; at the end, the prompt and every
+        generated token but the last one of a generation cut by max_tokens."""
+        parts: list[str] = []
+        first = 0.0
+        finish = "stop"
+        prompt = -1
+        try:
+            for chunk in chunks:
+                if prompt < 0:
+                    prompt = self.llm.n_tokens
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
+                if piece:
+                    first = first or time.perf_counter()
+                    parts.append(piece)
+                    on_text(piece)
+                finish = choice.get("finish_reason") or finish
+        finally:
+            chunks.close()
+        end = time.perf_counter()
+        prompt = self.llm.n_tokens if prompt < 0 else prompt
+        completion = self.llm.n_tokens - prompt + (1 if finish == "length" else 0)
+        usage = Usage(prompt, completion, end - started, (first or end) - started)
+        return Completion("".join(parts), usage, finish, recorder.mean() if recorder else None)
 
     def close(self) -> None:
         self.llm.close()
@@ -201,7 +234,7 @@ class OpenAICompatBackend:
         return {"type": "json_schema", "json_schema": {"name": "step", "schema": schema}}
 
     def chat(
-        self, messages, *, max_tokens, temperature, json_schema=None, logprobs=False
+        self, messages, *, max_tokens, temperature, json_schema=None, logprobs=False, on_text=None
     ) -> Completion:
         import openai
 
@@ -233,6 +266,7 @@ class OpenAICompatBackend:
                     max_tokens=max_tokens,
                     temperature=temperature,
                     json_schema=json_schema,
+                    on_text=on_text,
                 )
             # Servers differ in the structured-output form they accept: OpenAI, vLLM and Ollama take
             # "json_schema", llama.cpp's server takes "json_object" with a "schema". Switch once.
@@ -245,19 +279,24 @@ class OpenAICompatBackend:
             self.schema_style = "json_object"
             kwargs["response_format"] = self._response_format(json_schema)
             stream = self.client.chat.completions.create(**kwargs)
-        for chunk in stream:
-            if chunk.choices:
-                piece = chunk.choices[0].delta.content
-                if piece:
-                    first = first or time.perf_counter()
-                    parts.append(piece)
-                finish = chunk.choices[0].finish_reason or finish
-                token_logprobs = getattr(chunk.choices[0], "logprobs", None)
-                for t in getattr(token_logprobs, "content", None) or []:
-                    values.append(float(t.logprob))
-            if getattr(chunk, "usage", None):
-                usage.prompt_tokens = chunk.usage.prompt_tokens
-                usage.completion_tokens = chunk.usage.completion_tokens
+        try:
+            for chunk in stream:
+                if chunk.choices:
+                    piece = chunk.choices[0].delta.content
+                    if piece:
+                        first = first or time.perf_counter()
+                        parts.append(piece)
+                        if on_text is not None:
+                            on_text(piece)
+                    finish = chunk.choices[0].finish_reason or finish
+                    token_logprobs = getattr(chunk.choices[0], "logprobs", None)
+                    for t in getattr(token_logprobs, "content", None) or []:
+                        values.append(float(t.logprob))
+                if getattr(chunk, "usage", None):
+                    usage.prompt_tokens = chunk.usage.prompt_tokens
+                    usage.completion_tokens = chunk.usage.completion_tokens
+        finally:
+            stream.close()  # also when on_text stopped it (the client went away)
         end = time.perf_counter()
         usage.latency_s, usage.ttft_s = end - started, (first or end) - started
         if not usage.completion_tokens:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
-from agents.agent import Turn
+from agents.agent import Stream, Turn
 from agents.backends import Usage
 from agents.client import ControlPlaneError, NodeClient
 from agents.telemetry import SUBJECT, Telemetry
@@ -108,7 +108,7 @@ class Escalator:
         agent: str = "",
         subject: str = "",
         options: dict[str, Any] | None = None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """The cloud's answer as it arrives, with the originals put back (a placeholder cut
         between two chunks is held back until it is whole). Consume it in one thread; the same
         errors as `escalate`, raised before the first piece."""
@@ -132,3 +132,23 @@ class Escalator:
         finally:
             with contextlib.suppress(ValueError):  # closed from another context
                 SUBJECT.reset(token)
+
+    def streamed(
+        self,
+        messages: list[dict[str, Any]],
+        endpoint: str,
+        agent: str,
+        subject: str,
+        options: dict[str, Any] | None,
+        stream: Stream,
+    ) -> Turn:
+        """`stream`ed to the caller's Stream piece by piece, and the whole answer as a Turn (its
+        completion tokens counted as the pieces the relay sent: the stream carries no usage)."""
+        started = time.perf_counter()
+        parts = []
+        with contextlib.closing(self.stream(messages, endpoint, agent, subject, options)) as pieces:
+            for piece in pieces:
+                parts.append(piece)
+                stream.piece(piece)
+        usage = Usage(completion_tokens=len(parts), latency_s=time.perf_counter() - started)
+        return Turn(agent=f"cloud:{endpoint}", answer="".join(parts), usage=usage)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Turn
+from agents.agent import Cancelled, Stream, Turn
 from agents.apply import WATCH_S, Active, Applier, ApplyError
 from agents.approvals import Approvals
 from agents.client import ControlPlaneError, NodeClient
@@ -147,9 +147,13 @@ class Runtime:
         agent: str | None = None,
         subject: str = "",
         options: dict[str, Any] | None = None,
+        stream: Stream | None = None,
     ) -> Turn:
         """Answer locally or in the cloud, as the routing section says (agents/router.py); the
-        turn's `routing` says which and why, and a `router.decision` event reports it."""
+        turn's `routing` says which and why, and a `router.decision` event reports it. With a
+        `stream`, the answer goes to it as it is generated, locally or in the cloud, once the
+        route is known; a cascade (which judges the local answer first) streams nothing and the
+        caller sends the whole answer."""
         self.refuse_if_revoked()
         active = self.active
         router = active.router if active else None
@@ -162,11 +166,18 @@ class Runtime:
                 question, online=self.online(), compliance=self.applier.policy()
             )
             if decision is not None and decision.route == "cloud":
-                outcome = self._escalate(router, messages, agent, subject, decision, options)
+                outcome = self._escalate(
+                    router, messages, agent, subject, decision, options, stream=stream
+                )
                 if isinstance(outcome, Turn):
                     return outcome
                 decision = outcome
-        turn = self._answer_locally(messages, agent, subject)
+        if stream is not None and (router is None or decision is not None):
+            if decision is not None:
+                stream.routing(decision.meta())
+            turn = self._answer_locally(messages, agent, subject, stream)
+        else:
+            turn = self._answer_locally(messages, agent, subject)
         if router is not None and decision is None:  # a cascade: judge the local answer
             decision = router.after(question, turn.answer, turn.logprob)
             if decision.route == "cloud":
@@ -196,10 +207,16 @@ class Runtime:
         decision: Decision,
         options: dict[str, Any] | None = None,
         paid: Turn | None = None,
+        stream: Stream | None = None,
     ) -> Turn | Decision:
         """The cloud's answer, or the decision to answer locally after all, saying why."""
+        escalator, endpoint = self.escalator, router.endpoint
         try:
-            turn = self.escalator.escalate(messages, router.endpoint, agent or "", subject, options)
+            if stream is not None:
+                stream.routing(decision.meta())
+                turn = escalator.streamed(messages, endpoint, agent or "", subject, options, stream)
+            else:
+                turn = escalator.escalate(messages, endpoint, agent or "", subject, options)
         except PhiRefused as exc:
             return Decision(
                 "local",
@@ -209,6 +226,8 @@ class Runtime:
                 note=f"kept local: {str(exc)[:300]}",
             )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the request local
+            if stream is not None and stream.first_at:
+                raise  # part of the cloud's answer went out already: no local one after it
             if getattr(exc, "code", "") == "budget_exhausted":  # a code, never the message
                 router.budget_exhausted()
             return Decision(
@@ -234,18 +253,29 @@ class Runtime:
         return turn
 
     def _answer_locally(
-        self, messages: list[dict[str, Any]], agent: str | None, subject: str
+        self,
+        messages: list[dict[str, Any]],
+        agent: str | None,
+        subject: str,
+        stream: Stream | None = None,
     ) -> Turn:
         token = SUBJECT.set(subject)
         try:
-            self._take_the_model(agent)
+            try:
+                self._take_the_model(agent, stream)
+            except Cancelled:
+                self.telemetry.metrics({"request.cancelled": 1})
+                raise
             try:
                 active = self.active
                 if not active or not active.runner:
                     raise RuntimeError("no model and agents are loaded on this node yet")
                 self._holding.active = active
                 try:
-                    turn = active.runner.ask(messages, agent)
+                    turn = active.runner.ask(messages, agent, stream)
+                except Cancelled:
+                    self.telemetry.metrics({"request.cancelled": 1})
+                    raise
                 except Exception:
                     self.telemetry.metrics(
                         {"request.error": 1}
@@ -264,10 +294,13 @@ class Runtime:
         with contextlib.suppress(OSError, ValueError, IndexError):
             resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
             rss_mb = resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+        ttft_s = usage.ttft_s
+        if stream is not None and stream.first_at:  # what the client saw, queue wait included
+            ttft_s = stream.first_at - stream.started
         self.telemetry.metrics(
             {
                 "request.latency_ms": usage.latency_s * 1000,
-                "request.ttft_ms": usage.ttft_s * 1000,
+                "request.ttft_ms": ttft_s * 1000,
                 "request.tokens_per_s": usage.completion_tokens / gen_s,
                 "request.prompt_tokens": usage.prompt_tokens,
                 "request.completion_tokens": usage.completion_tokens,
@@ -282,10 +315,11 @@ class Runtime:
         )
         return turn
 
-    def _take_the_model(self, agent: str | None) -> None:
+    def _take_the_model(self, agent: str | None, stream: Stream | None = None) -> None:
         """Wait for the node's model (one inference at a time), at most the agent's `timeout_s`,
         behind at most QUEUE_MAX other requests: a full queue is QueueFull at once, a wait that
-        runs out is Busy. Either way the caller learns it now, not after minutes."""
+        runs out is Busy. Either way the caller learns it now, not after minutes. A client that
+        goes away while its request waits leaves the queue (Cancelled)."""
         active = self.active
         runner = active.runner if active else None
         spec = runner.specs.get(agent or runner.default_agent()) if runner else None
@@ -297,8 +331,15 @@ class Runtime:
                     "ask again shortly"
                 )
             self.queued += 1
+        cancelled = stream.cancelled if stream is not None else None
+        deadline = time.monotonic() + timeout_s
         try:
-            got = self.applier.request_lock.acquire(timeout=timeout_s)
+            got = False
+            while not got and time.monotonic() < deadline:
+                if cancelled is not None and cancelled.is_set():
+                    raise Cancelled("the client went away while its request waited")
+                wait = deadline - time.monotonic()
+                got = self.applier.request_lock.acquire(timeout=max(min(wait, 0.25), 0))
         finally:
             with self._queue_lock:
                 self.queued -= 1

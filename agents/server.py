@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agents.agent import Cancelled, Stream
 from agents.backends import ContextFull
 from agents.client import ControlPlaneError
 from agents.runtime import Busy, QueueFull, Runtime, Superseded
@@ -70,6 +71,26 @@ def _options(req: dict[str, Any]) -> dict[str, Any]:
     return options.model_dump(exclude_none=True)
 
 
+def _failure(exc: Exception) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    """The status and OpenAI-style error body for a request that could not be answered."""
+    if isinstance(exc, QueueFull):
+        return 429, _error(str(exc), "queue_full"), RETRY
+    if isinstance(exc, (Busy, Superseded)):
+        return 503, _error(str(exc), "busy"), RETRY
+    if isinstance(exc, (KeyError, RuntimeError, ContextFull)):
+        return 400, _error(str(exc)), []
+    # An inference failure must answer, not drop the connection.
+    return 500, _error(f"inference failed: {exc}", "server_error"), []
+
+
+def _usage(turn) -> dict[str, int]:
+    return {
+        "prompt_tokens": turn.usage.prompt_tokens,
+        "completion_tokens": turn.usage.completion_tokens,
+        "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens,
+    }
+
+
 def _routing_headers(routing: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     """Where an answer came from, in headers too (OpenAI clients drop unknown body fields):
     `x-edgefleet-route` (local, cloud), `-rule`, `-score`, and the whole decision as JSON."""
@@ -120,8 +141,22 @@ class _Events:
             }
         )
 
-    async def done(self) -> None:
-        await self.chunk({}, "stop")
+    async def done(
+        self, extra: dict[str, Any] | None = None, usage: dict[str, int] | None = None
+    ) -> None:
+        """The stop chunk (with `extra` fields: the routing decision), a usage chunk when asked
+        (OpenAI's form: no choices), `[DONE]`."""
+        stop = {
+            "id": self.cid,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            **(extra or {}),
+        }
+        await self._event(stop)
+        if usage is not None:
+            await self._event({**stop, "choices": [], "usage": usage})
         await self.send(
             {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
         )
@@ -138,6 +173,10 @@ class LocalAPI:
     def _agents(self) -> list[str]:
         active = self.runtime.active
         return sorted(active.runner.specs) if active and active.runner else []
+
+    def _default_agent(self) -> str:
+        active = self.runtime.active
+        return active.runner.default_agent() if active and active.runner else ""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -214,17 +253,85 @@ class LocalAPI:
                 send, 503, _error("no model is loaded on this node yet", "unavailable")
             )
         agent = req.get("model") if req.get("model") in agents else None
+        if req.get("stream"):
+            return await self._local_stream(receive, send, req, clean, agent, subject, options)
         try:
             turn = await asyncio.to_thread(self.runtime.ask, clean, agent, subject, options)
-        except QueueFull as exc:
-            return await _send_json(send, 429, _error(str(exc), "queue_full"), RETRY)
-        except (Busy, Superseded) as exc:
-            return await _send_json(send, 503, _error(str(exc), "busy"), RETRY)
-        except (KeyError, RuntimeError, ContextFull) as exc:
-            return await _send_json(send, 400, _error(str(exc)))
-        except Exception as exc:  # an inference failure must answer, not drop the connection
-            return await _send_json(send, 500, _error(f"inference failed: {exc}", "server_error"))
+        except Exception as exc:  # noqa: BLE001 - every failure is answered (_failure)
+            return await _send_json(send, *_failure(exc))
         return await self._answer(send, req, turn)
+
+    async def _local_stream(self, receive, send, req, messages, agent, subject, options) -> None:
+        """An answer streamed token by token as the model (or the cloud, when the router sends it
+        there) generates it. The response starts with the first token, so a failure before it
+        (a full queue, a busy node) is still a plain error status; the routing headers are those
+        known then. A client that goes away stops the generation at its next token."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def put(kind: str, value: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+        cancelled = threading.Event()
+        stream = Stream(
+            text=lambda piece: put("piece", piece),
+            routing=lambda meta: put("routing", meta),
+            cancelled=cancelled,
+        )
+
+        def work() -> None:
+            try:
+                put("done", self.runtime.ask(messages, agent, subject, options, stream))
+            except Exception as exc:  # noqa: BLE001 - handed to the response
+                put("error", exc)
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            cancelled.set()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        threading.Thread(target=work, name="local-stream", daemon=True).start()
+        events: _Events | None = None
+        routing: dict[str, Any] = {}
+        sent = ""
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "routing":
+                    routing = value
+                elif kind == "piece":
+                    if events is None:
+                        events = _Events(send, agent or self._default_agent())
+                        await events.start(_routing_headers(routing))
+                    sent += value
+                    await events.chunk({"content": value})
+                elif kind == "error":
+                    if isinstance(value, Cancelled):
+                        return
+                    if events is None:
+                        return await _send_json(send, *_failure(value))
+                    return await events.fail(f"the answer failed: {value}")
+                else:
+                    return await self._finish_stream(send, req, value, events, sent)
+        except OSError:  # the client went away while we wrote
+            cancelled.set()
+        finally:
+            watcher.cancel()
+
+    async def _finish_stream(self, send, req, turn, events: _Events | None, sent: str) -> None:
+        """The rest of a streamed answer: what was not streamed (the whole answer of a cascade,
+        what tools did after a repeated call), the stop chunk with the routing decision, the usage
+        when the client asked for it (`stream_options.include_usage`), `[DONE]`."""
+        if events is None:
+            events = _Events(send, turn.agent)
+            await events.start(_routing_headers(turn.routing))
+        rest = turn.answer[len(sent) :] if turn.answer.startswith(sent) else ""
+        if rest:
+            await events.chunk({"content": rest})
+        extra = {"edgefleet": {"routing": turn.routing}} if turn.routing else {}
+        usage = _usage(turn) if (req.get("stream_options") or {}).get("include_usage") else None
+        await events.done(extra, usage)
 
     async def _cloud_stream(
         self, send, req, messages, endpoint: str, subject: str, options: dict[str, Any]
@@ -260,11 +367,7 @@ class LocalAPI:
 
     async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
-        usage = {
-            "prompt_tokens": turn.usage.prompt_tokens,
-            "completion_tokens": turn.usage.completion_tokens,
-            "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens,
-        }
+        usage = _usage(turn)
         if not req.get("stream"):
             return await _send_json(
                 send,
@@ -286,11 +389,8 @@ class LocalAPI:
                 },
                 _routing_headers(turn.routing),
             )
-        stream = _Events(send, turn.agent, cid, created)
-        await stream.start(_routing_headers(turn.routing))
-        for i in range(0, len(turn.answer), 16):
-            await stream.chunk({"content": turn.answer[i : i + 16]})
-        await stream.done()
+        # A whole answer asked for as a stream (a local answer after a cloud refusal for PHI).
+        await self._finish_stream(send, req, turn, None, "")
 
 
 class LocalServer:

@@ -172,20 +172,27 @@ def variant(name: str, size_mb: float, bpw: float) -> Variant:
 LADDER = [variant("Q8_0", 7700, 8.5), variant("Q4_K_M", 4400, 4.85), variant("Q2_K", 2900, 3.35)]
 
 
-def test_auto_picks_the_best_variant_that_fits_with_its_kv_cache_and_says_why():
+def test_auto_takes_the_preferred_variant_where_it_fits_and_a_smaller_one_where_not():
     # KV cache: 2 * 32 layers * 4096 ctx * 1024 * 2 bytes = 512 MB.
     c = choose(LADDER, "auto", {"ram_mb": 16384}, n_ctx=4096)
-    assert c.variant.variant == "Q8_0" and "512.0 MB KV cache for n_ctx 4096" in c.explanation
-    c = choose(LADDER, "auto", {"ram_mb": 8192}, n_ctx=4096)
+    assert c.variant.variant == "Q4_K_M"  # the balanced default, though Q8_0 would fit
+    assert "512.0 MB KV cache for n_ctx 4096" in c.explanation
+    c = choose(LADDER, "auto", {"ram_mb": 16384}, n_ctx=4096, prefer="Q8_0")
+    assert c.variant.variant == "Q8_0"
+    c = choose(LADDER, "auto", {"ram_mb": 8192}, n_ctx=4096, prefer="Q8_0")
     assert c.variant.variant == "Q4_K_M"
-    assert "Q8_0, the next better variant, needs 8,212.0 MB" in c.explanation
+    assert "Q8_0, the preferred variant, needs 8,212.0 MB" in c.explanation
+    c = choose(LADDER, "auto", {"ram_mb": 6144}, n_ctx=4096)
+    assert c.variant.variant == "Q2_K" and "Q4_K_M, the preferred variant, needs" in c.explanation
+    # A preference the registry lacks: the closest below it (Q5_K_M sits between Q8_0 and Q4_K_M).
+    c = choose(LADDER, "auto", {"ram_mb": 16384}, n_ctx=4096, prefer="Q5_K_M")
+    assert c.variant.variant == "Q4_K_M" and "no Q5_K_M variant, the preferred one" in c.explanation
+    # Nothing at or below the preference: the closest above it.
+    assert choose(LADDER[:1], "auto", {"ram_mb": 16384}, n_ctx=4096).variant.variant == "Q8_0"
     # A GPU counts only when every layer is offloaded.
-    assert (
-        choose(
-            LADDER, "auto", {"ram_mb": 4096, "vram_mb": 24576}, n_ctx=4096, n_gpu_layers=-1
-        ).variant.variant
-        == "Q8_0"
-    )
+    gpu = {"ram_mb": 4096, "vram_mb": 24576}
+    assert choose(LADDER, "auto", gpu, n_ctx=4096, n_gpu_layers=-1, prefer="Q8_0").variant
+    assert not choose(LADDER[:1], "auto", gpu, n_ctx=4096, prefer="Q8_0").variant
     c = choose(LADDER, "auto", {"ram_mb": 2048}, n_ctx=4096)
     assert c.variant is None and c.explanation.startswith(
         "no variant fits: the smallest, Q2_K, needs"
@@ -193,6 +200,15 @@ def test_auto_picks_the_best_variant_that_fits_with_its_kv_cache_and_says_why():
     assert choose(LADDER, "auto", {}, n_ctx=512).variant is None
     assert choose(LADDER, "Q2_K", {"ram_mb": 1}, n_ctx=512).variant.variant == "Q2_K"
     assert "has no Q5_K_M variant" in choose(LADDER, "Q5_K_M", {}, n_ctx=512).explanation
+
+
+def test_auto_runs_full_precision_only_when_asked_or_when_nothing_else_is_registered():
+    f32 = variant("F32", 26000, 32.0)
+    roomy = {"ram_mb": 65536}
+    assert choose([f32, *LADDER], "auto", roomy, n_ctx=4096).variant.variant == "Q4_K_M"
+    assert choose([f32, *LADDER], "auto", roomy, n_ctx=4096, prefer="F32").variant is f32
+    c = choose([f32], "auto", roomy, n_ctx=4096)
+    assert c.variant is f32 and "no quantized variant is registered" in c.explanation
 
 
 def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
@@ -218,7 +234,7 @@ def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
     docs = {
         n.name: desired_state.document(n)["model"] for n in Node.objects.select_related("fleet")
     }
-    assert docs["big"]["sha256"] == tiny.sha256 and docs["big"]["url"] == f"artifacts/{tiny.sha256}"
+    assert docs["big"]["sha256"] == q4.sha256 and docs["big"]["url"] == f"artifacts/{q4.sha256}"
     assert docs["small"]["sha256"] == q4.sha256 and docs["small"]["choice"].startswith("Q4_K_M")
     assert docs["pocket"]["error"].startswith("model 'tiny': no variant fits")
     assert manifest.check(
@@ -233,7 +249,8 @@ def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
 def test_a_new_variant_changes_the_revision_only_of_nodes_whose_choice_changes(alice, north, tiny):
     big, _ = enroll(north, "big")
     small, _ = enroll(north, "small")
-    Node.objects.filter(pk=big.pk).update(hardware={"ram_mb": 32})
+    pinned, _ = enroll(north, "pinned")
+    Node.objects.filter(pk__in=[big.pk, pinned.pk]).update(hardware={"ram_mb": 32})
     Node.objects.filter(pk=small.pk).update(hardware={"ram_mb": 10})
     layers.do_put_layer(
         north,
@@ -242,10 +259,20 @@ def test_a_new_variant_changes_the_revision_only_of_nodes_whose_choice_changes(a
         sections={"model": {"name": "tiny", "variant": "auto"}},
         actor=alice,
     )
+    layers.do_put_layer(
+        north,
+        name="pin",
+        scope="node",
+        node=pinned,
+        sections={"model": {"name": "tiny", "variant": "F32"}},
+        actor=alice,
+    )
+    assert "no quantized variant is registered" in Node.objects.get(name="big").model_choice
     before = dict(Node.objects.values_list("name", "desired_revision"))
     registry.run_quantization(registry.do_quantize(tiny, ["Q4_K_M"], actor=alice)[0].pk)
     after = dict(Node.objects.values_list("name", "desired_revision"))
-    assert after["big"] == before["big"]  # still F32
+    assert after["pinned"] == before["pinned"]  # F32, named
+    assert after["big"] == before["big"] + 1  # F32 only while nothing quantized existed
     assert after["small"] == before["small"] + 1  # nothing fitted; now Q4_K_M does
     assert Node.objects.get(name="small").model_choice.startswith("Q4_K_M")
 

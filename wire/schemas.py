@@ -118,6 +118,9 @@ class ModelAssignment(Strict):
     # as "Q4_K_M"); the control plane fills in url, sha256, the signed manifest and, for "auto",
     # why this variant was chosen for this node (or, in `error`, why none fits).
     variant: Annotated[str, Field(max_length=16, pattern=r"^(auto|[A-Z0-9_]+)$")] | None = None
+    # For "auto": the variant to take where it fits (default Q4_K_M); smaller ones where it does
+    # not. Full precision (F32, F16, BF16) only when named here (controlplane/registry/resolver.py).
+    prefer: Annotated[str, Field(max_length=16, pattern=r"^[A-Z0-9_]+$")] | None = None
     manifest: JsonDict | None = None
     signature: Annotated[str, Field(max_length=200)] | None = None
     choice: Annotated[str, Field(max_length=1000)] = ""

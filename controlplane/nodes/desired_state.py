@@ -168,6 +168,7 @@ def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
         n_ctx=int(model.get("n_ctx") or 2048),
         n_gpu_layers=int(model.get("n_gpu_layers") or 0),
         headroom=ctx.headroom,
+        prefer=str(model.get("prefer") or ""),
     )
     v = choice.variant
     if v is None:

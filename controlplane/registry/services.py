@@ -29,7 +29,7 @@ from django_tasks import task
 from controlplane import signing
 from controlplane.audit.services import record
 from controlplane.errors import Conflict, ServiceError
-from controlplane.registry import gguf_bounds
+from controlplane.registry import gguf_bounds, resolver
 from controlplane.registry.models import Artifact, JobStatus, QuantizationJob, RouterArtifact
 from controlplane.registry.quantize import quantize
 from controlplane.schemas import refuse_unsafe
@@ -47,7 +47,7 @@ log = logging.getLogger("edgefleet.registry")
 
 # Variants a quantization job can produce, with llama.cpp's nominal bits per weight (used only to
 # estimate progress while the output file grows).
-TARGETS = {"Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69, "Q4_K_M": 4.85, "Q3_K_M": 3.91, "Q2_K": 3.35}
+TARGETS = resolver.LADDER  # what a quantization job can make, and nominal bits per weight
 QUANTIZABLE_SOURCES = ("F32", "F16", "BF16")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
