@@ -291,7 +291,9 @@ class LocalAPI:
             cancelled.set()
 
         watcher = asyncio.create_task(watch_disconnect())
-        threading.Thread(target=work, name="local-stream", daemon=True).start()
+        # On the loop's thread pool, as plain requests are: llama.cpp's OpenMP threads are per
+        # calling thread, and a new thread per request would start a new team each time (2 ms).
+        work_done = loop.run_in_executor(None, work)
         events: _Events | None = None
         routing: dict[str, Any] = {}
         sent = ""
@@ -318,6 +320,7 @@ class LocalAPI:
             cancelled.set()
         finally:
             watcher.cancel()
+            work_done.cancel()  # nothing if it runs: it ends at its next token, or with its answer
 
     async def _finish_stream(self, send, req, turn, events: _Events | None, sent: str) -> None:
         """The rest of a streamed answer: what was not streamed (the whole answer of a cascade,

@@ -5,6 +5,8 @@
    calling llama-cpp-python directly on the same GGUF with the same messages, alternating, same run.
    The model is a generated llama (4 layers, 1024 wide, Q4_K_M) so that compute, not Python, sets
    the pace, as with real models. Temperature 0: both paths generate the same tokens.
+   Time to first token through the local API (HTTP, streamed) vs llama-cpp-python's own stream;
+   plain requests' latency while another request waits for a person's approval.
 2. Permission check and tool dispatch (ToolGate.check / .call, outbox as audit sink): p50/p99.
 3. Outbox: enqueue rate with synchronous=NORMAL (crash-safe; the default) and FULL (power-safe), and
    the drain rate of a 20,000-event backlog into the real control plane (gunicorn, PostgreSQL).
@@ -30,9 +32,13 @@ from common import RESULTS, log, pct, size  # noqa: E402
 ROUNDS = size("BENCH_ROUNDS", 11, 1)
 TOKENS = size("BENCH_TOKENS", 256, 16)
 BACKLOG = size("BENCH_BACKLOG", 20000, 200)
+TTFT_ROUNDS = size("BENCH_TTFT_ROUNDS", 41, 3)
+APPROVAL_ROUNDS = size("BENCH_APPROVAL_ROUNDS", 100, 5)
 
 
-def bench_tokens(work: Path) -> dict:
+def setup(work: Path):
+    """The bench model, a runtime serving it (agents `helper`, and `short` for time to first
+    token) and llama-cpp-python loading the same file directly."""
     import hashlib
 
     from cryptography.hazmat.primitives import serialization
@@ -59,8 +65,7 @@ def bench_tokens(work: Path) -> dict:
         .decode()
     )
     signed = manifest.build(name="bench", variant="Q4_K_M", sha256=digest, size=None, key_id="b")
-    role = "You are a helpful assistant."
-    messages = [{"role": "user", "content": "Tell me about the edge."}]
+    role = ROLE
     state = StateDir(work / "state").ensure()
     state.save_node(
         {
@@ -85,12 +90,20 @@ def bench_tokens(work: Path) -> dict:
                 "signature": manifest.sign(signed, key),
             },
             "agents": {
-                "helper": {"role": role, "max_tokens": TOKENS, "temperature": 0, "default": True}
+                "helper": {"role": role, "max_tokens": TOKENS, "temperature": 0, "default": True},
+                "short": {"role": role, "max_tokens": 4, "temperature": 0},
             },
         }
     )
-    direct = Llama(str(model), n_ctx=1024, verbose=False)
-    direct_msgs = [{"role": "system", "content": role}, *messages]
+    return runtime, Llama(str(model), n_ctx=1024, verbose=False)
+
+
+ROLE = "You are a helpful assistant."
+
+
+def bench_tokens(runtime, direct) -> dict:
+    messages = [{"role": "user", "content": "Tell me about the edge."}]
+    direct_msgs = [{"role": "system", "content": ROLE}, *messages]
     runtime_tps, direct_tps, ratios, tokens = [], [], [], []
 
     def via_runtime() -> tuple[int, float]:
@@ -115,7 +128,6 @@ def bench_tokens(work: Path) -> dict:
         runtime_tps.append(n_r / r_s)
         direct_tps.append(n_d / d_s)
         ratios.append((n_r / r_s) / (n_d / d_s))
-    runtime.shutdown(flush_timeout_s=0)
     r, d = statistics.median(runtime_tps), statistics.median(direct_tps)
     return {
         "model": "generated llama 4x1024, Q4_K_M",
@@ -125,6 +137,118 @@ def bench_tokens(work: Path) -> dict:
         "direct_tokens_per_s": d,
         "ratio": statistics.median(ratios),
         "ratios": ratios,
+    }
+
+
+def bench_ttft(runtime, direct) -> dict:
+    """Time to first token as a client of the node's local API sees it (HTTP, `stream: true`,
+    through the runtime) against llama-cpp-python's own stream on the same file, alternating, a
+    new question each round (so the prompt is evaluated, not cached) and the same on both sides."""
+    import httpx
+    from common import free_port
+
+    from agents.server import LocalServer
+
+    server = LocalServer(runtime, "127.0.0.1", free_port())
+    server.start()
+    via_api, via_direct = [], []
+
+    def api(question: str) -> float:
+        body = {
+            "model": "short",
+            "stream": True,
+            "messages": [{"role": "user", "content": question}],
+        }
+        started = time.perf_counter()
+        first = 0.0
+        with client.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if first or not line.startswith("data: {"):
+                    continue
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if choices[0].get("delta", {}).get("content"):
+                    first = time.perf_counter() - started
+        return first
+
+    def llama(question: str) -> float:
+        messages = [{"role": "system", "content": ROLE}, {"role": "user", "content": question}]
+        started = time.perf_counter()
+        first = 0.0
+        for chunk in direct.create_chat_completion(
+            messages=messages, max_tokens=4, temperature=0, stream=True
+        ):
+            if not first and chunk["choices"][0]["delta"].get("content"):
+                first = time.perf_counter() - started
+        return first
+
+    with httpx.Client(timeout=60) as client:
+        for i in range(TTFT_ROUNDS + 1):
+            question = f"Question {i}: what should an edge node do when it is offline?"
+            pair = (api, llama) if i % 2 else (llama, api)
+            times = {f.__name__: f(question) for f in pair}
+            if i:
+                via_api.append(times["api"] * 1000)
+                via_direct.append(times["llama"] * 1000)
+    server.stop()
+    return {
+        "rounds": TTFT_ROUNDS,
+        "api_p50_ms": pct(via_api, 50),
+        "direct_p50_ms": pct(via_direct, 50),
+        "added_p50_ms": statistics.median(a - d for a, d in zip(via_api, via_direct, strict=True)),
+        "api_p99_ms": pct(via_api, 99),
+        "direct_p99_ms": pct(via_direct, 99),
+    }
+
+
+def bench_approval_wait(runtime) -> dict:
+    """Plain requests' latency with and without another request waiting for a person's approval.
+    The waiting request takes the model, then goes through the same approval wait the tool gate
+    uses (Runtime._wait_for_approval), with an approver that does not answer until the end."""
+    import threading
+
+    ask = [{"role": "user", "content": "Hello."}]
+
+    def plain_latencies() -> list[float]:
+        out = []
+        for _ in range(APPROVAL_ROUNDS):
+            started = time.perf_counter()
+            runtime.ask(ask, "short")
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+
+    runtime.ask(ask, "short")  # warm
+    alone = plain_latencies()
+    decided = threading.Event()
+    waiting = threading.Event()
+
+    def person(tool, agent, args, timeout_s):
+        waiting.set()
+        decided.wait(timeout_s)
+        return True
+
+    def request_waiting_for_approval() -> None:
+        runtime._take_the_model("short")
+        runtime._holding.active = runtime.active
+        try:
+            runtime._wait_for_approval("create_ticket", "desk", {"title": "printer"}, 600)
+        finally:
+            runtime._holding.active = None
+            runtime.applier.request_lock.release()
+
+    runtime.approvals = person
+    waiter = threading.Thread(target=request_waiting_for_approval)
+    waiter.start()
+    waiting.wait(30)
+    during = plain_latencies()
+    decided.set()
+    waiter.join(30)
+    return {
+        "rounds": APPROVAL_ROUNDS,
+        "alone_p50_ms": pct(alone, 50),
+        "alone_p99_ms": pct(alone, 99),
+        "during_p50_ms": pct(during, 50),
+        "during_p99_ms": pct(during, 99),
+        "ratio_p99": pct(during, 99) / pct(alone, 99),
     }
 
 
@@ -246,12 +370,26 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        runtime, direct = setup(work)
         log("== tokens/s: runtime vs direct llama-cpp-python")
-        tok = bench_tokens(work)
+        tok = bench_tokens(runtime, direct)
         log(
             f"  runtime {tok['runtime_tokens_per_s']:.1f} tok/s, direct "
             f"{tok['direct_tokens_per_s']:.1f} tok/s, ratio {tok['ratio']:.3f}"
         )
+        log("== time to first token: local API (HTTP, streamed) vs direct llama-cpp-python")
+        ttft = bench_ttft(runtime, direct)
+        log(
+            f"  p50 {ttft['api_p50_ms']:.1f} ms vs {ttft['direct_p50_ms']:.1f} ms "
+            f"(added {ttft['added_p50_ms']:+.1f} ms)"
+        )
+        log("== plain requests while another waits for an approval")
+        wait = bench_approval_wait(runtime)
+        log(
+            f"  p99 {wait['during_p99_ms']:.1f} ms during vs {wait['alone_p99_ms']:.1f} ms alone "
+            f"(ratio {wait['ratio_p99']:.2f})"
+        )
+        runtime.shutdown(flush_timeout_s=0)
         log("== permission check and tool dispatch")
         gate = bench_gate(work)
         log(
@@ -273,6 +411,8 @@ def main() -> None:
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "tokens": tok,
+        "ttft": ttft,
+        "approval_wait": wait,
         "gate": gate,
         "outbox": ob,
         "drain": drain,
@@ -289,6 +429,13 @@ def main() -> None:
         f"tokens, median of {ROUNDS} paired rounds) "
         f"| {tok['ratio']:.3f} ({tok['runtime_tokens_per_s']:.1f} / "
         f"{tok['direct_tokens_per_s']:.1f}) | >= 0.97 |",
+        f"| time to first token through the local API (HTTP, streamed), p50, added to direct "
+        f"llama-cpp-python streaming (median of {ttft['rounds']} paired rounds) "
+        f"| {ttft['added_p50_ms']:+.1f} ms ({ttft['api_p50_ms']:.1f} vs "
+        f"{ttft['direct_p50_ms']:.1f} ms) | <= +5 ms |",
+        f"| plain requests' p99 while another request waits for an approval / alone "
+        f"({wait['rounds']} requests each) | {wait['ratio_p99']:.2f} ({wait['during_p99_ms']:.1f} "
+        f"vs {wait['alone_p99_ms']:.1f} ms) | <= 1 (no worse) |",
         f"| permission check p99 | {gate['check_p99_ms']:.3f} ms (p50 {gate['check_p50_ms']:.3f}) "
         "| < 1 ms |",
         f"| tool dispatch p99 (clock, audit event into the outbox) | {gate['dispatch_p99_ms']:.3f} "

@@ -162,6 +162,7 @@ def test_an_openai_compatible_backend_streams_and_a_tool_agents_json_is_never_sh
     for agent in specs:
         pieces: list[str] = []
         turn = runner.ask([{"role": "user", "content": "time?"}], agent, Stream(pieces.append))
-        assert "".join(pieces) == turn.answer[: len("".join(pieces))]
-        assert "{" not in "".join(pieces) or agent == "plain"
+        # What was streamed is the answer (or its start, when tools' results follow it), so a
+        # tool call's JSON never was: it is not part of the answer.
+        assert turn.answer.startswith("".join(pieces))
     backend.close()
