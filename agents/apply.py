@@ -86,6 +86,10 @@ class Applier:
         # credential_revoked, credential_expired): the node stops answering and polls rarely.
         self.revoked = ""
         self.last_error = ""
+        # Why the node serves worse than it should, from the device timer (runtime.py): a failed
+        # backend probe, a full queue, memory or disk nearly out. Reported as health "degraded".
+        self.degraded: list[str] = []
+        self.hardware: dict[str, Any] | None = None  # sent with the next report when set
         self.watch_s = watch_s
         self.poll_until = 0.0  # time.monotonic() until which to poll instead of watching
         self.in_watch = False  # a watch is held now (shutdown need not wait for it)
@@ -274,9 +278,18 @@ class Applier:
                     "revision": new.revision,
                 },
             )
-        self._report("ok", [])
+        self.report_health()
 
-    def _report(self, health: schemas.Health, errors: list[str]) -> None:
+    def report_health(self) -> bool:
+        """The node's health as it is: `error` while the last apply failed, `degraded` with the
+        device timer's reasons, else `ok`. False when the control plane could not be told."""
+        if self.last_error:
+            return self._report("error", [self.last_error])
+        if self.degraded:
+            return self._report("degraded", self.degraded)
+        return self._report("ok", [])
+
+    def _report(self, health: schemas.Health, errors: list[str]) -> bool:
         active = self.active
         report = schemas.ReportedStateIn(
             applied_revision=active.revision if active else 0,
@@ -287,11 +300,16 @@ class Applier:
                 "agents": sorted(active.runner.specs) if active and active.runner else [],
                 "outbox": self.telemetry.outbox.stats(),
             },
+            hardware=schemas.HardwareProfile.model_validate(self.hardware)
+            if self.hardware
+            else None,
         )
         try:
             self.client.report(report)
         except ControlPlaneError as exc:
             log.warning("report failed: %s", exc)
+            return False
+        return True
 
     def watching(self) -> int:
         """The wait to ask for: watch_s, or 0 (poll) while the server or the path to it does not

@@ -87,6 +87,8 @@ class Backend(Protocol):
         on_text: Callable[[str], None] | None = None,
     ) -> Completion: ...
 
+    def probe(self) -> str: ...
+
     def close(self) -> None: ...
 
 
@@ -201,6 +203,16 @@ class LlamaCppBackend:
         usage = Usage(prompt, completion, end - started, (first or end) - started)
         return Completion("".join(parts), usage, finish, recorder.mean() if recorder else None)
 
+    def probe(self) -> str:
+        """ "" when the model answers a tokenization (cheap, and safe beside a generation: the
+        vocabulary is read-only), else why not."""
+        try:
+            if not self.llm.tokenize(b"ok", add_bos=False):
+                return "llama.cpp: the loaded model tokenizes nothing"
+        except Exception as exc:  # noqa: BLE001 - any failure is the probe's answer
+            return f"llama.cpp: the loaded model failed a probe: {exc}"
+        return ""
+
     def close(self) -> None:
         self.llm.close()
 
@@ -303,6 +315,14 @@ class OpenAICompatBackend:
             usage.completion_tokens = len(parts)
         mean = sum(values) / len(values) if values else None
         return Completion("".join(parts), usage, finish, mean)
+
+    def probe(self) -> str:
+        """ "" when the server lists its models within 5 s, else why not."""
+        try:
+            self.client.with_options(timeout=5.0, max_retries=0).models.list()
+        except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; all mean "down"
+            return f"the OpenAI-compatible server failed a probe: {exc}"[:500]
+        return ""
 
     def close(self) -> None:
         self.client.close()

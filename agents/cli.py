@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
 import logging
@@ -18,48 +17,12 @@ from pathlib import Path
 from agents import __version__
 from agents.apply import WATCH_S
 from agents.client import ControlPlaneError, NodeClient
+from agents.device import hardware_profile
 from agents.runtime import Runtime, StateDir, default_state_dir
 from agents.state import StateDirError
-from wire import schemas
 
 TOKEN_ENV = "EDGEFLEET_ENROLL_TOKEN"  # noqa: S105 - the variable's name, not a token
 FROM_STDIN = "-"
-
-
-def hardware_profile() -> schemas.HardwareProfile:
-    flags: list[str] = []
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = [
-                    f
-                    for f in line.split(":", 1)[1].split()
-                    if f.startswith(("avx", "fma", "f16c", "amx", "sse4", "neon"))
-                ]
-    except OSError:
-        pass
-    ram_mb = 0
-    with contextlib.suppress(ValueError, OSError):
-        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
-    versions = {"edgefleet_agent": __version__, "python": platform.python_version()}
-    try:
-        import llama_cpp
-
-        versions["llama_cpp_python"] = llama_cpp.__version__
-    except ImportError:
-        pass
-    return schemas.HardwareProfile(
-        cpu_model=model[:200],
-        cpu_flags=flags[:256],
-        cpu_cores=os.cpu_count() or 0,
-        ram_mb=ram_mb,
-        os=f"{platform.system()} {platform.release()}"[:200],
-        arch=platform.machine()[:32],
-        runtime_versions=versions,
-    )
 
 
 def watch_seconds(value: str) -> int:

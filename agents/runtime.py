@@ -16,14 +16,13 @@ mid-apply leaves applied.json untouched, so a restart comes back on the previous
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-import resource
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
+from agents import device
 from agents.agent import Cancelled, Stream, Turn
 from agents.apply import WATCH_S, Active, Applier, ApplyError
 from agents.approvals import Approvals
@@ -52,7 +51,12 @@ class Busy(RuntimeError):
     """A request waited its agent's `timeout_s` for the node's model and gave up."""
 
 
+log = logging.getLogger("edgefleet.agent")
+
 QUEUE_MAX = 8  # requests that may wait for the model at once; more are told to come back (429)
+DEVICE_INTERVAL_S = 30.0  # the device timer: system figures, the backend's probe, health
+MEMORY_USED_MAX_PCT = 95.0  # above this the node reports itself degraded
+DISK_FREE_MIN_MB = 256.0  # below this under the state directory, too
 
 
 __all__ = [
@@ -116,6 +120,8 @@ class Runtime:
         self.queued = 0  # requests waiting for the model now
         self.queue_max = QUEUE_MAX
         self.listen = ""  # the local API's URL, once serving
+        self.sampler = device.Sampler(self.state.path)
+        self.device_interval_s = DEVICE_INTERVAL_S
 
     # --- what the parts hold, for the CLI, the local server and tests -----------------------------
 
@@ -289,11 +295,7 @@ class Runtime:
             SUBJECT.reset(token)
         usage = turn.usage
         gen_s = max(usage.latency_s - usage.ttft_s, 1e-9)
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        rss_mb = ru.ru_maxrss / 1024  # peak, where /proc is missing
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
-            rss_mb = resident_pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+        rss_mb, cpu_s = device.process_usage()
         ttft_s = usage.ttft_s
         if stream is not None and stream.first_at:  # what the client saw, queue wait included
             ttft_s = stream.first_at - stream.started
@@ -310,7 +312,7 @@ class Runtime:
                 "request.error": 0,
                 **{f"tools.{k}": v for k, v in turn.tool_calls.items()},
                 "process.rss_mb": rss_mb,
-                "process.cpu_s": ru.ru_utime + ru.ru_stime,
+                "process.cpu_s": cpu_s,
             }
         )
         return turn
@@ -365,6 +367,53 @@ class Runtime:
                     "approval: ask again"
                 )
 
+    # --- the device timer -------------------------------------------------------------------------
+
+    def device_once(self) -> list[str]:
+        """One tick of the device timer, idle or not: system CPU and memory, disk free under the
+        state directory, GPUs (nvidia-smi), battery, this process, the queue and the backend's
+        probe go out as metrics; the node's health is reported again when its reasons for being
+        degraded change, and its hardware profile when that changes. Returns the reasons."""
+        gpu_list = device.gpus()
+        values = self.sampler.sample(gpu_list)
+        rss_mb, cpu_s = device.process_usage()
+        values.update(
+            {"process.rss_mb": rss_mb, "process.cpu_s": cpu_s, "queue.depth": self.queued}
+        )
+        reasons = []
+        backend = self.active.backend if self.active else None
+        if backend is not None:
+            failure = backend.probe()
+            values["backend.up"] = 0.0 if failure else 1.0
+            if failure:
+                reasons.append(failure)
+        if self.queued >= self.queue_max:
+            reasons.append(f"the request queue is full ({self.queued} of {self.queue_max})")
+        used = values.get("system.mem_used_pct", 0.0)
+        if used > MEMORY_USED_MAX_PCT:
+            reasons.append(f"memory is {used:.0f}% used")
+        free = values.get("system.disk_free_mb")
+        if free is not None and free < DISK_FREE_MIN_MB:
+            reasons.append(f"{free:.0f} MB of disk free under the state directory")
+        self.telemetry.metrics(values)
+        hardware = device.hardware_profile(gpu_list).model_dump()
+        applier = self.applier
+        if reasons != applier.degraded or hardware != applier.hardware:
+            if reasons and reasons != applier.degraded:
+                log.warning("degraded: %s", "; ".join(reasons))
+            applier.degraded, applier.hardware = reasons, hardware
+            if not applier.report_health():
+                applier.hardware = None  # not delivered: send it again next time
+        return reasons
+
+    def _device_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.device_once()
+            except Exception:  # noqa: BLE001 - the timer must outlive any one sample
+                log.exception("device sample failed")
+            self.stop.wait(self.device_interval_s)
+
     # --- loops ------------------------------------------------------------------------------------
 
     def _save_status(self) -> None:
@@ -390,6 +439,7 @@ class Runtime:
         loops = {
             "poll": lambda: self.applier.loop(self.stop),
             "send": lambda: self.telemetry.loop(self.stop, self.send_interval_s),
+            "device": self._device_loop,
         }
         for name, target in loops.items():
             t = threading.Thread(target=target, name=name, daemon=True)

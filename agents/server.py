@@ -192,8 +192,11 @@ class LocalAPI:
                 )
             queued, most = self.runtime.queued, self.runtime.queue_max
             health: dict[str, Any] = {"ok": True, "loaded": bool(self._agents()), "queued": queued}
+            reasons = [r for r in self.runtime.applier.degraded if "queue" not in r]
             if queued >= most:
-                health["degraded"] = f"the request queue is full ({queued} of {most})"
+                reasons.append(f"the request queue is full ({queued} of {most})")
+            if reasons:  # the device timer's reasons (a failed backend probe...), and the queue now
+                health["degraded"] = "; ".join(reasons)
             return await _send_json(send, 200, health)
         if revoked and path.startswith("/v1/"):
             # A revoked node serves nothing: no local answer, no relayed one (docs/agent.md).

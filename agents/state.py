@@ -23,6 +23,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    if os.name == "nt":  # Windows cannot open a directory to sync it; NTFS journals the rename
+        return
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)

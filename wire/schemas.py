@@ -476,6 +476,9 @@ class ReportedStateIn(Strict):
     health: Health = "ok"
     errors: Annotated[list[LongStr], Field(max_length=50)] = []
     details: JsonDict = {}
+    # The node's hardware as it is now (RAM added, a GPU fitted): the control plane records it
+    # and resolves "auto" model variants again. Absent: unchanged.
+    hardware: HardwareProfile | None = None
 
 
 class ReportedStateOut(BaseModel):

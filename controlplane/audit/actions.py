@@ -32,6 +32,7 @@ ACTIONS: dict[str, str] = {
     "node.revoke": "Node credentials revoked",
     "node.credential_rotate": "Node rotated its credential",
     "node.report": "Node reported a new state",
+    "node.hardware": "Node reported new hardware",
     "layer.put": "Desired-state layer written",
     "layer.delete": "Desired-state layer deleted",
     # approvals

@@ -442,6 +442,21 @@ def do_report_state(node: Node, report: schemas.ReportedStateIn, *, request=None
             "reported_at",
         ]
     )
+    hardware = report.hardware.model_dump() if report.hardware else None
+    if hardware is not None and hardware != node.hardware:
+        # What "auto" picks depends on the memory: resolve this node's variant again.
+        record(
+            "node.hardware",
+            node,
+            node=node,
+            fleet=node.fleet,
+            before={"hardware": node.hardware},
+            after={"hardware": hardware},
+            request=request,
+        )
+        node.hardware = hardware
+        node.save(update_fields=["hardware"])
+        desired_state.refresh(node.fleet, [node])
     if changed:
         record(
             "node.report",
