@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from agents.agent import AgentRunner
 from agents.backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
 from agents.client import ControlPlaneError, NodeClient, retry_wait
+from agents.mcp import McpError, McpServers
 from agents.router import Router, load_scorer
 from agents.state import StateDir
 from agents.telemetry import Telemetry
@@ -51,6 +52,7 @@ class Active:
     runner: AgentRunner | None
     model_digest: str
     router: Router | None = None
+    mcp: McpServers | None = None  # sessions to the MCP servers its tools come from
 
 
 class ApplyError(Exception):
@@ -193,6 +195,29 @@ class Applier:
                     f"agent '{name}' asks for model '{spec.model}' but this node is assigned "
                     f"{running!r}"
                 )
+        current = self.active
+        mcp = current.mcp if current and current.mcp and current.mcp.servers == policy.mcp else None
+        if policy.mcp and mcp is None:
+            try:
+                mcp = McpServers(policy.mcp)  # before the model: the cheaper failure first
+            except McpError as exc:
+                raise ApplyError(str(exc)) from exc
+        try:
+            return self._build_with(doc, document, specs, model, policy, mcp)
+        except BaseException:
+            if mcp is not None and (current is None or mcp is not current.mcp):
+                mcp.close()
+            raise
+
+    def _build_with(
+        self,
+        doc: schemas.DesiredState,
+        document: dict[str, Any],
+        specs: dict[str, schemas.AgentSpec],
+        model: schemas.ModelAssignment | None,
+        policy: schemas.ToolPolicy,
+        mcp: McpServers | None,
+    ) -> Active:
         backend: Backend | None = None
         digest = ""
         current = self.active
@@ -221,7 +246,7 @@ class Applier:
             self.telemetry.metrics({"model.load_time_ms": backend.load_time_s * 1000})  # type: ignore[attr-defined]
         gate = ToolGate(
             policy,
-            registry(),
+            {**registry(), **(mcp.tools if mcp else {})},
             self.state.path / "sandbox",
             approver=self.approver,
             audit=self.telemetry.event,
@@ -230,7 +255,7 @@ class Applier:
         router = self._router(doc.routing)
         if runner is not None:
             runner.logprobs = router.wants_logprobs
-        return Active(doc.revision, document, backend, runner, digest, router)
+        return Active(doc.revision, document, backend, runner, digest, router, mcp)
 
     def _router(self, section: dict[str, Any]) -> Router:
         """The routing section's router; a router that cannot be fetched or verified is refused
@@ -269,6 +294,8 @@ class Applier:
         self.last_error = ""
         if previous and previous.backend is not None and previous.backend is not new.backend:
             previous.backend.close()
+        if previous and previous.mcp is not None and previous.mcp is not new.mcp:
+            previous.mcp.close()
         if not previous or previous.model_digest != new.model_digest:
             self.telemetry.event(
                 "model.swap",

@@ -464,5 +464,7 @@ class Runtime:
         self._save_status()
         if self.active and self.active.backend:
             self.active.backend.close()
+        if self.active and self.active.mcp:
+            self.active.mcp.close()
         self.outbox.close()
         self.client.close()

@@ -51,6 +51,9 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     run: Callable[[ToolContext, dict[str, Any]], Any]
+    # Where no rule names the tool and the policy's default is "allow", this mode instead: an MCP
+    # tool annotated destructive, or not annotated, asks for approval (agents/mcp.py).
+    default_mode: str | None = None
     validator: Any = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -260,7 +263,13 @@ class ToolGate:
         self._lock = threading.Lock()
 
     def rule(self, tool: str) -> ToolRule:
-        return self.policy.rules.get(tool) or ToolRule(mode=self.policy.default)
+        rule = self.policy.rules.get(tool)
+        if rule is not None:
+            return rule
+        known = self.tools.get(tool)
+        if self.policy.default == "allow" and known is not None and known.default_mode:
+            return ToolRule(mode=known.default_mode)  # type: ignore[arg-type]
+        return ToolRule(mode=self.policy.default)
 
     def check(self, agent: str, agent_tools: list[str], tool: str, args: Any) -> Decision:
         """Decide without running anything. Cheap: no I/O, measured in bench/agent.py."""

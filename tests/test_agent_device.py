@@ -82,9 +82,11 @@ def test_a_node_whose_backend_stops_answering_reports_degraded_and_new_hardware(
     runtime.start()
     try:
         wait_for(
-            lambda: Node.objects.filter(name="edge", reported_health="ok")
-            .exclude(reported_model_digest="")
-            .exists(),
+            lambda: (
+                Node.objects.filter(name="edge", reported_health="ok")
+                .exclude(reported_model_digest="")
+                .exists()
+            ),
             what="the backend applied",
         )
         # The device's hardware changed since enrollment (RAM added): the control plane learns
@@ -115,3 +117,34 @@ def test_a_node_whose_backend_stops_answering_reports_degraded_and_new_hardware(
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=30)
+
+
+POSIX_ONLY = ("resource", "fcntl", "pwd", "grp", "termios")
+
+
+def test_the_agent_imports_where_posix_only_modules_are_missing():
+    """On Windows `resource`, `fcntl`, `pwd`, `grp` and `termios` do not exist: every module of
+    the agent and the wire contract imports without them (a None in sys.modules makes `import`
+    fail as a missing module does). Running on Windows itself is untested here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    modules = sorted(
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for package in ("agents", "wire")
+        for p in (root / package).rglob("*.py")
+    )
+    script = (
+        "import sys\n"
+        f"for name in {POSIX_ONLY!r}:\n"
+        "    sys.modules[name] = None\n"
+        "import importlib\n"
+        f"for module in {modules!r}:\n"
+        "    importlib.import_module(module)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
 from wire.fields import (
@@ -171,9 +172,27 @@ class ToolRule(Strict):
     settings: Annotated[dict[str, Annotated[str, Field(max_length=500)]], Field(max_length=16)] = {}
 
 
+class McpServer(Strict):
+    """An MCP server whose tools the node's agents may use (through the same gate as built-in
+    tools). Exactly one of `command` (stdio: the node starts it; its program must be allowed on
+    the node, see docs/agent.md) and `url` (streamable HTTP)."""
+
+    command: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=32)] = []
+    url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] = ""
+    timeout_s: Annotated[int, Field(ge=1, le=600)] = 30
+
+    @model_validator(mode="after")
+    def one_transport(self) -> McpServer:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("an MCP server needs exactly one of command (stdio) and url (HTTP)")
+        return self
+
+
 class ToolPolicy(Strict):
     default: Literal["allow", "deny", "approval"] = "deny"
     rules: Annotated[dict[Slug, ToolRule], Field(max_length=256)] = {}
+    # MCP servers by name: their tools are named "<server>-<tool>" (docs/agent.md).
+    mcp: Annotated[dict[Slug, McpServer], Field(max_length=16)] = {}
 
 
 Region = Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")]
