@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.backends import Backend, ContextFull, Usage
+from agents.models import ModelPool
 from agents.tools import ToolGate
 from wire.schemas import AgentSpec
 
@@ -191,11 +192,27 @@ class Turn:
 
 
 class AgentRunner:
-    def __init__(self, specs: dict[str, AgentSpec], backend: Backend, gate: ToolGate):
+    def __init__(
+        self,
+        specs: dict[str, AgentSpec],
+        backend: Backend | None,
+        gate: ToolGate,
+        pool: ModelPool | None = None,
+    ):
         self.specs = specs
-        self.backend = backend
+        self.backend = backend  # the node's default model (without a pool: its only one)
         self.gate = gate
+        self.pool = pool  # every model of the node, loaded as agents need them
         self.logprobs = False  # measure answers' token log-probabilities (a cascade asks)
+
+    def backend_for(self, spec: AgentSpec) -> Backend:
+        """The agent's model, loaded now if it is not (fetched again at every step: a request
+        that waited for an approval may find it was unloaded meanwhile)."""
+        if self.pool is not None:
+            return self.pool.get(self.pool.name_for(spec.model))
+        if self.backend is None:
+            raise RuntimeError("no model is loaded on this node")
+        return self.backend
 
     def default_agent(self) -> str:
         for name, spec in self.specs.items():
@@ -229,7 +246,7 @@ class AgentRunner:
             },
             *messages,
         ]
-        out = self.backend.chat(
+        out = self.backend_for(spec).chat(
             prompt, max_tokens=32, temperature=0, json_schema=route_schema(spec)
         )
         try:
@@ -263,7 +280,7 @@ class AgentRunner:
             started = time.perf_counter()
             on_text = _to_stream(stream, json_step=schema is not None)
             try:
-                out = self.backend.chat(
+                out = self.backend_for(spec).chat(
                     convo,
                     max_tokens=spec.max_tokens,
                     temperature=spec.temperature,

@@ -24,6 +24,7 @@ from agents.agent import AgentRunner
 from agents.backends import Backend, BackendError, LlamaCppBackend, OpenAICompatBackend
 from agents.client import ControlPlaneError, NodeClient, retry_wait
 from agents.mcp import McpError, McpServers
+from agents.models import DEFAULT, ModelPool
 from agents.router import Router, load_scorer
 from agents.state import StateDir
 from agents.telemetry import Telemetry
@@ -53,6 +54,7 @@ class Active:
     model_digest: str
     router: Router | None = None
     mcp: McpServers | None = None  # sessions to the MCP servers its tools come from
+    pool: ModelPool | None = None  # every model it may run, loaded as needed (models.py)
 
 
 class ApplyError(Exception):
@@ -185,16 +187,25 @@ class Applier:
             specs = {
                 name: schemas.AgentSpec.model_validate(spec) for name, spec in doc.agents.items()
             }
-            model = schemas.ModelAssignment.model_validate(doc.model) if doc.model else None
+            assignments = {
+                name: schemas.ModelAssignment.model_validate(m) for name, m in doc.models.items()
+            }
+            if doc.model:
+                assignments[DEFAULT] = schemas.ModelAssignment.model_validate(doc.model)
         except ValidationError as exc:
             raise ApplyError(f"invalid desired state: {schemas.first_error(exc)}") from exc
         for name, spec in specs.items():
-            if spec.model and (model is None or spec.model != model.name):
-                running = model.name if model else "no model"
-                raise ApplyError(
-                    f"agent '{name}' asks for model '{spec.model}' but this node is assigned "
-                    f"{running!r}"
+            try:
+                ModelPool.name_in(assignments, spec.model)
+            except KeyError:
+                have = ", ".join(
+                    sorted(a.name if k == DEFAULT else k for k, a in assignments.items())
                 )
+                wanted = spec.model or "the default"
+                raise ApplyError(
+                    f"agent '{name}' asks for model '{wanted}', which this node is not assigned "
+                    f"(it has: {have or 'no model'})"
+                ) from None
         current = self.active
         mcp = current.mcp if current and current.mcp and current.mcp.servers == policy.mcp else None
         if policy.mcp and mcp is None:
@@ -203,7 +214,7 @@ class Applier:
             except McpError as exc:
                 raise ApplyError(str(exc)) from exc
         try:
-            return self._build_with(doc, document, specs, model, policy, mcp)
+            return self._build_with(doc, document, specs, assignments, policy, mcp)
         except BaseException:
             if mcp is not None and (current is None or mcp is not current.mcp):
                 mcp.close()
@@ -214,36 +225,54 @@ class Applier:
         doc: schemas.DesiredState,
         document: dict[str, Any],
         specs: dict[str, schemas.AgentSpec],
-        model: schemas.ModelAssignment | None,
+        assignments: dict[str, schemas.ModelAssignment],
         policy: schemas.ToolPolicy,
         mcp: McpServers | None,
     ) -> Active:
-        backend: Backend | None = None
-        digest = ""
+        """Fetch and verify every model file, load each model once (its smoke test; the default
+        one last, so it stays resident), reusing those the running revision has loaded."""
         current = self.active
-        if (
-            model
-            and current
-            and current.document.get("model") == doc.model
-            and current.backend is not None
-        ):
-            backend, digest = current.backend, current.model_digest  # same model: no reload
-        elif model:
-            try:
-                if model.backend == "openai":
-                    backend = OpenAICompatBackend(model.base_url, model.remote_model or model.name)
-                else:
-                    path = self._fetch_model(model)
-                    backend = LlamaCppBackend(
-                        str(path),
-                        n_ctx=model.n_ctx,
-                        n_threads=model.n_threads,
-                        n_gpu_layers=model.n_gpu_layers,
-                    )
-                digest = schemas.model_digest(model.model_dump())
-            except BackendError as exc:
-                raise ApplyError(str(exc)) from exc
+        paths: dict[str, Path] = {}
+        for name, model in assignments.items():
+            if model.backend != "openai":
+                paths[name] = self._fetch_model(model)
+
+        def load(name: str, model: schemas.ModelAssignment) -> Backend:
+            backend: Backend
+            if model.backend == "openai":
+                backend = OpenAICompatBackend(model.base_url, model.remote_model or model.name)
+            else:
+                backend = LlamaCppBackend(
+                    str(paths[name]),
+                    n_ctx=model.n_ctx,
+                    n_threads=model.n_threads,
+                    n_gpu_layers=model.n_gpu_layers,
+                )
             self.telemetry.metrics({"model.load_time_ms": backend.load_time_s * 1000})  # type: ignore[attr-defined]
+            return backend
+
+        pool = ModelPool(
+            assignments,
+            load,
+            sizes_mb={name: path.stat().st_size / (1 << 20) for name, path in paths.items()},
+            event=self.telemetry.event,
+            metrics=self.telemetry.metrics,
+        )
+        old_pool = current.pool if current else None
+        pool.adopt(old_pool)
+        try:
+            for name in sorted(assignments, key=lambda n: n == DEFAULT):
+                pool.get(name)
+        except BackendError as exc:
+            pool.release(old_pool)
+            raise ApplyError(str(exc)) from exc
+        pool.pinned.clear()
+        backend = pool.get(DEFAULT) if DEFAULT in assignments else None
+        digest = (
+            schemas.model_digest(assignments[DEFAULT].model_dump())
+            if DEFAULT in assignments
+            else ""
+        )
         gate = ToolGate(
             policy,
             {**registry(), **(mcp.tools if mcp else {})},
@@ -251,11 +280,11 @@ class Applier:
             approver=self.approver,
             audit=self.telemetry.event,
         )
-        runner = AgentRunner(specs, backend, gate) if backend and specs else None
+        runner = AgentRunner(specs, backend, gate, pool) if assignments and specs else None
         router = self._router(doc.routing)
         if runner is not None:
             runner.logprobs = router.wants_logprobs
-        return Active(doc.revision, document, backend, runner, digest, router, mcp)
+        return Active(doc.revision, document, backend, runner, digest, router, mcp, pool)
 
     def _router(self, section: dict[str, Any]) -> Router:
         """The routing section's router; a router that cannot be fetched or verified is refused
@@ -292,8 +321,8 @@ class Applier:
         self.state.save_applied({"document": document, "etag": etag, "applied_at": time.time()})
         self.etag = etag
         self.last_error = ""
-        if previous and previous.backend is not None and previous.backend is not new.backend:
-            previous.backend.close()
+        if previous and previous.pool is not None:
+            previous.pool.release(new.pool)
         if previous and previous.mcp is not None and previous.mcp is not new.mcp:
             previous.mcp.close()
         if not previous or previous.model_digest != new.model_digest:
@@ -325,6 +354,7 @@ class Applier:
             errors=[e[:4000] for e in errors][:50],
             details={
                 "agents": sorted(active.runner.specs) if active and active.runner else [],
+                "models": active.pool.report() if active and active.pool else {},
                 "outbox": self.telemetry.outbox.stats(),
             },
             hardware=schemas.HardwareProfile.model_validate(self.hardware)

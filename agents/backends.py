@@ -109,6 +109,7 @@ class LlamaCppBackend:
         quiet_llama_logs()
         self.name = "llama_cpp"
         self.path = path
+        self.closed = False
         started = time.perf_counter()
         self.llm: Any  # llama-cpp-python's return types are unions of dicts and iterators
         try:
@@ -214,7 +215,9 @@ class LlamaCppBackend:
         return ""
 
     def close(self) -> None:
-        self.llm.close()
+        if not self.closed:
+            self.closed = True
+            self.llm.close()
 
 
 class OpenAICompatBackend:
@@ -227,6 +230,7 @@ class OpenAICompatBackend:
 
         self.name = "openai"
         self.model = model
+        self.closed = False
         self.schema_style = "json_schema"
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=1)
         started = time.perf_counter()
@@ -325,4 +329,5 @@ class OpenAICompatBackend:
         return ""
 
     def close(self) -> None:
+        self.closed = True
         self.client.close()

@@ -382,7 +382,7 @@ class Runtime:
         )
         reasons = []
         backend = self.active.backend if self.active else None
-        if backend is not None:
+        if backend is not None and not getattr(backend, "closed", False):  # not unloaded
             failure = backend.probe()
             values["backend.up"] = 0.0 if failure else 1.0
             if failure:
@@ -462,7 +462,9 @@ class Runtime:
             except ControlPlaneError:
                 break  # stays in the outbox for next time
         self._save_status()
-        if self.active and self.active.backend:
+        if self.active and self.active.pool:
+            self.active.pool.close()
+        elif self.active and self.active.backend:
             self.active.backend.close()
         if self.active and self.active.mcp:
             self.active.mcp.close()

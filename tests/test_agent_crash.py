@@ -88,7 +88,8 @@ def test_an_agent_asking_for_a_model_the_node_does_not_run_is_refused_with_the_r
     runtime.applier.apply(doc, '"1"')
     assert runtime.active is None
     assert (
-        "asks for model 'llama-70b' but this node is assigned 'tiny'" in runtime.applier.last_error
+        "asks for model 'llama-70b', which this node is not assigned (it has: tiny)"
+        in runtime.applier.last_error
     )
     doc["agents"]["helper"]["model"] = "tiny"
     runtime.applier.apply(doc, '"1"')

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -89,6 +90,8 @@ class DesiredState(BaseModel):
     revision: int
     poll_interval_s: int
     model: dict[str, Any] | None = None
+    # More models on the same node, by the name agents give in their `model` (agents/models.py).
+    models: dict[str, Any] = {}
     agents: dict[str, Any] = {}
     tools: dict[str, Any] = {}
     routing: dict[str, Any] = {}
@@ -146,8 +149,9 @@ class GenerationOptions(BaseModel):
 
 class AgentSpec(Strict):
     role: LongStr = "You are a helpful assistant running on an edge device."
-    # The model this agent runs on: "" means the node's assigned model. A node runs one model, so a
-    # different name is refused at apply time with the reason, not ignored.
+    # The model this agent runs on: "" means the node's assigned `model`; else the name of one of
+    # the desired state's `models` (or its registry name). A name the node is not assigned is
+    # refused at apply time with the reason, not ignored.
     model: Annotated[SafeName, Field(max_length=100)] = ""
     tools: Annotated[list[Slug], Field(max_length=64)] = []
     max_tokens: MaxTokens = 256
@@ -456,6 +460,7 @@ def validate_sections(sections: dict[str, Any]) -> None:
     """Check a composed document's typed sections; raises pydantic.ValidationError."""
     if sections.get("model") is not None:
         ModelAssignment.model_validate(sections["model"])
+    MODELS.validate_python(sections.get("models") or {})
     ToolPolicy.model_validate(sections.get("tools") or {})
     for spec in (sections.get("agents") or {}).values():
         AgentSpec.model_validate(spec)
@@ -484,7 +489,9 @@ class ApprovalOut(BaseModel):
     decided_by: str = ""
 
 
-SECTIONS = ("model", "agents", "tools", "routing", "compliance")
+SECTIONS = ("model", "models", "agents", "tools", "routing", "compliance")
+# Models a node runs besides its default one, by the name its agents use (at most 8).
+MODELS = TypeAdapter(Annotated[dict[Slug, ModelAssignment], Field(max_length=8)])
 
 Health = Literal["ok", "degraded", "error", "starting"]
 

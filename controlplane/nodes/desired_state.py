@@ -99,7 +99,10 @@ class Context:
             overrides = dict(rollout_nodes.values_list("node_id", "rollout__model"))
         names = {
             m["name"]
-            for m in [*(layer.sections.get("model") for layer in layers), *overrides.values()]
+            for m in [
+                *(m for layer in layers for m in layer_models(layer.sections)),
+                *overrides.values(),
+            ]
             if isinstance(m, dict) and m.get("variant") and isinstance(m.get("name"), str)
         }
         versions = {
@@ -117,25 +120,53 @@ class Context:
         )
 
 
+def layer_models(sections: dict[str, Any]) -> list[Any]:
+    """The model assignments a layer's sections hold: its `model` and each of its `models`."""
+    extra = sections.get("models")
+    return [sections.get("model"), *(extra.values() if isinstance(extra, dict) else [])]
+
+
 def compose(node: Node, ctx: Context) -> dict[str, Any]:
     """The node's sections: its matching layers merged, an active rollout's model in place of the
-    layers' for nodes it has reached, a registry model resolved to the variant for this node."""
+    layers' for nodes it has reached (the default model, or the one of `models` with the same
+    name), a registry model resolved to the variant for this node. `models` appears only where a
+    layer names some (so documents without them keep their digest)."""
     sections = empty_sections()
     for layer in ordered(ctx.layers):
         if layer.matches(node):
             for name in SECTIONS:
                 if name in layer.sections and name != "compliance":
-                    sections[name] = merge(sections[name], layer.sections[name])
+                    sections[name] = merge(sections.get(name), layer.sections[name])
+    extra = sections.get("models") if isinstance(sections.get("models"), dict) else None
     if node.pk in ctx.overrides:
-        sections["model"] = ctx.overrides[node.pk]
-    model = sections["model"]
-    if isinstance(model, dict) and model.get("variant"):
-        sections["model"] = resolve(model, node, ctx)
-    elif isinstance(model, dict) and model.get("backend", "llama_cpp") == "llama_cpp":
-        # A file named by URL and sha256 in a layer: the control plane vouches for the sha256.
-        sha = model.get("sha256")
-        if isinstance(sha, str) and isinstance(model.get("name"), str):
-            sections["model"] = {**model, **signed_manifest(model["name"], sha)}
+        override = ctx.overrides[node.pk]
+        model = sections["model"]
+        same = next(
+            (
+                key
+                for key, m in (extra or {}).items()
+                if isinstance(m, dict)
+                and isinstance(override, dict)
+                and m.get("name") == override.get("name")
+                and not (isinstance(model, dict) and model.get("name") == override.get("name"))
+            ),
+            None,
+        )
+        if same is not None and extra is not None:
+            extra = {**extra, same: override}
+        else:
+            sections["model"] = override
+    sections["model"] = assignment(sections["model"], node, ctx)
+    if extra is not None:
+        sections["models"] = {key: assignment(m, node, ctx) for key, m in extra.items()}
+        together = fit_together(sections, node, ctx)
+        if together:
+            sections["models"] = {
+                key: {**m, "choice": f"{m.get('choice') or ''}; {together}".lstrip("; ")[:1000]}
+                if isinstance(m, dict) and not m.get("error")
+                else m
+                for key, m in sections["models"].items()
+            }
     routing = sections["routing"]
     if isinstance(routing, dict) and isinstance(routing.get("router"), str):
         ref = ctx.routers.get(routing["router"])
@@ -150,6 +181,50 @@ def compose(node: Node, ctx: Context) -> dict[str, Any]:
         )
     sections["compliance"] = ctx.compliance
     return sections
+
+
+def assignment(model: Any, node: Node, ctx: Context) -> Any:
+    """One model assignment as the node gets it: a registry model resolved to its variant for
+    this node; a file named by URL and sha256 with a manifest the control plane signs (it vouches
+    for the sha256 an operator wrote); anything else as it is."""
+    if isinstance(model, dict) and model.get("variant"):
+        return resolve(model, node, ctx)
+    if isinstance(model, dict) and model.get("backend", "llama_cpp") == "llama_cpp":
+        sha = model.get("sha256")
+        if isinstance(sha, str) and isinstance(model.get("name"), str):
+            return {**model, **signed_manifest(model["name"], sha)}
+    return model
+
+
+def fit_together(sections: dict[str, Any], node: Node, ctx: Context) -> str:
+    """Whether the node's registry models fit in its memory at once (weights plus KV caches,
+    within the headroom), said in words; "" where a model's size is not known (a URL)."""
+    models = [sections.get("model"), *(sections.get("models") or {}).values()]
+    needs = []
+    for m in models:
+        if m is None:
+            continue
+        if not isinstance(m, dict) or m.get("error") or not m.get("variant"):
+            return ""
+        found = [v for v in ctx.variants.get(str(m.get("name")), []) if v.sha256 == m.get("sha256")]
+        if not found:
+            return ""
+        needs.append(found[0].need_bytes(int(m.get("n_ctx") or 2048)))
+    total, kind = resolver.budget(node.hardware or {}, 0)
+    usable = int(total * (1 - ctx.headroom))
+    if not total or len(needs) < 2:
+        return ""
+    mb = 1 << 20
+    if sum(needs) <= usable:
+        return (
+            f"all {len(needs)} models fit at once: {sum(needs) / mb:,.1f} MB of "
+            f"{usable / mb:,.1f} MB usable {kind}"
+        )
+    return (
+        f"the {len(needs)} models need {sum(needs) / mb:,.1f} MB together, more than the "
+        f"{usable / mb:,.1f} MB usable {kind}: the node keeps the recently used ones loaded and "
+        "swaps the others in when an agent needs them"
+    )
 
 
 def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
@@ -343,7 +418,7 @@ def refresh_for_model(sender, *, name: str, **kwargs) -> int:
     fleet_ids = {
         fid
         for fid, sections in DesiredStateLayer.objects.values_list("fleet_id", "sections")
-        if names((sections or {}).get("model"))
+        if any(names(m) for m in layer_models(sections or {}))
     } | {
         fid
         for fid, model in Rollout.objects.filter(status__in=ACTIVE_ROLLOUT).values_list(

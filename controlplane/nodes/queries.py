@@ -418,6 +418,7 @@ def desired_vs_reported(node, document: dict[str, Any]) -> list[dict[str, Any]]:
             names.get(node.desired_model_digest, "—"),
             names.get(node.reported_model_digest, "—"),
         ),
+        *_other_models(node, document),
         ("Agents", ", ".join(desired_agents) or "—", ", ".join(reported_agents) or "—"),
         (
             "Tool policy",
@@ -432,6 +433,29 @@ def desired_vs_reported(node, document: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _other_models(node, document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The row for a node's models besides its default one: each by the name its agents use,
+    with its model and variant, beside what the node reported (and whether it is loaded now)."""
+    desired = document.get("models") or {}
+    reported = {
+        k: v
+        for k, v in ((node.reported_details or {}).get("models") or {}).items()
+        if k != "default" and isinstance(v, dict)
+    }
+    if not desired and not reported:
+        return []
+    wanted = ", ".join(
+        f"{k}: {m.get('name', '?')} {m.get('variant') or ''}".strip()
+        for k, m in sorted(desired.items())
+        if isinstance(m, dict)
+    )
+    has = ", ".join(
+        f"{k}: {m.get('name', '?')} ({'loaded' if m.get('resident') else 'not loaded now'})"
+        for k, m in sorted(reported.items())
+    )
+    return [("Other models", wanted or "—", has or "—")]
+
+
 def _r(revision):
     return f"r{revision}" if revision is not None else "—"
 
@@ -439,4 +463,8 @@ def _r(revision):
 def _differs(field: str, desired: str, reported: str, applied: bool) -> bool:
     if field == "Tool policy":
         return not applied
+    if field == "Other models":  # the same names, loaded or not
+        return [p.split(" ")[0] for p in desired.split(", ")] != [
+            p.split(" ")[0] for p in reported.split(", ")
+        ]
     return desired != reported
