@@ -28,11 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import RESULTS, log, pct, size  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 ROUNDS = size("BENCH_ROUNDS", 11, 1)
 TOKENS = size("BENCH_TOKENS", 256, 16)
 BACKLOG = size("BENCH_BACKLOG", 20000, 200)
 TTFT_ROUNDS = size("BENCH_TTFT_ROUNDS", 41, 3)
+SWAP_ROUNDS = size("BENCH_SWAP_ROUNDS", 10, 2)
 APPROVAL_ROUNDS = size("BENCH_APPROVAL_ROUNDS", 100, 5)
 
 
@@ -42,7 +44,6 @@ def setup(work: Path):
     import hashlib
 
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from llama_cpp import Llama
 
     from agents.runtime import Runtime, StateDir
@@ -58,7 +59,7 @@ def setup(work: Path):
     model = quantize(f32, work / "bench-Q4_K_M.gguf", "Q4_K_M")
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     # Nodes load only models whose manifest the control plane signed: sign one as it does.
-    key = Ed25519PrivateKey.generate()
+    key = BENCH_KEY
     public_pem = (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -99,6 +100,7 @@ def setup(work: Path):
 
 
 ROLE = "You are a helpful assistant."
+BENCH_KEY = Ed25519PrivateKey.generate()  # signs the bench's model manifests, as the control plane
 
 
 def bench_tokens(runtime, direct) -> dict:
@@ -252,6 +254,100 @@ def bench_approval_wait(runtime) -> dict:
     }
 
 
+def bench_models(work: Path) -> dict:
+    """Several models on one node: the time to swap a model in (unload the other, load, smoke
+    test) against loading the same file with llama-cpp-python directly, and the process's memory
+    with two models resident against one."""
+    import gc
+
+    from llama_cpp import Llama
+
+    from agents import device
+    from agents.runtime import Runtime, StateDir
+    from controlplane.registry.quantize import quantize
+
+    first = work / "bench-Q4_K_M.gguf"
+    second = quantize(work / "bench-f32.gguf", work / "bench-Q8_0.gguf", "Q8_0")
+
+    def runtime_with(models: dict[str, Path], budget_mb: str) -> Runtime:
+        os.environ["EDGEFLEET_AGENT_MODEL_MEMORY_MB"] = budget_mb
+        state = StateDir(work / f"models-state-{len(models)}-{budget_mb}").ensure()
+        state.save_node(json.loads((work / "state" / "node.json").read_text()))
+        runtime = Runtime(state)
+        sections = {name: _signed_model(name or "first", path) for name, path in models.items()}
+        doc = {
+            "node_id": "bench",
+            "revision": 1,
+            "poll_interval_s": 30,
+            "model": sections.pop(""),
+            "models": sections,
+            "agents": {"helper": {"role": ROLE, "max_tokens": 4, "default": True}},
+        }
+        runtime.applier.apply(doc, '"1"')
+        if runtime.applier.last_error:
+            raise RuntimeError(runtime.applier.last_error)
+        return runtime
+
+    # Swap time: a budget with room for one model, so every get() unloads the other.
+    runtime = runtime_with({"": first, "second": second}, "1")
+    pool = runtime.active.pool
+    swaps, direct = [], []
+    for i in range(SWAP_ROUNDS + 1):
+        name, path = ("second", second) if i % 2 == 0 else ("", first)
+        started = time.perf_counter()
+        pool.get(name)
+        took = time.perf_counter() - started
+        started = time.perf_counter()
+        llm = Llama(str(path), n_ctx=1024, verbose=False)
+        loaded = time.perf_counter() - started
+        llm.close()
+        if i:
+            swaps.append(took * 1000)
+            direct.append(loaded * 1000)
+    runtime.shutdown(flush_timeout_s=0)
+    gc.collect()
+
+    def resident_mb(models: dict[str, Path]) -> float:
+        before, _ = device.process_usage()
+        held = runtime_with(models, "100000")
+        after, _ = device.process_usage()
+        assert held.active.pool.loaded() == sorted(models)
+        held.shutdown(flush_timeout_s=0)
+        gc.collect()
+        return after - before
+
+    one = resident_mb({"": first})
+    two = resident_mb({"": first, "second": second})
+    os.environ.pop("EDGEFLEET_AGENT_MODEL_MEMORY_MB", None)
+    return {
+        "rounds": SWAP_ROUNDS,
+        "swap_p50_ms": pct(swaps, 50),
+        "direct_load_p50_ms": pct(direct, 50),
+        "swap_ratio": pct(swaps, 50) / pct(direct, 50),
+        "one_model_mb": one,
+        "two_models_mb": two,
+        "sizes_mb": [first.stat().st_size / (1 << 20), second.stat().st_size / (1 << 20)],
+    }
+
+
+def _signed_model(name: str, path: Path) -> dict:
+    """A model section for `path` signed with the bench's key (setup() wrote it)."""
+    import hashlib
+
+    from wire import manifest
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    signed = manifest.build(name=name, variant="custom", sha256=digest, size=None, key_id="b")
+    return {
+        "name": name,
+        "url": path.as_uri(),
+        "sha256": digest,
+        "n_ctx": 1024,
+        "manifest": signed,
+        "signature": manifest.sign(signed, BENCH_KEY),
+    }
+
+
 def bench_gate(work: Path) -> dict:
     from agents.outbox import Outbox
     from agents.tools import ToolGate, registry
@@ -367,6 +463,9 @@ def bench_drain(work: Path) -> dict:
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("edgefleet.agent").setLevel(logging.ERROR)  # no control plane here
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -390,6 +489,13 @@ def main() -> None:
             f"(ratio {wait['ratio_p99']:.2f})"
         )
         runtime.shutdown(flush_timeout_s=0)
+        log("== several models: swap time, memory with two resident")
+        models = bench_models(work)
+        log(
+            f"  swap p50 {models['swap_p50_ms']:.1f} ms vs direct load "
+            f"{models['direct_load_p50_ms']:.1f} ms; memory one {models['one_model_mb']:.0f} MB, "
+            f"two {models['two_models_mb']:.0f} MB"
+        )
         log("== permission check and tool dispatch")
         gate = bench_gate(work)
         log(
@@ -413,6 +519,7 @@ def main() -> None:
         "tokens": tok,
         "ttft": ttft,
         "approval_wait": wait,
+        "models": models,
         "gate": gate,
         "outbox": ob,
         "drain": drain,
@@ -436,6 +543,12 @@ def main() -> None:
         f"| plain requests' p99 while another request waits for an approval / alone "
         f"({wait['rounds']} requests each) | {wait['ratio_p99']:.2f} ({wait['during_p99_ms']:.1f} "
         f"vs {wait['alone_p99_ms']:.1f} ms) | <= 1 (no worse) |",
+        f"| model swap (unload the other, load, smoke test) / llama-cpp-python loading the same "
+        f"file, p50 of {models['rounds']} | {models['swap_ratio']:.2f} "
+        f"({models['swap_p50_ms']:.1f} vs {models['direct_load_p50_ms']:.1f} ms) | |",
+        f"| process memory with two models resident / one (files "
+        f"{models['sizes_mb'][0]:.0f} + {models['sizes_mb'][1]:.0f} MB) "
+        f"| {models['two_models_mb']:.0f} / {models['one_model_mb']:.0f} MB | |",
         f"| permission check p99 | {gate['check_p99_ms']:.3f} ms (p50 {gate['check_p50_ms']:.3f}) "
         "| < 1 ms |",
         f"| tool dispatch p99 (clock, audit event into the outbox) | {gate['dispatch_p99_ms']:.3f} "
