@@ -42,7 +42,9 @@ def for_grammar(schema: Any) -> Any:
     return schema
 
 
-def step_schema(spec: AgentSpec, gate: ToolGate) -> dict[str, Any]:
+def step_schema(spec: AgentSpec, gate: ToolGate, must_call: bool = False) -> dict[str, Any]:
+    """The JSON a step may be: the answer, or a call of one of the agent's tools (only a call
+    when `must_call`: the first step of an agent with tool_choice "required")."""
     answer = {
         "type": "object",
         "properties": {"answer": {"type": "string"}},
@@ -64,6 +66,8 @@ def step_schema(spec: AgentSpec, gate: ToolGate) -> dict[str, Any]:
                     "additionalProperties": False,
                 }
             )
+    if must_call and len(options) > 1:
+        options = options[1:]
     return options[0] if len(options) == 1 else {"oneOf": options}
 
 
@@ -271,6 +275,7 @@ class AgentRunner:
         turn = Turn(agent=name, answer="")
         convo = [{"role": "system", "content": system_prompt(spec, self.gate)}, *messages]
         schema = step_schema(spec, self.gate) if spec.tools else None
+        first = step_schema(spec, self.gate, must_call=spec.tool_choice == "required")
         done: dict[str, str] = {}  # the calls made in this request -> their results
         repeated = False
         spent = 0.0
@@ -284,7 +289,7 @@ class AgentRunner:
                     convo,
                     max_tokens=spec.max_tokens,
                     temperature=spec.temperature,
-                    json_schema=schema,
+                    json_schema=first if step_no == 0 and schema is not None else schema,
                     logprobs=self.logprobs,
                     on_text=on_text,
                 )

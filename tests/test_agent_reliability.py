@@ -83,6 +83,29 @@ def test_a_ticket_the_model_asks_for_twice_is_filed_once_and_the_answer_names_it
 
 
 @needs_smollm2
+def test_what_time_is_it_is_answered_with_the_clocks_time(tmp_path):
+    """The README's chat example on the demo's `ops` agent (SmolLM2, tool_choice "required"):
+    the walk had it answer a made-up time ("2023-01-20 22:34:56.923")."""
+    from datetime import UTC, datetime
+
+    policy = ToolPolicy.model_validate(
+        {"rules": {"clock": {"mode": "allow"}, "read_file": {"mode": "allow"}}}
+    )
+    gate = ToolGate(policy, registry(), tmp_path)
+    backend = LlamaCppBackend(str(SMOLLM2), n_ctx=2048)
+    spec = AgentSpec(
+        role="You help the site staff.", tools=["clock", "read_file"], tool_choice="required"
+    )
+    runner = AgentRunner({"ops": spec}, backend, gate)
+    before = datetime.now(UTC).astimezone()
+    turn = runner.ask([{"role": "user", "content": "what time is it?"}], agent="ops")
+    backend.close()
+    assert turn.steps[0]["tool"] == "clock"
+    days = {before.strftime("%Y-%m-%d"), datetime.now(UTC).astimezone().strftime("%Y-%m-%d")}
+    assert any(day in turn.answer for day in days), turn.answer
+
+
+@needs_smollm2
 def test_a_request_waiting_for_an_approval_leaves_the_node_answering_others(
     live_server, north, alice, olivia, tmp_path
 ):

@@ -154,6 +154,10 @@ class AgentSpec(Strict):
     # refused at apply time with the reason, not ignored.
     model: Annotated[SafeName, Field(max_length=100)] = ""
     tools: Annotated[list[Slug], Field(max_length=64)] = []
+    # As OpenAI's tool_choice: "required" makes the first step a call of one of the agent's tools
+    # (an agent every request of which needs a tool: small models otherwise answer from memory,
+    # a made-up time for "what time is it?"); "auto" lets the model choose.
+    tool_choice: Literal["auto", "required"] = "auto"
     max_tokens: MaxTokens = 256
     temperature: Temperature = 0.2
     # A router agent hands each request to one of these specialists (name -> when to use it).

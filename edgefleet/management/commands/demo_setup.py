@@ -87,19 +87,32 @@ class Command(BaseCommand):
                 scope="fleet",
                 sections={
                     **({"routing": routing} if routing else {}),
-                    "model": {"name": model, "variant": "auto", "n_ctx": 2048},
+                    # A router model in front (a short context: it only picks a specialist)
+                    # and the specialists' model beside it, loaded as needed (docs/models.md).
+                    # Both are the one real instruct model available as a wheel.
+                    "model": {"name": model, "variant": "auto", "n_ctx": 1024},
+                    "models": {"specialist": {"name": model, "variant": "auto", "n_ctx": 2048}},
                     "agents": {
                         "front": {
                             "role": "Route the request.",
                             "default": True,
-                            "routes": {"ops": "time and files", "helper": "anything else"},
+                            "routes": {"ops": "the time, the date, files", "helper": "anything else"},
                         },
                         "ops": {
                             "role": "You help the site staff.",
+                            "model": "specialist",
                             "tools": ["clock", "read_file"],  # tickets: the desk agent
+                            # Every request it gets needs a tool: make the first step a call
+                            # (SmolLM2 otherwise answers "what time is it?" from memory).
+                            "tool_choice": "required",
                         },
-                        "helper": {"role": "You are a helpful assistant.", "max_tokens": 64},
+                        "helper": {
+                            "role": "You are a helpful assistant.",
+                            "model": "specialist",
+                            "max_tokens": 64,
+                        },
                         "desk": {
+                            "model": "specialist",
                             "role": (
                                 "You are the service desk. For every problem you are told about, "
                                 "call create_ticket with a short title and a description."
