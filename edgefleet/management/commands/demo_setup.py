@@ -96,7 +96,10 @@ class Command(BaseCommand):
                         "front": {
                             "role": "Route the request.",
                             "default": True,
-                            "routes": {"ops": "the time, the date, files", "helper": "anything else"},
+                            "routes": {
+                                "ops": "the time, the date, files",
+                                "helper": "anything else",
+                            },
                         },
                         "ops": {
                             "role": "You help the site staff.",
