@@ -124,6 +124,21 @@ class ModelPool:
         resident.cost_mb = 0.0
         self.event("model.unloaded", {"model": name or "default", "reason": reason})
 
+    def unload_idle(self, now: float | None = None) -> list[str]:
+        """Unload the models whose assignment says to after `idle_unload_s` without use (the
+        device timer calls this). Returns their names."""
+        now = time.monotonic() if now is None else now
+        idle = [
+            name
+            for name, r in self.resident.items()
+            if not _closed(r.backend)
+            and self.assignments[name].idle_unload_s
+            and now - r.used_at >= self.assignments[name].idle_unload_s
+        ]
+        for name in idle:
+            self.unload(name, "idle")
+        return idle
+
     def adopt(self, old: ModelPool | None) -> None:
         """Take over the old pool's loaded backends whose assignment is unchanged (no reload)."""
         if old is None:

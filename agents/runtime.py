@@ -374,6 +374,12 @@ class Runtime:
         state directory, GPUs (nvidia-smi), battery, this process, the queue and the backend's
         probe go out as metrics; the node's health is reported again when its reasons for being
         degraded change, and its hardware profile when that changes. Returns the reasons."""
+        pool = self.active.pool if self.active else None
+        if pool is not None and self.applier.request_lock.acquire(blocking=False):
+            try:  # not while a request runs (it may be using the model)
+                pool.unload_idle()
+            finally:
+                self.applier.request_lock.release()
         gpu_list = device.gpus()
         values = self.sampler.sample(gpu_list)
         rss_mb, cpu_s = device.process_usage()

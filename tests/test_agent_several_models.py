@@ -161,3 +161,23 @@ def test_the_control_plane_resolves_each_model_says_if_they_fit_and_a_rollout_ch
     client.force_login(alice)
     page = client.get(f"/nodes/{roomy.pk}/").content.decode()
     assert "specialist" in page
+
+
+def test_a_model_idle_for_its_idle_unload_s_is_unloaded_and_loaded_again_when_asked(
+    node, two_models
+):
+    import time
+
+    small, big = two_models
+    doc = _doc(small, big)
+    doc["models"]["specialist"]["idle_unload_s"] = 60
+    node.applier.apply(doc, '"1"')
+    node.ask([{"role": "user", "content": "hello"}])  # the specialist answers
+    pool = node.active.pool
+    assert "specialist" in pool.loaded()
+    assert pool.unload_idle(time.monotonic() + 30) == []  # not idle long enough
+    assert pool.unload_idle(time.monotonic() + 61) == ["specialist"]
+    assert pool.loaded() == [""]  # the default model has no idle_unload_s
+    assert {"model": "specialist", "reason": "idle"} in _events(node, "model.unloaded")
+    assert node.ask([{"role": "user", "content": "hello"}]).usage.completion_tokens > 0
+    assert "specialist" in pool.loaded()

@@ -115,6 +115,9 @@ class ModelAssignment(Strict):
     n_ctx: Annotated[int, Field(ge=64, le=1_048_576)] = 2048
     n_threads: Annotated[int, Field(ge=0, le=512)] = 0
     n_gpu_layers: Annotated[int, Field(ge=-1, le=1000)] = 0
+    # Unload the model after this many seconds without a request (0: keep it loaded); the next
+    # request loads it again (agents/models.py).
+    idle_unload_s: Annotated[int, Field(ge=0, le=7 * 86_400)] = 0
     # For backend "openai": an OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM).
     base_url: Annotated[str, Field(max_length=2000)] = ""
     remote_model: Annotated[SafeName, Field(max_length=200)] = ""
