@@ -30,6 +30,7 @@ from agents.client import ControlPlaneError, NodeClient
 from agents.escalate import Escalator
 from agents.outbox import Outbox
 from agents.router import Decision
+from agents.sessions import Sessions
 from agents.state import StateDir, default_state_dir, read_json, write_json_atomic
 from agents.telemetry import SUBJECT, Telemetry
 from wire.compliance import PhiRefused
@@ -120,6 +121,7 @@ class Runtime:
         self.queued = 0  # requests waiting for the model now
         self.queue_max = QUEUE_MAX
         self.listen = ""  # the local API's URL, once serving
+        self.sessions = Sessions(self.state.path / "sessions.db")
         self.sampler = device.Sampler(self.state.path)
         self.device_interval_s = DEVICE_INTERVAL_S
 
@@ -380,6 +382,8 @@ class Runtime:
                 pool.unload_idle()
             finally:
                 self.applier.request_lock.release()
+        policy = self.applier.policy()
+        self.sessions.purge(policy.session_retention_days, policy.erased_subjects)
         gpu_list = device.gpus()
         values = self.sampler.sample(gpu_list)
         rss_mb, cpu_s = device.process_usage()
@@ -475,4 +479,5 @@ class Runtime:
         if self.active and self.active.mcp:
             self.active.mcp.close()
         self.outbox.close()
+        self.sessions.close()
         self.client.close()

@@ -19,6 +19,7 @@ from agents.agent import Cancelled, Stream
 from agents.backends import ContextFull
 from agents.client import ControlPlaneError
 from agents.runtime import Busy, QueueFull, Runtime, Superseded
+from agents.sessions import check_id
 from wire import schemas
 from wire.compliance import EscalationRefused, PhiRefused
 
@@ -69,6 +70,17 @@ def _options(req: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise ValueError(schemas.first_error(exc)) from None
     return options.model_dump(exclude_none=True)
+
+
+def _session(scope, req: dict[str, Any]) -> str:
+    """The conversation the client names (`session` in the body, or the x-edgefleet-session
+    header), checked; "" for none."""
+    value = req.get("session")
+    if value is None:
+        for name, raw in scope.get("headers", []):
+            if name == b"x-edgefleet-session":
+                value = raw.decode("latin-1")
+    return check_id(value) if value is not None else ""
 
 
 def _failure(exc: Exception) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
@@ -174,6 +186,20 @@ class LocalAPI:
         active = self.runtime.active
         return sorted(active.runner.specs) if active and active.runner else []
 
+    def _with_history(self, session: str, new: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A session's kept messages before the new ones (the client's system messages first)."""
+        if not session:
+            return new
+        system = [m for m in new if m["role"] == "system"]
+        rest = [m for m in new if m["role"] != "system"]
+        return [*system, *self.runtime.sessions.history(session), *rest]
+
+    def _remember(self, req: dict[str, Any], answer: str) -> None:
+        session, new, subject = req.get("_remember") or ("", [], "")
+        if session:
+            turn = [*new, {"role": "assistant", "content": answer}]
+            self.runtime.sessions.append(session, turn, subject)
+
     def _default_agent(self) -> str:
         active = self.runtime.active
         return active.runner.default_agent() if active and active.runner else ""
@@ -212,10 +238,10 @@ class LocalAPI:
             ]
             return await _send_json(send, 200, {"object": "list", "data": data})
         if path == "/v1/chat/completions" and method == "POST":
-            return await self._chat(receive, send)
+            return await self._chat(scope, receive, send)
         return await _send_json(send, 404, _error(f"no route for {method} {path}"))
 
-    async def _chat(self, receive, send):
+    async def _chat(self, scope, receive, send):
         try:
             req = json.loads(await _read_body(receive))
             messages = req["messages"]
@@ -227,11 +253,14 @@ class LocalAPI:
             return await _send_json(send, 400, _error(f"bad request: {exc}"))
         try:
             options = _options(req)
-        except ValueError as exc:
+            session = _session(scope, req)
+        except ValueError as exc:  # BadSession too
             return await _send_json(send, 400, _error(f"bad request: {exc}"))
         model = str(req.get("model") or "")
         subject = str(req.get("user") or "")[:200]
-        clean = [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages]
+        new = [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages]
+        clean = self._with_history(session, new)
+        req["_remember"] = (session, new, subject)  # what the answer is stored with (_answer)
         if model.startswith("cloud:"):
             # Explicit escalation: the fleet's compliance policy applies here and on the server.
             try:
@@ -329,6 +358,7 @@ class LocalAPI:
         """The rest of a streamed answer: what was not streamed (the whole answer of a cascade,
         what tools did after a repeated call), the stop chunk with the routing decision, the usage
         when the client asked for it (`stream_options.include_usage`), `[DONE]`."""
+        self._remember(req, turn.answer)
         if events is None:
             events = _Events(send, turn.agent)
             await events.start(_routing_headers(turn.routing))
@@ -363,17 +393,22 @@ class LocalAPI:
             raise value
         stream = _Events(send, f"cloud:{endpoint}")
         await stream.start(_routing_headers({"route": "cloud", "rule": "explicit"}))
+        answer = []
         while kind == "piece":
+            answer.append(value)
             await stream.chunk({"content": value})
             kind, value = await queue.get()
         if kind == "error":
             await stream.fail(f"the cloud stream failed: {value}")
             return
+        self._remember(req, "".join(answer))
         await stream.done()
 
     async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
         usage = _usage(turn)
+        if not req.get("stream"):
+            self._remember(req, turn.answer)
         if not req.get("stream"):
             return await _send_json(
                 send,

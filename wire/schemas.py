@@ -351,6 +351,14 @@ class CompliancePolicy(Strict):
     store_content: bool = True
     regions: Regions = []
     endpoints: Endpoints = []
+    # Nodes keep a session's messages this long after its last one (agents/sessions.py); null:
+    # the node's default (30 days). Sent only where the fleet sets a retention.
+    session_retention_days: RetentionDays | None = None
+    # Data subjects erased on the control plane (sha256 of the `user` value they were served
+    # as): nodes delete their conversations. Sent only while there are some.
+    erased_subjects: Annotated[
+        list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]], Field(max_length=10_000)
+    ] = []
 
     def endpoint(self, name: str) -> CloudEndpoint | None:
         return next((e for e in self.endpoints if e.name == name), None)

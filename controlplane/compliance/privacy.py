@@ -32,9 +32,10 @@ def _forget_sources_of(actor: str) -> int:
 
 
 # Who else holds data that names an edge data subject: the domain apps register a function here
-# (dashboard: its node events) that deletes what names the pseudonym in the fleet and says how
-# many rows went. The audit app never imports them.
-SubjectDataEraser = Callable[[Any, str], int]
+# (the nodes room: its node events, and the nodes' own conversations) that deletes what names the
+# subject in the fleet (by the pseudonym, and the `user` value itself for the nodes to find it)
+# and says how many rows went. The audit app never imports them.
+SubjectDataEraser = Callable[[Any, str, str], int]
 SUBJECT_DATA: list[SubjectDataEraser] = []
 
 
@@ -87,7 +88,7 @@ def do_erase_subject(fleet, ref: str, *, actor, request=None) -> str:
     if key is None:
         raise NotFound(f"no data subject '{ref}' is known in fleet '{fleet.slug}'")
     pseud = key.pseudonym
-    deleted = sum(erase(fleet, f"subject:{pseud}") for erase in SUBJECT_DATA)
+    deleted = sum(erase(fleet, f"subject:{pseud}", ref) for erase in SUBJECT_DATA)
     key.delete()
     record(
         "privacy.erase",

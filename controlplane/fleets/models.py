@@ -47,6 +47,9 @@ class Fleet(models.Model):
     allowed_regions = models.JSONField(default=list, blank=True)
     cloud_endpoints = models.JSONField(default=list, blank=True)
     events_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    # Edge data subjects erased (GDPR), for the nodes: [{"subject": sha256 of the `user` value,
+    # "at": ISO time}], kept ERASURE_NOTICE_DAYS so that every node hears of it.
+    erased_subjects = models.JSONField(default=list, blank=True)
     # Alert thresholds for the fleet overview (over the last minutes of metrics).
     alert_p95_latency_ms = models.FloatField(default=2000)
     alert_error_rate = models.FloatField(default=0.05)

@@ -271,7 +271,16 @@ def signed_manifest(name: str, sha256: str) -> dict[str, Any]:
 
 
 def node_compliance(fleet: Fleet) -> dict[str, Any]:
-    return fleet.compliance_policy(for_node=True).model_dump()
+    """The fleet's policy as nodes get it. The sessions' retention and the erased subjects are
+    added only where there are some, so that other documents keep their digest."""
+    policy = fleet.compliance_policy(for_node=True).model_dump(
+        exclude={"session_retention_days", "erased_subjects"}
+    )
+    if fleet.events_retention_days:
+        policy["session_retention_days"] = fleet.events_retention_days
+    if fleet.erased_subjects:
+        policy["erased_subjects"] = sorted({e["subject"] for e in fleet.erased_subjects})
+    return policy
 
 
 def digest(sections: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ dashboard and the management commands all call these; none of them writes models
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -586,11 +587,24 @@ def do_ingest_events(node: Node, batch: schemas.EventBatchIn, *, request=None) -
     return ack
 
 
-def erase_subject_events(fleet: Fleet, subject: str) -> int:
+ERASURE_NOTICE_DAYS = 30  # how long the fleet's desired state tells nodes of an erasure
+
+
+def erase_subject_events(fleet: Fleet, subject: str, ref: str) -> int:
     """GDPR erasure of an edge data subject (controlplane.compliance.privacy.SUBJECT_DATA): delete
-    the
-    fleet's events that name their pseudonym."""
+    the fleet's events that name their pseudonym, and tell the fleet's nodes (the sha256 of the
+    `user` value in their compliance section) to delete the conversations they keep for them."""
     deleted, _ = NodeEventRecord.objects.filter(node__fleet=fleet, data__subject=subject).delete()
+    now = timezone.now()
+    recent = [
+        e
+        for e in fleet.erased_subjects
+        if datetime.fromisoformat(e["at"]) > now - timedelta(days=ERASURE_NOTICE_DAYS)
+    ]
+    digest = hashlib.sha256(ref.encode()).hexdigest()
+    fleet.erased_subjects = [*recent, {"subject": digest, "at": now.isoformat()}]
+    fleet.save(update_fields=["erased_subjects"])
+    desired_state.refresh(fleet)
     return deleted
 
 
