@@ -211,6 +211,67 @@ def test_auto_runs_full_precision_only_when_asked_or_when_nothing_else_is_regist
     assert c.variant is f32 and "no quantized variant is registered" in c.explanation
 
 
+def test_auto_skips_variants_the_fleet_measured_below_the_tokens_per_s_floor():
+    roomy = {"ram_mb": 16384}
+    q8, q4 = LADDER[0].sha256, LADDER[1].sha256
+    c = choose(
+        LADDER, "auto", roomy, n_ctx=4096, prefer="Q8_0", speeds={q8: 4.0}, min_tokens_per_s=8
+    )
+    assert c.variant.variant == "Q4_K_M"  # unmeasured: not skipped
+    assert "Q8_0 runs at 4.0 tokens/s on this hardware class, under the floor of 8" in (
+        c.explanation
+    )
+    fast_enough = {q8: 9.0, q4: 20.0}
+    c = choose(
+        LADDER, "auto", roomy, n_ctx=4096, prefer="Q8_0", speeds=fast_enough, min_tokens_per_s=8
+    )
+    assert c.variant.variant == "Q8_0"
+    c = choose(LADDER[:2], "auto", roomy, n_ctx=4096, speeds={q8: 1.0, q4: 2.0}, min_tokens_per_s=8)
+    assert c.variant is None and c.explanation.startswith("no variant fits fast enough")
+
+
+def test_the_floor_reads_the_tokens_per_s_nodes_of_the_same_hardware_class_reported(
+    alice, north, tiny
+):
+    from django.utils import timezone
+
+    from controlplane.nodes.models import MetricRollup
+
+    for variant in ("Q8_0", "Q4_K_M"):
+        registry.run_quantization(registry.do_quantize(tiny, [variant], actor=alice)[0].pk)
+    q8 = Artifact.objects.get(name="tiny", variant="Q8_0")
+    xeon = {"ram_mb": 64, "cpu_model": "Xeon", "cpu_cores": 4}
+    busy, _ = enroll(north, "busy")
+    fresh, _ = enroll(north, "fresh")
+    other, _ = enroll(north, "other-cpu")
+    Node.objects.filter(pk=busy.pk).update(
+        hardware=xeon, reported_model_digest=f"sha256:{q8.sha256}"
+    )
+    Node.objects.filter(pk=fresh.pk).update(hardware=xeon)
+    Node.objects.filter(pk=other.pk).update(hardware={**xeon, "cpu_model": "Epyc"})
+    MetricRollup.objects.create(
+        node=busy,
+        name="request.tokens_per_s",
+        minute=timezone.now(),
+        count=4,
+        total=12.0,
+        min=2,
+        max=4,
+    )
+    layers.do_put_layer(
+        north,
+        name="model",
+        scope="fleet",
+        sections={
+            "model": {"name": "tiny", "variant": "auto", "prefer": "Q8_0", "min_tokens_per_s": 5}
+        },
+        actor=alice,
+    )
+    choice = dict(Node.objects.values_list("name", "model_choice"))
+    assert choice["fresh"].startswith("Q4_K_M") and "3.0 tokens/s" in choice["fresh"]
+    assert choice["other-cpu"].startswith("Q8_0")  # another class: nothing measured there
+
+
 def test_an_auto_assignment_resolves_per_node_and_no_fit_is_a_visible_error(
     alice, admin_api, north, tiny
 ):

@@ -128,6 +128,9 @@ class ModelAssignment(Strict):
     # For "auto": the variant to take where it fits (default Q4_K_M); smaller ones where it does
     # not. Full precision (F32, F16, BF16) only when named here (controlplane/registry/resolver.py).
     prefer: Annotated[str, Field(max_length=16, pattern=r"^[A-Z0-9_]+$")] | None = None
+    # For "auto": skip variants that the fleet's own telemetry measured below this many tokens/s
+    # on nodes of the same hardware class (unmeasured variants are not skipped).
+    min_tokens_per_s: Annotated[float, Field(gt=0, le=100_000)] | None = None
     manifest: JsonDict | None = None
     signature: Annotated[str, Field(max_length=200)] | None = None
     choice: Annotated[str, Field(max_length=1000)] = ""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from controlplane import signing
 from controlplane.errors import ServiceError
 from controlplane.events import wake_on_commit
+from controlplane.nodes.metrics import measured_speeds
 from controlplane.nodes.models import (
     ACTIVE_ROLLOUT,
     DesiredStateLayer,
@@ -79,6 +80,8 @@ class Context:
     variants: dict[str, list[Variant]]  # the registry, for model sections that name a variant
     headroom: float
     routers: dict[str, dict[str, Any]]  # registered routers named by routing sections, by version
+    # tokens/s measured by hardware class and model sha256, where an assignment sets a floor
+    speeds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, fleet: Fleet, node: Node | None = None) -> Context:
@@ -110,6 +113,11 @@ class Context:
             for r in (layer.sections.get("routing") for layer in layers)
             if isinstance(r, dict) and isinstance(r.get("router"), str)
         }
+        floors = any(
+            isinstance(m, dict) and m.get("min_tokens_per_s")
+            for layer in layers
+            for m in layer_models(layer.sections)
+        )
         return cls(
             layers=layers,
             compliance=node_compliance(fleet),
@@ -117,6 +125,7 @@ class Context:
             variants=variants_of(sorted(names)) if names else {},
             headroom=float(settings.EDGEFLEET["MODEL_MEMORY_HEADROOM"]),
             routers=routers_of(sorted(versions)) if versions else {},
+            speeds=measured_speeds(fleet.pk) if floors else {},
         )
 
 
@@ -244,6 +253,8 @@ def resolve(model: dict[str, Any], node: Node, ctx: Context) -> dict[str, Any]:
         n_gpu_layers=int(model.get("n_gpu_layers") or 0),
         headroom=ctx.headroom,
         prefer=str(model.get("prefer") or ""),
+        speeds=ctx.speeds.get(resolver.hardware_class(node.hardware or {}), {}),
+        min_tokens_per_s=model.get("min_tokens_per_s"),
     )
     v = choice.variant
     if v is None:

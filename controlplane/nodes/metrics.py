@@ -7,14 +7,17 @@ older than the raw retention window; rollups are deleted after their own, much l
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
-from controlplane.nodes.models import MetricRollup, MetricSample, RollupCursor
+from controlplane.nodes.models import MetricRollup, MetricSample, Node, RollupCursor
+from controlplane.registry.resolver import hardware_class
 
 BATCH = 50_000
 
@@ -92,3 +95,47 @@ def maintain() -> dict[str, int]:
             break
     raw, rolled = purge()
     return {"samples_rolled_up": folded, "raw_purged": raw, "rollups_purged": rolled}
+
+
+SPEED_WINDOW = timedelta(hours=24)
+
+
+def measured_speeds(fleet_id: int, now=None) -> dict[str, dict[str, float]]:
+    """Tokens/s the fleet's nodes measured over the last SPEED_WINDOW, by hardware class and the
+    model (sha256) each node runs now: the median over the class's nodes of each node's mean
+    `request.tokens_per_s` (rollups and the raw samples not rolled up yet). What "auto"'s
+    `min_tokens_per_s` floor reads. A node that changed model within the window mixes the two."""
+    since = (now or timezone.now()) - SPEED_WINDOW
+    nodes = {
+        pk: (hardware_class(hw or {}), digest.removeprefix("sha256:"))
+        for pk, hw, digest in Node.objects.filter(
+            fleet_id=fleet_id, reported_model_digest__startswith="sha256:"
+        ).values_list("pk", "hardware", "reported_model_digest")
+    }
+    sums: dict = defaultdict(lambda: [0.0, 0])
+    rolled = (
+        MetricRollup.objects.filter(
+            node_id__in=nodes, name="request.tokens_per_s", minute__gte=since
+        )
+        .values("node_id")
+        .annotate(total=Sum("total"), count=Sum("count"))
+    )
+    for row in rolled:
+        sums[row["node_id"]][0] += row["total"]
+        sums[row["node_id"]][1] += row["count"]
+    cursor = RollupCursor.objects.filter(pk=1).values_list("last_sample_id", flat=True).first()
+    raw = MetricSample.objects.filter(
+        node_id__in=nodes, name="request.tokens_per_s", ts__gte=since, id__gt=cursor or 0
+    ).values_list("node_id", "value")
+    for node_id, value in raw:
+        sums[node_id][0] += value
+        sums[node_id][1] += 1
+    per_class: dict = defaultdict(lambda: defaultdict(list))
+    for node_id, (total, count) in sums.items():
+        klass, sha = nodes[node_id]
+        if klass and count:
+            per_class[klass][sha].append(total / count)
+    return {
+        klass: {sha: statistics.median(values) for sha, values in shas.items()}
+        for klass, shas in per_class.items()
+    }

@@ -82,6 +82,16 @@ def budget(hardware: dict[str, Any], n_gpu_layers: int) -> tuple[int, str]:
     return int(hardware.get("ram_mb") or 0) * MB, "RAM"
 
 
+def hardware_class(hardware: dict[str, Any]) -> str:
+    """Nodes that run a model alike: the same GPU, or (without one) the same CPU model and core
+    count. "" when the node reported neither."""
+    if hardware.get("gpu") and hardware.get("vram_mb"):
+        return f"gpu:{hardware['gpu']}"
+    if hardware.get("cpu_model"):
+        return f"cpu:{hardware['cpu_model']}/{hardware.get('cpu_cores') or '?'}"
+    return ""
+
+
 def order(variants: list[Variant], prefer: str) -> list[Variant]:
     """Candidates for "auto" in the order they are tried: the preferred variant and those below
     it (most bits first), then those above it (closest first)."""
@@ -103,8 +113,12 @@ def choose(
     n_gpu_layers: int = 0,
     headroom: float = 0.25,
     prefer: str = "",
+    speeds: dict[str, float] | None = None,
+    min_tokens_per_s: float | None = None,
 ) -> Choice:
-    """`variants` are one model's, sorted by bits per weight, most first."""
+    """`variants` are one model's, sorted by bits per weight, most first. `speeds`: tokens/s the
+    fleet measured per variant (by sha256) on this node's hardware class; with
+    `min_tokens_per_s`, "auto" skips the variants measured below it."""
     if not variants:
         return Choice(None, "the registry has no variant of this model")
     if wanted != "auto":
@@ -123,10 +137,18 @@ def choose(
     prefer = prefer or DEFAULT_PREFERENCE
     usable = int(total * (1 - headroom))
     tried: list[Variant] = []
+    slow: list[str] = []
     for v in order(variants, prefer):
         need = v.need_bytes(n_ctx)
         if need > usable:
             tried.append(v)
+            continue
+        measured = (speeds or {}).get(v.sha256)
+        if min_tokens_per_s and measured is not None and measured < min_tokens_per_s:
+            slow.append(
+                f"{v.variant} runs at {measured:.1f} tokens/s on this hardware class, under "
+                f"the floor of {min_tokens_per_s:g}"
+            )
             continue
         why = (
             f"{v.variant} ({v.bits_per_weight:.2f} bits/weight): {_mb(v.size)} weights + "
@@ -134,10 +156,14 @@ def choose(
             f"{_mb(usable)} ({100 - round(headroom * 100)}% of {_mb(total)} {kind})"
         )
         if v.variant != prefer:
-            why += "; " + _not_preferred(prefer, tried, n_ctx)
+            why += "; " + _not_preferred(variants, prefer, tried, n_ctx)
         if v.variant in FULL_PRECISION and prefer not in FULL_PRECISION:
             why += "; no quantized variant is registered (quantize one: smaller and faster)"
+        if slow:
+            why += "; " + "; ".join(slow) + " (fleet telemetry)"
         return Choice(v, why)
+    if slow:
+        return Choice(None, "no variant fits fast enough: " + "; ".join(slow))
     smallest = min(tried, key=lambda v: v.need_bytes(n_ctx))
     return Choice(
         None,
@@ -147,9 +173,12 @@ def choose(
     )
 
 
-def _not_preferred(prefer: str, tried: list[Variant], n_ctx: int) -> str:
-    """Why the preferred variant is not the one chosen."""
+def _not_preferred(variants: list[Variant], prefer: str, tried: list[Variant], n_ctx: int) -> str:
+    """Why the preferred variant is not the one chosen: not registered, too big, or (said after
+    this) too slow."""
+    if not any(v.variant == prefer for v in variants):
+        return f"the registry has no {prefer} variant, the preferred one"
     named = next((v for v in tried if v.variant == prefer), None)
     if named is not None:
         return f"{prefer}, the preferred variant, needs {_mb(named.need_bytes(n_ctx))}"
-    return f"the registry has no {prefer} variant, the preferred one"
+    return f"{prefer} is the preferred variant"
