@@ -19,6 +19,7 @@ from typing import Any
 from agents.backends import Backend, ContextFull, Usage
 from agents.models import ModelPool
 from agents.tools import ToolGate
+from wire import schemas
 from wire.schemas import AgentSpec
 
 MAX_STEPS = 4  # model steps a request may take (each a tool call or the answer)
@@ -162,13 +163,13 @@ class AnswerText:
                 break
             code = int(buf[i + 2 : i + 6], 16) if _is_hex(buf[i + 2 : i + 6]) else 0xFFFD
             if 0xD800 <= code < 0xDC00:  # a surrogate pair: wait for its second half
-                if i + 12 > len(buf):
+                if i + 8 > len(buf) or (buf[i + 6 : i + 8] == "\\u" and i + 12 > len(buf)):
                     break
                 low = buf[i + 8 : i + 12] if buf[i + 6 : i + 8] == "\\u" else ""
                 if _is_hex(low) and 0xDC00 <= int(low, 16) < 0xE000:
                     code = 0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)
                     i += 6
-                else:
+                else:  # a lone half (the answer ends, or something else follows)
                     code = 0xFFFD
             elif 0xDC00 <= code < 0xE000:
                 code = 0xFFFD
@@ -192,6 +193,8 @@ class Turn:
         default_factory=lambda: {"allowed": 0, "denied": 0, "approved": 0, "failed": 0}
     )
     routing: dict[str, Any] = field(default_factory=dict)  # local or cloud, and why (route.py)
+    waited_s: float = 0.0  # time spent waiting for people to decide on tool calls
+    model: str = ""  # the digest of the model that answered ("sha256:…"), where known
     logprob: float | None = None  # the answer's mean token log-probability, when measured
 
 
@@ -238,7 +241,8 @@ class AgentRunner:
         if spec.routes:
             name, spec = self._route(name, spec, messages)
         turn = self._run(name, spec, messages, stream)
-        turn.usage.latency_s = time.perf_counter() - started
+        # Inference and tools, not a person's decision: latency alerts count the node's own time.
+        turn.usage.latency_s = time.perf_counter() - started - turn.waited_s
         return turn
 
     def _route(self, name: str, spec: AgentSpec, messages) -> tuple[str, AgentSpec]:
@@ -273,6 +277,9 @@ class AgentRunner:
         TIME_BUDGET_S of model and tool time (waiting for a person's approval does not count);
         when either runs out, the answer says what was done."""
         turn = Turn(agent=name, answer="")
+        if self.pool is not None:
+            model = self.pool.assignments[self.pool.name_for(spec.model)]
+            turn.model = schemas.model_digest(model.model_dump())
         convo = [{"role": "system", "content": system_prompt(spec, self.gate)}, *messages]
         schema = step_schema(spec, self.gate) if spec.tools else None
         first = step_schema(spec, self.gate, must_call=spec.tool_choice == "required")
@@ -337,6 +344,7 @@ class AgentRunner:
             started = time.perf_counter()
             result = self.gate.call(name, spec.tools, tool, arguments)
             spent += time.perf_counter() - started - result.waited_s
+            turn.waited_s += result.waited_s
             done[key] = result.content
             turn.tool_calls[result.decision] += 1
             turn.steps.append(

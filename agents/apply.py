@@ -251,21 +251,26 @@ class Applier:
             self.telemetry.metrics({"model.load_time_ms": backend.load_time_s * 1000})  # type: ignore[attr-defined]
             return backend
 
-        pool = ModelPool(
-            assignments,
-            load,
-            sizes_mb={name: path.stat().st_size / (1 << 20) for name, path in paths.items()},
-            event=self.telemetry.event,
-            metrics=self.telemetry.metrics,
-        )
+        try:
+            pool = ModelPool(
+                assignments,
+                load,
+                sizes_mb={name: path.stat().st_size / (1 << 20) for name, path in paths.items()},
+                event=lambda kind, data: self.telemetry.event(kind, data, personal=False),
+                metrics=self.telemetry.metrics,
+            )
+        except (OSError, ValueError) as exc:  # a file gone, a bad memory budget setting
+            raise ApplyError(str(exc)) from exc
         old_pool = current.pool if current else None
         pool.adopt(old_pool)
         try:
             for name in sorted(assignments, key=lambda n: n == DEFAULT):
                 pool.get(name)
-        except BackendError as exc:
-            pool.release(old_pool)
-            raise ApplyError(str(exc)) from exc
+        except BaseException as exc:
+            pool.release(old_pool)  # what this revision loaded, not what it took over
+            if isinstance(exc, (BackendError, OSError, ValueError)):
+                raise ApplyError(str(exc)) from exc
+            raise
         pool.pinned.clear()
         backend = pool.get(DEFAULT) if DEFAULT in assignments else None
         digest = (

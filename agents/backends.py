@@ -75,6 +75,7 @@ class TokenLogprobs:
 
 class Backend(Protocol):
     name: str
+    closed: bool  # closed (unloaded): a new one must be made to use the model again
 
     def chat(
         self,

@@ -129,6 +129,11 @@ class McpServers:
                 or (hints.destructive_hint is None and not hints.read_only_hint)
             )
             full = tool_name(name, t.name)
+            if full in self.tools:  # "a" + "b-c" and "a-b" + "c"; or names alike but for case
+                raise McpError(
+                    f"MCP server '{name}': its tool {t.name!r} would be named {full!r}, like "
+                    "another tool: rename a server"
+                )
             self.tools[full] = Tool(
                 full,
                 (t.description or "")[:1000],
@@ -189,6 +194,8 @@ class McpServers:
         self._clients.clear()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def _reason(exc: BaseException) -> str:

@@ -26,9 +26,12 @@ DEFAULT = ""  # the name of the desired state's `model`
 
 
 def memory_budget_mb() -> float:
-    value = os.environ.get(BUDGET_ENV, "")
-    if value.strip():
-        return float(value)
+    value = os.environ.get(BUDGET_ENV, "").strip()
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{BUDGET_ENV} must be a number of megabytes, not {value!r}") from None
     return device.ram_mb() * 0.75
 
 
@@ -84,7 +87,7 @@ class ModelPool:
         """The model's backend, loaded now if it is not resident (unloading the least recently
         used ones first where the budget needs it)."""
         resident = self.resident.get(name)
-        if resident is not None and not _closed(resident.backend):
+        if resident is not None and not resident.backend.closed:
             resident.used_at = time.monotonic()
             return resident.backend
         assignment = self.assignments[name]
@@ -101,23 +104,19 @@ class ModelPool:
         return backend
 
     def _make_room(self, name: str, need_mb: float) -> None:
+        """Unload the least recently used models until `need_mb` more fits the budget. Pinned
+        models count against it but are never unloaded (the budget may be exceeded then)."""
         while True:
-            others = {
-                n: r
-                for n, r in self.resident.items()
-                if n != name and n not in self.pinned and not _closed(r.backend)
-            }
-            used = sum(r.cost_mb for r in others.values())
-            if not others or used + need_mb <= self.budget_mb:
+            loaded = {n: r for n, r in self.resident.items() if n != name and not r.backend.closed}
+            used = sum(r.cost_mb for r in loaded.values())
+            victims = {n: r for n, r in loaded.items() if n not in self.pinned}
+            if not victims or used + need_mb <= self.budget_mb:
                 return
-            victim = min(others, key=lambda n: others[n].used_at)
-            self.unload(victim, "memory")
+            self.unload(min(victims, key=lambda n: victims[n].used_at), "memory")
 
     def unload(self, name: str, reason: str) -> None:
         resident = self.resident.get(name)
-        if resident is None:
-            return
-        if _closed(resident.backend):
+        if resident is None or resident.backend.closed:
             return
         resident.backend.close()
         # Kept as a closed entry: `get` knows a later load is a swap back in.
@@ -131,7 +130,7 @@ class ModelPool:
         idle = [
             name
             for name, r in self.resident.items()
-            if not _closed(r.backend)
+            if not r.backend.closed
             and self.assignments[name].idle_unload_s
             and now - r.used_at >= self.assignments[name].idle_unload_s
         ]
@@ -145,8 +144,9 @@ class ModelPool:
             return
         for name, assignment in self.assignments.items():
             kept = old.resident.get(name)
-            unchanged = old.assignments.get(name) == assignment
-            if kept is not None and unchanged and not _closed(kept.backend):
+            previous = old.assignments.get(name)
+            unchanged = previous is not None and _loads_alike(previous, assignment)
+            if kept is not None and unchanged and not kept.backend.closed:
                 self.resident[name] = kept
                 self.pinned.add(name)
 
@@ -171,12 +171,26 @@ class ModelPool:
         }
 
     def loaded(self) -> list[str]:
-        return sorted(n for n, r in self.resident.items() if not _closed(r.backend))
+        return sorted(n for n, r in self.resident.items() if not r.backend.closed)
 
     def close(self) -> None:
         for resident in self.resident.values():
             resident.backend.close()
 
 
-def _closed(backend: Backend) -> bool:
-    return bool(getattr(backend, "closed", False))
+# What loading a model depends on: a new revision that changes none of these keeps it loaded
+# (its `choice` text, say, may change with the fleet's telemetry).
+LOAD_FIELDS = {
+    "backend",
+    "url",
+    "sha256",
+    "n_ctx",
+    "n_threads",
+    "n_gpu_layers",
+    "base_url",
+    "remote_model",
+}
+
+
+def _loads_alike(a: schemas.ModelAssignment, b: schemas.ModelAssignment) -> bool:
+    return a.model_dump(include=LOAD_FIELDS) == b.model_dump(include=LOAD_FIELDS)

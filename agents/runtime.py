@@ -78,6 +78,14 @@ def agent_metric(agent: str) -> str:
     return f"agent.{agent.replace('-', '_')[:40]}.completion_tokens"
 
 
+def model_speed(digest: str, tokens_per_s: float) -> dict[str, float]:
+    """The tokens/s of the model that answered, named by its sha256's first 12 characters:
+    what "auto"'s `min_tokens_per_s` floor reads per hardware class (docs/models.md)."""
+    if not digest.startswith("sha256:"):
+        return {}
+    return {f"model.{digest[7:19]}.tokens_per_s": tokens_per_s}
+
+
 class Runtime:
     """The agent, composed of its concerns: poll and apply (apply.py), telemetry (telemetry.py),
     approvals (approvals.py) and escalation (escalate.py). It answers requests and runs the loops.
@@ -234,8 +242,8 @@ class Runtime:
                 note=f"kept local: {str(exc)[:300]}",
             )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the request local
-            if stream is not None and stream.first_at:
-                raise  # part of the cloud's answer went out already: no local one after it
+            if isinstance(exc, Cancelled) or (stream is not None and stream.first_at):
+                raise  # the client left, or part of the cloud's answer went out already
             if getattr(exc, "code", "") == "budget_exhausted":  # a code, never the message
                 router.budget_exhausted()
             return Decision(
@@ -251,6 +259,17 @@ class Runtime:
         turn.routing = meta
         self.telemetry.event("router.decision", meta)
         return turn
+
+    def remember(self, session: str, turn: list[dict[str, str]], subject: str = "") -> None:
+        """Keep a turn in its session (agents/sessions.py). A session kept for a named end user
+        starts with a `session.started` event naming them (no content, no session id), so that
+        the control plane knows the data subject and can erase them (docs/compliance.md)."""
+        if self.sessions.append(session, turn, subject) and subject:
+            token = SUBJECT.set(subject)
+            try:
+                self.telemetry.event("session.started", {})
+            finally:
+                SUBJECT.reset(token)
 
     def answer_locally(self, messages: list[dict[str, Any]], note: str, subject: str = "") -> Turn:
         """A local answer to a request the cloud may not take, saying why (explicit `cloud:`
@@ -304,11 +323,13 @@ class Runtime:
         self.telemetry.metrics(
             {
                 "request.latency_ms": usage.latency_s * 1000,
+                **({"request.approval_wait_ms": turn.waited_s * 1000} if turn.waited_s else {}),
                 "request.ttft_ms": ttft_s * 1000,
                 "request.tokens_per_s": usage.completion_tokens / gen_s,
                 "request.prompt_tokens": usage.prompt_tokens,
                 "request.completion_tokens": usage.completion_tokens,
                 **({agent_metric(turn.agent): usage.completion_tokens} if turn.agent else {}),
+                **model_speed(turn.model, usage.completion_tokens / gen_s),
                 "request.local": 1,
                 "request.escalated": 0,
                 "request.error": 0,
@@ -376,10 +397,15 @@ class Runtime:
         state directory, GPUs (nvidia-smi), battery, this process, the queue and the backend's
         probe go out as metrics; the node's health is reported again when its reasons for being
         degraded change, and its hardware profile when that changes. Returns the reasons."""
-        pool = self.active.pool if self.active else None
-        if pool is not None and self.applier.request_lock.acquire(blocking=False):
-            try:  # not while a request runs (it may be using the model)
-                pool.unload_idle()
+        failure = None  # the backend's probe: None when not probed (a request has the model)
+        if self.applier.request_lock.acquire(blocking=False):
+            try:  # under the lock, as requests use the models (and swaps replace them)
+                active = self.active
+                if active is not None and active.pool is not None:
+                    active.pool.unload_idle()
+                backend = active.backend if active else None
+                if backend is not None and not backend.closed:  # not unloaded
+                    failure = backend.probe()
             finally:
                 self.applier.request_lock.release()
         policy = self.applier.policy()
@@ -391,12 +417,12 @@ class Runtime:
             {"process.rss_mb": rss_mb, "process.cpu_s": cpu_s, "queue.depth": self.queued}
         )
         reasons = []
-        backend = self.active.backend if self.active else None
-        if backend is not None and not getattr(backend, "closed", False):  # not unloaded
-            failure = backend.probe()
+        if failure is not None:
             values["backend.up"] = 0.0 if failure else 1.0
             if failure:
                 reasons.append(failure)
+        else:  # busy answering: it is up, and the last tick's verdict stands
+            reasons += [r for r in self.applier.degraded if "probe" in r]
         if self.queued >= self.queue_max:
             reasons.append(f"the request queue is full ({self.queued} of {self.queue_max})")
         used = values.get("system.mem_used_pct", 0.0)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +27,7 @@ from wire import schemas
 from wire.compliance import EscalationRefused, PhiRefused
 
 MAX_BODY = 1 << 20
+log = logging.getLogger("edgefleet.agent")
 
 
 async def _read_body(receive) -> bytes:
@@ -83,8 +87,25 @@ def _session(scope, req: dict[str, Any]) -> str:
     return check_id(value) if value is not None else ""
 
 
+def _compose(history: list[dict[str, str]], new: list[dict[str, str]]) -> list[dict[str, str]]:
+    system = [m for m in new if m["role"] == "system"]
+    return [*system, *history, *(m for m in new if m["role"] != "system")]
+
+
+def _without_oldest_turn(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The history less its first turn: the first message and what follows up to the next one
+    the user sent."""
+    rest = history[1:]
+    while rest and rest[0]["role"] != "user":
+        rest = rest[1:]
+    return rest
+
+
 def _failure(exc: Exception) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
     """The status and OpenAI-style error body for a request that could not be answered."""
+    if isinstance(exc, sqlite3.Error):  # the node's session storage (a full or broken disk)
+        message = f"this node cannot read its conversations now: {exc}"
+        return 503, _error(message, "sessions_unavailable"), RETRY
     if isinstance(exc, QueueFull):
         return 429, _error(str(exc), "queue_full"), RETRY
     if isinstance(exc, (Busy, Superseded)):
@@ -188,17 +209,30 @@ class LocalAPI:
 
     def _with_history(self, session: str, new: list[dict[str, str]]) -> list[dict[str, str]]:
         """A session's kept messages before the new ones (the client's system messages first)."""
-        if not session:
-            return new
-        system = [m for m in new if m["role"] == "system"]
-        rest = [m for m in new if m["role"] != "system"]
-        return [*system, *self.runtime.sessions.history(session), *rest]
+        return _compose(self.runtime.sessions.history(session) if session else [], new)
+
+    def _fitting(self, session: str, new: list[dict[str, str]], ask: Callable[[list], Any]):
+        """`ask` with the session's history before the new messages; where they no longer fit
+        the model's context, without the oldest turns until they do (on a worker thread)."""
+        history = self.runtime.sessions.history(session) if session else []
+        while True:
+            try:
+                return ask(_compose(history, new))
+            except ContextFull:
+                if not history:
+                    raise
+                history = _without_oldest_turn(history)
 
     def _remember(self, req: dict[str, Any], answer: str) -> None:
+        """Keep the turn in its session. The answer was given already: a storage failure is
+        logged, not the client's error."""
         session, new, subject = req.get("_remember") or ("", [], "")
         if session:
             turn = [*new, {"role": "assistant", "content": answer}]
-            self.runtime.sessions.append(session, turn, subject)
+            try:
+                self.runtime.remember(session, turn, subject)
+            except sqlite3.Error as exc:
+                log.error("session %s: the turn could not be kept: %s", session, exc)
 
     def _default_agent(self) -> str:
         active = self.runtime.active
@@ -259,9 +293,12 @@ class LocalAPI:
         model = str(req.get("model") or "")
         subject = str(req.get("user") or "")[:200]
         new = [{"role": m["role"], "content": str(m.get("content", ""))} for m in messages]
-        clean = self._with_history(session, new)
         req["_remember"] = (session, new, subject)  # what the answer is stored with (_answer)
         if model.startswith("cloud:"):
+            try:
+                clean = self._with_history(session, new)
+            except sqlite3.Error as exc:
+                return await _send_json(send, *_failure(exc))
             # Explicit escalation: the fleet's compliance policy applies here and on the server.
             try:
                 if req.get("stream"):
@@ -286,14 +323,19 @@ class LocalAPI:
             )
         agent = req.get("model") if req.get("model") in agents else None
         if req.get("stream"):
-            return await self._local_stream(receive, send, req, clean, agent, subject, options)
+            return await self._local_stream(receive, send, req, session, new, agent, options)
         try:
-            turn = await asyncio.to_thread(self.runtime.ask, clean, agent, subject, options)
+            turn = await asyncio.to_thread(
+                self._fitting,
+                session,
+                new,
+                lambda messages: self.runtime.ask(messages, agent, subject, options),
+            )
         except Exception as exc:  # noqa: BLE001 - every failure is answered (_failure)
             return await _send_json(send, *_failure(exc))
         return await self._answer(send, req, turn)
 
-    async def _local_stream(self, receive, send, req, messages, agent, subject, options) -> None:
+    async def _local_stream(self, receive, send, req, session, new, agent, options) -> None:
         """An answer streamed token by token as the model (or the cloud, when the router sends it
         there) generates it. The response starts with the first token, so a failure before it
         (a full queue, a busy node) is still a plain error status; the routing headers are those
@@ -311,9 +353,20 @@ class LocalAPI:
             cancelled=cancelled,
         )
 
+        subject = req["_remember"][2]
+
         def work() -> None:
             try:
-                put("done", self.runtime.ask(messages, agent, subject, options, stream))
+                put(
+                    "done",
+                    self._fitting(
+                        session,
+                        new,
+                        lambda messages: self.runtime.ask(
+                            messages, agent, subject, options, stream
+                        ),
+                    ),
+                )
             except Exception as exc:  # noqa: BLE001 - handed to the response
                 put("error", exc)
 

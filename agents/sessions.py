@@ -13,13 +13,14 @@ was for (`erased_subjects`: sha256 of the subject's `user` value).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from wire.compliance import subject_digest
 
 MAX_MESSAGES = 40
 MAX_CHARS = 16_000
@@ -31,8 +32,8 @@ class BadSession(ValueError):
     """A session id the node does not accept (the message says which ids it does)."""
 
 
-def subject_hash(subject: str) -> str:
-    return hashlib.sha256(subject.encode()).hexdigest() if subject else ""
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def check_id(session: Any) -> str:
@@ -65,11 +66,16 @@ class Sessions:
 
     def append(
         self, session: str, messages: list[dict[str, str]], subject: str = "", now: float = 0.0
-    ) -> int:
+    ) -> bool:
         """Add a turn (the client's new messages and the answer), then trim the session to its
-        bounds, oldest first; returns how many messages were dropped."""
+        bounds, oldest first. True when this turn started the session."""
         now = now or time.time()
-        keep = [m for m in messages if m.get("role") in ("user", "assistant")]
+        # A lone surrogate (a model's broken \\ud83d) cannot be stored as UTF-8: replaced.
+        keep = [
+            {"role": m["role"], "content": _storable(str(m["content"]))}
+            for m in messages
+            if m.get("role") in ("user", "assistant")
+        ]
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -84,18 +90,18 @@ class Sessions:
                             last + i,
                             m["role"],
                             str(m["content"]),
-                            subject_hash(subject),
+                            subject_digest(subject),
                             now,
                         )
                         for i, m in enumerate(keep, start=1)
                     ],
                 )
-                dropped = self._trim(session)
+                self._trim(session)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-        return dropped
+        return last == 0
 
     def _trim(self, session: str) -> int:
         rows = self.db.execute(

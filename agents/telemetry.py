@@ -46,9 +46,11 @@ class Telemetry:
                 log.error("outbox cannot store telemetry (%s): counting what is lost", exc)
             self.unstored[stream] += len(items)
 
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        """Queue an event. Content leaves the device only where the fleet's policy allows it."""
-        subject = SUBJECT.get()
+    def event(self, kind: str, data: dict[str, Any], personal: bool = True) -> None:
+        """Queue an event. Content leaves the device only where the fleet's policy allows it.
+        `personal`: about the request being served, so it names the end user served (if any);
+        an event about the node itself (a model unloaded to make room) names nobody."""
+        subject = SUBJECT.get() if personal else ""
         if subject:
             data = {**data, "subject": subject}
         self._enqueue("events", [{"kind": kind, "data": compliance.minimise(data, self.policy())}])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -67,14 +68,19 @@ def test_a_ticket_the_model_asks_for_twice_is_filed_once_and_the_answer_names_it
         registry(),
         tmp_path,
         audit=lambda kind, data: None,
-        approver=lambda *call: decisions.append(call) or True,  # the person says yes
+        # the person says yes, after a moment
+        approver=lambda *call: decisions.append(call) or time.sleep(0.2) or True,
     )
     backend = LlamaCppBackend(str(SMOLLM2), n_ctx=2048)
     runner = AgentRunner(
         {"desk": AgentSpec(role=DESK, tools=["create_ticket"], max_tokens=96)}, backend, gate
     )
+    started = time.perf_counter()
     turn = runner.ask([{"role": "user", "content": PRINTER}], agent="desk")
+    elapsed = time.perf_counter() - started
     backend.close()
+    # The latency is the node's own time: the person's moment is counted apart.
+    assert turn.waited_s >= 0.2 and turn.usage.latency_s + turn.waited_s <= elapsed
     tickets = list((tmp_path / "tickets").glob("*.json"))
     assert len(decisions) == 1 and len(tickets) == 1 and turn.tool_calls["approved"] == 1
     ticket = json.loads(turn.steps[0]["result"])["ticket"]
@@ -147,6 +153,14 @@ def test_a_request_waiting_for_an_approval_leaves_the_node_answering_others(
     assert ToolApproval.objects.count() == 1  # asked once, however often the model repeated it
     filed = list((state_dir / "sandbox" / "tickets").glob("*.json"))
     assert len(filed) == 1 and filed[0].stem in answer, answer
+    # The wait for the person is its own figure, not the request's latency (latency alerts).
+    from controlplane.nodes.models import MetricSample
+
+    def delivered(name: str) -> list[float]:
+        return list(MetricSample.objects.filter(name=name).values_list("value", flat=True))
+
+    waits = wait_for(lambda: delivered("request.approval_wait_ms"), 30, "the wait metric")
+    assert len(waits) == 1 and waits[0] > 0
     local.stop()
     runtime.shutdown()
 

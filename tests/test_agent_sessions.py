@@ -14,9 +14,9 @@ import pytest
 from agents.runtime import Runtime, StateDir
 from agents.server import LocalServer
 from agents.sessions import MAX_CHARS, MAX_MESSAGES, Sessions
-from controlplane.audit.services import pseudonym
 from controlplane.compliance import privacy
 from controlplane.nodes import desired_state
+from controlplane.nodes.models import NodeEventRecord
 from controlplane.registry.tinymodel import smollm2
 
 from .agent_helpers import free_port, offline_node, sha256, wait_for
@@ -119,6 +119,8 @@ def test_a_full_session_drops_its_oldest_turns_and_old_sessions_expire(tmp_path)
 def test_erasing_a_data_subject_deletes_their_conversations_on_the_nodes(
     live_server, north, alice, tmp_path, model_file
 ):
+    """Through the product: a session kept for `user` ana@example.org tells the control plane
+    (an event naming her, no content), so her erasure there reaches the node."""
     from .test_agent_e2e import assignment
 
     token = prepare(north, alice, assignment(model_file))
@@ -127,17 +129,43 @@ def test_erasing_a_data_subject_deletes_their_conversations_on_the_nodes(
     runtime = Runtime(StateDir(state), send_interval_s=0.2)
     runtime.device_interval_s = 0.3
     runtime.start()
+    local = LocalServer(runtime, "127.0.0.1", free_port())
+    local.start()
     try:
         wait_for(lambda: runtime.active is not None and runtime.active.runner is not None)
-        runtime.sessions.append("s", [{"role": "user", "content": "hi"}], subject="ana@example.org")
-        runtime.sessions.append("t", [{"role": "user", "content": "hi"}], subject="bo@example.org")
-        pseudonym("subject", f"{north.pk}:ana@example.org")  # the control plane knows Ana
+        for session, user in (("s", "ana@example.org"), ("t", "bo@example.org")):
+            r = _ask(local, "hi", model="helper", session=session, user=user)
+            assert r.status_code == 200
+        wait_for(
+            lambda: NodeEventRecord.objects.filter(kind="session.started").count() == 2,
+            30,
+            "the control plane to hear of both",
+        )
         privacy.do_erase_subject(north, "ana@example.org", actor=alice)
-        north.refresh_from_db()
         digest = hashlib.sha256(b"ana@example.org").hexdigest()
+        north.refresh_from_db()
         node = north.nodes.get()
         assert desired_state.document(node)["compliance"]["erased_subjects"] == [digest]
         wait_for(lambda: runtime.sessions.history("s") == [], 30, "the node to forget Ana")
         assert runtime.sessions.history("t")  # and only Ana
     finally:
+        local.stop()
+        runtime.shutdown(flush_timeout_s=0)
+
+
+def test_a_session_longer_than_the_models_context_is_answered_from_its_latest_turns(
+    tmp_path, model_file
+):
+    runtime, local = _node(tmp_path, model_file, max_tokens=8, temperature=0)
+    try:
+        for i in range(12):
+            runtime.sessions.append(
+                "long", [{"role": "user", "content": f"turn {i} " + "word " * 250}]
+            )
+        r = _ask(local, "and now?", session="long")
+        assert r.status_code == 200, r.text
+        kept = runtime.sessions.history("long")
+        assert kept[-1]["role"] == "assistant" and kept[-2]["content"] == "and now?"
+    finally:
+        local.stop()
         runtime.shutdown(flush_timeout_s=0)

@@ -83,6 +83,8 @@ def test_a_router_model_hands_requests_to_a_specialist_model_loaded_as_needed(
     assert turn.agent == "expert" and turn.usage.completion_tokens > 0
     assert pool.loaded() == ["specialist"]  # the router's model made room for the specialist's
     assert len(_metric(node, "model.swap_ms")) == 1
+    # The answering model's speed, named by its sha256: what "auto"'s tokens/s floor reads.
+    assert _metric(node, f"model.{sha256(big)[:12]}.tokens_per_s")
     reported = pool.report()
     assert reported["specialist"] == {
         "name": "expert-model",

@@ -157,3 +157,9 @@ def minimise(data: dict[str, Any], policy: CompliancePolicy) -> dict[str, Any]:
             if isinstance(value, dict):
                 out[f"{key}_keys"] = sorted(value)[:50]
     return out
+
+
+def subject_digest(user: str) -> str:
+    """How nodes and the control plane name an erased data subject to each other: the sha256 of
+    the `user` value a node served them as (docs/compliance.md, "Privacy")."""
+    return hashlib.sha256(user.encode()).hexdigest() if user else ""

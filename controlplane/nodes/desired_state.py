@@ -219,7 +219,8 @@ def fit_together(sections: dict[str, Any], node: Node, ctx: Context) -> str:
         if not found:
             return ""
         needs.append(found[0].need_bytes(int(m.get("n_ctx") or 2048)))
-    total, kind = resolver.budget(node.hardware or {}, 0)
+    on_gpu = all(isinstance(m, dict) and int(m.get("n_gpu_layers") or 0) == -1 for m in models if m)
+    total, kind = resolver.budget(node.hardware or {}, -1 if on_gpu else 0)
     usable = int(total * (1 - ctx.headroom))
     if not total or len(needs) < 2:
         return ""

@@ -101,40 +101,38 @@ SPEED_WINDOW = timedelta(hours=24)
 
 
 def measured_speeds(fleet_id: int, now=None) -> dict[str, dict[str, float]]:
-    """Tokens/s the fleet's nodes measured over the last SPEED_WINDOW, by hardware class and the
-    model (sha256) each node runs now: the median over the class's nodes of each node's mean
-    `request.tokens_per_s` (rollups and the raw samples not rolled up yet). What "auto"'s
-    `min_tokens_per_s` floor reads. A node that changed model within the window mixes the two."""
+    """Tokens/s the fleet's nodes measured over the last SPEED_WINDOW, by hardware class and
+    model (the first 12 characters of its sha256, as nodes name it: `model.<sha12>.tokens_per_s`):
+    the median over the class's nodes of each node's mean (rollups, and the raw samples not
+    rolled up yet). What "auto"'s `min_tokens_per_s` floor reads. A variant "auto" stopped
+    choosing keeps its measurement for the window, then is tried (and measured) again."""
     since = (now or timezone.now()) - SPEED_WINDOW
-    nodes = {
-        pk: (hardware_class(hw or {}), digest.removeprefix("sha256:"))
-        for pk, hw, digest in Node.objects.filter(
-            fleet_id=fleet_id, reported_model_digest__startswith="sha256:"
-        ).values_list("pk", "hardware", "reported_model_digest")
+    classes = {
+        pk: hardware_class(hw or {})
+        for pk, hw in Node.objects.filter(fleet_id=fleet_id).values_list("pk", "hardware")
     }
+    named = {"name__startswith": "model.", "name__endswith": ".tokens_per_s"}
     sums: dict = defaultdict(lambda: [0.0, 0])
     rolled = (
-        MetricRollup.objects.filter(
-            node_id__in=nodes, name="request.tokens_per_s", minute__gte=since
-        )
-        .values("node_id")
+        MetricRollup.objects.filter(node_id__in=classes, minute__gte=since, **named)
+        .values("node_id", "name")
         .annotate(total=Sum("total"), count=Sum("count"))
     )
     for row in rolled:
-        sums[row["node_id"]][0] += row["total"]
-        sums[row["node_id"]][1] += row["count"]
+        sums[(row["node_id"], row["name"])][0] += row["total"]
+        sums[(row["node_id"], row["name"])][1] += row["count"]
     cursor = RollupCursor.objects.filter(pk=1).values_list("last_sample_id", flat=True).first()
     raw = MetricSample.objects.filter(
-        node_id__in=nodes, name="request.tokens_per_s", ts__gte=since, id__gt=cursor or 0
-    ).values_list("node_id", "value")
-    for node_id, value in raw:
-        sums[node_id][0] += value
-        sums[node_id][1] += 1
+        node_id__in=classes, ts__gte=since, id__gt=cursor or 0, **named
+    ).values_list("node_id", "name", "value")
+    for node_id, name, value in raw:
+        sums[(node_id, name)][0] += value
+        sums[(node_id, name)][1] += 1
     per_class: dict = defaultdict(lambda: defaultdict(list))
-    for node_id, (total, count) in sums.items():
-        klass, sha = nodes[node_id]
+    for (node_id, name), (total, count) in sums.items():
+        klass, sha12 = classes[node_id], name.split(".")[1]
         if klass and count:
-            per_class[klass][sha].append(total / count)
+            per_class[klass][sha12].append(total / count)
     return {
         klass: {sha: statistics.median(values) for sha, values in shas.items()}
         for klass, shas in per_class.items()

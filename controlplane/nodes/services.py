@@ -7,7 +7,6 @@ dashboard and the management commands all call these; none of them writes models
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +44,7 @@ from controlplane.nodes.models import (
 from controlplane.schemas import refuse_unsafe, refuse_unsafe_labels
 from controlplane.unset import UNSET, Unset, given
 from wire import compliance, schemas
+from wire.compliance import subject_digest
 from wire.schemas import ComplianceMode, ComplianceSettings, first_error
 
 
@@ -595,14 +595,12 @@ def erase_subject_events(fleet: Fleet, subject: str, ref: str) -> int:
     the fleet's events that name their pseudonym, and tell the fleet's nodes (the sha256 of the
     `user` value in their compliance section) to delete the conversations they keep for them."""
     deleted, _ = NodeEventRecord.objects.filter(node__fleet=fleet, data__subject=subject).delete()
+    fleet = Fleet.objects.select_for_update().get(pk=fleet.pk)  # two erasures at once
     now = timezone.now()
-    recent = [
-        e
-        for e in fleet.erased_subjects
-        if datetime.fromisoformat(e["at"]) > now - timedelta(days=ERASURE_NOTICE_DAYS)
-    ]
-    digest = hashlib.sha256(ref.encode()).hexdigest()
-    fleet.erased_subjects = [*recent, {"subject": digest, "at": now.isoformat()}]
+    # As long as nodes may keep a conversation, and at least ERASURE_NOTICE_DAYS.
+    keep = max(timedelta(days=ERASURE_NOTICE_DAYS), fleet.events_retention)
+    recent = [e for e in fleet.erased_subjects if datetime.fromisoformat(e["at"]) > now - keep]
+    fleet.erased_subjects = [*recent, {"subject": subject_digest(ref), "at": now.isoformat()}]
     fleet.save(update_fields=["erased_subjects"])
     desired_state.refresh(fleet)
     return deleted

@@ -117,7 +117,8 @@ def choose(
     min_tokens_per_s: float | None = None,
 ) -> Choice:
     """`variants` are one model's, sorted by bits per weight, most first. `speeds`: tokens/s the
-    fleet measured per variant (by sha256) on this node's hardware class; with
+    fleet measured per variant (by the first 12 characters of its sha256) on this node's
+    hardware class; with
     `min_tokens_per_s`, "auto" skips the variants measured below it."""
     if not variants:
         return Choice(None, "the registry has no variant of this model")
@@ -143,7 +144,7 @@ def choose(
         if need > usable:
             tried.append(v)
             continue
-        measured = (speeds or {}).get(v.sha256)
+        measured = (speeds or {}).get(v.sha256[:12])
         if min_tokens_per_s and measured is not None and measured < min_tokens_per_s:
             slow.append(
                 f"{v.variant} runs at {measured:.1f} tokens/s on this hardware class, under "
