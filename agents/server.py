@@ -302,7 +302,17 @@ class LocalAPI:
             # Explicit escalation: the fleet's compliance policy applies here and on the server.
             try:
                 if req.get("stream"):
-                    return await self._cloud_stream(send, req, clean, model[6:], subject, options)
+                    endpoint = model[6:]
+
+                    def escalate(stream: Stream) -> Any:
+                        stream.routing({"route": "cloud", "rule": "explicit", "endpoint": endpoint})
+                        turn = self.runtime.escalator.streamed(
+                            clean, endpoint, "", subject, options, stream
+                        )
+                        turn.routing = {"route": "cloud", "rule": "explicit", "endpoint": endpoint}
+                        return turn
+
+                    return await self._stream(receive, send, req, escalate, model)
                 turn = await asyncio.to_thread(
                     self.runtime.escalator.escalate, clean, model[6:], "", subject, options
                 )
@@ -323,7 +333,19 @@ class LocalAPI:
             )
         agent = req.get("model") if req.get("model") in agents else None
         if req.get("stream"):
-            return await self._local_stream(receive, send, req, session, new, agent, options)
+
+            def produce(stream: Stream) -> Any:
+                def ask(messages: list) -> Any:
+                    return self.runtime.ask(messages, agent, subject, options, stream)
+
+                return self._fitting(session, new, ask)
+
+            try:
+                return await self._stream(
+                    receive, send, req, produce, agent or self._default_agent()
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure is answered (_failure)
+                return await _send_json(send, *_failure(exc))
         try:
             turn = await asyncio.to_thread(
                 self._fitting,
@@ -335,11 +357,14 @@ class LocalAPI:
             return await _send_json(send, *_failure(exc))
         return await self._answer(send, req, turn)
 
-    async def _local_stream(self, receive, send, req, session, new, agent, options) -> None:
-        """An answer streamed token by token as the model (or the cloud, when the router sends it
-        there) generates it. The response starts with the first token, so a failure before it
-        (a full queue, a busy node) is still a plain error status; the routing headers are those
-        known then. A client that goes away stops the generation at its next token."""
+    async def _stream(self, receive, send, req, produce, model: str) -> None:
+        """An answer streamed as it is generated: `produce(stream)` runs on a worker thread and
+        returns the Turn, handing each piece to the stream meanwhile (the local model's tokens,
+        or the cloud's chunks). The response starts with the first piece, so a failure before it
+        is raised here for the caller to answer with a plain status (a full queue, a busy node,
+        a refusal); after it, the stream ends with an `error` event and no `[DONE]`. The routing
+        headers are those known at the first piece. A client that goes away stops the
+        generation at its next piece."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -353,20 +378,9 @@ class LocalAPI:
             cancelled=cancelled,
         )
 
-        subject = req["_remember"][2]
-
         def work() -> None:
             try:
-                put(
-                    "done",
-                    self._fitting(
-                        session,
-                        new,
-                        lambda messages: self.runtime.ask(
-                            messages, agent, subject, options, stream
-                        ),
-                    ),
-                )
+                put("done", produce(stream))
             except Exception as exc:  # noqa: BLE001 - handed to the response
                 put("error", exc)
 
@@ -389,7 +403,7 @@ class LocalAPI:
                     routing = value
                 elif kind == "piece":
                     if events is None:
-                        events = _Events(send, agent or self._default_agent())
+                        events = _Events(send, model)
                         await events.start(_routing_headers(routing))
                     sent += value
                     await events.chunk({"content": value})
@@ -397,7 +411,7 @@ class LocalAPI:
                     if isinstance(value, Cancelled):
                         return
                     if events is None:
-                        return await _send_json(send, *_failure(value))
+                        raise value
                     return await events.fail(f"the answer failed: {value}")
                 else:
                     return await self._finish_stream(send, req, value, events, sent)
@@ -405,7 +419,7 @@ class LocalAPI:
             cancelled.set()
         finally:
             watcher.cancel()
-            work_done.cancel()  # nothing if it runs: it ends at its next token, or with its answer
+            work_done.cancel()  # nothing if it runs: it ends at its next piece, or with its answer
 
     async def _finish_stream(self, send, req, turn, events: _Events | None, sent: str) -> None:
         """The rest of a streamed answer: what was not streamed (the whole answer of a cascade,
@@ -421,41 +435,6 @@ class LocalAPI:
         extra = {"edgefleet": {"routing": turn.routing}} if turn.routing else {}
         usage = _usage(turn) if (req.get("stream_options") or {}).get("include_usage") else None
         await events.done(extra, usage)
-
-    async def _cloud_stream(
-        self, send, req, messages, endpoint: str, subject: str, options: dict[str, Any]
-    ) -> None:
-        """A cloud answer streamed as it arrives (runtime.escalator.stream, run on a thread of its
-        own). A refusal raises before anything is sent; a cut after the first chunk ends the
-        stream with an `error` event and no `[DONE]`."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-        def pump() -> None:
-            try:
-                pieces = self.runtime.escalator.stream(messages, endpoint, "", subject, options)
-                for piece in pieces:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
-            except Exception as exc:  # noqa: BLE001 - handed to the response
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-
-        threading.Thread(target=pump, name="cloud-stream", daemon=True).start()
-        kind, value = await queue.get()
-        if kind == "error":
-            raise value
-        stream = _Events(send, f"cloud:{endpoint}")
-        await stream.start(_routing_headers({"route": "cloud", "rule": "explicit"}))
-        answer = []
-        while kind == "piece":
-            answer.append(value)
-            await stream.chunk({"content": value})
-            kind, value = await queue.get()
-        if kind == "error":
-            await stream.fail(f"the cloud stream failed: {value}")
-            return
-        self._remember(req, "".join(answer))
-        await stream.done()
 
     async def _answer(self, send, req: dict[str, Any], turn) -> None:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:20]}", int(time.time())
