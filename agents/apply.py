@@ -233,14 +233,29 @@ class Applier:
         one last, so it stays resident), reusing those the running revision has loaded."""
         current = self.active
         paths: dict[str, Path] = {}
+        keys: dict[str, str] = {}  # API keys of OpenAI-compatible servers: in memory only
         for name, model in assignments.items():
+            if model.error:  # the control plane says why it cannot run (no variant fits...)
+                raise ApplyError(model.error)
             if model.backend != "openai":
                 paths[name] = self._fetch_model(model)
+            elif model.api_key_secret:
+                try:
+                    keys[name] = self.client.secret(model.api_key_secret)
+                except ControlPlaneError as exc:
+                    raise ApplyError(
+                        f"the API key of model '{model.name}' (secret "
+                        f"'{model.api_key_secret}') could not be fetched: {exc}"
+                    ) from exc
 
         def load(name: str, model: schemas.ModelAssignment) -> Backend:
             backend: Backend
             if model.backend == "openai":
-                backend = OpenAICompatBackend(model.base_url, model.remote_model or model.name)
+                backend = OpenAICompatBackend(
+                    model.base_url,
+                    model.remote_model or model.name,
+                    api_key=keys.get(name, "not-needed"),
+                )
             else:
                 backend = LlamaCppBackend(
                     str(paths[name]),

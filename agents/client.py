@@ -192,6 +192,11 @@ class NodeClient:
             raise ControlPlaneError(f"the cloud stream is not JSON: {exc}", status=502) from exc
         raise ControlPlaneError("the cloud stream ended without [DONE]", status=502)
 
+    def secret(self, name: str) -> str:
+        """A fleet secret the desired state names (kept in memory only, never logged)."""
+        r = self._call("GET", f"/secrets/{name}")
+        return schemas.SecretValueOut.model_validate(r.json()).value
+
     def signing_key(self) -> schemas.SigningKeyOut:
         return schemas.SigningKeyOut.model_validate(self._call("GET", "/signing-key").json())
 

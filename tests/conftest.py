@@ -23,7 +23,7 @@ from controlplane.accounts.models import Membership, Role
 from controlplane.approvals import services as approvals_services
 from controlplane.audit import services as audit_services
 from controlplane.audit.services import pseudonym
-from controlplane.nodes import layers, services
+from controlplane.nodes import layers, secrets, services
 from controlplane.nodes.models import EnrollmentToken, Fleet, Node, Rollout, ToolApproval
 from controlplane.registry.quantize import quantize
 from controlplane.registry.tinymodel import serve_openai, write_tiny_llama
@@ -265,8 +265,9 @@ def targets(fleet: Fleet):
 
 
 def furnish(fleet: Fleet, admin) -> None:
-    """One of everything in `fleet`: a node with a pending approval, an enrollment token and a
-    layer named "existing" (the permission matrices' and the browser checks' objects)."""
+    """One of everything in `fleet`: a node with a pending approval, an enrollment token, a
+    layer and a node secret named "existing" (the permission matrices' and the browser checks'
+    objects)."""
     node, _ = enroll(fleet, f"{fleet.slug}-1")
     approvals_services.do_request_approval(node, ApprovalIn(tool="clock", agent="ops"))
     services.do_create_enrollment_token(fleet, actor=admin)
@@ -277,6 +278,7 @@ def furnish(fleet: Fleet, admin) -> None:
         sections={"tools": {"rules": {"clock": {"mode": "allow"}}}},
         actor=admin,
     )
+    secrets.do_set_secret(fleet, "existing", "a value", actor=admin)
 
 
 @pytest.fixture

@@ -61,6 +61,8 @@ NOT_PAGES = {
     "dashboard:node-revoke": "a form's target (POST)",
     "dashboard:enrollment-revoke": "a form's target (POST)",
     "dashboard:layer-delete": "a form's target (POST)",
+    "dashboard:secret-set": "a form's target (POST)",
+    "dashboard:secret-delete": "a form's target (POST)",
     "dashboard:rollout-action": "a form's target (POST)",
     "dashboard:approval-decide": "a form's target (POST)",
     "dashboard:compliance-preview": "a form's target (POST)",

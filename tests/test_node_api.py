@@ -526,6 +526,7 @@ NODE_ENDPOINTS = [
     ("post", "/credentials/rotate", {}),
     ("post", "/approvals", {"tool": "clock", "agent": "ops"}),
     ("get", "/approvals/1", None),
+    ("get", "/secrets/existing", None),
 ]
 
 

@@ -78,6 +78,10 @@ class SigningKeyOut(BaseModel):
     public_key: str
 
 
+class SecretValueOut(BaseModel):
+    value: str
+
+
 class RotateOut(BaseModel):
     credential: str = Field(description="The new credential, shown once.")
     old_credential_valid_until: datetime
@@ -121,6 +125,11 @@ class ModelAssignment(Strict):
     # For backend "openai": an OpenAI-compatible server on the node (Ollama, Foundry Local, vLLM).
     base_url: Annotated[str, Field(max_length=2000)] = ""
     remote_model: Annotated[SafeName, Field(max_length=200)] = ""
+    # The API key that server wants, as the name of a fleet secret: the node fetches the value
+    # (GET /api/node/v1/secrets/{name}); the control plane fills in its version, so that a new
+    # value reaches nodes as a new revision. The value itself is never in a desired state.
+    api_key_secret: Slug | None = None
+    api_key_version: Annotated[int, Field(ge=0)] = 0
     # From the model registry: an admin writes `name` and `variant` ("auto" or a quantization such
     # as "Q4_K_M"); the control plane fills in url, sha256, the signed manifest and, for "auto",
     # why this variant was chosen for this node (or, in `error`, why none fits).

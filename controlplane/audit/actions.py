@@ -33,6 +33,8 @@ ACTIONS: dict[str, str] = {
     "node.credential_rotate": "Node rotated its credential",
     "node.report": "Node reported a new state",
     "node.hardware": "Node reported new hardware",
+    "secret.set": "Node secret set",
+    "secret.delete": "Node secret deleted",
     "layer.put": "Desired-state layer written",
     "layer.delete": "Desired-state layer deleted",
     # approvals

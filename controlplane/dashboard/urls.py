@@ -32,6 +32,12 @@ urlpatterns = [
         layers_pages.layer_delete,
         name="layer-delete",
     ),
+    path("desired-state/<slug:slug>/secrets", layers_pages.secret_set, name="secret-set"),
+    path(
+        "desired-state/<slug:slug>/secrets/<str:name>/delete",
+        layers_pages.secret_delete,
+        name="secret-delete",
+    ),
     path("rollouts/", rollouts_pages.rollouts_page, name="rollouts"),
     path("rollouts/<int:rollout_id>/", rollouts_pages.rollout, name="rollout"),
     path(

@@ -16,7 +16,7 @@ from controlplane.approvals import services as approvals_services
 from controlplane.errors import NotFound, RateLimited, TooLarge, Unauthorized
 from controlplane.nodeapi import contacts, poll, watch
 from controlplane.nodeapi.ratelimit import buckets
-from controlplane.nodes import desired_state, services
+from controlplane.nodes import desired_state, secrets, services
 from controlplane.nodes.models import NodeCredential, ToolApproval
 from controlplane.registry import artifacts
 from controlplane.registry.models import RouterArtifact
@@ -126,6 +126,18 @@ def enroll(request, payload: schemas.EnrollIn):
 def signing_key(request):
     """The control plane's public key, for nodes enrolled before it was handed out at enrollment."""
     return schemas.SigningKeyOut(key_id=signing.key_id(), public_key=signing.public_pem())
+
+
+@router.get(
+    "/secrets/{name}",
+    auth=NodeAuth(),
+    response={200: schemas.SecretValueOut, 404: fields.ErrorOut, **ERRORS},
+)
+def secret(request, response: HttpResponse, name: str):
+    """A fleet secret this node's desired state names (the API key of its local OpenAI-compatible
+    server); 404 for any other name. Not to be cached or logged on the way."""
+    response["Cache-Control"] = "no-store"
+    return schemas.SecretValueOut(value=secrets.reveal(request.auth, name))
 
 
 @router.get(

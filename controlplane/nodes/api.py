@@ -15,7 +15,7 @@ from ninja import Field, Query, Router, Schema, Status
 
 from controlplane.accounts.access import ADMINISTER, OPERATE, VIEW, VIEW_AUDIT, access_fleet
 from controlplane.errors import ERRORS
-from controlplane.nodes import desired_state, layers, queries, services
+from controlplane.nodes import desired_state, layers, queries, secrets, services
 from controlplane.nodes.models import (
     DesiredStateLayer,
     EnrollmentToken,
@@ -184,6 +184,18 @@ class LayerIn(In):
     node: UUID | None = None
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     sections: JsonDict
+
+
+class SecretIn(In):
+    value: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class SecretOut(Schema):
+    """A secret's name and version; its value is never returned."""
+
+    name: str
+    version: int
+    updated_at: datetime
 
 
 class LayerOut(Schema):
@@ -477,6 +489,29 @@ def put_layer(request, slug: str, name: str, payload: LayerIn):
 def delete_layer(request, slug: str, name: str):
     layer = queries.access_layer(request.auth, slug, name, OPERATE)
     return {"nodes_changed": layers.do_delete_layer(layer, request=request, actor=request.auth)}
+
+
+# --- secrets for nodes ---------------------------------------------------------------------------
+
+
+@router.get("/fleets/{slug}/secrets", response={200: list[SecretOut], **ERRORS})
+def list_secrets(request, slug: str):
+    """The fleet's node secrets, names and versions only (a fleet has few: not paginated)."""
+    return queries.secrets(access_fleet(request.auth, slug, OPERATE))
+
+
+@router.put("/fleets/{slug}/secrets/{name}", response={200: SecretOut, **ERRORS})
+def set_secret(request, slug: str, name: str, payload: SecretIn):
+    """Set a secret for the fleet's nodes (fleet admins): shown never again; nodes whose desired
+    state names it get a new revision and fetch the value."""
+    fleet = access_fleet(request.auth, slug, ADMINISTER)
+    return secrets.do_set_secret(fleet, name, payload.value, request=request, actor=request.auth)
+
+
+@router.delete("/fleets/{slug}/secrets/{name}", response={200: dict[str, int], **ERRORS})
+def delete_secret(request, slug: str, name: str):
+    secret = queries.access_secret(request.auth, slug, name, ADMINISTER)
+    return {"nodes_changed": secrets.do_delete_secret(secret, request=request, actor=request.auth)}
 
 
 # --- tool approvals -----------------------------------------------------------------------------

@@ -82,6 +82,8 @@ class Context:
     routers: dict[str, dict[str, Any]]  # registered routers named by routing sections, by version
     # tokens/s measured by hardware class and model sha256, where an assignment sets a floor
     speeds: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the fleet's secrets' versions by name, where an assignment names one (api_key_secret)
+    secrets: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, fleet: Fleet, node: Node | None = None) -> Context:
@@ -113,11 +115,9 @@ class Context:
             for r in (layer.sections.get("routing") for layer in layers)
             if isinstance(r, dict) and isinstance(r.get("router"), str)
         }
-        floors = any(
-            isinstance(m, dict) and m.get("min_tokens_per_s")
-            for layer in layers
-            for m in layer_models(layer.sections)
-        )
+        models = [m for layer in layers for m in layer_models(layer.sections)]
+        floors = any(isinstance(m, dict) and m.get("min_tokens_per_s") for m in models)
+        named_secrets = any(isinstance(m, dict) and m.get("api_key_secret") for m in models)
         return cls(
             layers=layers,
             compliance=node_compliance(fleet),
@@ -126,6 +126,7 @@ class Context:
             headroom=float(settings.EDGEFLEET["MODEL_MEMORY_HEADROOM"]),
             routers=routers_of(sorted(versions)) if versions else {},
             speeds=measured_speeds(fleet.pk) if floors else {},
+            secrets=dict(fleet.secrets.values_list("name", "version")) if named_secrets else {},
         )
 
 
@@ -196,6 +197,11 @@ def assignment(model: Any, node: Node, ctx: Context) -> Any:
     """One model assignment as the node gets it: a registry model resolved to its variant for
     this node; a file named by URL and sha256 with a manifest the control plane signs (it vouches
     for the sha256 an operator wrote); anything else as it is."""
+    if isinstance(model, dict) and model.get("api_key_secret"):
+        name = model["api_key_secret"]
+        if name not in ctx.secrets:
+            return {**model, "error": f"model '{model.get('name')}': no secret '{name}' is set"}
+        model = {**model, "api_key_version": ctx.secrets[name]}
     if isinstance(model, dict) and model.get("variant"):
         return resolve(model, node, ctx)
     if isinstance(model, dict) and model.get("backend", "llama_cpp") == "llama_cpp":

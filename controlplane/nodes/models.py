@@ -256,6 +256,29 @@ class LayerScope(models.TextChoices):
     NODE = "node", "One node"
 
 
+class NodeSecret(models.Model):
+    """A secret a fleet's nodes need (the API key of a node's local OpenAI-compatible server),
+    encrypted at rest (controlplane/nodes/secrets.py). A desired state names it; the value reaches
+    only the nodes whose desired state names it, over the node API, and is never shown again,
+    audited, logged or put in an event."""
+
+    fleet = models.ForeignKey(Fleet, on_delete=models.CASCADE, related_name="secrets")
+    name = models.SlugField(max_length=63)
+    ciphertext = models.BinaryField()
+    version = models.PositiveIntegerField(default=1)  # in desired states: a change reaches nodes
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    fleet_field = "fleet_id"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["fleet", "name"], name="secret_name_unique_in_fleet")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fleet_id}/{self.name}"
+
+
 class DesiredStateLayer(models.Model):
     """A slice of desired state. A node's document is its fleet's layers, then matching label
     layers (by priority, then name), then its own node layers, deep-merged in that order."""

@@ -32,6 +32,7 @@ from controlplane.nodes.models import (
     Node,
     NodeEventRecord,
     NodeQuerySet,
+    NodeSecret,
     ToolApproval,
 )
 from controlplane.registry.models import Artifact, RouterArtifact
@@ -68,6 +69,22 @@ def access_layer(user, fleet_slug: str, name: str, action: str = VIEW) -> Desire
         fleet__slug=fleet_slug,
         name=name,
     )
+
+
+def access_secret(user, fleet_slug: str, name: str, action: str = VIEW) -> NodeSecret:
+    return access.get(
+        NodeSecret.objects.select_related("fleet"),
+        user,
+        action,
+        f"secret '{name}' not found in fleet '{fleet_slug}'",
+        fleet__slug=fleet_slug,
+        name=name,
+    )
+
+
+def secrets(fleet: Fleet) -> QuerySet[NodeSecret]:
+    """Names and versions (the ciphertext is not read)."""
+    return fleet.secrets.only("name", "version", "updated_at").order_by("name")
 
 
 # --- lists ----------------------------------------------------------------------------------------

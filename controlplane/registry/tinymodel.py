@@ -180,10 +180,11 @@ def write_tiny_llama(
     return path
 
 
-def serve_openai(model: Path, alias: str = "tiny", wait_s: float = 120):
+def serve_openai(model: Path, alias: str = "tiny", wait_s: float = 120, api_key: str = ""):
     """Start `llama_cpp.server` on `model` on a free loopback port (its own process group) and
     wait until it answers: a real OpenAI-compatible server, the stand-in for a cloud LLM in tests
-    and benchmarks. Returns (process, base URL ending in /v1)."""
+    and benchmarks (with `api_key`, one that wants that key). Returns (process, base URL ending
+    in /v1)."""
     import socket
     import subprocess
     import sys
@@ -209,6 +210,7 @@ def serve_openai(model: Path, alias: str = "tiny", wait_s: float = 120):
             str(port),
             "--n_ctx",
             "1024",
+            *(["--api_key", api_key] if api_key else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -218,7 +220,8 @@ def serve_openai(model: Path, alias: str = "tiny", wait_s: float = 120):
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+            auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+            if httpx.get(f"{url}/models", headers=auth, timeout=1).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             time.sleep(0.3)
