@@ -106,6 +106,7 @@ def cmd_enroll(args) -> int:
             "node_id": out.node_id,
             "fleet": out.fleet,
             "credential": out.credential,
+            "credential_issued_at": time.time(),  # rotated after EDGEFLEET_AGENT_CREDENTIAL_DAYS
             "signing_key": out.signing_key,
         }
     )

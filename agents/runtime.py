@@ -56,6 +56,8 @@ log = logging.getLogger("edgefleet.agent")
 
 QUEUE_MAX = 8  # requests that may wait for the model at once; more are told to come back (429)
 DEVICE_INTERVAL_S = 30.0  # the device timer: system figures, the backend's probe, health
+CREDENTIAL_DAYS_ENV = "EDGEFLEET_AGENT_CREDENTIAL_DAYS"  # rotate the node's credential this often
+DEFAULT_CREDENTIAL_DAYS = 30.0
 MEMORY_USED_MAX_PCT = 95.0  # above this the node reports itself degraded
 DISK_FREE_MIN_MB = 256.0  # below this under the state directory, too
 
@@ -442,10 +444,38 @@ class Runtime:
                 applier.hardware = None  # not delivered: send it again next time
         return reasons
 
+    def rotate_if_due(self, now: float | None = None) -> bool:
+        """Rotate the node's credential once it is EDGEFLEET_AGENT_CREDENTIAL_DAYS old (the device
+        timer asks): the new one is written to node.json before it is used, and the old one
+        stays valid on the control plane for its overlap window, so a crash in between locks
+        nothing out. True when it rotated."""
+        node, now = self.applier.node, now or time.time()
+        issued = node.get("credential_issued_at")
+        if issued is None:  # enrolled before rotation: count from now
+            self.applier.node = {**node, "credential_issued_at": now}
+            self.state.save_node(self.applier.node)
+            return False
+        days = float(os.environ.get(CREDENTIAL_DAYS_ENV) or DEFAULT_CREDENTIAL_DAYS)
+        if self.revoked or now - float(issued) < days * 86_400:
+            return False
+        try:
+            out = self.client.rotate()
+        except ControlPlaneError as exc:
+            log.warning("credential rotation failed (the current one still works): %s", exc)
+            return False
+        self.applier.node = {**node, "credential": out.credential, "credential_issued_at": now}
+        self.state.save_node(self.applier.node)
+        self.client.credential = out.credential
+        valid_until = out.old_credential_valid_until.isoformat()
+        self.telemetry.event("credential.rotated", {"old_valid_until": valid_until}, personal=False)
+        log.info("credential rotated; the old one works until %s", valid_until)
+        return True
+
     def _device_loop(self) -> None:
         while not self.stop.is_set():
             try:
                 self.device_once()
+                self.rotate_if_due()
             except Exception:  # noqa: BLE001 - the timer must outlive any one sample
                 log.exception("device sample failed")
             self.stop.wait(self.device_interval_s)

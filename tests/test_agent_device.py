@@ -11,7 +11,7 @@ from django.test import Client
 from agents import device
 from agents.runtime import Runtime, StateDir
 from controlplane.audit.models import AuditRecord
-from controlplane.nodes.models import Node
+from controlplane.nodes.models import Node, NodeEventRecord
 from controlplane.registry.quantize import quantize
 from controlplane.registry.tinymodel import serve_openai, write_tiny_llama
 
@@ -148,3 +148,52 @@ def test_the_agent_imports_where_posix_only_modules_are_missing():
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_node_rotates_its_credential_when_it_is_due_and_keeps_working(
+    live_server, north, alice, tmp_path, model_file, node_api
+):
+    from controlplane.nodes.models import NodeCredential
+
+    from .test_agent_e2e import assignment
+
+    token = prepare(north, alice, assignment(model_file))
+    state = tmp_path / "state"
+    assert enroll(live_server.url, token, state, name="edge") == 0
+    first = StateDir(state).node
+    assert first["credential_issued_at"] > 0
+    StateDir(state).save_node({**first, "credential_issued_at": 0})  # 55 years old
+    runtime = Runtime(StateDir(state), send_interval_s=0.2)
+    runtime.device_interval_s = 0.3
+    runtime.start()
+    try:
+        wait_for(
+            lambda: StateDir(state).node["credential"] != first["credential"],
+            30,
+            "the credential to rotate",
+        )
+        rotated = StateDir(state).node
+        assert rotated["credential_issued_at"] > 0
+        # The new one works, the old one still does for the overlap, then it expires.
+        assert node_api(rotated["credential"]).get("/signing-key").status_code == 200
+        assert node_api(first["credential"]).get("/signing-key").status_code == 200
+        old = NodeCredential.objects.filter(node__name="edge", expires_at__isnull=False)
+        assert old.count() == 1
+        # And the node goes on reporting with it.
+        before = Node.objects.get(name="edge").last_seen_at
+        wait_for(
+            lambda: Node.objects.get(name="edge").last_seen_at != before,
+            30,
+            "a poll with the new credential",
+        )
+        wait_for(
+            lambda: NodeEventRecord.objects.filter(kind="credential.rotated").exists(),
+            30,
+            "the rotation reported",
+        )
+        assert first["credential"] not in str(
+            list(NodeEventRecord.objects.values_list("data", flat=True))
+        )
+    finally:
+        runtime.shutdown(flush_timeout_s=0)
