@@ -9,6 +9,7 @@ import logging
 import os
 import platform
 import signal
+import socket
 import sys
 import threading
 import time
@@ -23,6 +24,34 @@ from agents.state import StateDirError
 
 TOKEN_ENV = "EDGEFLEET_ENROLL_TOKEN"  # noqa: S105 - the variable's name, not a token
 FROM_STDIN = "-"
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError("HOST:PORT, for example 127.0.0.1:8471")
+    return host or "127.0.0.1", int(port)
+
+
+def port_taken(host: str, port: int) -> str:
+    """Why the local API could not listen on host:port (with a free port to pass instead), or
+    "" when it can."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return ""
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as free:
+        try:
+            free.bind((host, 0))
+            hint = (
+                f"; pass --listen {host}:{free.getsockname()[1]} (free now), or stop what uses it"
+            )
+        except OSError:
+            hint = f"; is {host} an address of this machine?"
+    return f"the local API cannot listen on {host}:{port}: {why}{hint}"
 
 
 def watch_seconds(value: str) -> int:
@@ -128,15 +157,22 @@ def cmd_run(args) -> int:
         return fail(
             f"not enrolled (no node.json in {state.path}); run `edgefleet-agent enroll` first"
         )
+    host, port = args.listen
+    taken = port_taken(host, port)
+    if taken:  # before anything starts: the node must not show "online" and then fail
+        return fail(taken)
     runtime = Runtime(state, watch_s=args.watch)
-    host, _, port = args.listen.rpartition(":")
-    runtime.listen = f"http://{host or '127.0.0.1'}:{port}"
-    server = LocalServer(runtime, host or "127.0.0.1", int(port))
+    runtime.listen = f"http://{host}:{port}"
+    server = LocalServer(runtime, host, port)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     runtime.start()
-    server.start()
+    try:
+        server.start()
+    except RuntimeError as exc:  # taken in the meantime
+        runtime.shutdown(flush_timeout_s=0)
+        return fail(str(exc))
     print(
         f"edgefleet-agent {__version__}: node {runtime.node['node_id']}, local API on "
         f"{runtime.listen}",
@@ -258,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="re-enroll even if this state directory is enrolled"
     )
     r = sub.add_parser("run", parents=[common], help="run the agent (poll, apply, serve, report)")
-    r.add_argument("--listen", default="127.0.0.1:8471", help="local OpenAI-compatible API address")
+    r.add_argument(
+        "--listen",
+        type=listen_address,
+        default=("127.0.0.1", 8471),
+        help="local OpenAI-compatible API address (HOST:PORT, default 127.0.0.1:8471)",
+    )
     r.add_argument(
         "--watch",
         type=watch_seconds,

@@ -134,3 +134,25 @@ def test_enroll_takes_the_token_from_a_file_the_environment_or_standard_input(
         assert r.returncode == 0, r.stderr
         assert r.stderr == "" and f"Enrolled as node {StateDir(state).node['node_id']}" in r.stdout
     assert sorted(Node.objects.values_list("name", flat=True)) == ["environment", "file", "stdin"]
+
+
+def test_run_on_a_taken_port_says_which_to_pass_before_anything_starts(tmp_path, capsys):
+    """The walk: with the default port taken, `run` showed the node online, then a traceback."""
+    import socket
+
+    from .agent_helpers import offline_node
+
+    state = StateDir(tmp_path / "state").ensure()
+    offline_node(state)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["--state-dir", str(state.path), "run", "--listen", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "pass --listen 127.0.0.1:" in err
+    assert not (state.path / "status.json").exists()  # nothing started, nothing reported
+    with pytest.raises(SystemExit) as bad:
+        cli.main(["--state-dir", str(state.path), "run", "--listen", "everywhere"])
+    assert bad.value.code == 2 and "HOST:PORT" in capsys.readouterr().err
