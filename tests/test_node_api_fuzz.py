@@ -37,7 +37,7 @@ def test_the_node_api_survives_a_bounded_fuzz_with_no_server_errors_or_schema_vi
     _, credential = north_node
     schema = load("/api/node/v1/openapi.json", credential)
     ops = operations("/api/node/v1/openapi.json", credential, schema=schema)
-    assert len(ops) == 11
+    assert len(ops) == 12
     run = fuzz(ops, credential, examples=40, checks=CHECKS)
     stateful(schema, credential, run, examples=20, checks=CHECKS)
     run.report("node", "a node")
