@@ -183,3 +183,23 @@ def test_a_model_idle_for_its_idle_unload_s_is_unloaded_and_loaded_again_when_as
     assert {"model": "specialist", "reason": "idle"} in _events(node, "model.unloaded")
     assert node.ask([{"role": "user", "content": "hello"}]).usage.completion_tokens > 0
     assert "specialist" in pool.loaded()
+
+
+@pytest.mark.django_db
+def test_the_drift_view_and_the_node_list_show_every_model_a_node_has_loaded(
+    alice, north, admin_api
+):
+    node, _ = enroll(north, "two-models")
+    reported = {
+        "default": {"name": "router-model", "digest": "sha256:" + "a" * 64, "resident": True},
+        "specialist": {"name": "expert-model", "digest": "sha256:" + "b" * 64, "resident": True},
+        "spare": {"name": "spare-model", "digest": "sha256:" + "c" * 64, "resident": False},
+    }
+    Node.objects.filter(pk=node.pk).update(
+        reported_details={"models": reported}, reported_revision=0
+    )
+    drift = {d["name"]: d for d in admin_api(alice).get("/nodes/drift").json()}
+    assert drift["two-models"]["resident_models"] == ["default", "specialist"]
+    client = Client()
+    client.force_login(alice)
+    assert "loaded: default, specialist" in client.get("/nodes/?fleet=north").content.decode()

@@ -123,6 +123,9 @@ class DriftOut(Schema):
     reported_model_digest: str
     status: str
     reason: str
+    resident_models: list[str] = Field(
+        description="the models the node reported loaded (several models per node)"
+    )
 
     @staticmethod
     def resolve_fleet(obj: Node) -> str:

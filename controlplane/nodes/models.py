@@ -146,6 +146,13 @@ class Node(models.Model):
         )
 
     @property
+    def resident_models(self) -> list[str]:
+        """The models the node last reported loaded (its default one as "default"), from its
+        report: the drift view and the node list show them."""
+        reported = (self.reported_details or {}).get("models") or {}
+        return sorted(k for k, m in reported.items() if isinstance(m, dict) and m.get("resident"))
+
+    @property
     def drift_reason(self) -> str:
         """Why the node's reported state differs from its desired state ("" if it does not)."""
         if self.model_unplaceable:
