@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,11 @@ def default_state_dir() -> Path:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write, fsync, rename, fsync the directory. The temporary file's name is unique (mkstemp,
+    mode 600): two threads saving the same file at once (the poll loop's status and shutdown's)
+    must not rename each other's file away; the last rename wins."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1, default=str)
         f.flush()
